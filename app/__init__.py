@@ -1,0 +1,61 @@
+"""The MoCert web application: ``create_app`` binds the extensions and blueprints to one app."""
+
+from __future__ import annotations
+
+from flask import Flask, redirect, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
+from config import BASE_DIR, Config, config_from_env
+
+from .errors import error_response, register_error_handlers
+from .extensions import babel, csrf, db, login_manager, migrate
+from .i18n import LANGUAGE_LABELS, select_locale
+from .security import check_production
+
+
+def create_app(config: Config | None = None) -> Flask:
+    config = config or config_from_env()
+    app = Flask(__name__, instance_path=str(config.INSTANCE_DIR), instance_relative_config=False)
+    app.config.from_object(config)
+    if config.ENV_NAME == "production":
+        check_production(app.config)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login_page"
+    login_manager.session_protection = None  # sessions are server-side records; see services.card_login
+
+    from .services.card_login import load_session_account
+
+    login_manager.user_loader(load_session_account)
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        if request.path.startswith("/api/"):
+            return error_response(401, "login_required", _("Please log in first."))
+        return redirect(url_for("auth.login_page"))
+
+    from . import account, auth, demo_pki, main
+
+    app.register_blueprint(main.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(account.bp)
+    if app.config["SERVE_DEMO_PKI"]:
+        # OCSP clients post DER without a session or CSRF token.
+        csrf.exempt(demo_pki.bp)
+        app.register_blueprint(demo_pki.bp)
+
+    register_error_handlers(app)
+
+    @app.context_processor
+    def template_globals():
+        return {"current_locale": str(get_locale()), "languages": list(LANGUAGE_LABELS.items())}
+
+    from .cli import register_cli
+
+    register_cli(app)
+    return app

@@ -1,0 +1,50 @@
+"""The audit trail's one vocabulary of event tags, and the one way to append an event.
+
+``record`` adds the event to the current database session and does not commit: the caller commits it
+together with the change it records, so there is never a change without its event or the reverse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import has_request_context, request
+
+from .extensions import db
+from .models import Account, AuditEvent
+
+
+class Tags:
+    CARD_LOGIN_SUCCESS = "card:login:success"
+    CARD_LOGIN_FAILURE = "card:login:failure"
+    CARD_LINKED = "card:linked"
+    ACCOUNT_REGISTERED = "account:registered"
+    REGISTRATION_FAILURE = "account:registration:failure"
+    EMAIL_CODE_SENT = "account:email:code_sent"
+    EMAIL_CONFIRMED = "account:email:confirmed"
+    EMAIL_CODE_FAILURE = "account:email:failure"
+    EMAIL_CODE_LOCKED = "account:email:locked"
+    LOGOUT = "session:logout"
+
+
+def record(
+    tag: str,
+    *,
+    account: Account | None = None,
+    actor: str | None = None,
+    **details: Any,
+) -> AuditEvent:
+    """Append an event to the session (not committed). ``actor`` defaults to the account, or anonymous."""
+    if actor is None:
+        actor = f"account:{account.id}" if account is not None and account.id is not None else "anonymous"
+    event = AuditEvent(
+        tag=tag,
+        actor=actor,
+        account_id=account.id if account is not None else None,
+        details=details,
+    )
+    if has_request_context():
+        event.ip = request.remote_addr
+        event.user_agent = (request.user_agent.string or "")[:400] or None
+    db.session.add(event)
+    return event

@@ -1,0 +1,164 @@
+"""The database: SQLAlchemy 2.0 typed models. Changes go through Alembic migrations (``migrations/``)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC on the Python side on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Account(db.Model):
+    """A person proven by their citizen certificate card. The national ID is kept only as a keyed hash."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    national_id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    national_id_masked: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    phone: Mapped[str] = mapped_column(String(20))  # E.164
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    cards: Mapped[list[CardCertificate]] = relationship(
+        back_populates="account", order_by="CardCertificate.not_after.desc()"
+    )
+
+    # Flask-Login: the "user id" we hand it is the auth session's token, so that logging out (or, later,
+    # revoking) a session ends it server-side; a copied cookie of an ended session is worth nothing.
+    session_token = None  # set by the user loader; not a column
+    auth_session = None
+    is_active = True
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str | None:
+        return self.session_token
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+
+class CardCertificate(db.Model):
+    """A card's signing certificate seen at a login. A person may have several (replacement cards)."""
+
+    __tablename__ = "card_certificates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the DER
+    name: Mapped[str] = mapped_column(String(200))
+    subject_serial: Mapped[str] = mapped_column(String(64))
+    serial_hex: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(500))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    account: Mapped[Account | None] = relationship(back_populates="cards")
+
+
+class CardLogin(db.Model):
+    """One card-login challenge: the text we asked the card to sign, consumed once, and what came of it.
+
+    A login that ends in ``registration_required`` stays the proof of the card for the registration
+    that follows (within ``REGISTRATION_TTL``), so nothing about the proven card lives in the cookie.
+    """
+
+    __tablename__ = "card_logins"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tbs: Mapped[str] = mapped_column(Text)
+    hash_algorithm: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    card_certificate_id: Mapped[int | None] = mapped_column(ForeignKey("card_certificates.id"))
+    registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    card_certificate: Mapped[CardCertificate | None] = relationship()
+
+    __table_args__ = (Index("ix_card_logins_expires_at", "expires_at"),)
+
+
+class AuthSession(db.Model):
+    """A logged-in browser session, held server-side; the cookie carries only its random token."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    method: Mapped[str] = mapped_column(String(20))  # "card" now; "mobile" with the binding issue
+    card_certificate_id: Mapped[int | None] = mapped_column(ForeignKey("card_certificates.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+
+    account: Mapped[Account] = relationship()
+
+
+class EmailVerification(db.Model):
+    """A 6-digit code mailed to confirm an address; wrong guesses are counted and lock it for a while."""
+
+    __tablename__ = "email_verifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    failed_attempts: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(db.Model):
+    """One security event. Written in the same transaction as the change it records; never updated."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    tag: Mapped[str] = mapped_column(String(80), index=True)
+    actor: Mapped[str] = mapped_column(String(80))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)

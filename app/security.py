@@ -1,0 +1,46 @@
+"""Production refuses to start with development secrets or the demo PKI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from iccard.demo_pki import ISSUER_NAME, ROOT_NAME
+
+
+class UnsafeConfiguration(SystemExit):
+    pass
+
+
+def check_production(config) -> None:
+    problems = []
+    for name in ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY"):
+        value = config.get(name)
+        if not value or len(value) < 32:
+            problems.append(f"MOCERT_{name} must be set to a random value of at least 32 characters")
+    if config.get("SERVE_DEMO_PKI"):
+        problems.append("MOCERT_SERVE_DEMO_PKI must be off in production")
+    demo_dir = Path(config["DEMO_PKI_DIR"]).resolve()
+    for path in (*config["CARD_TRUST_ANCHORS"], *config["CARD_INTERMEDIATES"]):
+        resolved = Path(path).resolve()
+        if demo_dir in resolved.parents or _is_demo_certificate(resolved):
+            problems.append(f"{path} is the demo PKI; set MOCERT_CARD_TRUST_ANCHORS to the real GRCA root")
+    if not config["PUBLIC_URL"].startswith("https://"):
+        problems.append("MOCERT_PUBLIC_URL must be https:// in production")
+    if problems:
+        raise UnsafeConfiguration("refusing to start in production:\n  - " + "\n  - ".join(problems))
+
+
+def _is_demo_certificate(path: Path) -> bool:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    try:
+        cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except ValueError:
+        return False
+    names = {attr.value for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
+    return bool(names & {ROOT_NAME, ISSUER_NAME})

@@ -1,0 +1,1 @@
+"""Application services: the logic behind the views, one module per area. Views stay thin."""

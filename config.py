@@ -1,0 +1,140 @@
+"""Settings: defaults here, overridden by ``MOCERT_*`` environment variables, read only in the factory.
+
+``MOCERT_ENV`` picks the class (``development`` by default, ``production``, ``testing``). Nothing here
+holds a secret: development creates its own random ones under ``instance/``; production must be given
+them and refuses the demo PKI (see :func:`check_production`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"MOCERT_{name}", default)
+
+
+def _env_list(name: str, default: str = "") -> tuple[str, ...]:
+    raw = _env(name, default) or ""
+    return tuple(part.strip() for part in raw.replace(",", os.pathsep).split(os.pathsep) if part.strip())
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return (_env(name, "1" if default else "0") or "").lower() in {"1", "true", "yes", "on"}
+
+
+class Config:
+    ENV_NAME = "base"
+
+    def __init__(self) -> None:
+        self.INSTANCE_DIR = instance = Path(_env("INSTANCE_DIR", str(BASE_DIR / "instance")))
+        self.SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL", f"sqlite:///{instance / 'mocert.db'}")
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.PUBLIC_URL = (_env("PUBLIC_URL", f"http://localhost:{os.environ.get('PORT', '5000')}")).rstrip("/")
+        self.SECRET_KEY = _env("SECRET_KEY")
+        self.NATIONAL_ID_HMAC_KEY = _env("NATIONAL_ID_HMAC_KEY")
+
+        # Card trust: the demo PKI by default; the real chain is GRCA G3 → MOICA G3 (see README).
+        self.DEMO_PKI_DIR = Path(_env("DEMO_PKI_DIR", str(instance / "demo-pki")))
+        self.CARD_TRUST_ANCHORS = _env_list("CARD_TRUST_ANCHORS") or (str(self.DEMO_PKI_DIR / "root.pem"),)
+        self.CARD_INTERMEDIATES = _env_list("CARD_INTERMEDIATES") or (str(self.DEMO_PKI_DIR / "issuer.pem"),)
+        self.CARD_POLICY_OIDS = _env_list("CARD_POLICY_OIDS", "2.16.886.101.0.3.3")
+        self.CARD_REVOCATION_MODE = _env("CARD_REVOCATION_MODE", "hard-fail")
+        self.CARD_REVOCATION_TIMEOUT = float(_env("CARD_REVOCATION_TIMEOUT", "5"))
+        self.CARD_LOGIN_CHALLENGE_TTL = timedelta(seconds=_env_int("CARD_LOGIN_CHALLENGE_TTL", 120))
+        self.REGISTRATION_TTL = timedelta(minutes=_env_int("REGISTRATION_TTL_MINUTES", 15))
+        # Serve the demo PKI's CRL and OCSP answers from this server (development only).
+        self.SERVE_DEMO_PKI = _env_bool("SERVE_DEMO_PKI", self.ENV_NAME != "production")
+        self.COMPONENT_URL = _env("COMPONENT_URL", "http://localhost:61161")
+
+        self.SMTP_HOST = _env("SMTP_HOST", "localhost")
+        self.SMTP_PORT = _env_int("SMTP_PORT", 25)
+        self.SMTP_USERNAME = _env("SMTP_USERNAME")
+        self.SMTP_PASSWORD = _env("SMTP_PASSWORD")
+        self.SMTP_STARTTLS = _env_bool("SMTP_STARTTLS", False)
+        self.SMTP_TIMEOUT = float(_env("SMTP_TIMEOUT", "10"))
+        self.MAIL_FROM = _env("MAIL_FROM", "MoCert <no-reply@localhost>")
+        # In development mail also goes to the console, so a newcomer needs no mail server.
+        self.MAIL_TO_CONSOLE = _env_bool("MAIL_TO_CONSOLE", self.ENV_NAME == "development")
+        self.EMAIL_CODE_TTL = timedelta(minutes=_env_int("EMAIL_CODE_TTL_MINUTES", 15))
+        self.EMAIL_CODE_MAX_ATTEMPTS = _env_int("EMAIL_CODE_MAX_ATTEMPTS", 5)
+        self.EMAIL_CODE_LOCKOUT = timedelta(minutes=_env_int("EMAIL_CODE_LOCKOUT_MINUTES", 15))
+
+        self.SESSION_LIFETIME = timedelta(hours=_env_int("SESSION_HOURS", 8))
+        self.PERMANENT_SESSION_LIFETIME = self.SESSION_LIFETIME
+        self.SESSION_COOKIE_NAME = "mocert_session"
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = self.ENV_NAME == "production"
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 64 * 1024)
+        self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session it belongs to
+        self.WTF_CSRF_HEADERS = ["X-CSRF-Token"]
+        self.WTF_CSRF_SSL_STRICT = self.ENV_NAME == "production"
+
+        self.BABEL_DEFAULT_LOCALE = "zh_Hant_TW"
+        self.BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "app" / "translations")
+        self.LANGUAGES = ("zh_Hant_TW", "en")
+
+        self.SUPPORT_CONTACTS = _env("SUPPORT_CONTACTS_FILE")  # JSON file; the demo shows MOICA's hotline
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Random per installation, kept under instance/: never a constant in the code.
+        self.SECRET_KEY = self.SECRET_KEY or _instance_secret(self.INSTANCE_DIR / "secret_key")
+        self.NATIONAL_ID_HMAC_KEY = self.NATIONAL_ID_HMAC_KEY or _instance_secret(
+            self.INSTANCE_DIR / "national_id_hmac_key"
+        )
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.TESTING = True
+        self.MAIL_TO_CONSOLE = False
+        # Fresh per process, so tests never touch an installation's instance/ secrets.
+        self.SECRET_KEY = self.SECRET_KEY or secrets.token_hex(32)
+        self.NATIONAL_ID_HMAC_KEY = self.NATIONAL_ID_HMAC_KEY or secrets.token_hex(32)
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+
+
+CONFIGS = {c.ENV_NAME: c for c in (DevelopmentConfig, TestingConfig, ProductionConfig)}
+
+
+def config_from_env() -> Config:
+    name = os.environ.get("MOCERT_ENV", "development")
+    try:
+        return CONFIGS[name]()
+    except KeyError:
+        raise SystemExit(f"MOCERT_ENV must be one of {', '.join(CONFIGS)}, not {name!r}") from None
+
+
+def _instance_secret(path: Path) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process (the agent, a worker) made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+    return path.read_text().strip()

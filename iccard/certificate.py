@@ -1,0 +1,92 @@
+"""What we read from a citizen certificate (自然人憑證): name, subject serial number, ID hint.
+
+MOICA user certificates carry ``C=TW, CN=<name>, serialNumber=<16 digits>``; the national ID itself is not
+in the certificate, only (reportedly) its last four digits in subjectDirectoryAttributes under
+``2.16.886.1.100.2.51``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asn1crypto import x509 as asn1_x509
+from asn1crypto.core import PrintableString
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+from .errors import CertificateNotAccepted, MalformedInput
+
+NATIONAL_ID_LAST4_OID = "2.16.886.1.100.2.51"
+
+
+@dataclass(frozen=True)
+class CitizenCertificate:
+    """The parts of a card's signing certificate that accounts are built on."""
+
+    der: bytes = field(repr=False)
+    fingerprint: str  # SHA-256 of the DER, hex: the certificate's identity in our database
+    name: str
+    subject_serial: str
+    id_last4: str | None
+    serial_hex: str
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+
+    @classmethod
+    def from_der(cls, der: bytes) -> CitizenCertificate:
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise MalformedInput("certificate is not valid DER") from exc
+        return cls.from_certificate(cert)
+
+    @classmethod
+    def from_certificate(cls, cert: x509.Certificate) -> CitizenCertificate:
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        serials = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+        if len(names) != 1 or len(serials) != 1:
+            raise CertificateNotAccepted("subject is not C=TW, CN=<name>, serialNumber=<n>")
+        der = cert.public_bytes(Encoding.DER)
+        return cls(
+            der=der,
+            fingerprint=hashlib.sha256(der).hexdigest(),
+            name=str(names[0].value),
+            subject_serial=str(serials[0].value),
+            id_last4=_id_last4(cert),
+            serial_hex=f"{cert.serial_number:032x}",
+            issuer=cert.issuer.rfc4514_string(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+        )
+
+
+def _id_last4(cert: x509.Certificate) -> str | None:
+    try:
+        ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES)
+    except x509.ExtensionNotFound:
+        return None
+    raw = ext.value.value if isinstance(ext.value, x509.UnrecognizedExtension) else ext.value.public_bytes()
+    try:
+        attributes = asn1_x509.Attributes.load(raw)
+        for attribute in attributes:
+            if attribute["type"].dotted == NATIONAL_ID_LAST4_OID:
+                value = attribute["values"][0].native
+                text = value.decode("ascii") if isinstance(value, bytes) else str(value)
+                return text.strip() or None
+    except (ValueError, TypeError, IndexError):
+        # The attribute is advisory (unconfirmed on real cards): unreadable means "no hint", not "reject".
+        return None
+    return None
+
+
+def subject_directory_attributes(last4: str) -> bytes:
+    """DER of a subjectDirectoryAttributes value carrying the ID's last four digits (demo cards)."""
+    attribute = asn1_x509.Attribute(
+        {"type": NATIONAL_ID_LAST4_OID, "values": [PrintableString(last4)]}
+    )
+    return asn1_x509.Attributes([attribute]).dump()
+

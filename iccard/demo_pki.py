@@ -1,0 +1,369 @@
+"""The demo PKI: a GRCA-like root, a MOICA-like issuing CA, and citizen cards shaped like MOICA's.
+
+Everything lives in one directory (``instance/demo-pki`` by default), keys included, and never in the
+repository. The same directory answers revocation questions: :meth:`DemoPKI.crl` and
+:meth:`DemoPKI.ocsp_response` are what the development server's demo CRL and OCSP endpoints serve.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from pathlib import Path
+
+from asn1crypto import keys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
+
+from .certificate import subject_directory_attributes
+
+# MOICA's certificate policy. The demo uses the real OID so that a deployment changes only its trust
+# anchors, not its policy settings, when it moves from the demo to the real cards.
+MOICA_POLICY_OID = "2.16.886.101.0.3.3"
+DEMO_PIN = "123456"
+ROOT_NAME = "MoCert Demo GRCA"
+ISSUER_NAME = "MoCert Demo MOICA"
+CRL_VALIDITY = timedelta(hours=36)  # what GRCA's CPS gives its CRLs
+OCSP_VALIDITY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class DemoCard:
+    name: str
+    national_id: str
+    card_number: str  # 4 letters + 12 digits, as printed on real cards
+    subject_serial: str  # 16 digits, the subject's serialNumber
+    status: str  # valid | expired | revoked
+    certificate_serial: int
+    pin: str = DEMO_PIN
+
+
+# The demo people of the README. 林志豪 has two cards: the expired one and its replacement.
+DEMO_PEOPLE = (
+    ("王小明", "A123456789", "TEST000000000001", "valid"),
+    ("陳美玲", "B223456782", "TEST000000000002", "valid"),
+    ("林志豪", "F131313136", "TEST000000000003", "expired"),
+    ("林志豪", "F131313136", "TEST000000000004", "valid"),
+    ("張家瑋", "K120000006", "TEST000000000005", "revoked"),
+)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "MoCert Demo"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+class DemoPKI:
+    """A demo PKI stored in ``directory``. Create it with :meth:`create`, open it with the constructor."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    # -- creation ---------------------------------------------------------------------------------
+
+    @classmethod
+    def exists(cls, directory: str | os.PathLike[str]) -> bool:
+        return (Path(directory) / "manifest.json").is_file()
+
+    @classmethod
+    def create(cls, directory: str | os.PathLike[str], base_url: str, now: datetime | None = None) -> DemoPKI:
+        """Create the root, the issuing CA and the demo cards. ``base_url`` serves the CRL and OCSP."""
+        now = now or datetime.now(timezone.utc)
+        target = Path(directory)
+        (target / "cards").mkdir(parents=True, exist_ok=True)
+        base_url = base_url.rstrip("/")
+
+        root_key, issuer_key = _new_key(), _new_key()
+        root = (
+            x509.CertificateBuilder()
+            .subject_name(_name(ROOT_NAME))
+            .issuer_name(_name(ROOT_NAME))
+            .public_key(root_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=365 * 20))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+            .sign(root_key, hashes.SHA256())
+        )
+        issuer = (
+            x509.CertificateBuilder()
+            .subject_name(_name(ISSUER_NAME))
+            .issuer_name(root.subject)
+            .public_key(issuer_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=365 * 10))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(issuer_key.public_key()), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False
+            )
+            .add_extension(
+                x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(MOICA_POLICY_OID), None)]),
+                critical=False,
+            )
+            .sign(root_key, hashes.SHA256())
+        )
+        (target / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+        (target / "issuer.pem").write_bytes(issuer.public_bytes(serialization.Encoding.PEM))
+        _write_private(target / "root.key.pem", _pem_key(root_key))
+        _write_private(target / "issuer.key.pem", _pem_key(issuer_key))
+
+        cards, revoked = [], []
+        for index, (name, national_id, card_number, status) in enumerate(DEMO_PEOPLE, start=1):
+            key = _new_key()
+            if status == "expired":
+                not_before, not_after = now - timedelta(days=5 * 365 + 30), now - timedelta(days=30)
+            else:
+                not_before, not_after = now - timedelta(days=1), now + timedelta(days=5 * 365)
+            card = DemoCard(
+                name=name,
+                national_id=national_id,
+                card_number=card_number,
+                subject_serial=f"{index:016d}",
+                status=status,
+                certificate_serial=x509.random_serial_number(),
+            )
+            cert = _citizen_certificate(card, key, issuer, issuer_key, not_before, not_after, base_url)
+            (target / "cards" / f"{card.card_number}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            _write_private(target / "cards" / f"{card.card_number}.key.pem", _pem_key(key))
+            cards.append(asdict(card))
+            if status == "revoked":
+                revoked.append(
+                    {"serial": card.certificate_serial, "revoked_at": now.isoformat(), "reason": "key_compromise"}
+                )
+        manifest = {"base_url": base_url, "created_at": now.isoformat(), "cards": cards, "revoked": revoked}
+        (target / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+        return cls(target)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    @cached_property
+    def manifest(self) -> dict:
+        return json.loads((self.directory / "manifest.json").read_text())
+
+    @cached_property
+    def root_certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate((self.directory / "root.pem").read_bytes())
+
+    @cached_property
+    def issuer_certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate((self.directory / "issuer.pem").read_bytes())
+
+    @cached_property
+    def _issuer_key(self) -> rsa.RSAPrivateKey:
+        return serialization.load_pem_private_key((self.directory / "issuer.key.pem").read_bytes(), None)
+
+    @property
+    def cards(self) -> list[DemoCard]:
+        return [DemoCard(**card) for card in self.manifest["cards"]]
+
+    def card(self, card_number: str) -> DemoCard:
+        for card in self.cards:
+            if card.card_number == card_number:
+                return card
+        raise KeyError(card_number)
+
+    def card_certificate(self, card: DemoCard) -> x509.Certificate:
+        return x509.load_pem_x509_certificate((self.directory / "cards" / f"{card.card_number}.pem").read_bytes())
+
+    def card_key(self, card: DemoCard) -> rsa.RSAPrivateKey:
+        return serialization.load_pem_private_key(
+            (self.directory / "cards" / f"{card.card_number}.key.pem").read_bytes(), None
+        )
+
+    # -- revocation -------------------------------------------------------------------------------
+
+    @property
+    def _revoked(self) -> dict[int, dict]:
+        return {entry["serial"]: entry for entry in self.manifest["revoked"]}
+
+    def crl(self, now: datetime | None = None) -> bytes:
+        """A freshly signed DER CRL of the issuing CA."""
+        now = now or datetime.now(timezone.utc)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.issuer_certificate.subject)
+            .last_update(now - timedelta(minutes=1))
+            .next_update(now + CRL_VALIDITY)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._issuer_key.public_key()), critical=False
+            )
+            .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
+        )
+        for serial, entry in self._revoked.items():
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(datetime.fromisoformat(entry["revoked_at"]))
+                .add_extension(x509.CRLReason(x509.ReasonFlags[entry["reason"]]), critical=False)
+                .build()
+            )
+        return builder.sign(self._issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    def ocsp_response(self, request_der: bytes, now: datetime | None = None) -> bytes:
+        """Answer an OCSP request for one of this CA's certificates, signed by the CA itself."""
+        now = now or datetime.now(timezone.utc)
+        try:
+            request = ocsp.load_der_ocsp_request(request_der)
+        except ValueError:
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+            ).public_bytes(serialization.Encoding.DER)
+        issued = {card.certificate_serial: card for card in self.cards}
+        card = issued.get(request.serial_number)
+        expected_key_hash = _issuer_key_hash(self.issuer_certificate, request.hash_algorithm)
+        if card is None or request.issuer_key_hash != expected_key_hash:
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.UNAUTHORIZED
+            ).public_bytes(serialization.Encoding.DER)
+        revoked = self._revoked.get(request.serial_number)
+        builder = ocsp.OCSPResponseBuilder().add_response(
+            cert=self.card_certificate(card),
+            issuer=self.issuer_certificate,
+            algorithm=request.hash_algorithm,
+            cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
+            this_update=now - timedelta(minutes=1),
+            next_update=now + OCSP_VALIDITY,
+            revocation_time=datetime.fromisoformat(revoked["revoked_at"]) if revoked else None,
+            revocation_reason=x509.ReasonFlags[revoked["reason"]] if revoked else None,
+        )
+        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, self.issuer_certificate)
+        for extension in request.extensions:
+            if isinstance(extension.value, x509.OCSPNonce):
+                builder = builder.add_extension(extension.value, critical=False)
+        response = builder.sign(self._issuer_key, hashes.SHA256())
+        return response.public_bytes(serialization.Encoding.DER)
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _citizen_certificate(
+    card: DemoCard,
+    key: rsa.RSAPrivateKey,
+    issuer: x509.Certificate,
+    issuer_key: rsa.RSAPrivateKey,
+    not_before: datetime,
+    not_after: datetime,
+    base_url: str,
+) -> x509.Certificate:
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
+            x509.NameAttribute(NameOID.COMMON_NAME, card.name),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, card.subject_serial),
+        ]
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(card.certificate_serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,  # nonRepudiation
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(MOICA_POLICY_OID), None)]),
+            critical=False,
+        )
+        .add_extension(
+            x509.UnrecognizedExtension(
+                ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES, subject_directory_attributes(card.national_id[-4:])
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        [x509.UniformResourceIdentifier(f"{base_url}/pki/demo/issuer.crl")], None, None, None
+                    )
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP,
+                        x509.UniformResourceIdentifier(f"{base_url}/pki/demo/ocsp"),
+                    ),
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(f"{base_url}/pki/demo/issuer.cer"),
+                    ),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+def _issuer_key_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    """RFC 6960 issuerKeyHash: the hash of the issuer's subjectPublicKey BIT STRING value."""
+    spki = keys.PublicKeyInfo.load(
+        issuer.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    digest = hashes.Hash(algorithm)
+    digest.update(spki["public_key"].contents[1:])  # without the BIT STRING's unused-bits byte
+    return digest.finalize()

@@ -1,0 +1,72 @@
+"""Errors of the IC-card domain.
+
+Every way a card login can fail has its own code, so the audit trail, the API and the page can say
+exactly why (a revoked card needs a different answer from a mistyped PIN or a stale page).
+"""
+
+from __future__ import annotations
+
+
+class CardLoginError(Exception):
+    """A card login was refused. ``code`` is stable and machine-readable; ``str()`` is for logs."""
+
+    code = "card_login_failed"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class MalformedInput(CardLoginError):
+    code = "malformed_input"
+
+
+class BadSignature(CardLoginError):
+    code = "bad_signature"
+
+
+class TbsMismatch(CardLoginError):
+    """The signature is over some text, but not the one this server issued for this login."""
+
+    code = "tbs_mismatch"
+
+
+class UnknownIssuer(CardLoginError):
+    code = "unknown_issuer"
+
+
+class CertificateExpired(CardLoginError):
+    code = "certificate_expired"
+
+
+class CertificateNotYetValid(CardLoginError):
+    code = "certificate_not_yet_valid"
+
+
+class CertificateRevoked(CardLoginError):
+    code = "certificate_revoked"
+
+
+class RevocationUnknown(CardLoginError):
+    """Neither OCSP nor the CRL could say whether the certificate is revoked (hard-fail)."""
+
+    code = "revocation_unknown"
+
+
+class CertificateNotAccepted(CardLoginError):
+    """Chains to a trusted root but is not a citizen signing certificate (policy, key usage, shape)."""
+
+    code = "certificate_not_accepted"
+
+
+class ChallengeUnknown(CardLoginError):
+    code = "challenge_unknown"
+
+
+class ChallengeExpired(CardLoginError):
+    code = "challenge_expired"
+
+
+class ChallengeReplayed(CardLoginError):
+    code = "replayed"

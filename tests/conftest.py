@@ -1,0 +1,210 @@
+"""Shared fixtures: a demo PKI with its CRL/OCSP served over real HTTP, real databases, a real SMTP server.
+
+Every test that takes ``app`` runs once on SQLite and once on PostgreSQL (a database made for this run
+and dropped afterwards). Without PostgreSQL the PostgreSQL runs skip, except under CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from werkzeug.serving import make_server
+
+from config import TestingConfig
+from iccard.demo_pki import DemoPKI
+
+IN_CI = bool(os.environ.get("CI"))
+POSTGRES_ADMIN_URL = os.environ.get("MOCERT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+# -- the demo PKI and its revocation server ---------------------------------------------------------
+
+
+class RevocationServer:
+    """Serves the demo CRL and OCSP through the real app over HTTP; ``down`` takes parts offline."""
+
+    def __init__(self, pki_dir: Path) -> None:
+        from app import create_app
+
+        self.down: set[str] = set()  # "ocsp", "crl"
+        self.requests: list[str] = []
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._pki_dir = pki_dir
+        self._app = None
+        self._create_app = create_app
+
+    def start(self, config) -> None:
+        self._app = self._create_app(config)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+    def _wsgi(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        self.requests.append(path)
+        part = "ocsp" if path.endswith("/ocsp") else "crl" if path.endswith(".crl") else None
+        if part in self.down:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"down"]
+        return self._app(environ, start_response)
+
+
+@pytest.fixture(scope="session")
+def instance_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("instance")
+
+
+@pytest.fixture(scope="session")
+def revocation_server(instance_dir):
+    server = RevocationServer(instance_dir / "demo-pki")
+    DemoPKI.create(instance_dir / "demo-pki", server.url)
+    server.start(_config(instance_dir, f"sqlite:///{instance_dir / 'pki-server.db'}"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pki(revocation_server, instance_dir) -> DemoPKI:
+    return DemoPKI(instance_dir / "demo-pki")
+
+
+@pytest.fixture(autouse=True)
+def _revocation_server_up(request):
+    yield
+    if "revocation_server" in request.fixturenames:
+        server = request.getfixturevalue("revocation_server")
+        server.down.clear()
+        server.requests.clear()
+
+
+# -- mail ----------------------------------------------------------------------------------------------
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's handler hook
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    mailbox = Mailbox()
+    mailbox.port = _free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=mailbox.port)
+    controller.start()
+    yield mailbox
+    controller.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def mailbox(smtp_server):
+    smtp_server.messages.clear()
+    return smtp_server
+
+
+# -- databases -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A fresh PostgreSQL database for this test run, dropped at the end."""
+    import sqlalchemy as sa
+
+    name = f"mocert_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI and is not reachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}")
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _config(instance_dir: Path, database_url: str, **overrides):
+    config = TestingConfig()
+    config.INSTANCE_DIR = instance_dir
+    config.SQLALCHEMY_DATABASE_URI = database_url
+    config.DEMO_PKI_DIR = instance_dir / "demo-pki"
+    config.CARD_TRUST_ANCHORS = (str(config.DEMO_PKI_DIR / "root.pem"),)
+    config.CARD_INTERMEDIATES = (str(config.DEMO_PKI_DIR / "issuer.pem"),)
+    config.PUBLIC_URL = "http://localhost"
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mocert.db'}"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+def app_config(instance_dir, database_url, smtp_server, pki):
+    return _config(instance_dir, database_url, SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_server.port)
+
+
+@pytest.fixture
+def app(app_config):
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from app.extensions import db
+
+    application = create_app(app_config)
+    with application.app_context():
+        upgrade()  # the real migrations, on the real database
+    yield application
+    with application.app_context():
+        db.session.remove()
+        if app_config.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
+            downgrade(revision="base")  # the session's PostgreSQL database is shared by tests
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return ApiClient(app.test_client())
+
+
+class ApiClient:
+    """The test client, sending the CSRF header the way the pages do."""
+
+    def __init__(self, client) -> None:
+        self.raw = client
+
+    def csrf(self) -> str:
+        return self.raw.get("/api/v1/csrf").get_json()["csrf_token"]
+
+    def get(self, path, **kwargs):
+        return self.raw.get(path, **kwargs)
+
+    def post(self, path, json=None, **kwargs):
+        headers = {"X-CSRF-Token": self.csrf(), **kwargs.pop("headers", {})}
+        return self.raw.post(path, json=json, headers=headers, **kwargs)
