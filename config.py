@@ -81,6 +81,12 @@ class Config:
         self.WTF_CSRF_HEADERS = ["X-CSRF-Token"]
         self.WTF_CSRF_SSL_STRICT = self.ENV_NAME == "production"
 
+        self.RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "memory://")
+        self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
+        self.RATELIMIT_HEADERS_ENABLED = True
+        self.CARD_LOGIN_RATE_LIMIT = _env("CARD_LOGIN_RATE_LIMIT", "30/minute")
+        self.REGISTRATION_RATE_LIMIT = _env("REGISTRATION_RATE_LIMIT", "10/minute")
+
         self.BABEL_DEFAULT_LOCALE = "zh_Hant_TW"
         self.BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "app" / "translations")
         self.LANGUAGES = ("zh_Hant_TW", "en")
@@ -107,6 +113,7 @@ class TestingConfig(Config):
         super().__init__()
         self.TESTING = True
         self.MAIL_TO_CONSOLE = False
+        self.RATELIMIT_ENABLED = False  # the tests of the limits turn it on
         # Fresh per process, so tests never touch an installation's instance/ secrets.
         self.SECRET_KEY = self.SECRET_KEY or secrets.token_hex(32)
         self.NATIONAL_ID_HMAC_KEY = self.NATIONAL_ID_HMAC_KEY or secrets.token_hex(32)

@@ -1,6 +1,8 @@
 """Flask extensions, created unbound here and bound to the app in :func:`app.create_app`."""
 
 from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -27,3 +29,5 @@ migrate = Migrate()
 login_manager = LoginManager()
 babel = Babel()
 csrf = CSRFProtect()
+# Per client address; storage from RATELIMIT_STORAGE_URI (memory on one machine, Redis on several).
+limiter = Limiter(key_func=get_remote_address)

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from iccard.certificate import CitizenCertificate
+
 from .extensions import db
 
 
@@ -88,6 +90,20 @@ class CardCertificate(db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     account: Mapped[Account | None] = relationship(back_populates="cards")
+
+    @classmethod
+    def from_citizen(cls, citizen: CitizenCertificate, account: Account | None = None) -> CardCertificate:
+        return cls(
+            account=account,
+            fingerprint=citizen.fingerprint,
+            name=citizen.name,
+            subject_serial=citizen.subject_serial,
+            serial_hex=citizen.serial_hex,
+            issuer=citizen.issuer,
+            not_before=citizen.not_before,
+            not_after=citizen.not_after,
+            der=citizen.der,
+        )
 
 
 class CardLogin(db.Model):

@@ -126,6 +126,7 @@ class CardCertificateValidator:
 
     def validate(self, certificate: x509.Certificate, extra_certs: Sequence[x509.Certificate] = ()) -> None:
         """Raise one of the card-login errors unless the certificate is valid for signing right now."""
+        _check_signing_certificate(certificate)
         end_entity = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
         inner = self._backend.get_fetchers()
         fetchers = Fetchers(
@@ -162,6 +163,22 @@ class CardCertificateValidator:
             raise CertificateNotAccepted(str(exc)) from exc
         except pv_errors.PathValidationError as exc:
             raise _classify_path_error(exc) from exc
+
+
+def _check_signing_certificate(certificate: x509.Certificate) -> None:
+    """Refuse a CA or non-signing certificate before asking any responder about it."""
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if constraints.ca:
+            raise CertificateNotAccepted("a CA certificate cannot log in")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise CertificateNotAccepted("the certificate states no key usage") from None
+    if not usage.digital_signature:
+        raise CertificateNotAccepted("the certificate's key is not for signing")
 
 
 def _classify_path_error(exc: pv_errors.PathValidationError) -> Exception:

@@ -41,3 +41,51 @@ def make_signature(pki: DemoPKI, card: DemoCard, tbs: str, signature_type: str =
 
 def card_of(pki: DemoPKI, national_id: str, status: str = "valid") -> DemoCard:
     return next(c for c in pki.cards if c.national_id == national_id and c.status == status)
+
+
+def begin_card_login(client) -> dict:
+    response = client.post("/api/v1/card-login/begin")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def card_login(client, pki: DemoPKI, card: DemoCard, signature_type: str = "PKCS7"):
+    """Begin a card login, sign its challenge with the card as the component would, complete it."""
+    begin = begin_card_login(client)
+    signed = make_signature(pki, card, begin["tbs"], signature_type, begin["hashAlgorithm"])
+    return client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+
+
+REGISTRATION = {"national_id": "A123456789", "email": "wang@example.com", "phone": "0912-345-678"}
+
+
+def register(client, pki: DemoPKI, national_id: str = "A123456789", status: str = "valid", **fields):
+    """Card login with an unknown card, then register; returns the registration response."""
+    response = card_login(client, pki, card_of(pki, national_id, status))
+    assert response.get_json()["status"] == "registration_required", response.get_json()
+    return client.post("/api/v1/account/register", json={**REGISTRATION, "national_id": national_id, **fields})
+
+
+def make_account(pki: DemoPKI, card: DemoCard, *, name: str | None = None, link_card: bool = True):
+    """An account as an earlier registration with ``card`` left it (call inside an app context)."""
+    from flask import current_app
+
+    from app.extensions import db
+    from app.models import Account, CardCertificate
+    from iccard import national_id as nid
+    from iccard.certificate import CitizenCertificate
+
+    citizen = CitizenCertificate.from_certificate(pki.card_certificate(card))
+    account = Account(
+        national_id_hash=nid.keyed_hash(card.national_id, current_app.config["NATIONAL_ID_HMAC_KEY"].encode()),
+        national_id_masked=nid.mask(card.national_id),
+        name=name or card.name,
+        email="person@example.com",
+        phone="+886912345678",
+    )
+    db.session.add(account)
+    if link_card:
+        db.session.add(CardCertificate.from_citizen(citizen, account))
+    db.session.commit()
+    db.session.refresh(account)
+    return account

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, redirect, render_template, session, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, session, url_for
 from flask_login import current_user, login_required
 
 from ..api import json_body
+from ..extensions import limiter
 from ..services import accounts, card_login
 
 bp = Blueprint("account", __name__)
@@ -24,7 +25,12 @@ def account_page():
     return render_template("account.html")
 
 
+def _registration_limit() -> str:
+    return current_app.config["REGISTRATION_RATE_LIMIT"]
+
+
 @bp.post("/api/v1/account/register")
+@limiter.limit(_registration_limit)
 def register():
     status, account, email_sent = accounts.register(json_body())
     body = {"status": status, "account": accounts.account_view(account)}
@@ -41,6 +47,7 @@ def account():
 
 
 @bp.post("/api/v1/account/verify-email")
+@limiter.limit(_registration_limit)
 @login_required
 def verify_email():
     accounts.verify_email(current_user, json_body().get("code"))

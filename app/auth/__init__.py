@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template, session
+from flask import Blueprint, current_app, jsonify, render_template, session
 from flask_login import current_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
 from ..api import json_body
 from ..audit import Tags, record
-from ..extensions import db
+from ..extensions import db, limiter
 from ..models import utcnow
 from ..services import accounts, card_login
 
@@ -25,7 +25,12 @@ def csrf_token():
     return jsonify(csrf_token=generate_csrf())
 
 
+def _card_login_limit() -> str:
+    return current_app.config["CARD_LOGIN_RATE_LIMIT"]
+
+
 @bp.post("/api/v1/card-login/begin")
+@limiter.limit(_card_login_limit)
 def card_login_begin():
     challenge = card_login.begin()
     return jsonify(
@@ -38,6 +43,7 @@ def card_login_begin():
 
 
 @bp.post("/api/v1/card-login/complete")
+@limiter.limit(_card_login_limit)
 def card_login_complete():
     status, account = card_login.complete(json_body())
     body: dict = {"status": status}

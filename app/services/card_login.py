@@ -196,16 +196,7 @@ def _message(exc: CardLoginError) -> str:
 def _remember_certificate(citizen: CitizenCertificate) -> CardCertificate:
     card = db.session.scalar(select(CardCertificate).where(CardCertificate.fingerprint == citizen.fingerprint))
     if card is None:
-        card = CardCertificate(
-            fingerprint=citizen.fingerprint,
-            name=citizen.name,
-            subject_serial=citizen.subject_serial,
-            serial_hex=citizen.serial_hex,
-            issuer=citizen.issuer,
-            not_before=citizen.not_before,
-            not_after=citizen.not_after,
-            der=citizen.der,
-        )
+        card = CardCertificate.from_citizen(citizen)
         db.session.add(card)
         db.session.flush()
     return card

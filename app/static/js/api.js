@@ -1,0 +1,80 @@
+// Shared by every page: the JSON API helper, translated strings and status messages.
+(function () {
+  "use strict";
+
+  // Pages hand their translated strings over as JSON data blocks (see base.html), merged here.
+  const strings = window.MOCERT_I18N || {};
+  document.querySelectorAll('script[type="application/json"].mocert-i18n').forEach((block) => {
+    Object.assign(strings, JSON.parse(block.textContent));
+  });
+  window.MOCERT_I18N = strings;
+
+  // Templates render placeholders as {name}, so one catalogue entry serves any value.
+  function t(key, params) {
+    const text = strings[key];
+    if (text === undefined) return key;
+    return text.replace(/\{(\w+)\}/g, (match, name) => (params && name in params ? String(params[name]) : match));
+  }
+
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  // Always resolves, so callers handle one shape: {ok, status, data}. On failure data is the
+  // API's {error, message}, or one made up here when the server or network gave none.
+  async function api(method, path, body) {
+    const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (method !== "GET" && method !== "HEAD") {
+      init.headers["X-CSRF-Token"] = csrfToken();
+      init.headers["Content-Type"] = "application/json";
+      // An empty object rather than no body: the server parses every POST as JSON.
+      init.body = JSON.stringify(body === undefined ? {} : body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (err) {
+      return { ok: false, status: 0, data: { error: "network_error", message: t("networkError") } };
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = null;
+    }
+    if (!response.ok && !(data && data.message)) {
+      data = Object.assign({ error: "http_" + response.status, message: t("serverError") }, data);
+    }
+    return { ok: response.ok, status: response.status, data: data || {} };
+  }
+
+  // kind: "info", "success" or "error" (styled by [data-kind]); link: optional {href, text}.
+  function showStatus(element, text, kind, link) {
+    element.textContent = text || "";
+    element.dataset.kind = kind || "info";
+    if (text && link) {
+      const anchor = document.createElement("a");
+      anchor.href = link.href;
+      anchor.textContent = link.text;
+      element.append(" ", anchor);
+    }
+  }
+
+  const logoutButton = document.getElementById("logout-button");
+  if (logoutButton) {
+    logoutButton.addEventListener("click", async () => {
+      logoutButton.disabled = true;
+      const result = await api("POST", "/api/v1/logout");
+      // 401: the session had already ended, which is what the person wanted anyway.
+      if (result.ok || result.status === 401) {
+        window.location.assign("/");
+        return;
+      }
+      logoutButton.disabled = false;
+      showStatus(document.getElementById("page-status"), result.data.message, "error");
+    });
+  }
+
+  window.MoCert = { api, t, showStatus };
+})();

@@ -1,0 +1,227 @@
+"""POST /api/v1/card-login/*: every way a card login succeeds and fails, and what it leaves behind."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app.extensions import db
+from app.models import AuditEvent, AuthSession, CardLogin, utcnow
+from tests.support import begin_card_login, card_login, card_of, make_signature, register
+
+
+def _events(app, tag=None):
+    with app.app_context():
+        query = select(AuditEvent).order_by(AuditEvent.id)
+        if tag:
+            query = query.where(AuditEvent.tag == tag)
+        return list(db.session.scalars(query))
+
+
+def test_begin_gives_what_make_signature_needs(client, app):
+    begin = begin_card_login(client)
+    assert begin["tbsEncoding"] == "NONE"
+    assert begin["hashAlgorithm"] == "SHA256"
+    assert begin["expires_in"] == 120
+    assert len(begin["login_id"]) >= 40 and "nonce:" in begin["tbs"]
+    with app.app_context():
+        stored = db.session.get(CardLogin, begin["login_id"])
+        assert stored.tbs == begin["tbs"] and stored.consumed_at is None
+
+
+@pytest.mark.parametrize("signature_type", ["PKCS7", "PKCS1"])
+def test_an_unknown_valid_card_asks_for_registration(client, pki, app, signature_type):
+    response = card_login(client, pki, card_of(pki, "A123456789"), signature_type)
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "registration_required"}
+    [event] = _events(app, "card:login:success")
+    assert event.details["registration_required"] is True
+
+
+@pytest.mark.parametrize("signature_type", ["PKCS7", "PKCS1"])
+def test_a_registered_card_logs_in_with_a_fresh_session(client, pki, app, signature_type):
+    assert register(client, pki).status_code == 201
+    client.post("/api/v1/logout")
+    client.raw.set_cookie("mocert_session", "planted-by-an-attacker")
+    response = card_login(client, pki, card_of(pki, "A123456789"), signature_type)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "logged_in"
+    assert body["account"]["national_id_masked"] == "A12****789"
+    assert client.get("/api/v1/account").status_code == 200
+    assert response.headers.get("Set-Cookie", "").startswith("mocert_session=")
+    assert "planted-by-an-attacker" not in response.headers["Set-Cookie"]
+    assert len(_events(app, "card:login:success")) == 2
+
+
+def test_a_replayed_signature_is_refused(client, pki, app):
+    begin = begin_card_login(client)
+    signed = make_signature(pki, card_of(pki, "A123456789"), begin["tbs"])
+    first = client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+    again = client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+    assert first.status_code == 200
+    assert again.status_code == 409 and again.get_json()["error"] == "replayed"
+    with app.app_context():
+        assert db.session.get(CardLogin, begin["login_id"]).outcome == "registration_required"
+    assert _events(app, "card:login:failure")[-1].details["reason"] == "replayed"
+
+
+def test_an_expired_challenge_is_refused_and_used_up(client, pki, app):
+    begin = begin_card_login(client)
+    with app.app_context():
+        db.session.execute(
+            update(CardLogin).where(CardLogin.id == begin["login_id"]).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        db.session.commit()
+    signed = make_signature(pki, card_of(pki, "A123456789"), begin["tbs"])
+    response = client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+    assert response.status_code == 410 and response.get_json()["error"] == "challenge_expired"
+    again = client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+    assert again.get_json()["error"] == "replayed"
+
+
+def test_a_login_id_that_was_never_issued_is_refused(client, pki):
+    signed = make_signature(pki, card_of(pki, "A123456789"), "anything")
+    response = client.post("/api/v1/card-login/complete", json={"login_id": "no-such-login", **signed})
+    assert response.status_code == 404 and response.get_json()["error"] == "challenge_unknown"
+
+
+def test_a_signature_over_the_wrong_tbs_is_refused(client, pki, app):
+    begin = begin_card_login(client)
+    other = begin_card_login(client)
+    signed = make_signature(pki, card_of(pki, "A123456789"), other["tbs"])
+    response = client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+    assert response.status_code == 401 and response.get_json()["error"] == "tbs_mismatch"
+    with app.app_context():
+        assert db.session.get(CardLogin, begin["login_id"]).outcome == "tbs_mismatch"
+
+
+@pytest.mark.parametrize("signature_type", ["PKCS7", "PKCS1"])
+def test_a_tampered_signature_is_refused(client, pki, signature_type):
+    import base64
+
+    begin = begin_card_login(client)
+    signed = make_signature(pki, card_of(pki, "A123456789"), begin["tbs"], signature_type)
+    raw = bytearray(base64.b64decode(signed["signature"]))
+    raw[-5] ^= 0xFF
+    signed["signature"] = base64.b64encode(bytes(raw)).decode()
+    response = client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+    assert response.status_code == 401 and response.get_json()["error"] == "bad_signature"
+
+
+@pytest.mark.parametrize(
+    ("national_id", "status", "http_status", "code"),
+    [
+        ("F131313136", "expired", 401, "certificate_expired"),
+        ("K120000006", "revoked", 401, "certificate_revoked"),
+    ],
+)
+def test_expired_and_revoked_cards_cannot_log_in(client, pki, app, national_id, status, http_status, code):
+    response = card_login(client, pki, card_of(pki, national_id, status))
+    assert response.status_code == http_status
+    assert response.get_json()["error"] == code
+    assert response.get_json()["message"]
+    [event] = _events(app, "card:login:failure")
+    assert event.details["reason"] == code
+
+
+def test_when_the_ocsp_responder_is_down_the_crl_still_decides(client, pki, revocation_server):
+    revocation_server.down.add("ocsp")
+    assert card_login(client, pki, card_of(pki, "A123456789")).status_code == 200
+    assert card_login(client, pki, card_of(pki, "K120000006", "revoked")).get_json()["error"] == "certificate_revoked"
+
+
+def test_when_revocation_cannot_be_checked_the_login_fails_clearly(client, pki, revocation_server):
+    revocation_server.down.update({"ocsp", "crl"})
+    response = card_login(client, pki, card_of(pki, "A123456789"))
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "revocation_unknown"
+    assert "try again later" in response.get_json()["message"].lower() or "稍後" in response.get_json()["message"]
+
+
+def test_a_card_from_an_unknown_issuer_is_refused(client, tmp_path):
+    from iccard.demo_pki import DemoPKI
+
+    stranger = DemoPKI.create(tmp_path / "stranger", "http://127.0.0.1:9")
+    response = card_login(client, stranger, stranger.cards[0])
+    assert response.status_code == 401 and response.get_json()["error"] == "unknown_issuer"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"signature": "%%% not base64 %%%"},
+        {"signature": "MIIB"},  # base64, but not DER
+        {"signatureType": "PKCS1", "certb64": "bm90IGEgY2VydA=="},  # certb64 is not a certificate
+    ],
+)
+def test_malformed_base64_and_der_are_400(client, pki, change):
+    begin = begin_card_login(client)
+    signed = {**make_signature(pki, card_of(pki, "A123456789"), begin["tbs"]), **change}
+    response = client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+    assert response.status_code == 400 and response.get_json()["error"] == "malformed_input"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"login_id": 12, "signatureType": "PKCS7", "signature": "x"},
+        {"login_id": "x", "signatureType": "RAW", "signature": "x"},
+        {"login_id": "x", "signatureType": "PKCS7", "signature": ["x"]},
+        ["not", "an", "object"],
+    ],
+)
+def test_requests_of_the_wrong_shape_are_400_and_use_up_nothing(client, app, body):
+    begin = begin_card_login(client)
+    if isinstance(body, dict) and body.get("login_id") == "x":
+        body["login_id"] = begin["login_id"]
+    response = client.post("/api/v1/card-login/complete", json=body)
+    assert response.status_code == 400 and response.get_json()["error"] == "malformed_input"
+    with app.app_context():
+        assert db.session.get(CardLogin, begin["login_id"]).consumed_at is None
+
+
+def test_a_body_that_is_not_json_is_400(client):
+    response = client.post("/api/v1/card-login/complete", data="login_id=x", content_type="text/plain")
+    assert response.status_code == 400 and response.get_json()["error"] == "malformed_input"
+
+
+def test_an_oversized_body_is_413(client):
+    response = client.post("/api/v1/card-login/complete", json={"signature": "A" * (128 * 1024)})
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "payload_too_large"
+
+
+def test_state_changing_requests_need_the_csrf_token(client):
+    response = client.raw.post("/api/v1/card-login/begin")
+    assert response.status_code == 400 and response.get_json()["error"] == "csrf_failed"
+
+
+def test_logout_ends_the_server_session_so_a_copied_cookie_is_worthless(client, pki, app):
+    register(client, pki)
+    cookie = client.raw.get_cookie("mocert_session").value
+    assert client.post("/api/v1/logout").status_code == 200
+    client.raw.set_cookie("mocert_session", cookie)  # someone kept a copy of the old cookie
+    response = client.get("/api/v1/account")
+    assert response.status_code == 401 and response.get_json()["error"] == "login_required"
+    assert len(_events(app, "session:logout")) == 1
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AuthSession).where(AuthSession.ended_at.is_(None))) == 0
+
+
+def test_card_login_is_rate_limited_per_client(app_config, pki):
+    from app import create_app
+    from app.extensions import db as database
+    from tests.conftest import ApiClient
+
+    app_config.RATELIMIT_ENABLED = True
+    app_config.CARD_LOGIN_RATE_LIMIT = "3/minute"
+    app = create_app(app_config)
+    with app.app_context():
+        database.create_all()
+    client = ApiClient(app.test_client())
+    statuses = [client.post("/api/v1/card-login/begin").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    with app.app_context():
+        database.drop_all()

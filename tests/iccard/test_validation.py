@@ -1,0 +1,117 @@
+"""Path validation and revocation of card certificates against the demo PKI, over real HTTP."""
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from iccard import errors
+from iccard.demo_pki import DemoPKI
+from iccard.validation import CardCertificateValidator, RevocationCache, TrustSettings
+from tests.support import card_of
+
+SHARED_TRUST = Path(__file__).resolve().parents[3] / "shared" / "trust"
+
+
+def _settings(pki: DemoPKI, **overrides) -> TrustSettings:
+    values = {
+        "anchors": (pki.root_certificate.public_bytes(Encoding.DER),),
+        "intermediates": (pki.issuer_certificate.public_bytes(Encoding.DER),),
+        "policy_oids": ("2.16.886.101.0.3.3",),
+        "revocation_mode": "hard-fail",
+        "fetch_timeout": 2.0,
+    }
+    values.update(overrides)
+    return TrustSettings(**values)
+
+
+@pytest.fixture
+def validator(pki):
+    return CardCertificateValidator(_settings(pki))
+
+
+def test_a_valid_card_validates_and_ocsp_is_asked(validator, pki, revocation_server):
+    validator.validate(pki.card_certificate(card_of(pki, "A123456789")))
+    assert any(path.endswith("/ocsp") for path in revocation_server.requests)
+
+
+def test_an_expired_card_is_refused_as_expired(validator, pki):
+    with pytest.raises(errors.CertificateExpired):
+        validator.validate(pki.card_certificate(card_of(pki, "F131313136", "expired")))
+
+
+def test_a_revoked_card_is_refused_as_revoked_by_ocsp(validator, pki, revocation_server):
+    with pytest.raises(errors.CertificateRevoked):
+        validator.validate(pki.card_certificate(card_of(pki, "K120000006", "revoked")))
+    assert any(path.endswith("/ocsp") for path in revocation_server.requests)
+
+
+def test_when_ocsp_is_down_the_crl_decides(validator, pki, revocation_server):
+    revocation_server.down.add("ocsp")
+    validator.validate(pki.card_certificate(card_of(pki, "A123456789")))
+    with pytest.raises(errors.CertificateRevoked):
+        validator.validate(pki.card_certificate(card_of(pki, "K120000006", "revoked")))
+    assert any(path.endswith(".crl") for path in revocation_server.requests)
+
+
+def test_when_ocsp_and_crl_are_down_hard_fail_refuses(validator, pki, revocation_server):
+    revocation_server.down.update({"ocsp", "crl"})
+    with pytest.raises(errors.RevocationUnknown):
+        validator.validate(pki.card_certificate(card_of(pki, "A123456789")))
+
+
+def test_soft_fail_mode_accepts_when_revocation_cannot_be_checked(pki, revocation_server):
+    revocation_server.down.update({"ocsp", "crl"})
+    validator = CardCertificateValidator(_settings(pki, revocation_mode="soft-fail"))
+    validator.validate(pki.card_certificate(card_of(pki, "A123456789")))
+
+
+def test_revocation_answers_are_cached_until_their_next_update(pki, revocation_server):
+    cache = RevocationCache()
+    validator = CardCertificateValidator(_settings(pki), cache)
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    validator.validate(cert)
+    asked = len(revocation_server.requests)
+    revocation_server.down.update({"ocsp", "crl"})  # a cached answer needs no responder
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert len(revocation_server.requests) == asked
+    cache.clear()
+    with pytest.raises(errors.RevocationUnknown):
+        validator.validate(cert)
+
+
+def test_a_card_from_an_untrusted_ca_is_an_unknown_issuer(tmp_path, validator):
+    stranger = DemoPKI.create(tmp_path / "stranger", "http://127.0.0.1:9")
+    with pytest.raises(errors.UnknownIssuer):
+        validator.validate(stranger.card_certificate(stranger.cards[0]))
+
+
+def test_a_card_without_the_configured_policy_is_not_accepted(pki):
+    validator = CardCertificateValidator(_settings(pki, policy_oids=("1.2.3.4",)))
+    with pytest.raises(errors.CertificateNotAccepted):
+        validator.validate(pki.card_certificate(card_of(pki, "A123456789")))
+
+
+def test_a_ca_certificate_cannot_log_in_as_a_card(pki, validator):
+    # The issuing CA chains to the root, but its key usage is not a citizen's signing key.
+    with pytest.raises(errors.CertificateNotAccepted):
+        validator.validate(pki.issuer_certificate)
+
+
+def test_the_real_grca_g3_and_moica_g3_certificates_parse_and_chain():
+    grca = x509.load_der_x509_certificate((SHARED_TRUST / "GRCA-G3.cer").read_bytes())
+    moica = x509.load_der_x509_certificate((SHARED_TRUST / "MOICA-G3.cer").read_bytes())
+    moica.verify_directly_issued_by(grca)
+    aki = moica.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    ski = grca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert aki == ski  # MOICA generations share a DN; the key identifier tells them apart
+    assert moica.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    # Both load as configured trust material (DER files), as a real deployment would name them.
+    CardCertificateValidator(
+        TrustSettings(
+            anchors=(grca.public_bytes(Encoding.DER),),
+            intermediates=(moica.public_bytes(Encoding.DER),),
+            policy_oids=("2.16.886.101.0.3.3",),
+        )
+    )
