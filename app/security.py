@@ -25,7 +25,9 @@ def check_production(config) -> None:
     demo_dir = Path(config["DEMO_PKI_DIR"]).resolve()
     for path in (*config["CARD_TRUST_ANCHORS"], *config["CARD_INTERMEDIATES"]):
         resolved = Path(path).resolve()
-        if demo_dir in resolved.parents or _is_demo_certificate(resolved):
+        if not resolved.is_file():
+            problems.append(f"{path} (a card trust anchor or intermediate) does not exist")
+        elif demo_dir in resolved.parents or _is_demo_certificate(resolved):
             problems.append(f"{path} is the demo PKI; set MOCERT_CARD_TRUST_ANCHORS to the real GRCA root")
     if not config["PUBLIC_URL"].startswith("https://"):
         problems.append("MOCERT_PUBLIC_URL must be https:// in production")

@@ -59,6 +59,14 @@ class RevocationServer:
 
 
 @pytest.fixture(scope="session")
+def shared_trust() -> Path:
+    """The real GRCA G3 and MOICA G3 certificates in ../shared/trust (read, never copied)."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "trust"
+    assert (path / "GRCA-G3.cer").is_file(), f"{path} should hold the real CA certificates"
+    return path
+
+
+@pytest.fixture(scope="session")
 def instance_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("instance")
 

@@ -257,6 +257,6 @@ def _locked(verification: EmailVerification, now: datetime) -> ApiError:
     return ApiError(
         429,
         "too_many_attempts",
-        _("Too many wrong codes. Try again in %(minutes)d minutes.", minutes=max(1, retry_after // 60)),
+        _("Too many wrong codes. Please wait, then try again."),
         retry_after=retry_after,
     )

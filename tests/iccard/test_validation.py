@@ -1,7 +1,5 @@
 """Path validation and revocation of card certificates against the demo PKI, over real HTTP."""
 
-from pathlib import Path
-
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -10,9 +8,6 @@ from iccard import errors
 from iccard.demo_pki import DemoPKI
 from iccard.validation import CardCertificateValidator, RevocationCache, TrustSettings
 from tests.support import card_of
-
-SHARED_TRUST = Path(__file__).resolve().parents[3] / "shared" / "trust"
-
 
 def _settings(pki: DemoPKI, **overrides) -> TrustSettings:
     values = {
@@ -99,9 +94,9 @@ def test_a_ca_certificate_cannot_log_in_as_a_card(pki, validator):
         validator.validate(pki.issuer_certificate)
 
 
-def test_the_real_grca_g3_and_moica_g3_certificates_parse_and_chain():
-    grca = x509.load_der_x509_certificate((SHARED_TRUST / "GRCA-G3.cer").read_bytes())
-    moica = x509.load_der_x509_certificate((SHARED_TRUST / "MOICA-G3.cer").read_bytes())
+def test_the_real_grca_g3_and_moica_g3_certificates_parse_and_chain(shared_trust):
+    grca = x509.load_der_x509_certificate((shared_trust / "GRCA-G3.cer").read_bytes())
+    moica = x509.load_der_x509_certificate((shared_trust / "MOICA-G3.cer").read_bytes())
     moica.verify_directly_issued_by(grca)
     aki = moica.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     ski = grca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest

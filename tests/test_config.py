@@ -1,0 +1,79 @@
+"""Settings come from MOCERT_* variables; production refuses development secrets and the demo PKI."""
+
+import pytest
+
+from config import ProductionConfig, config_from_env
+
+
+@pytest.fixture
+def production_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOCERT_ENV", "production")
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCERT_SECRET_KEY", "s" * 64)
+    monkeypatch.setenv("MOCERT_NATIONAL_ID_HMAC_KEY", "h" * 64)
+    monkeypatch.setenv("MOCERT_PUBLIC_URL", "https://login.example.tw")
+    return monkeypatch
+
+
+def _create():
+    from app import create_app
+
+    return create_app()
+
+
+def test_settings_come_from_mocert_environment_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCERT_DATABASE_URL", "postgresql+psycopg://db.example/mocert")
+    monkeypatch.setenv("MOCERT_SMTP_HOST", "mail.example")
+    monkeypatch.setenv("MOCERT_SMTP_PORT", "2525")
+    monkeypatch.setenv("MOCERT_PUBLIC_URL", "https://login.example.tw/")
+    monkeypatch.setenv("MOCERT_CARD_TRUST_ANCHORS", "/etc/mocert/GRCA-G3.cer")
+    monkeypatch.setenv("MOCERT_CARD_INTERMEDIATES", "/etc/mocert/MOICA-G2.cer,/etc/mocert/MOICA-G3.cer")
+    config = config_from_env()
+    assert config.SQLALCHEMY_DATABASE_URI == "postgresql+psycopg://db.example/mocert"
+    assert (config.SMTP_HOST, config.SMTP_PORT) == ("mail.example", 2525)
+    assert config.PUBLIC_URL == "https://login.example.tw"
+    assert config.CARD_TRUST_ANCHORS == ("/etc/mocert/GRCA-G3.cer",)
+    assert config.CARD_INTERMEDIATES == ("/etc/mocert/MOICA-G2.cer", "/etc/mocert/MOICA-G3.cer")
+
+
+def test_development_makes_its_own_random_secrets_under_instance(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    first, second = config_from_env(), config_from_env()
+    assert len(first.SECRET_KEY) == 64 and first.SECRET_KEY == second.SECRET_KEY
+    assert first.NATIONAL_ID_HMAC_KEY != first.SECRET_KEY
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_production_refuses_the_demo_pki(production_env, pki):
+    production_env.setenv("MOCERT_DEMO_PKI_DIR", str(pki.directory))
+    with pytest.raises(SystemExit, match="demo PKI"):
+        _create()
+
+
+def test_production_refuses_missing_secrets(production_env, tmp_path):
+    production_env.delenv("MOCERT_SECRET_KEY")
+    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(tmp_path / "real-root.pem"))
+    with pytest.raises(SystemExit, match="MOCERT_SECRET_KEY") as refused:
+        _create()
+    assert "real-root.pem (a card trust anchor or intermediate) does not exist" in str(refused.value)
+
+
+def test_production_refuses_a_demo_root_copied_elsewhere(production_env, pki, tmp_path):
+    copied = tmp_path / "root.pem"
+    copied.write_bytes((pki.directory / "root.pem").read_bytes())
+    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(copied))
+    production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(copied))
+    with pytest.raises(SystemExit, match="demo PKI"):
+        _create()
+
+
+def test_production_starts_with_real_trust_anchors_and_secure_cookies(production_env, shared_trust):
+    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(shared_trust / "GRCA-G3.cer"))
+    production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(shared_trust / "MOICA-G3.cer"))
+    app = _create()
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+    assert "demo_pki" not in app.blueprints
+    assert isinstance(config_from_env(), ProductionConfig)
