@@ -27,8 +27,10 @@ $(BIN)/.installed-test: $(BIN)/.installed requirements-test.txt
 setup: $(BIN)/.installed
 setup-test: $(BIN)/.installed-test
 
-translations: setup
-	$(BIN)/pybabel compile --quiet -d app/translations
+CATALOGS := $(wildcard app/translations/*/LC_MESSAGES/messages.po)
+translations: $(CATALOGS:.po=.mo)
+%.mo: %.po $(BIN)/.installed
+	$(BIN)/pybabel compile -i $< -o $@
 
 db: setup
 	$(FLASK) db upgrade
