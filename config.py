@@ -76,6 +76,8 @@ class Config:
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_SECURE = self.ENV_NAME == "production"
         self.REMEMBER_COOKIE_HTTPONLY = True
+        # How many reverse proxies stand in front (their X-Forwarded-For is trusted for audit IPs).
+        self.TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
         self.MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 64 * 1024)
         self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session it belongs to
         self.WTF_CSRF_HEADERS = ["X-CSRF-Token"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -146,9 +147,7 @@ class CardCertificateValidator:
         )
         validator = CertificateValidator(end_entity, validation_context=context, pkix_params=self._pkix_params)
         try:
-            asyncio.run(
-                validator.async_validate_usage({"digital_signature", "non_repudiation"})
-            )
+            _run_sync(validator.async_validate_usage({"digital_signature", "non_repudiation"}))
         except pv_errors.RevokedError as exc:
             raise CertificateRevoked(str(exc)) from exc
         except pv_errors.InsufficientRevinfoError as exc:
@@ -188,6 +187,20 @@ def _classify_path_error(exc: pv_errors.PathValidationError) -> Exception:
     if "signature" in text:
         return UnknownIssuer(str(exc))
     return CertificateNotAccepted(str(exc))
+
+
+def _run_sync(coroutine):
+    """Run the library's coroutine to completion from synchronous code.
+
+    Inside a thread that already runs an event loop (an async server, or anything driving one) a
+    second loop cannot start, so the work goes to a short-lived thread of its own.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _now() -> datetime:

@@ -225,3 +225,33 @@ def test_card_login_is_rate_limited_per_client(app_config, pki):
     assert statuses == [200, 200, 200, 429]
     with app.app_context():
         database.drop_all()
+
+
+def test_two_racing_completions_of_one_challenge_log_in_once(client, pki, app):
+    import threading
+
+    from tests.support import make_account
+
+    with app.app_context():
+        make_account(pki, card_of(pki, "A123456789"))
+    begin = begin_card_login(client)
+    signed = make_signature(pki, card_of(pki, "A123456789"), begin["tbs"])
+    token = client.csrf()
+    statuses = []
+
+    def attempt():
+        response = client.raw.post(
+            "/api/v1/card-login/complete",
+            json={"login_id": begin["login_id"], **signed},
+            headers={"X-CSRF-Token": token},
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 409, 409, 409]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AuthSession)) == 1

@@ -110,3 +110,16 @@ def test_the_real_grca_g3_and_moica_g3_certificates_parse_and_chain(shared_trust
             policy_oids=("2.16.886.101.0.3.3",),
         )
     )
+
+
+def test_validation_works_from_inside_a_running_event_loop(validator, pki):
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    async def inside_a_loop():
+        validator.validate(pki.card_certificate(card_of(pki, "A123456789")))
+        return "validated"
+
+    # A thread of its own, so that the test's loop is the only one running there.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(asyncio.run, inside_a_loop()).result() == "validated"

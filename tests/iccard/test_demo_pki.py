@@ -1,0 +1,90 @@
+"""The demo PKI has the shape of the real one: GRCA → MOICA (pathLen 0) → MOICA-like citizen certificates."""
+
+import stat
+from datetime import datetime, timezone
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID, SignatureAlgorithmOID
+
+from iccard.certificate import CitizenCertificate
+from iccard.demo_pki import DEMO_PEOPLE, ISSUER_NAME, MOICA_POLICY_OID, ROOT_NAME
+from tests.support import card_of
+
+
+def test_the_chain_is_root_then_an_issuing_ca_limited_to_path_length_zero(pki):
+    root, issuer = pki.root_certificate, pki.issuer_certificate
+    assert root.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == ROOT_NAME
+    assert issuer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == ISSUER_NAME
+    issuer.verify_directly_issued_by(root)
+    constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca and constraints.path_length == 0
+
+
+def test_citizen_certificates_look_like_moicas(pki):
+    card = card_of(pki, "A123456789")
+    cert = pki.card_certificate(card)
+    cert.verify_directly_issued_by(pki.issuer_certificate)
+    assert isinstance(cert.public_key(), rsa.RSAPublicKey) and cert.public_key().key_size == 2048
+    assert cert.signature_algorithm_oid == SignatureAlgorithmOID.RSA_WITH_SHA256
+    assert [a.oid for a in cert.subject] == [NameOID.COUNTRY_NAME, NameOID.COMMON_NAME, NameOID.SERIAL_NUMBER]
+    assert cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value.isdigit()
+    assert len(cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value) == 16
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.digital_signature and usage.value.content_commitment
+    assert not usage.value.key_encipherment
+    policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    assert [p.policy_identifier.dotted_string for p in policies] == [MOICA_POLICY_OID]
+    citizen = CitizenCertificate.from_certificate(cert)
+    assert (citizen.name, citizen.id_last4) == ("王小明", "6789")
+    crl_urls = [
+        n.value for p in cert.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+        for n in p.full_name
+    ]
+    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    ocsp_urls = [d.access_location.value for d in aia if d.access_method == AuthorityInformationAccessOID.OCSP]
+    assert crl_urls == [f"{pki.manifest['base_url']}/pki/demo/issuer.crl"]
+    assert ocsp_urls == [f"{pki.manifest['base_url']}/pki/demo/ocsp"]
+
+
+def test_the_demo_people_and_their_cards_are_the_readmes(pki):
+    assert [(c.name, c.national_id, c.status) for c in pki.cards] == [(n, i, s) for n, i, _, s in DEMO_PEOPLE]
+    expired = pki.card_certificate(card_of(pki, "F131313136", "expired"))
+    replacement = pki.card_certificate(card_of(pki, "F131313136"))
+    now = datetime.now(timezone.utc)
+    assert expired.not_valid_after_utc < now < replacement.not_valid_after_utc
+    assert expired.public_key().public_numbers() != replacement.public_key().public_numbers()
+    assert {c.pin for c in pki.cards} == {"123456"}
+
+
+def test_private_keys_are_readable_by_their_owner_only(pki):
+    keys = list(pki.directory.rglob("*.key.pem"))
+    assert len(keys) == 2 + len(DEMO_PEOPLE)
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in keys)
+
+
+def test_the_crl_lists_exactly_the_revoked_card(pki):
+    crl = x509.load_der_x509_crl(pki.crl())
+    assert crl.is_signature_valid(pki.issuer_certificate.public_key())
+    revoked = card_of(pki, "K120000006", "revoked")
+    assert [entry.serial_number for entry in crl] == [revoked.certificate_serial]
+    assert crl.next_update_utc > crl.last_update_utc
+
+
+def test_the_ocsp_responder_says_good_revoked_or_unauthorized(pki):
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    def ask(cert):
+        request = ocsp.OCSPRequestBuilder().add_certificate(cert, pki.issuer_certificate, hashes.SHA256()).build()
+        return ocsp.load_der_ocsp_response(pki.ocsp_response(request.public_bytes(serialization.Encoding.DER)))
+
+    good = ask(pki.card_certificate(card_of(pki, "A123456789")))
+    assert good.certificate_status == ocsp.OCSPCertStatus.GOOD and good.next_update_utc is not None
+    revoked = ask(pki.card_certificate(card_of(pki, "K120000006", "revoked")))
+    assert revoked.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert revoked.revocation_reason == x509.ReasonFlags.key_compromise
+    stranger = ask(pki.issuer_certificate)  # not one of this CA's cards
+    assert stranger.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+    garbage = ocsp.load_der_ocsp_response(pki.ocsp_response(b"garbage"))
+    assert garbage.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
