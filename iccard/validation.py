@@ -181,6 +181,7 @@ def _check_signing_certificate(certificate: x509.Certificate) -> None:
 
 
 def _classify_path_error(exc: pv_errors.PathValidationError) -> Exception:
+    # The library's remaining PathValidationErrors carry no subtype for these cases, only a message.
     text = str(exc).lower()
     if "revocation" in text or "ocsp" in text or "crl" in text:
         return RevocationUnknown(str(exc))

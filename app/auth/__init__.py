@@ -36,8 +36,8 @@ def card_login_begin():
     return jsonify(
         login_id=challenge.login_id,
         tbs=challenge.tbs,
-        tbsEncoding=card_login.iccard_login.TBS_ENCODING,
-        hashAlgorithm=card_login.iccard_login.HASH_ALGORITHM,
+        tbsEncoding=challenge.tbs_encoding,
+        hashAlgorithm=challenge.hash_algorithm,
         expires_in=challenge.expires_in,
     )
 

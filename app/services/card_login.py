@@ -41,9 +41,13 @@ _STATUS = {
 
 @dataclass(frozen=True)
 class Challenge:
+    """What the page passes unchanged into the component's MakeSignature."""
+
     login_id: str
     tbs: str
     expires_in: int
+    tbs_encoding: str = iccard_login.TBS_ENCODING
+    hash_algorithm: str = iccard_login.HASH_ALGORITHM
 
 
 def begin() -> Challenge:
@@ -68,8 +72,7 @@ def complete(payload: dict) -> tuple[str, Account | None]:
         login = _consume(login_id)
         citizen = card_verifier().verify(login.tbs, payload, login.hash_algorithm)
     except CardLoginError as exc:
-        _refuse(login_id, exc)
-        raise  # not reached: _refuse raises
+        raise _refused(login_id, exc) from exc
 
     card = _remember_certificate(citizen)
     login.card_certificate = card
@@ -162,7 +165,8 @@ def _consume(login_id: str) -> CardLogin:
     return login
 
 
-def _refuse(login_id: str, exc: CardLoginError) -> None:
+def _refused(login_id: str, exc: CardLoginError) -> ApiError:
+    """Record the refusal (and the challenge's outcome) in one transaction; return the API's answer."""
     db.session.rollback()
     login = db.session.get(CardLogin, login_id)
     # A replay must not overwrite the outcome of the login that used the challenge first.
@@ -170,7 +174,7 @@ def _refuse(login_id: str, exc: CardLoginError) -> None:
         login.outcome = exc.code
     record(Tags.CARD_LOGIN_FAILURE, reason=exc.code, login_id=login_id, detail=str(exc)[:500])
     db.session.commit()
-    raise ApiError(_STATUS.get(exc.code, 401), exc.code, _message(exc)) from exc
+    return ApiError(_STATUS.get(exc.code, 401), exc.code, _message(exc))
 
 
 def _message(exc: CardLoginError) -> str:
