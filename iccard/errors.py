@@ -70,3 +70,48 @@ class ChallengeExpired(CardLoginError):
 
 class ChallengeReplayed(CardLoginError):
     code = "replayed"
+
+
+# -- talking to a card (the local component's side) ---------------------------------------------------
+
+
+class CardError(Exception):
+    """Something went wrong between us and the card. ``code`` is stable and machine-readable."""
+
+    code = "card_error"
+
+
+class NoCard(CardError):
+    code = "no_card"
+
+
+class CardRemoved(CardError):
+    code = "card_removed"
+
+
+class UnsupportedCard(CardError):
+    """The card (or token) answered, but not as a PIV card holding a signing key and certificate."""
+
+    code = "unsupported_card"
+
+
+class WrongPin(CardError):
+    code = "wrong_pin"
+
+    def __init__(self, tries_left: int) -> None:
+        super().__init__(f"wrong PIN, {tries_left} tries left")
+        self.tries_left = tries_left
+
+
+class PinBlocked(CardError):
+    code = "pin_blocked"
+
+
+class ApduError(CardError):
+    """The card answered a command with a status word other than success."""
+
+    code = "apdu_error"
+
+    def __init__(self, sw: int, message: str = "") -> None:
+        super().__init__(message or f"card answered SW={sw:04X}")
+        self.sw = sw
