@@ -7,8 +7,15 @@ FLASK := $(BIN)/flask --app wsgi
 
 .PHONY: run test setup setup-test translations db demo-pki clean
 
+AGENT_PORT ?= 61161
+
+# The server, and beside it the card agent with the emulated demo cards (stopped with the server).
 run: setup translations db demo-pki
-	MOCERT_PUBLIC_URL=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)} $(FLASK) run --host localhost --port $(PORT)
+	@public=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)}; \
+	$(BIN)/python -m iccard.agent --emulate --port $(AGENT_PORT) --trust "$$public" & agent=$$!; \
+	trap 'kill $$agent 2>/dev/null' EXIT INT TERM; \
+	MOCERT_PUBLIC_URL="$$public" MOCERT_COMPONENT_URL=http://localhost:$(AGENT_PORT) \
+	  $(FLASK) run --host localhost --port $(PORT)
 
 test: setup-test translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -20,8 +27,9 @@ $(BIN)/.installed: requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(BIN)/.installed-test: $(BIN)/.installed requirements-test.txt
-	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+# The suite also drives the card agent through PC/SC: pyscard needs libpcsclite-dev and swig (Debian).
+$(BIN)/.installed-test: $(BIN)/.installed requirements-test.txt requirements-agent.txt
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt -r requirements-agent.txt
 	touch $@
 
 setup: $(BIN)/.installed

@@ -115,3 +115,30 @@ class ApduError(CardError):
     def __init__(self, sw: int, message: str = "") -> None:
         super().__init__(message or f"card answered SW={sw:04X}")
         self.sw = sw
+
+
+class ReaderUnavailable(CardError):
+    """The smart-card service (pcscd) or the reader itself cannot be reached."""
+
+    code = "reader_unavailable"
+
+
+class CardInUse(CardError):
+    """Another program holds the card; we only sign over a connection nobody else shares."""
+
+    code = "card_in_use"
+
+
+class MalformedPin(CardError):
+    """The PIN is not 6 to 8 digits; refused before it reaches the card, so no try is spent."""
+
+    code = "malformed_pin"
+
+
+class PinRequired(ApduError):
+    """The card refused a private-key operation because no PIN was verified for it (SW 6982)."""
+
+    code = "pin_required"
+
+    def __init__(self, sw: int = 0x6982, message: str = "") -> None:
+        super().__init__(sw, message or "the card wants the PIN verified first (SW=6982)")

@@ -19,8 +19,8 @@ from werkzeug.serving import make_server
 
 from config import TestingConfig
 from iccard.demo_pki import DemoPKI
+from tests.support import missing
 
-IN_CI = bool(os.environ.get("CI"))
 POSTGRES_ADMIN_URL = os.environ.get("MOCERT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -143,9 +143,7 @@ def postgres_database():
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is required under CI and is not reachable: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}")
+        missing(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc}")
     url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     yield url
     with admin.connect() as conn:
@@ -216,3 +214,36 @@ class ApiClient:
     def post(self, path, json=None, **kwargs):
         headers = {"X-CSRF-Token": self.csrf(), **kwargs.pop("headers", {})}
         return self.raw.post(path, json=json, headers=headers, **kwargs)
+
+
+# -- the local card agent ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def start_agent(pki, tmp_path):
+    """Start MoCert's card agent over the emulated demo cards: ``start_agent(cards=[...], trusted=[...])``."""
+    from iccard.agent.component import LocalComponent
+    from iccard.agent.server import AgentServer
+    from iccard.agent.trust import TrustList
+    from iccard.emulator import InProcessReader, PivCardEmulator
+
+    servers = []
+
+    def start(cards=None, trusted=(), state_dir=None):
+        state = state_dir or tmp_path / f"agent-{len(servers)}"
+        chosen = cards if cards is not None else pki.cards
+        readers = [
+            InProcessReader(PivCardEmulator.from_demo(pki, card, state / "cards"), name=f"Test Reader {index}")
+            for index, card in enumerate(chosen, start=1)
+        ]
+        component = LocalComponent(lambda: list(readers), TrustList(state / "trusted-sites.json", tuple(trusted)))
+        server = AgentServer(("127.0.0.1", 0), component)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        server.readers = readers
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -13,6 +13,8 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
+from tests.support import missing
+
 CHROMIUM = os.environ.get("MOCERT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -45,10 +47,7 @@ def live_server(app):
 @pytest.fixture(scope="session")
 def browser():
     if not (shutil.which(CHROMIUM) or os.path.exists(CHROMIUM)):
-        message = f"Chromium not found at {CHROMIUM} (Debian package chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"Chromium not found at {CHROMIUM} (Debian package chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

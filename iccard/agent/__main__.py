@@ -1,0 +1,66 @@
+"""``python -m iccard.agent``: serve the local card component on http://localhost:61161.
+
+``--emulate`` serves the demo cards (no reader, no PC/SC needed); otherwise cards are read through
+PC/SC readers (install the ``agent`` extra: pyscard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .component import LocalComponent
+from .server import AgentServer
+from .trust import TrustList
+
+DEFAULT_PORT = 61161
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m iccard.agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--emulate", action="store_true", help="serve the demo cards instead of PC/SC readers")
+    parser.add_argument("--pki-dir", type=Path, default=Path("instance/demo-pki"), help="the demo PKI (--emulate)")
+    parser.add_argument("--state-dir", type=Path, default=Path("instance/agent"),
+                        help="where the trusted sites (and emulated PIN counters) are kept")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (keep it on this computer)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--trust", action="append", default=[], metavar="SITE",
+                        help="trust this site (e.g. http://localhost:5000) without asking; repeatable")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(message)s")
+
+    if args.emulate:
+        from .emulated import emulated_readers
+
+        readers = emulated_readers(args.pki_dir, args.state_dir / "cards")
+        source = f"{len(readers())} emulated demo cards from {args.pki_dir}"
+    else:
+        try:
+            from ..pcsc import list_readers
+        except ImportError as exc:
+            print(f"cannot read cards through PC/SC: {exc}", file=sys.stderr)
+            return 2
+        readers = list_readers
+        source = "PC/SC readers"
+
+    component = LocalComponent(readers, TrustList(args.state_dir / "trusted-sites.json", tuple(args.trust)))
+    try:
+        server = AgentServer((args.host, args.port), component)
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc} (is another card component running?)", file=sys.stderr)
+        return 1
+    print(f"MoCert card agent on {server.url} ({source}); trusted sites: {', '.join(component.trust.sites()) or 'none yet'}",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+// The component's popup (/popupForm), as the HiPKI protocol has it: announce readiness to the opener
+// with {"func":"getTbs"}, take ONE request posted back, answer with the response text, close.
+// The asking site is the message event's origin, which the browser vouches for; that origin (not anything
+// the page says) is what the trust list is checked against and what /sign is told.
+(function () {
+  "use strict";
+
+  const SITE_NOT_TRUSTED = 0x76000031;
+  const CARD_FAILURE = 0x76100001;
+  const CKR_FUNCTION_CANCELED = 0x50;
+  const opener = window.opener;
+  const byId = (id) => document.getElementById(id);
+  let handled = false;
+
+  function show(section) {
+    for (const id of ["waiting", "no-opener", "trust", "pick", "working"]) byId(id).hidden = id !== section;
+  }
+
+  function failure(retCode, lastError, message) {
+    return JSON.stringify({ func: "sign", ret_code: retCode, last_error: lastError, message });
+  }
+
+  function choice(yesId, noId) {
+    return new Promise((resolve) => {
+      byId(yesId).addEventListener("click", () => resolve(true), { once: true });
+      byId(noId).addEventListener("click", () => resolve(false), { once: true });
+    });
+  }
+
+  function pickCard(slots) {
+    const list = byId("cards");
+    list.replaceChildren();
+    return new Promise((resolve) => {
+      for (const slot of slots) {
+        const subject = (slot.token.certs && slot.token.certs[0] && slot.token.certs[0].subjectDN) || "";
+        const name = (/CN=([^,]+)/.exec(subject) || [])[1] || slot.slotDescription;
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = `${name} (${slot.token.serialNumber})`;
+        button.dataset.slot = slot.slotDescription;
+        button.addEventListener("click", () => resolve(slot.slotDescription));
+        const item = document.createElement("li");
+        item.append(button);
+        list.append(item);
+      }
+      byId("pick-cancel").addEventListener("click", () => resolve(null), { once: true });
+      show("pick");
+    });
+  }
+
+  async function getJSON(path) {
+    const response = await fetch(path, { cache: "no-store" });
+    return response.json();
+  }
+
+  async function handle(origin, request) {
+    if ((await getJSON("/trust?origin=" + encodeURIComponent(origin))).trusted !== true) {
+      show("trust");
+      if (!(await choice("trust-yes", "trust-no"))) {
+        return failure(SITE_NOT_TRUSTED, 0, "site not trusted");
+      }
+      const added = await fetch("/addDomain", {
+        method: "POST",
+        headers: { Accept: "application/json" },
+        body: new URLSearchParams({ domain: origin }),
+      });
+      if (!added.ok) return failure(SITE_NOT_TRUSTED, 0, "site not trusted");
+    }
+    if (request.func === "MakeSignature" && !request.slotDescription) {
+      const cards = (await getJSON("/pkcs11info?withcert=true")).slots.filter((slot) => slot.token);
+      if (cards.length > 1) {
+        const chosen = await pickCard(cards);
+        if (chosen === null) return failure(CARD_FAILURE, CKR_FUNCTION_CANCELED, "cancelled");
+        request.slotDescription = chosen;
+      }
+    }
+    show("working");
+    const response = await fetch("/sign", {
+      method: "POST",
+      body: new URLSearchParams({ tbsPackage: JSON.stringify(request), origin }),
+    });
+    return response.text();
+  }
+
+  if (!opener) {
+    show("no-opener");
+    return;
+  }
+
+  window.addEventListener("message", async (event) => {
+    if (event.source !== opener || handled) return; // one request per popup
+    handled = true;
+    const origin = event.origin;
+    byId("site").textContent = origin;
+    byId("site-en").textContent = origin;
+    byId("asking").hidden = false;
+    let answer;
+    try {
+      const request = typeof event.data === "string" ? JSON.parse(event.data) : event.data;
+      if (!request || typeof request !== "object") throw new Error("not a request");
+      answer = await handle(origin, request);
+    } catch (err) {
+      answer = failure(CARD_FAILURE, 0x07, "bad request");
+    }
+    opener.postMessage(answer, origin);
+    window.close();
+  });
+
+  opener.postMessage(JSON.stringify({ func: "getTbs" }), "*");
+})();

@@ -1,0 +1,293 @@
+"""PIV (NIST SP 800-73-4) over any card connection: objects, certificates, PIN, private-key operations.
+
+The host side of the card. The same constants describe the card side in :mod:`iccard.emulator`, so they
+live here, once.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from enum import IntEnum
+
+from cryptography import x509
+
+from . import tlv
+from .apdu import SW_FILE_NOT_FOUND, send
+from .errors import ApduError, MalformedPin, PinBlocked, UnsupportedCard, WrongPin
+from .transport import CardConnection
+
+# -- PIV constants (SP 800-73-4 part 1 and 2) -----------------------------------------------------------
+
+PIV_AID = bytes.fromhex("A000000308000010000100")
+PIV_RID = PIV_AID[:5]  # NIST's registered application provider identifier: A0 00 00 03 08
+PIV_PIX = PIV_AID[5:]
+
+INS_VERIFY = 0x20
+INS_GENERAL_AUTHENTICATE = 0x87
+INS_GET_DATA = 0xCB
+
+PIN_REFERENCE = 0x80  # the PIV Card Application PIN
+PIN_LENGTH = 8  # always sent padded with FF to 8 bytes
+PIN_PAD = 0xFF
+
+TAG_OBJECT_DATA = 0x53  # every data object is returned inside 53 ...
+TAG_DISCOVERY = 0x7E  # ... except the Discovery Object, which is its own template
+TAG_TAG_LIST = 0x5C
+TAG_APPLICATION_PROPERTY_TEMPLATE = 0x61
+TAG_DYNAMIC_AUTHENTICATION = 0x7C
+TAG_CHALLENGE = 0x81
+TAG_RESPONSE = 0x82
+
+# Inside a certificate object
+TAG_CERTIFICATE = 0x70
+TAG_CERT_INFO = 0x71
+TAG_ERROR_DETECTION = 0xFE
+CERT_INFO_GZIP = 0x01
+
+# Inside the CHUID
+TAG_FASC_N = 0x30
+TAG_GUID = 0x34
+TAG_EXPIRATION = 0x35
+TAG_ISSUER_SIGNATURE = 0x3E
+
+
+class Slot(IntEnum):
+    """Key references of the PIV keys (P2 of GENERAL AUTHENTICATE)."""
+
+    AUTHENTICATION = 0x9A
+    SIGNATURE = 0x9C
+    KEY_MANAGEMENT = 0x9D
+    CARD_AUTHENTICATION = 0x9E
+
+
+class Algorithm(IntEnum):
+    """Algorithm references (P1 of GENERAL AUTHENTICATE)."""
+
+    RSA_2048 = 0x07
+    ECC_P256 = 0x11
+
+
+class ObjectId(IntEnum):
+    """BER-TLV tags of the PIV data objects this code reads or the emulator serves."""
+
+    CHUID = 0x5FC102
+    CCC = 0x5FC107
+    DISCOVERY = 0x7E
+    KEY_HISTORY = 0x5FC10C
+    CERT_AUTHENTICATION = 0x5FC105
+    CERT_SIGNATURE = 0x5FC10A
+    CERT_KEY_MANAGEMENT = 0x5FC10B
+    CERT_CARD_AUTHENTICATION = 0x5FC101
+
+
+CERTIFICATE_OBJECTS = {
+    Slot.AUTHENTICATION: ObjectId.CERT_AUTHENTICATION,
+    Slot.SIGNATURE: ObjectId.CERT_SIGNATURE,
+    Slot.KEY_MANAGEMENT: ObjectId.CERT_KEY_MANAGEMENT,
+    Slot.CARD_AUTHENTICATION: ObjectId.CERT_CARD_AUTHENTICATION,
+}
+
+RSA_2048_BYTES = 256
+
+# DER prefixes of DigestInfo (RFC 8017 §9.2, note 1); the digest follows.
+DIGEST_INFO_PREFIXES = {
+    "SHA256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "SHA384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "SHA512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+
+_PIN_FORMAT = re.compile(r"[0-9]{6,8}")
+_CARD_NUMBER = re.compile(r"[A-Z]{4}[0-9]{12}")
+
+
+def digest_info(hash_name: str, digest: bytes) -> bytes:
+    """The DER DigestInfo for ``digest`` made with ``hash_name`` (SHA256, SHA384, SHA512).
+
+    Raises ``ValueError`` for another hash or a digest of the wrong length.
+    """
+    prefix = DIGEST_INFO_PREFIXES.get(hash_name.upper())
+    if prefix is None:
+        raise ValueError(f"no DigestInfo for {hash_name}")
+    if len(digest) != prefix[-1]:
+        raise ValueError(f"a {hash_name} digest is {prefix[-1]} bytes, not {len(digest)}")
+    return prefix + digest
+
+
+def pkcs1v15_block(digest_info_der: bytes, size: int = RSA_2048_BYTES) -> bytes:
+    """EMSA-PKCS1-v1_5 encoding (RFC 8017 §9.2): ``00 01 FF..FF 00 || DigestInfo``, ``size`` bytes long.
+
+    Raises ``ValueError`` when the DigestInfo leaves room for fewer than 8 bytes of padding.
+    """
+    padding = size - 3 - len(digest_info_der)
+    if padding < 8:
+        raise ValueError("DigestInfo too long for the key")
+    return b"\x00\x01" + b"\xff" * padding + b"\x00" + digest_info_der
+
+
+def encode_pin(pin: str) -> bytearray:
+    """The VERIFY data for ``pin``: its ASCII digits padded with FF to 8 bytes.
+
+    Returned as a bytearray so the caller can wipe it. Raises :class:`~iccard.errors.MalformedPin`
+    unless the PIN is 6 to 8 digits.
+    """
+    if not isinstance(pin, str) or not _PIN_FORMAT.fullmatch(pin):
+        raise MalformedPin("a PIN is 6 to 8 digits")
+    block = bytearray(pin.encode("ascii"))
+    block.extend([PIN_PAD] * (PIN_LENGTH - len(block)))
+    return block
+
+
+class PivSession:
+    """A session with the PIV application of the card behind ``connection``.
+
+    Creating it selects the application; raises :class:`~iccard.errors.UnsupportedCard` when the card has
+    none, and :class:`~iccard.errors.NoCard` / :class:`~iccard.errors.CardRemoved` from the connection.
+    """
+
+    def __init__(self, connection: CardConnection) -> None:
+        self.connection = connection
+        self.application_properties = self._select()
+
+    def _select(self) -> bytes:
+        """SELECT the PIV application; returns the value of its Application Property Template (61)."""
+        response = send(self.connection, 0x00, 0xA4, 0x04, 0x00, PIV_AID, le=256)
+        try:
+            properties = tlv.unwrap(response, TAG_APPLICATION_PROPERTY_TEMPLATE) if response else b""
+            tlv.parse(properties)
+        except tlv.TlvError as exc:
+            raise UnsupportedCard(f"the PIV SELECT answer is not an application property template: {exc}") from exc
+        return properties
+
+    # -- data objects -------------------------------------------------------------------------------
+
+    def get_object(self, object_id: int) -> bytes:
+        """The content of a data object: the value inside its ``53`` (or ``7E``) wrapper.
+
+        Raises :class:`~iccard.errors.ApduError` with SW 6A82 when the card does not have it, and
+        :class:`~iccard.errors.UnsupportedCard` when the answer is not a PIV object.
+        """
+        tag_list = tlv.tlv(TAG_TAG_LIST, tlv.encode_tag(object_id))
+        response = send(self.connection, 0x00, INS_GET_DATA, 0x3F, 0xFF, tag_list, le=256)
+        expected = TAG_DISCOVERY if object_id == ObjectId.DISCOVERY else TAG_OBJECT_DATA
+        try:
+            return tlv.unwrap(response, expected)
+        except tlv.TlvError as exc:
+            raise UnsupportedCard(f"object {object_id:X} is not PIV-encoded: {exc}") from exc
+
+    def get_certificate(self, slot: Slot | int) -> x509.Certificate:
+        """The X.509 certificate stored for ``slot``.
+
+        Raises :class:`~iccard.errors.UnsupportedCard` when the slot has no certificate or it does not
+        parse; ``ValueError`` for a slot PIV does not define.
+        """
+        slot = Slot(slot)
+        try:
+            content = tlv.parse_dict(self.get_object(CERTIFICATE_OBJECTS[slot]))
+        except ApduError as exc:
+            if exc.sw == SW_FILE_NOT_FOUND:
+                raise UnsupportedCard(f"the card has no certificate for slot {slot:02X}") from exc
+            raise
+        except tlv.TlvError as exc:
+            raise UnsupportedCard(f"the certificate object of slot {slot:02X} is malformed: {exc}") from exc
+        der = content.get(TAG_CERTIFICATE)
+        if not der:
+            raise UnsupportedCard(f"the certificate object of slot {slot:02X} holds no certificate")
+        info = content.get(TAG_CERT_INFO, b"\x00")
+        try:
+            if info and info[0] & CERT_INFO_GZIP:
+                der = zlib.decompress(der, wbits=31)  # 31: the gzip container
+            return x509.load_der_x509_certificate(der)
+        except (ValueError, zlib.error) as exc:
+            raise UnsupportedCard(f"the certificate of slot {slot:02X} does not parse: {exc}") from exc
+
+    def card_number(self) -> str:
+        """The card number (e.g. ``TEST000000000001``): the CHUID's GUID read as 16 ASCII characters.
+
+        Raises :class:`~iccard.errors.UnsupportedCard` when the CHUID is missing or its GUID is not a card
+        number (a PIV card from elsewhere, with a random GUID).
+        """
+        try:
+            guid = tlv.parse_dict(self.get_object(ObjectId.CHUID)).get(TAG_GUID, b"")
+        except ApduError as exc:
+            if exc.sw == SW_FILE_NOT_FOUND:
+                raise UnsupportedCard("the card has no CHUID") from exc
+            raise
+        except tlv.TlvError as exc:
+            raise UnsupportedCard(f"the CHUID is malformed: {exc}") from exc
+        try:
+            number = guid.decode("ascii")
+        except UnicodeDecodeError:
+            number = ""
+        if not _CARD_NUMBER.fullmatch(number):
+            raise UnsupportedCard("the CHUID's GUID is not a card number")
+        return number
+
+    # -- PIN ----------------------------------------------------------------------------------------
+
+    def verify_pin(self, pin: str) -> None:
+        """Verify the PIV PIN. The PIN is neither kept nor logged.
+
+        Raises :class:`~iccard.errors.MalformedPin` (nothing sent), :class:`~iccard.errors.WrongPin` with
+        the tries left, :class:`~iccard.errors.PinBlocked`.
+        """
+        block = encode_pin(pin)
+        try:
+            send(self.connection, 0x00, INS_VERIFY, 0x00, PIN_REFERENCE, bytes(block))
+        finally:
+            block[:] = bytes(len(block))
+
+    def pin_tries_left(self) -> int | None:
+        """How many wrong PINs the card still accepts (0: blocked), without spending one.
+
+        Returns None while the PIN is verified in this session: the card then answers 9000 and does not
+        say. Raises :class:`~iccard.errors.ApduError` for any other answer.
+        """
+        try:
+            send(self.connection, 0x00, INS_VERIFY, 0x00, PIN_REFERENCE)
+        except WrongPin as exc:
+            return exc.tries_left
+        except PinBlocked:
+            return 0
+        return None
+
+    # -- private-key operations ---------------------------------------------------------------------
+
+    def general_authenticate(self, slot: Slot | int, algorithm: Algorithm | int, challenge: bytes) -> bytes:
+        """GENERAL AUTHENTICATE asking for a response to ``challenge`` with the key in ``slot``.
+
+        For RSA the challenge is the whole padded block and the response the raw RSA result; for ECC it
+        is the hash and the response a DER ECDSA signature. Raises
+        :class:`~iccard.errors.PinRequired` without a verified PIN, :class:`~iccard.errors.ApduError` for
+        other refusals, :class:`~iccard.errors.UnsupportedCard` when the answer is not a response template.
+        """
+        template = tlv.tlv(TAG_DYNAMIC_AUTHENTICATION, tlv.tlv(TAG_RESPONSE) + tlv.tlv(TAG_CHALLENGE, challenge))
+        answer = send(self.connection, 0x00, INS_GENERAL_AUTHENTICATE, int(algorithm), int(slot), template, le=256)
+        try:
+            response = tlv.parse_dict(tlv.unwrap(answer, TAG_DYNAMIC_AUTHENTICATION)).get(TAG_RESPONSE)
+        except tlv.TlvError as exc:
+            raise UnsupportedCard(f"GENERAL AUTHENTICATE answered no response template: {exc}") from exc
+        if not response:
+            raise UnsupportedCard("GENERAL AUTHENTICATE answered an empty response")
+        return response
+
+    def sign_rsa(self, slot: Slot | int, padded_block: bytes) -> bytes:
+        """The raw RSA-2048 private operation on ``padded_block`` (256 bytes, already padded).
+
+        Returns the 256-byte signature. Raises ``ValueError`` for a block of another length, and what
+        :meth:`general_authenticate` raises.
+        """
+        if len(padded_block) != RSA_2048_BYTES:
+            raise ValueError(f"an RSA-2048 block is {RSA_2048_BYTES} bytes, not {len(padded_block)}")
+        signature = self.general_authenticate(slot, Algorithm.RSA_2048, padded_block)
+        if len(signature) != RSA_2048_BYTES:
+            raise UnsupportedCard(f"the card returned a {len(signature)}-byte RSA-2048 signature")
+        return signature
+
+    def sign_pkcs1v15(self, slot: Slot | int, digest_info: bytes) -> bytes:
+        """An RSASSA-PKCS1-v1_5 signature (RSA-2048) over ``digest_info``, a DER DigestInfo.
+
+        The PIN must have been verified just before (slot 9C wants it before every signature). Returns
+        the 256-byte signature; raises what :meth:`sign_rsa` raises.
+        """
+        return self.sign_rsa(slot, pkcs1v15_block(digest_info))
