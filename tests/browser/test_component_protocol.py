@@ -1,0 +1,74 @@
+"""A page written for the real component, knowing nothing of MoCert, works with MoCert's agent.
+
+The page below does what MOICA's published samples do: open /popupForm on a click, wait for the popup's
+{"func":"getTbs"}, post one JSON request as a string, read the answer string. One request per popup.
+"""
+
+import functools
+import json
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.support import card_of
+
+PAGE = """<!doctype html><meta charset="utf-8"><title>legacy relying party</title>
+<button id="go">sign</button><pre id="out"></pre>
+<script>
+const componentUrl = new URLSearchParams(location.search).get("component");
+document.getElementById("go").onclick = function () {
+  const request = JSON.parse(document.getElementById("request").textContent);
+  const popup = window.open(componentUrl + "/popupForm", "sign", "height=200,width=200");
+  window.addEventListener("message", function handler(e) {
+    const data = JSON.parse(e.data);
+    if (data.func === "getTbs") { popup.postMessage(JSON.stringify(request), componentUrl); return; }
+    document.getElementById("out").textContent = e.data;
+    window.removeEventListener("message", handler);
+  });
+};
+</script>
+<script type="application/json" id="request">REQUEST</script>
+"""
+
+
+@pytest.fixture
+def legacy_site(tmp_path):
+    def serve(request: dict) -> str:
+        (tmp_path / "index.html").write_text(PAGE.replace("REQUEST", json.dumps(request)))
+        handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://localhost:{server.server_address[1]}"
+
+    servers = []
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("request_", "check"),
+    [
+        (
+            {"func": "MakeSignature", "signatureType": "PKCS7", "tbs": "hello", "tbsEncoding": "NONE",
+             "hashAlgorithm": "SHA256", "withCardSN": "true", "pin": "123456", "nonce": "", "slotDescription": ""},
+            lambda answer: answer["func"] == "sign" and answer["ret_code"] == 0 and answer["cardSN"] == "TEST000000000002",
+        ),
+        (
+            {"func": "GetUserCert"},
+            lambda answer: answer["func"] == "pkcs11info" and answer["slots"][0]["token"]["certs"][0]["certb64"],
+        ),
+    ],
+)
+def test_a_page_written_for_the_real_component_works_with_ours(page, legacy_site, start_agent, pki, request_, check):
+    agent = start_agent(cards=[card_of(pki, "B223456782")])
+    site = legacy_site(request_)
+    agent.component.trust.add(site)
+    page.goto(f"{site}/index.html?component={agent.url}")
+    page.click("#go")
+    expect(page.locator("#out")).not_to_be_empty()
+    assert check(json.loads(page.locator("#out").text_content()))
