@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from .. import signer
-from ..errors import CardError
+from ..errors import CardError, NoCard
 from ..piv import PivSession, Slot
 from ..transport import Reader
 from . import protocol
@@ -47,7 +47,11 @@ class LocalComponent:
     def pkcs11info(self, *, with_cert: bool) -> dict:
         slots = []
         with self._card_lock:
-            for reader in self._readers():
+            try:
+                readers = self._readers()
+            except CardError as exc:  # no PC/SC service: say so rather than list nothing
+                return protocol.card_failure("pkcs11info", exc)
+            for reader in readers:
                 slots.append({"slotDescription": reader.name, "token": self._token(reader, with_cert)})
         return {"func": "pkcs11info", "ret_code": protocol.OK, "last_error": 0, "version": protocol.VERSION, "slots": slots}
 
@@ -61,10 +65,10 @@ class LocalComponent:
         except signer.SignRequestError as exc:
             return protocol.failure("sign", protocol.BAD_REQUEST, protocol.CKR_ARGUMENTS_BAD, str(exc))
         with self._card_lock:
-            reader = self._pick(request.get("slotDescription"))
-            if reader is None:
-                return protocol.failure("sign", protocol.CARD_FAILURE, protocol.CKR_TOKEN_NOT_PRESENT, "no card in the reader")
             try:
+                reader = self._pick(request.get("slotDescription"))
+                if reader is None:
+                    return protocol.card_failure("sign", NoCard("no card in the reader"))
                 connection = reader.connect()
                 try:
                     session = PivSession(connection)

@@ -16,7 +16,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from ..errors import CardError, CardRemoved, NoCard, PinBlocked, UnsupportedCard, WrongPin
+from ..errors import (
+    CardError,
+    CardInUse,
+    CardRemoved,
+    NoCard,
+    PinBlocked,
+    ReaderUnavailable,
+    UnsupportedCard,
+    WrongPin,
+)
 
 VERSION = "MoCert-agent 1.0"
 
@@ -54,6 +63,10 @@ def card_failure(func: str, error: CardError) -> dict:
         return failure(func, CARD_FAILURE, CKR_DEVICE_REMOVED, "the card was removed")
     if isinstance(error, UnsupportedCard):
         return failure(func, CARD_FAILURE, CKR_TOKEN_NOT_RECOGNIZED, "not a supported card")
+    if isinstance(error, ReaderUnavailable):
+        return failure(func, CARD_FAILURE, CKR_DEVICE_ERROR, "the card reader service (pcscd) cannot be reached")
+    if isinstance(error, CardInUse):
+        return failure(func, CARD_FAILURE, CKR_DEVICE_ERROR, "another program is using the card")
     return failure(func, CARD_FAILURE, CKR_DEVICE_ERROR, "the card reported an error")
 
 

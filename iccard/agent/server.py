@@ -61,6 +61,20 @@ class AgentHandler(BaseHTTPRequestHandler):
     # -- routing ------------------------------------------------------------------------------------
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._guarded(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._guarded(self._post)
+
+    def _guarded(self, handler) -> None:
+        # A bug must still give the popup an answer to pass on, not a dropped connection.
+        try:
+            handler()
+        except Exception:
+            log.exception("%s %s failed", self.command, urlsplit(self.path).path)
+            self._json(protocol.failure("sign", protocol.CARD_FAILURE, protocol.CKR_DEVICE_ERROR, "internal error"), 500)
+
+    def _get(self) -> None:
         if not self._own_host():
             return
         url = urlsplit(self.path)
@@ -81,7 +95,7 @@ class AgentHandler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def _post(self) -> None:
         if not self._own_host():
             return
         url = urlsplit(self.path)

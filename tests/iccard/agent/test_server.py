@@ -190,3 +190,16 @@ def test_the_pin_is_never_logged(start_agent, pki, caplog):
         _sign(agent, {**SIGN, "pin": "135791"})
         _sign(agent, SIGN)
     assert caplog.records and not any("135791" in r.getMessage() or "123456" in r.getMessage() for r in caplog.records)
+
+
+def test_without_a_card_reader_service_the_answer_says_so(tmp_path):
+    from iccard.agent.component import LocalComponent
+    from iccard.agent.trust import TrustList
+    from iccard.errors import ReaderUnavailable
+
+    def no_service():
+        raise ReaderUnavailable("pcscd is not running")
+
+    component = LocalComponent(no_service, TrustList(None))
+    for answer in (component.pkcs11info(with_cert=False), component.make_signature(SIGN)):
+        assert answer["ret_code"] == protocol.CARD_FAILURE and "pcscd" in answer["message"]
