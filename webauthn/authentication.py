@@ -1,0 +1,154 @@
+"""Verifying an authentication assertion (WebAuthn §7.2, "Verifying an Authentication Assertion").
+
+This is the hot path (every phone login), so the response is parsed exactly once, with python-fido2's
+byte-level classes (``CollectedClientData``, ``AuthenticatorData``) rather than its ``from_dict``
+data-class parsing, whose ``typing.get_type_hints`` calls cost more than the signature check; and the
+stored public key is parsed once per process (``public_key_from_cose`` caches it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.constant_time import bytes_eq
+
+from . import _ceremony
+from ._encoding import Malformed, b64url_decode, mapping
+from .errors import AuthenticationRejected, SignCountRegression, WebAuthnError
+from .keys import public_key_from_cose, verify_signature
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerifiedAuthentication:
+    """An assertion that passed every check. Store ``new_sign_count`` on the credential."""
+
+    credential_id: bytes
+    new_sign_count: int
+    user_present: bool
+    user_verified: bool
+    backup_eligible: bool
+    backup_state: bool
+    user_handle: bytes | None
+
+
+def verify_authentication(
+    credential: Mapping[str, Any],
+    *,
+    expected_challenge: bytes,
+    expected_origin: str | Sequence[str],
+    expected_rp_id: str,
+    credential_public_key: bytes,
+    current_sign_count: int,
+    require_user_verification: bool = True,
+    credential_id: bytes | None = None,
+) -> VerifiedAuthentication:
+    """Verify the browser's ``PublicKeyCredential.toJSON()`` of a ``navigator.credentials.get()``.
+
+    The caller looks the credential up by its ``rawId`` and passes its stored COSE public key and
+    signature counter; giving that id as ``credential_id`` as well makes the function check that the
+    response is for it (``credential_mismatch`` otherwise).
+
+    Sign counter (§6.1.1): when either the stored or the received counter is non-zero, the received one
+    must be strictly greater; both zero (what most phones send) is accepted. The signature is checked
+    first, so only a genuine assertion can report a regression.
+
+    Returns a :class:`VerifiedAuthentication`.
+
+    Raises ``SignCountRegression`` (an ``AuthenticationRejected`` with ``possibly_cloned`` True) when the
+    counter did not increase, and ``AuthenticationRejected`` with ``.reason`` one of ``malformed``,
+    ``credential_mismatch``, ``wrong_type``, ``challenge_mismatch``, ``origin_mismatch``,
+    ``cross_origin``, ``token_binding_unsupported``, ``rp_id_mismatch``, ``user_not_present``,
+    ``user_not_verified``, ``unsupported_algorithm``, ``bad_signature``; nothing else escapes for any
+    ``credential`` value. Raises ``TypeError``/``ValueError`` only for wrong arguments from the caller.
+    """
+    _ceremony.check_arguments(expected_challenge, expected_rp_id)
+    origins = _ceremony.expected_origins(expected_origin)
+    if not isinstance(current_sign_count, int) or current_sign_count < 0:
+        raise ValueError("current_sign_count must be a non-negative integer")
+    if not isinstance(credential_public_key, (bytes, bytearray, memoryview)):
+        raise TypeError("credential_public_key must be the stored COSE_Key bytes")
+    try:
+        return _verify(
+            credential,
+            expected_challenge=expected_challenge,
+            origins=origins,
+            expected_rp_id=expected_rp_id,
+            credential_public_key=bytes(credential_public_key),
+            current_sign_count=current_sign_count,
+            require_user_verification=require_user_verification,
+            expected_credential_id=credential_id,
+        )
+    except SignCountRegression:
+        raise
+    except WebAuthnError as exc:
+        raise AuthenticationRejected(exc.reason, str(exc)) from exc
+    except Malformed as exc:
+        raise AuthenticationRejected("malformed", str(exc)) from exc
+    except Exception as exc:  # a path we did not foresee: refuse, and leave a trace for the developers
+        logger.warning("authentication refused on an unexpected error", exc_info=True)
+        raise AuthenticationRejected("malformed", f"unexpected {exc!r}") from exc
+
+
+def _verify(
+    credential: Any,
+    *,
+    expected_challenge: bytes,
+    origins: frozenset[str],
+    expected_rp_id: str,
+    credential_public_key: bytes,
+    current_sign_count: int,
+    require_user_verification: bool,
+    expected_credential_id: bytes | None,
+) -> VerifiedAuthentication:
+    credential = mapping(credential, "credential")
+    if credential.get("type") != "public-key":
+        raise Malformed("credential.type is not public-key")
+    credential_id = b64url_decode(credential.get("id"), "id")
+    raw_id = b64url_decode(credential.get("rawId"), "rawId")
+    if not raw_id or not credential_id:
+        raise Malformed("id or rawId is empty")
+    response = mapping(credential.get("response"), "response")
+    client_data_json = b64url_decode(response.get("clientDataJSON"), "clientDataJSON")
+    authenticator_data = b64url_decode(response.get("authenticatorData"), "authenticatorData")
+    signature = b64url_decode(response.get("signature"), "signature")
+    user_handle_field = response.get("userHandle")
+    user_handle = b64url_decode(user_handle_field, "userHandle") if user_handle_field is not None else None
+
+    if not bytes_eq(credential_id, raw_id):
+        raise WebAuthnError("credential_mismatch", "id and rawId differ")
+    if expected_credential_id is not None and not bytes_eq(raw_id, bytes(expected_credential_id)):
+        raise WebAuthnError("credential_mismatch", "the response is for another credential")
+
+    client_data = _ceremony.parse_client_data(client_data_json)
+    auth_data = _ceremony.parse_authenticator_data(authenticator_data)
+    _ceremony.check_client_data(
+        client_data, expected_type=_ceremony.GET, expected_challenge=expected_challenge, origins=origins
+    )
+    _ceremony.check_authenticator_data(
+        auth_data, expected_rp_id=expected_rp_id, require_user_verification=require_user_verification
+    )
+
+    key = public_key_from_cose(credential_public_key)
+    signed = authenticator_data + hashlib.sha256(client_data_json).digest()
+    if not verify_signature(key, signature, signed):
+        raise WebAuthnError("bad_signature", "the assertion signature does not verify with the stored key")
+
+    received = auth_data.counter
+    if (received != 0 or current_sign_count != 0) and received <= current_sign_count:
+        raise SignCountRegression(stored=current_sign_count, received=received)
+
+    return VerifiedAuthentication(
+        credential_id=raw_id,
+        new_sign_count=received,
+        user_present=auth_data.is_user_present(),
+        user_verified=auth_data.is_user_verified(),
+        backup_eligible=auth_data.is_backup_eligible(),
+        backup_state=auth_data.is_backed_up(),
+        user_handle=user_handle or None,
+    )
