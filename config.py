@@ -56,6 +56,15 @@ class Config:
         self.SERVE_DEMO_PKI = _env_bool("SERVE_DEMO_PKI", self.ENV_NAME != "production")
         self.COMPONENT_URL = _env("COMPONENT_URL", "http://localhost:61161")
 
+        # Phones: WebAuthn relying party (by default PUBLIC_URL's host and origin), binding, certificates.
+        self.WEBAUTHN_RP_ID = _env("WEBAUTHN_RP_ID")
+        self.WEBAUTHN_RP_NAME = _env("WEBAUTHN_RP_NAME", "MoCert")
+        self.WEBAUTHN_ORIGINS = _env_list("WEBAUTHN_ORIGINS")
+        self.BINDING_TTL = timedelta(seconds=_env_int("BINDING_TTL", 300))
+        self.DEVICE_LIMIT = _env_int("DEVICE_LIMIT", 5)
+        self.MOBILE_CA_CERT = _env("MOBILE_CA_CERT", str(self.DEMO_PKI_DIR / "mobile-ca.pem"))
+        self.MOBILE_CA_KEY = _env("MOBILE_CA_KEY", str(self.DEMO_PKI_DIR / "mobile-ca.key.pem"))
+
         self.SMTP_HOST = _env("SMTP_HOST", "localhost")
         self.SMTP_PORT = _env_int("SMTP_PORT", 25)
         self.SMTP_USERNAME = _env("SMTP_USERNAME")

@@ -44,11 +44,13 @@ def create_app(config: Config | None = None) -> Flask:
             return error_response(401, "login_required", _("Please log in first."))
         return redirect(url_for("auth.login_page"))
 
-    from . import account, auth, demo_pki, main
+    from . import account, auth, demo_pki, devices, main
 
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(devices.bp)
+    app.register_blueprint(devices.phone_bp)
     if app.config["SERVE_DEMO_PKI"]:
         # OCSP clients post DER without a session or CSRF token.
         csrf.exempt(demo_pki.bp)

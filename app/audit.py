@@ -25,6 +25,13 @@ class Tags:
     EMAIL_CODE_FAILURE = "account:email:failure"
     EMAIL_CODE_LOCKED = "account:email:locked"
     LOGOUT = "session:logout"
+    BINDING_STARTED = "device:binding:started"
+    BINDING_SCANNED = "device:binding:scanned"
+    BINDING_FAILED = "device:binding:failure"
+    DEVICE_BOUND = "device:bound"
+    DEVICE_RENAMED = "device:renamed"
+    DEVICE_UNBOUND = "device:unbound"
+    DEVICE_RENEWED = "device:renewed"
 
 
 def record(

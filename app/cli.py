@@ -20,6 +20,8 @@ def register_cli(app: Flask) -> None:
         """Create the demo root, issuing CA and cards under instance/ (skipped when present)."""
         directory = current_app.config["DEMO_PKI_DIR"]
         if DemoPKI.exists(directory) and not force:
+            if DemoPKI(directory).ensure_mobile_ca():
+                click.echo(f"demo mobile-certificate CA added to {directory}")
             click.echo(f"demo PKI already in {directory}")
             return
         click.echo("creating the demo PKI (root, issuing CA, 5 cards)…")

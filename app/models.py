@@ -178,3 +178,94 @@ class AuditEvent(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))
     details: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Binding(db.Model):
+    """Binding a phone: a single-use token (the QR code) tied to an account and its card session."""
+
+    __tablename__ = "bindings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(64), unique=True)  # what the computer's page polls
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # the QR code's token, hashed
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    auth_session_id: Mapped[int] = mapped_column(ForeignKey("auth_sessions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    challenge: Mapped[bytes | None] = mapped_column(LargeBinary)
+    scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure: Mapped[str | None] = mapped_column(String(60))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+
+    account: Mapped[Account] = relationship()
+    auth_session: Mapped[AuthSession] = relationship()
+    device: Mapped[Device | None] = relationship()
+
+    def status(self, now: datetime) -> str:
+        if self.completed_at is not None:
+            return "completed"
+        if self.failure is not None:
+            return "failed"
+        if self.expires_at <= now:
+            return "expired"
+        return "scanned" if self.scanned_at is not None else "pending"
+
+
+class Device(db.Model):
+    """A bound phone: its WebAuthn credential, and (through its certificates) its mobile certificate."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    platform: Mapped[str | None] = mapped_column(String(80))
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Key
+    sign_count: Mapped[int] = mapped_column(default=0)
+    aaguid: Mapped[str] = mapped_column(String(36))
+    attestation_format: Mapped[str] = mapped_column(String(40))
+    attestation_type: Mapped[str] = mapped_column(String(20))
+    transports: Mapped[list] = mapped_column(JSON, default=list)
+    backup_eligible: Mapped[bool] = mapped_column(default=False)
+    backup_state: Mapped[bool] = mapped_column(default=False)
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | suspended | revoked
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revocation_reason: Mapped[str | None] = mapped_column(String(200))
+    possibly_cloned: Mapped[bool] = mapped_column(default=False)
+
+    account: Mapped[Account] = relationship()
+    certificates: Mapped[list[MobileCertificate]] = relationship(
+        back_populates="device", order_by="MobileCertificate.not_after.desc()"
+    )
+
+    @property
+    def certificate(self) -> MobileCertificate | None:
+        """The newest mobile certificate (renewal adds one; the old ones stay on record)."""
+        return self.certificates[0] if self.certificates else None
+
+    def effective_status(self, now: datetime) -> str:
+        if self.status != "active":
+            return self.status
+        certificate = self.certificate
+        return "expired" if certificate is None or certificate.not_after <= now else "active"
+
+
+class MobileCertificate(db.Model):
+    """The mobile certificate (行動自然人憑證): an X.509 certificate for the device's credential key."""
+
+    __tablename__ = "mobile_certificates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    serial_hex: Mapped[str] = mapped_column(String(64), unique=True)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    device: Mapped[Device] = relationship(back_populates="certificates")

@@ -7,7 +7,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from iccard.demo_pki import ISSUER_NAME, ROOT_NAME
+from iccard.demo_pki import ISSUER_NAME, MOBILE_CA_NAME, ROOT_NAME
 
 
 class UnsafeConfiguration(SystemExit):
@@ -29,6 +29,12 @@ def check_production(config) -> None:
             problems.append(f"{path} (a card trust anchor or intermediate) does not exist")
         elif demo_dir in resolved.parents or _is_demo_certificate(resolved):
             problems.append(f"{path} is the demo PKI; set MOCERT_CARD_TRUST_ANCHORS to the real GRCA root")
+    mobile_ca = Path(config["MOBILE_CA_CERT"]).resolve()
+    for name in ("MOBILE_CA_CERT", "MOBILE_CA_KEY"):
+        if not Path(config[name]).is_file():
+            problems.append(f"MOCERT_{name} ({config[name]}) does not exist")
+    if demo_dir in mobile_ca.parents or _is_demo_certificate(mobile_ca):
+        problems.append("MOCERT_MOBILE_CA_CERT is the demo mobile-certificate CA; configure your own CA and key")
     if not config["PUBLIC_URL"].startswith("https://"):
         problems.append("MOCERT_PUBLIC_URL must be https:// in production")
     if problems:
@@ -45,4 +51,4 @@ def _is_demo_certificate(path: Path) -> bool:
     except ValueError:
         return False
     names = {attr.value for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
-    return bool(names & {ROOT_NAME, ISSUER_NAME})
+    return bool(names & {ROOT_NAME, ISSUER_NAME, MOBILE_CA_NAME})

@@ -17,7 +17,7 @@ from pathlib import Path
 from asn1crypto import keys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
@@ -29,6 +29,7 @@ MOICA_POLICY_OID = "2.16.886.101.0.3.3"
 DEMO_PIN = "123456"
 ROOT_NAME = "MoCert Demo GRCA"
 ISSUER_NAME = "MoCert Demo MOICA"
+MOBILE_CA_NAME = "MoCert Demo Mobile CA"
 CRL_VALIDITY = timedelta(hours=36)  # what GRCA's CPS gives its CRLs
 OCSP_VALIDITY = timedelta(hours=1)
 
@@ -164,7 +165,40 @@ class DemoPKI:
                 )
         manifest = {"base_url": base_url, "created_at": now.isoformat(), "cards": cards, "revoked": revoked}
         (target / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-        return cls(target)
+        pki = cls(target)
+        pki.ensure_mobile_ca(now)
+        return pki
+
+    def ensure_mobile_ca(self, now: datetime | None = None) -> bool:
+        """Create the demo mobile-certificate CA under the demo root if it is missing; True if created.
+
+        A demo PKI made before phones could be bound gets its mobile CA on the next ``init-demo``.
+        """
+        if (self.directory / "mobile-ca.pem").is_file():
+            return False
+        now = now or datetime.now(timezone.utc)
+        root_key = serialization.load_pem_private_key((self.directory / "root.key.pem").read_bytes(), None)
+        key = ec.generate_private_key(ec.SECP256R1())
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(_name(MOBILE_CA_NAME))
+            .issuer_name(self.root_certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=365 * 10))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+            .sign(root_key, hashes.SHA256())
+        )
+        _write_private(
+            self.directory / "mobile-ca.key.pem",
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        )
+        (self.directory / "mobile-ca.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        return True
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -201,6 +235,29 @@ class DemoPKI:
         return serialization.load_pem_private_key(
             (self.directory / "cards" / f"{card.card_number}.key.pem").read_bytes(), None
         )
+
+    def issue_card(self, name: str, national_id: str, card_number: str, now: datetime | None = None) -> DemoCard:
+        """A further valid card (a replacement, say) from the demo issuing CA, added to the manifest."""
+        now = now or datetime.now(timezone.utc)
+        key = _new_key()
+        card = DemoCard(
+            name=name,
+            national_id=national_id,
+            card_number=card_number,
+            subject_serial=f"{len(self.cards) + 1:016d}",
+            status="valid",
+            certificate_serial=x509.random_serial_number(),
+        )
+        cert = _citizen_certificate(
+            card, key, self.issuer_certificate, self._issuer_key, now - timedelta(minutes=1),
+            now + timedelta(days=5 * 365), self.manifest["base_url"],
+        )
+        (self.directory / "cards" / f"{card_number}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_private(self.directory / "cards" / f"{card_number}.key.pem", _pem_key(key))
+        manifest = {**self.manifest, "cards": [*self.manifest["cards"], asdict(card)]}
+        (self.directory / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+        self.__dict__.pop("manifest", None)  # re-read on next use
+        return card
 
     # -- revocation -------------------------------------------------------------------------------
 

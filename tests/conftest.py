@@ -158,6 +158,8 @@ def _config(instance_dir: Path, database_url: str, **overrides):
     config.DEMO_PKI_DIR = instance_dir / "demo-pki"
     config.CARD_TRUST_ANCHORS = (str(config.DEMO_PKI_DIR / "root.pem"),)
     config.CARD_INTERMEDIATES = (str(config.DEMO_PKI_DIR / "issuer.pem"),)
+    config.MOBILE_CA_CERT = str(config.DEMO_PKI_DIR / "mobile-ca.pem")
+    config.MOBILE_CA_KEY = str(config.DEMO_PKI_DIR / "mobile-ca.key.pem")
     config.PUBLIC_URL = "http://localhost"
     for key, value in overrides.items():
         setattr(config, key, value)

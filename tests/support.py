@@ -99,3 +99,17 @@ def make_account(pki: DemoPKI, card: DemoCard, *, name: str | None = None, link_
     db.session.commit()
     db.session.refresh(account)
     return account
+
+
+def browser_card_login(page, base_url: str, pki: DemoPKI, national_id: str, status: str = "valid") -> dict:
+    """A card login made with the browser page's own cookies, signed as the component would (the popup
+    itself is tested with the agent)."""
+    csrf = page.request.get(f"{base_url}/api/v1/csrf").json()["csrf_token"]
+    begin = page.request.post(f"{base_url}/api/v1/card-login/begin", headers={"X-CSRF-Token": csrf}).json()
+    signed = make_signature(pki, card_of(pki, national_id, status), begin["tbs"])
+    response = page.request.post(
+        f"{base_url}/api/v1/card-login/complete",
+        data={"login_id": begin["login_id"], **signed},
+        headers={"X-CSRF-Token": csrf},
+    )
+    return response.json()

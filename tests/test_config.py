@@ -68,9 +68,43 @@ def test_production_refuses_a_demo_root_copied_elsewhere(production_env, pki, tm
         _create()
 
 
-def test_production_starts_with_real_trust_anchors_and_secure_cookies(production_env, shared_trust):
+def _own_mobile_ca(directory):
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Agency Mobile CA")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "mobile-ca.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "mobile-ca.key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+
+def test_production_refuses_the_demo_mobile_ca(production_env, pki, shared_trust):
     production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(shared_trust / "GRCA-G3.cer"))
     production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(shared_trust / "MOICA-G3.cer"))
+    production_env.setenv("MOCERT_MOBILE_CA_CERT", str(pki.directory / "mobile-ca.pem"))
+    with pytest.raises(SystemExit, match="demo mobile-certificate CA"):
+        _create()
+
+
+def test_production_starts_with_real_trust_anchors_and_secure_cookies(production_env, shared_trust, tmp_path):
+    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(shared_trust / "GRCA-G3.cer"))
+    production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(shared_trust / "MOICA-G3.cer"))
+    _own_mobile_ca(tmp_path)
+    production_env.setenv("MOCERT_MOBILE_CA_CERT", str(tmp_path / "mobile-ca.pem"))
+    production_env.setenv("MOCERT_MOBILE_CA_KEY", str(tmp_path / "mobile-ca.key.pem"))
     app = _create()
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True

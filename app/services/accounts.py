@@ -20,7 +20,7 @@ from ..errors import ApiError
 from ..extensions import db
 from ..mail import MailError, send_mail
 from ..models import Account, CardCertificate, CardLogin, EmailVerification, utcnow
-from . import card_login
+from . import card_login, devices
 from .contact import InvalidContact, normalize_email, normalize_mobile
 
 RESEND_INTERVAL = timedelta(seconds=60)
@@ -149,7 +149,7 @@ def account_view(account: Account) -> dict:
             }
             for card in account.cards
         ],
-        "devices": [],
+        "devices": [devices.device_view(device, now) for device in devices.list_devices(account)],
     }
 
 

@@ -4,25 +4,11 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.support import card_of, make_signature
-
-
-def _card_login_in(page, base_url, pki, national_id, status="valid"):
-    """Sign the challenge as the component would, through the page's own cookies (the popup is tested
-    with the component itself)."""
-    csrf = page.request.get(f"{base_url}/api/v1/csrf").json()["csrf_token"]
-    begin = page.request.post(f"{base_url}/api/v1/card-login/begin", headers={"X-CSRF-Token": csrf}).json()
-    signed = make_signature(pki, card_of(pki, national_id, status), begin["tbs"])
-    response = page.request.post(
-        f"{base_url}/api/v1/card-login/complete",
-        data={"login_id": begin["login_id"], **signed},
-        headers={"X-CSRF-Token": csrf},
-    )
-    return response.json()
+from tests.support import browser_card_login, card_of, make_account
 
 
 def test_a_new_person_registers_confirms_the_email_and_sees_the_account(page, live_server, pki, mailbox):
-    assert _card_login_in(page, live_server, pki, "A123456789")["status"] == "registration_required"
+    assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "registration_required"
     page.goto(f"{live_server}/register")
     expect(page.locator("html")).to_have_attribute("lang", re.compile("zh"))
     page.fill("#national_id", "A123456788")  # a typo in the check digit
@@ -66,11 +52,9 @@ def test_english_is_one_click_away_and_remembered(page, live_server):
 
 
 def test_logout_from_the_page_ends_the_session(page, live_server, pki, app):
-    from tests.support import make_account
-
     with app.app_context():
         make_account(pki, card_of(pki, "B223456782"))
-    assert _card_login_in(page, live_server, pki, "B223456782")["status"] == "logged_in"
+    assert browser_card_login(page, live_server, pki, "B223456782")["status"] == "logged_in"
     page.goto(f"{live_server}/account")
     expect(page.locator("[data-field=name]")).to_have_text("陳美玲")
     page.click("#logout-button")

@@ -2,7 +2,7 @@
 (function () {
   "use strict";
 
-  const { api, t, showStatus } = window.MoCert;
+  const { api, t, showStatus, formatDate } = window.MoCert;
   const root = document.getElementById("account");
   if (!root) return;
   const status = document.getElementById("account-status");
@@ -13,16 +13,9 @@
   const verifyStatus = document.getElementById("verify-status");
   const codeInput = document.getElementById("code");
   const resendButton = document.getElementById("resend-button");
-  const locale = document.documentElement.lang;
 
   function setField(name, value) {
     root.querySelector('[data-field="' + name + '"]').textContent = value || "";
-  }
-
-  function formatDate(iso) {
-    const date = new Date(iso);
-    if (Number.isNaN(date.getTime())) return iso;
-    return date.toLocaleDateString(locale, { year: "numeric", month: "2-digit", day: "2-digit" });
   }
 
   // Shown the way people in Taiwan write mobile numbers; other numbers stay in E.164.
@@ -43,6 +36,7 @@
     emailBadge.textContent = verified ? t("verified") : t("unverified");
     emailBadge.dataset.kind = verified ? "ok" : "warn";
     verifySection.hidden = verified;
+    document.getElementById("bind-email-hint").hidden = verified;
   }
 
   function renderCards(cards) {
@@ -66,15 +60,191 @@
     document.getElementById("no-cards").hidden = cards.length > 0;
   }
 
+  // -- mobile devices ------------------------------------------------------------------------------
+
+  const devicesStatus = document.getElementById("devices-status");
+  const deviceTemplate = document.getElementById("device-template");
+  const STATUS = {
+    active: { key: "deviceActive", kind: "ok" },
+    expired: { key: "deviceExpired", kind: "warn" },
+    suspended: { key: "deviceSuspended", kind: "warn" },
+    revoked: { key: "deviceRevoked", kind: "muted" },
+  };
+
+  function deviceItem(device) {
+    const item = deviceTemplate.content.firstElementChild.cloneNode(true);
+    const id = String(device.id);
+    const state = STATUS[device.status] || { key: device.status, kind: "muted" };
+    item.dataset.deviceId = id;
+    item.dataset.status = device.status;
+    item.querySelector(".device-name").textContent = device.name;
+    const statusBadge = item.querySelector(".device-status");
+    statusBadge.textContent = t(state.key);
+    statusBadge.dataset.status = device.status;
+    statusBadge.dataset.kind = state.kind;
+    const fields = {
+      platform: device.platform || t("unknownPlatform"),
+      bound_at: formatDate(device.bound_at),
+      expires_at: device.expires_at ? formatDate(device.expires_at) : "–",
+      last_used_at: device.last_used_at ? formatDate(device.last_used_at) : t("never"),
+    };
+    Object.entries(fields).forEach(([name, text]) => {
+      item.querySelector('[data-field="' + name + '"]').textContent = text;
+    });
+
+    // Labels need ids that are unique in the page, so each copy gets its own.
+    item.querySelectorAll("label[data-for]").forEach((label) => {
+      const control = label.parentElement.querySelector("input, select");
+      control.id = "device-" + id + "-" + label.dataset.for;
+      label.htmlFor = control.id;
+    });
+
+    const revoked = device.status === "revoked";
+    item.querySelector(".device-actions").hidden = revoked;
+    item.querySelector(".device-renew").hidden = !(device.status === "active" || device.status === "expired");
+    const certificate = item.querySelector(".device-certificate");
+    if (device.certificate_serial) {
+      certificate.href = "/api/v1/devices/" + encodeURIComponent(id) + "/certificate";
+    } else {
+      certificate.hidden = true;
+    }
+    item.querySelector(".device-rename-form label").textContent = t("renameLabel", { name: device.name });
+    item.querySelector(".unbind-question").textContent = t("unbindQuestion", { name: device.name });
+    wireDevice(item, device);
+    return item;
+  }
+
   function renderDevices(devices) {
     const list = document.getElementById("devices-list");
-    list.replaceChildren(...devices.map((device) => {
-      const item = document.createElement("li");
-      item.textContent = device.name || device.label || device.id || "";
-      return item;
-    }));
+    list.replaceChildren(...devices.map(deviceItem));
     list.hidden = devices.length === 0;
     document.getElementById("no-devices").hidden = devices.length > 0;
+  }
+
+  // After an action the list is drawn anew; focus goes back to the same device, or the section.
+  async function reloadDevices(focusId) {
+    const result = await api("GET", "/api/v1/devices");
+    if (result.status === 401) {
+      window.location.assign(root.dataset.loginUrl);
+      return;
+    }
+    if (!result.ok) {
+      showStatus(devicesStatus, result.data.message, "error");
+      return;
+    }
+    renderDevices(result.data.devices || []);
+    const item = focusId != null && document.querySelector('#devices-list [data-device-id="' + focusId + '"]');
+    const target = item && item.querySelector(".device-actions:not([hidden]) button:not([hidden])");
+    (target || document.getElementById("devices-heading")).focus();
+  }
+
+  function setItemBusy(item, busy) {
+    item.querySelectorAll("button, input, select").forEach((control) => { control.disabled = busy; });
+    item.setAttribute("aria-busy", busy ? "true" : "false");
+  }
+
+  function showForm(item, form) {
+    item.querySelectorAll(".subform").forEach((other) => { other.hidden = other !== form; });
+    item.querySelector(".device-actions").hidden = Boolean(form);
+  }
+
+  function wireDevice(item, device) {
+    const renameForm = item.querySelector(".device-rename-form");
+    const unbindForm = item.querySelector(".device-unbind-form");
+    const nameInput = renameForm.querySelector('input[name="name"]');
+    const reasonSelect = unbindForm.querySelector('select[name="reason"]');
+    const reasonOther = unbindForm.querySelector(".reason-other");
+    const reasonText = unbindForm.querySelector('input[name="reason_text"]');
+    const path = "/api/v1/devices/" + encodeURIComponent(String(device.id));
+
+    function close(focusSelector) {
+      showForm(item, null);
+      item.querySelector(focusSelector).focus();
+    }
+
+    item.querySelector(".device-rename").addEventListener("click", () => {
+      nameInput.value = device.name;
+      nameInput.removeAttribute("aria-invalid");
+      showForm(item, renameForm);
+      nameInput.focus();
+      nameInput.select();
+    });
+
+    item.querySelector(".device-unbind").addEventListener("click", () => {
+      reasonSelect.value = reasonSelect.options[0].value;
+      reasonOther.hidden = true;
+      reasonText.value = "";
+      showForm(item, unbindForm);
+      reasonSelect.focus();
+    });
+
+    renameForm.querySelector(".device-cancel").addEventListener("click", () => close(".device-rename"));
+    unbindForm.querySelector(".device-cancel").addEventListener("click", () => close(".device-unbind"));
+    item.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape") return;
+      if (!renameForm.hidden) close(".device-rename");
+      else if (!unbindForm.hidden) close(".device-unbind");
+    });
+
+    reasonSelect.addEventListener("change", () => {
+      reasonOther.hidden = reasonSelect.value !== "other";
+      if (!reasonOther.hidden) reasonText.focus();
+    });
+
+    renameForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const name = nameInput.value.split(/\s+/).filter(Boolean).join(" ");
+      if (!name) {
+        nameInput.setAttribute("aria-invalid", "true");
+        showStatus(devicesStatus, t("nameRequired"), "error");
+        nameInput.focus();
+        return;
+      }
+      setItemBusy(item, true);
+      showStatus(devicesStatus, t("working"), "info");
+      const result = await api("PATCH", path, { name });
+      setItemBusy(item, false);
+      if (!result.ok) {
+        nameInput.setAttribute("aria-invalid", "true");
+        showStatus(devicesStatus, result.data.message, "error");
+        nameInput.focus();
+        return;
+      }
+      showStatus(devicesStatus, t("renamed", { name: (result.data.device || {}).name || name }), "success");
+      await reloadDevices(device.id);
+    });
+
+    unbindForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const typed = reasonText.value.trim();
+      const reason = reasonSelect.value === "other" ? typed || "other" : reasonSelect.value;
+      setItemBusy(item, true);
+      showStatus(devicesStatus, t("working"), "info");
+      const result = await api("DELETE", path, { reason });
+      setItemBusy(item, false);
+      if (!result.ok) {
+        showStatus(devicesStatus, result.data.message, "error");
+        // Already unbound elsewhere, say: the list shows how things stand now.
+        if (result.status === 404 || result.status === 409) await reloadDevices(device.id);
+        return;
+      }
+      showStatus(devicesStatus, t("unbound", { name: device.name }), "success");
+      await reloadDevices(device.id);
+    });
+
+    item.querySelector(".device-renew").addEventListener("click", async () => {
+      setItemBusy(item, true);
+      showStatus(devicesStatus, t("renewing"), "info");
+      const result = await api("POST", path + "/renew", {});
+      setItemBusy(item, false);
+      if (!result.ok) {
+        showStatus(devicesStatus, result.data.message, "error");
+        return;
+      }
+      const renewed = result.data.device || {};
+      showStatus(devicesStatus, t("renewed", { name: device.name, date: formatDate(renewed.expires_at) }), "success");
+      await reloadDevices(device.id);
+    });
   }
 
   function render(account) {

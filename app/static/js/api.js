@@ -61,6 +61,18 @@
     }
   }
 
+  // Dates as YYYY/MM/DD in the person's own time zone, in every language (unambiguous, and how
+  // Taiwan writes them). The API sends ISO 8601; a time without a zone is UTC.
+  function formatDate(iso) {
+    if (!iso) return "";
+    const text = String(iso);
+    const zoned = /T.*(Z|[+-]\d\d:?\d\d)$/.test(text) || !text.includes("T") ? text : text + "Z";
+    const date = new Date(zoned);
+    if (Number.isNaN(date.getTime())) return text;
+    const pad = (n) => String(n).padStart(2, "0");
+    return date.getFullYear() + "/" + pad(date.getMonth() + 1) + "/" + pad(date.getDate());
+  }
+
   const logoutButton = document.getElementById("logout-button");
   if (logoutButton) {
     logoutButton.addEventListener("click", async () => {
@@ -76,5 +88,5 @@
     });
   }
 
-  window.MoCert = { api, t, showStatus };
+  window.MoCert = { api, t, showStatus, formatDate };
 })();

@@ -1,0 +1,397 @@
+"""Binding phones over the API with the software phone, and the person's device management."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from sqlalchemy import func, select, update
+
+from app.extensions import db
+from app.models import AuditEvent, Binding, CardCertificate, Device, MobileCertificate, utcnow
+from tests.support import card_login, card_of, make_account
+from webauthn.phone import PhoneBrowser, SoftwareAuthenticator
+
+ORIGIN = "http://localhost"
+
+
+@pytest.fixture
+def person(client, pki, app):
+    """王小明, registered with a confirmed email, logged in with his card on the computer."""
+    with app.app_context():
+        account = make_account(pki, card_of(pki, "A123456789"))
+        account.email_verified_at = utcnow()
+        db.session.commit()
+    assert card_login(client, pki, card_of(pki, "A123456789")).get_json()["status"] == "logged_in"
+    return client
+
+
+@pytest.fixture
+def phone_http(app):
+    """The phone's own HTTP client: no cookie, no CSRF token, nothing shared with the computer."""
+    return app.test_client()
+
+
+@pytest.fixture
+def phone():
+    return PhoneBrowser(SoftwareAuthenticator(None))
+
+
+def _start(computer) -> tuple[str, str]:
+    response = computer.post("/api/v1/bindings", json={})
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    return body["binding_id"], body["url"].rsplit("/", 1)[1]
+
+
+def _bind(phone_http, phone, token, name="我的手機", origin=ORIGIN):
+    options = phone_http.post(f"/api/v1/m/bind/{token}/options", json={})
+    assert options.status_code == 200, options.get_json()
+    credential = phone.create(options.get_json()["publicKey"], origin=origin)
+    return phone_http.post(f"/api/v1/m/bind/{token}/complete", json={"credential": credential, "device_name": name})
+
+
+def _tags(app):
+    with app.app_context():
+        return [e.tag for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+
+
+def test_binding_gives_a_qr_code_of_the_phone_url(person, app):
+    response = person.post("/api/v1/bindings", json={})
+    body = response.get_json()
+    assert body["url"].startswith("http://localhost/m/bind/") and body["expires_in"] == 300
+    assert body["qr_svg"].lstrip().startswith("<?xml") or "<svg" in body["qr_svg"]
+    assert person.get(f"/api/v1/bindings/{body['binding_id']}").get_json() == {"status": "pending"}
+
+
+def test_a_phone_binds_and_gets_a_mobile_certificate_for_one_year(person, phone_http, phone, app):
+    binding_id, token = _start(person)
+    options = phone_http.post(f"/api/v1/m/bind/{token}/options", json={}).get_json()
+    assert options["account"] == {"name_masked": "王○明", "national_id_masked": "A12****789"}
+    public_key = options["publicKey"]
+    assert public_key["rp"]["id"] == "localhost"
+    assert public_key["authenticatorSelection"]["userVerification"] == "required"
+    assert public_key["authenticatorSelection"]["residentKey"] == "required"
+    assert public_key["authenticatorSelection"]["authenticatorAttachment"] == "platform"
+    assert {p["alg"] for p in public_key["pubKeyCredParams"]} == {-7, -257, -8}
+    assert person.get(f"/api/v1/bindings/{binding_id}").get_json()["status"] == "scanned"
+
+    credential = phone.create(public_key, origin=ORIGIN)
+    response = phone_http.post(
+        f"/api/v1/m/bind/{token}/complete", json={"credential": credential, "device_name": "  我的   手機 "}
+    )
+    assert response.status_code == 201, response.get_json()
+    device = response.get_json()["device"]
+    assert device["name"] == "我的 手機" and device["status"] == "active"
+
+    status = person.get(f"/api/v1/bindings/{binding_id}").get_json()
+    assert status["status"] == "completed" and status["device"]["id"] == device["id"]
+    with app.app_context():
+        stored = db.session.get(Device, device["id"])
+        assert stored.attestation_format == "packed" and stored.aaguid == "20d2b06a-e7cc-4c4d-9412-da3919f8c6fe"
+        assert "internal" in stored.transports and "hybrid" in stored.transports
+        certificate = x509.load_der_x509_certificate(stored.certificate.der)
+        assert certificate.not_valid_before_utc == stored.bound_at.replace(microsecond=0)
+        assert certificate.not_valid_after_utc.year == certificate.not_valid_before_utc.year + 1
+        assert "A123456789" not in certificate.subject.rfc4514_string()
+    assert "device:bound" in _tags(app) and "device:binding:scanned" in _tags(app)
+
+    pem = person.get(f"/api/v1/devices/{device['id']}/certificate")
+    assert pem.status_code == 200 and pem.data.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert x509.load_pem_x509_certificate(pem.data).serial_number == certificate.serial_number
+    account = person.get("/api/v1/account").get_json()
+    assert [d["id"] for d in account["devices"]] == [device["id"]]
+
+
+def test_a_phone_without_user_verification_is_refused(person, phone_http, app):
+    _, token = _start(person)
+    response = _bind(phone_http, PhoneBrowser(SoftwareAuthenticator(None, user_verified=False)), token)
+    assert response.status_code == 400 and response.get_json()["error"] == "user_not_verified"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Device)) == 0
+    assert "device:binding:failure" in _tags(app)
+
+
+def test_a_token_is_used_once(person, phone_http, phone):
+    _, token = _start(person)
+    assert _bind(phone_http, phone, token).status_code == 201
+    again = phone_http.post(f"/api/v1/m/bind/{token}/options", json={})
+    assert again.status_code == 409 and again.get_json()["error"] == "binding_used"
+
+
+def test_an_expired_token_is_refused(person, phone_http, phone, app):
+    binding_id, token = _start(person)
+    with app.app_context():
+        db.session.execute(update(Binding).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    response = phone_http.post(f"/api/v1/m/bind/{token}/options", json={})
+    assert response.status_code == 410 and response.get_json()["error"] == "binding_expired"
+    assert person.get(f"/api/v1/bindings/{binding_id}").get_json()["status"] == "expired"
+
+
+def test_an_unknown_token_is_404(phone_http):
+    response = phone_http.post("/api/v1/m/bind/" + "x" * 43 + "/options", json={})
+    assert response.status_code == 404 and response.get_json()["error"] == "binding_unknown"
+
+
+def test_a_binding_ends_with_the_computer_session_that_made_it(person, phone_http, phone):
+    _, token = _start(person)
+    person.post("/api/v1/logout")
+    response = phone_http.post(f"/api/v1/m/bind/{token}/options", json={})
+    assert response.status_code == 410
+
+
+def test_another_accounts_binding_cannot_be_followed_or_answered_with_its_options(person, phone_http, phone, pki, app):
+    binding_id, token = _start(person)
+    from tests.conftest import ApiClient
+
+    other = ApiClient(app.test_client())
+    with app.app_context():
+        make_account(pki, card_of(pki, "B223456782")).email_verified_at = utcnow()
+        db.session.commit()
+    card_login(other, pki, card_of(pki, "B223456782"))
+    assert other.get(f"/api/v1/bindings/{binding_id}").status_code == 404
+    _, other_token = _start(other)
+    # A response made for the other account's QR code does not complete this one.
+    other_options = phone_http.post(f"/api/v1/m/bind/{other_token}/options", json={}).get_json()
+    phone_http.post(f"/api/v1/m/bind/{token}/options", json={})
+    credential = phone.create(other_options["publicKey"], origin=ORIGIN)
+    response = phone_http.post(f"/api/v1/m/bind/{token}/complete", json={"credential": credential, "device_name": "x"})
+    assert response.status_code == 400 and response.get_json()["error"] == "challenge_mismatch"
+
+
+@pytest.mark.parametrize(("origin", "reason"), [("http://localhost:8080", "origin_mismatch")])
+def test_a_response_for_another_origin_is_refused(person, phone_http, phone, origin, reason):
+    _, token = _start(person)
+    response = _bind(phone_http, phone, token, origin=origin)
+    assert response.status_code == 400 and response.get_json()["error"] == reason
+
+
+def test_a_response_for_another_rp_id_is_refused(person, phone_http, phone, app):
+    _, token = _start(person)
+    options = phone_http.post(f"/api/v1/m/bind/{token}/options", json={}).get_json()["publicKey"]
+    options["rp"]["id"] = "evil.localhost"
+    credential = phone.create(options, origin="http://evil.localhost")
+    response = phone_http.post(f"/api/v1/m/bind/{token}/complete", json={"credential": credential, "device_name": "x"})
+    assert response.status_code == 400 and response.get_json()["error"] in ("rp_id_mismatch", "origin_mismatch")
+
+
+def test_a_tampered_attestation_is_refused(person, phone_http, phone):
+    import base64
+
+    _, token = _start(person)
+    options = phone_http.post(f"/api/v1/m/bind/{token}/options", json={}).get_json()["publicKey"]
+    credential = phone.create(options, origin=ORIGIN)
+    from fido2 import cbor
+
+    attestation = cbor.decode(base64.urlsafe_b64decode(credential["response"]["attestationObject"] + "=="))
+    signature = bytearray(attestation["attStmt"]["sig"])
+    signature[-1] ^= 0x01
+    attestation["attStmt"]["sig"] = bytes(signature)
+    credential["response"]["attestationObject"] = base64.urlsafe_b64encode(cbor.encode(attestation)).rstrip(b"=").decode()
+    response = phone_http.post(f"/api/v1/m/bind/{token}/complete", json={"credential": credential, "device_name": "x"})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "attestation_invalid"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"credential": "x", "device_name": "n"}, {"credential": {}, "device_name": "n"}, {"credential": {"id": 1}, "device_name": ""}],
+)
+def test_malformed_completions_are_4xx(person, phone_http, body):
+    _, token = _start(person)
+    phone_http.post(f"/api/v1/m/bind/{token}/options", json={})
+    response = phone_http.post(f"/api/v1/m/bind/{token}/complete", json=body)
+    assert 400 <= response.status_code < 500 and response.get_json()["error"]
+
+
+def test_two_phones_racing_for_one_token_make_one_device(person, app):
+    _, token = _start(person)
+    phones = [PhoneBrowser(SoftwareAuthenticator(None)) for _ in range(4)]
+    http = app.test_client()
+    credentials = []
+    for phone_browser in phones:
+        options = http.post(f"/api/v1/m/bind/{token}/options", json={}).get_json()["publicKey"]
+        credentials.append(phone_browser.create(options, origin=ORIGIN))
+    # Only the last options' challenge is current: every phone answers it.
+    options = http.post(f"/api/v1/m/bind/{token}/options", json={}).get_json()["publicKey"]
+    credentials = [p.create(options, origin=ORIGIN) for p in phones]
+    statuses = []
+
+    def attempt(credential):
+        response = app.test_client().post(
+            f"/api/v1/m/bind/{token}/complete", json={"credential": credential, "device_name": "race"}
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=attempt, args=(c,)) for c in credentials]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201, 409, 409, 409]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Device)) == 1
+
+
+def test_binding_needs_a_confirmed_email(client, pki, app):
+    with app.app_context():
+        make_account(pki, card_of(pki, "A123456789"))
+    card_login(client, pki, card_of(pki, "A123456789"))
+    response = client.post("/api/v1/bindings", json={})
+    assert response.status_code == 409 and response.get_json()["error"] == "email_not_verified"
+
+
+def test_the_device_limit_gives_a_clear_error(person, phone_http, app):
+    app.config["DEVICE_LIMIT"] = 2
+    for _ in range(2):
+        _, token = _start(person)
+        assert _bind(phone_http, PhoneBrowser(SoftwareAuthenticator(None)), token).status_code == 201
+    response = person.post("/api/v1/bindings", json={})
+    assert response.status_code == 409 and response.get_json()["error"] == "device_limit"
+    assert response.get_json()["limit"] == 2
+
+
+def test_a_phone_already_bound_is_excluded(person, phone_http, phone):
+    _, token = _start(person)
+    assert _bind(phone_http, phone, token).status_code == 201
+    _, token = _start(person)
+    options = phone_http.post(f"/api/v1/m/bind/{token}/options", json={}).get_json()["publicKey"]
+    assert len(options["excludeCredentials"]) == 1
+    from webauthn.phone import WebAuthnError as PhoneRefused
+
+    with pytest.raises(PhoneRefused):
+        phone.create(options, origin=ORIGIN)
+
+
+def test_devices_are_listed_renamed_and_unbound_with_audit(person, phone_http, phone, app):
+    _, token = _start(person)
+    device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
+    [listed] = person.get("/api/v1/devices").get_json()["devices"]
+    assert listed["platform"] is None or isinstance(listed["platform"], str)
+    assert listed["last_used_at"] is None and listed["expires_at"]
+    renamed = person.raw.patch(f"/api/v1/devices/{device_id}", json={"name": "新名字"}, headers={"X-CSRF-Token": person.csrf()})
+    assert renamed.get_json()["device"]["name"] == "新名字"
+    unbound = person.raw.delete(f"/api/v1/devices/{device_id}", json={"reason": "lost"}, headers={"X-CSRF-Token": person.csrf()})
+    assert unbound.get_json()["device"]["status"] == "revoked"
+    again = person.raw.delete(f"/api/v1/devices/{device_id}", json={}, headers={"X-CSRF-Token": person.csrf()})
+    assert again.status_code == 409
+    assert {"device:renamed", "device:unbound"} <= set(_tags(app))
+
+
+def test_one_cannot_manage_someone_elses_device(person, phone_http, phone, pki, app):
+    _, token = _start(person)
+    device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
+    from tests.conftest import ApiClient
+
+    other = ApiClient(app.test_client())
+    with app.app_context():
+        make_account(pki, card_of(pki, "B223456782"))
+    card_login(other, pki, card_of(pki, "B223456782"))
+    assert other.get(f"/api/v1/devices/{device_id}/certificate").status_code == 404
+    assert other.raw.delete(f"/api/v1/devices/{device_id}", json={}, headers={"X-CSRF-Token": other.csrf()}).status_code == 404
+
+
+def test_an_expired_device_is_renewed_for_another_year_with_a_new_certificate(person, phone_http, phone, app):
+    _, token = _start(person)
+    device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
+    with app.app_context():
+        db.session.execute(update(MobileCertificate).values(not_after=utcnow() - timedelta(days=1)))
+        db.session.commit()
+    assert person.get("/api/v1/devices").get_json()["devices"][0]["status"] == "expired"
+    with app.app_context():  # an expired certificate alone is not a revoked device: it may be renewed
+        db.session.execute(update(Device).values(status="active"))
+        db.session.commit()
+    renewed = person.post(f"/api/v1/devices/{device_id}/renew", json={})
+    assert renewed.status_code == 200 and renewed.get_json()["device"]["status"] == "active"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(MobileCertificate)) == 2
+    assert "device:renewed" in _tags(app)
+
+
+@pytest.fixture
+def revoked_card(pki):
+    """Revoke 王小明's card at the demo CA for one test (the OCSP responder and CRL read the manifest)."""
+    import json
+
+    manifest_file = pki.directory / "manifest.json"
+    original = manifest_file.read_text()
+    manifest = json.loads(original)
+    card = card_of(pki, "A123456789")
+    manifest["revoked"].append({"serial": card.certificate_serial, "revoked_at": utcnow().isoformat(), "reason": "key_compromise"})
+    manifest_file.write_text(json.dumps(manifest))
+    yield card
+    manifest_file.write_text(original)
+
+
+def _assert_device_still_works(app, phone, device_id, before_der):
+    """Its certificate is the same and current, and the phone's assertion verifies against it."""
+    import secrets
+
+    import webauthn
+
+    with app.app_context():
+        device = db.session.get(Device, device_id)
+        assert device.certificate.der == before_der
+        assert device.effective_status(utcnow()) == "active"
+        challenge = secrets.token_bytes(32)
+        options = webauthn.authentication_options(rp_id="localhost", challenge=challenge)
+        assertion = phone.get(options["publicKey"], origin=ORIGIN)
+        verified = webauthn.verify_authentication(
+            assertion,
+            expected_challenge=challenge,
+            expected_origin=ORIGIN,
+            expected_rp_id="localhost",
+            credential_public_key=device.public_key,
+            current_sign_count=device.sign_count,
+        )
+        assert verified.user_verified and verified.credential_id == device.credential_id
+
+
+def _bound_device(person, phone_http, phone, app):
+    _, token = _start(person)
+    device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
+    with app.app_context():
+        return device_id, db.session.get(Device, device_id).certificate.der
+
+
+def test_an_expired_card_leaves_the_device_working(person, phone_http, phone, app):
+    device_id, der = _bound_device(person, phone_http, phone, app)
+    with app.app_context():
+        db.session.execute(update(CardCertificate).values(not_after=utcnow() - timedelta(days=1)))
+        db.session.commit()
+    assert person.get("/api/v1/account").get_json()["cards"][0]["expired"] is True
+    assert person.get("/api/v1/devices").get_json()["devices"][0]["status"] == "active"
+    _assert_device_still_works(app, phone, device_id, der)
+
+
+def test_a_revoked_card_leaves_the_device_working(person, phone_http, phone, app, pki, revoked_card):
+    device_id, der = _bound_device(person, phone_http, phone, app)
+    person.post("/api/v1/logout")
+    app.extensions.pop("mocert.card_verifier")  # forget the cached "good" OCSP answer from the login
+    refused = card_login(person, pki, revoked_card)
+    assert refused.get_json()["error"] == "certificate_revoked"  # the card is done for…
+    _assert_device_still_works(app, phone, device_id, der)  # …the phone is not
+
+
+@pytest.fixture
+def replacement_card(pki):
+    """A new card for 王小明 from the demo CA, for one test."""
+    manifest_file = pki.directory / "manifest.json"
+    original = manifest_file.read_text()
+    yield pki.issue_card("王小明", "A123456789", "TEST000000000099")
+    manifest_file.write_text(original)
+    pki.__dict__.pop("manifest", None)
+    for leftover in (pki.directory / "cards").glob("TEST000000000099.*"):
+        leftover.unlink()
+
+
+def test_a_replacement_card_leaves_the_device_working(person, phone_http, phone, app, pki, replacement_card):
+    device_id, der = _bound_device(person, phone_http, phone, app)
+    person.post("/api/v1/logout")
+    assert card_login(person, pki, replacement_card).get_json()["status"] == "registration_required"
+    linked = person.post("/api/v1/account/register", json={"national_id": "A123456789"})
+    assert linked.get_json()["status"] == "card_linked"
+    assert len(linked.get_json()["account"]["cards"]) == 2
+    _assert_device_still_works(app, phone, device_id, der)
+    assert person.get("/api/v1/devices").get_json()["devices"][0]["status"] == "active"

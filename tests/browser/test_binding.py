@@ -1,0 +1,97 @@
+"""Binding a phone as a person does it: the computer shows a QR code, the phone scans it and confirms
+with its platform authenticator (Chromium's virtual one), and the computer's page follows by itself."""
+
+import io
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.support import browser_card_login, card_of, make_account
+
+VIRTUAL_PHONE = {
+    "protocol": "ctap2",
+    "transport": "internal",
+    "hasResidentKey": True,
+    "hasUserVerification": True,
+    "isUserVerified": True,
+    "automaticPresenceSimulation": True,
+}
+
+
+def _decode_qr(page) -> str:
+    import zxingcpp
+    from PIL import Image
+
+    png = page.locator("#bind-qr").screenshot()
+    [barcode] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    return barcode.text
+
+
+@pytest.fixture
+def phone(browser):
+    """A second browser context playing the phone, with a user-verifying platform authenticator."""
+    context = browser.new_context(
+        locale="zh-TW",
+        viewport={"width": 390, "height": 844},
+        user_agent="Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156 Mobile",
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_PHONE})
+    page.authenticator = (cdp, authenticator["authenticatorId"])
+    yield page
+    context.close()
+
+
+def _verified_account(app, pki, national_id="A123456789"):
+    from app.extensions import db
+    from app.models import utcnow
+
+    with app.app_context():
+        account = make_account(pki, card_of(pki, national_id))
+        account.email_verified_at = utcnow()
+        db.session.commit()
+
+
+def test_the_phone_scans_the_qr_code_and_the_computer_sees_it_completed(page, phone, live_server, pki, app):
+    _verified_account(app, pki)
+    assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "logged_in"
+    page.goto(f"{live_server}/account/devices/bind")
+    expect(page.locator("#bind-qr")).to_be_visible()
+    url = _decode_qr(page)
+    assert url.startswith(f"{live_server}/m/bind/")
+    assert page.locator("#bind-link").text_content().strip() == url
+
+    phone.goto(url)
+    expect(phone.locator("#phone-account")).to_contain_text("A12****789")
+    expect(page.locator("#bind-status")).to_have_attribute("data-status", "scanned")
+    phone.fill("#device-name", "我的 Pixel")
+    phone.click("#phone-bind-button")
+    expect(phone.locator("#phone-done")).to_be_visible()
+
+    # The computer's page continues by itself.
+    expect(page.locator("#bind-status")).to_have_attribute("data-status", "completed")
+    expect(page.locator("#bind-status")).to_contain_text("我的 Pixel")
+    cdp, authenticator_id = phone.authenticator
+    [credential] = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"]
+    assert credential["isResidentCredential"] is True
+
+    page.goto(f"{live_server}/account")
+    row = page.locator("#devices-list [data-device-id]")
+    expect(row).to_have_count(1)
+    expect(row.locator(".device-name")).to_have_text("我的 Pixel")
+    expect(row.locator(".device-status")).to_have_attribute("data-status", "active")
+
+
+def test_a_phone_without_biometrics_is_told_what_it_needs(page, phone, live_server, pki, app):
+    _verified_account(app, pki)
+    browser_card_login(page, live_server, pki, "A123456789")
+    page.goto(f"{live_server}/account/devices/bind")
+    url = _decode_qr(page)
+    cdp, authenticator_id = phone.authenticator
+    cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator_id})
+    phone.goto(url)
+    expect(phone.locator("#phone-unsupported")).to_be_visible()
+    expect(phone.locator("#phone-unsupported")).to_contain_text("Android 7")
