@@ -60,6 +60,11 @@ class Config:
         self.WEBAUTHN_RP_ID = _env("WEBAUTHN_RP_ID")
         self.WEBAUTHN_RP_NAME = _env("WEBAUTHN_RP_NAME", "MoCert")
         self.WEBAUTHN_ORIGINS = _env_list("WEBAUTHN_ORIGINS")
+        # Attestation trust: "any" (statements verified, no root required), "roots", or "mds3".
+        self.WEBAUTHN_TRUST = _env("WEBAUTHN_TRUST", "any")
+        self.WEBAUTHN_ATTESTATION_ROOTS = _env_list("WEBAUTHN_ATTESTATION_ROOTS")
+        self.WEBAUTHN_MDS_BLOB = _env("WEBAUTHN_MDS_BLOB")
+        self.WEBAUTHN_MDS_ROOT = _env("WEBAUTHN_MDS_ROOT")
         self.BINDING_TTL = timedelta(seconds=_env_int("BINDING_TTL", 300))
         self.DEVICE_LIMIT = _env_int("DEVICE_LIMIT", 5)
         self.MOBILE_CA_CERT = _env("MOBILE_CA_CERT", str(self.DEMO_PKI_DIR / "mobile-ca.pem"))

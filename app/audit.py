@@ -32,6 +32,7 @@ class Tags:
     DEVICE_RENAMED = "device:renamed"
     DEVICE_UNBOUND = "device:unbound"
     DEVICE_RENEWED = "device:renewed"
+    DEVICE_POSSIBLY_CLONED = "device:possibly_cloned"
 
 
 def record(

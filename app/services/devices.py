@@ -12,6 +12,7 @@ import hashlib
 import io
 import secrets
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import qrcode
@@ -40,6 +41,29 @@ def _hash(token: str) -> str:
 
 def rp_id() -> str:
     return current_app.config["WEBAUTHN_RP_ID"] or urlsplit(current_app.config["PUBLIC_URL"]).hostname
+
+
+def trust_policy() -> webauthn.TrustPolicy:
+    """The attestation trust policy of the configuration, built once per application.
+
+    An MDS3 blob is read from a file (never fetched) and re-read on restart; refresh the file to update it.
+    """
+    app = current_app._get_current_object()
+    policy = app.extensions.get("mocert.webauthn_trust")
+    if policy is None:
+        config = app.config
+        kind = config["WEBAUTHN_TRUST"]
+        if kind == "any":
+            policy = webauthn.TrustPolicy.any()
+        elif kind == "roots":
+            policy = webauthn.TrustPolicy.roots([Path(p).read_bytes() for p in config["WEBAUTHN_ATTESTATION_ROOTS"]])
+        elif kind == "mds3":
+            root = x509.load_pem_x509_certificate(Path(config["WEBAUTHN_MDS_ROOT"]).read_bytes())
+            policy = webauthn.TrustPolicy.mds3(config["WEBAUTHN_MDS_BLOB"], root.public_bytes(Encoding.DER))
+        else:
+            raise ValueError(f"MOCERT_WEBAUTHN_TRUST must be any, roots or mds3, not {kind!r}")
+        app.extensions["mocert.webauthn_trust"] = policy
+    return policy
 
 
 def origins() -> tuple[str, ...]:
@@ -158,6 +182,7 @@ def complete_binding(token: str, credential: object, device_name: object) -> Dev
             expected_origin=origins(),
             expected_rp_id=rp_id(),
             require_user_verification=True,
+            trust=trust_policy(),
         )
     except webauthn.WebAuthnError as exc:
         binding.failure = exc.reason
@@ -259,6 +284,51 @@ def renew(account: Account, auth_session: AuthSession, device_id: int) -> Device
     record(Tags.DEVICE_RENEWED, account=account, device=device.id, certificate=certificate.serial_hex)
     db.session.commit()
     return device
+
+
+def verify_assertion(device: Device, credential: dict, challenge: bytes) -> webauthn.VerifiedAuthentication:
+    """Check a phone's answer to a login challenge for ``device`` (the login flow calls this).
+
+    User verification is required and the sign counter must move on. A counter that went back means the
+    key may have been copied: the device is marked possibly cloned and the event audited (committed),
+    and the login refused. On success the device's counter and last use are updated, not committed: the
+    caller commits them with its own change. Raises :class:`ApiError`.
+    """
+    now = utcnow()
+    status = device.effective_status(now)
+    if status != "active":
+        raise ApiError(403, f"device_{status}", _device_refusal(status))
+    try:
+        verified = webauthn.verify_authentication(
+            credential,
+            expected_challenge=challenge,
+            expected_origin=origins(),
+            expected_rp_id=rp_id(),
+            credential_public_key=device.public_key,
+            current_sign_count=device.sign_count,
+            credential_id=device.credential_id,
+        )
+    except webauthn.SignCountRegression as exc:
+        device.possibly_cloned = True
+        record(
+            Tags.DEVICE_POSSIBLY_CLONED, account=device.account, device=device.id, stored=exc.stored, received=exc.received
+        )
+        db.session.commit()
+        raise ApiError(401, exc.reason, _("This phone's key may have been copied. Contact support.")) from exc
+    except webauthn.WebAuthnError as exc:
+        raise ApiError(401, exc.reason, _("The phone's answer could not be verified.")) from exc
+    device.sign_count = verified.new_sign_count
+    device.backup_state = verified.backup_state
+    device.last_used_at = now
+    return verified
+
+
+def _device_refusal(status: str) -> str:
+    if status == "expired":
+        return _("This phone's mobile certificate has expired. Log in with your IC card to renew it.")
+    if status == "suspended":
+        return _("This phone is suspended. Contact support.")
+    return _("This phone is no longer bound.")
 
 
 def certificate_pem(account: Account, device_id: int) -> tuple[str, bytes]:

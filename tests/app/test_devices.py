@@ -7,6 +7,7 @@ import pytest
 from cryptography import x509
 from sqlalchemy import func, select, update
 
+from app.errors import ApiError
 from app.extensions import db
 from app.models import AuditEvent, Binding, CardCertificate, Device, MobileCertificate, utcnow
 from tests.support import card_login, card_of, make_account
@@ -395,3 +396,63 @@ def test_a_replacement_card_leaves_the_device_working(person, phone_http, phone,
     assert len(linked.get_json()["account"]["cards"]) == 2
     _assert_device_still_works(app, phone, device_id, der)
     assert person.get("/api/v1/devices").get_json()["devices"][0]["status"] == "active"
+
+
+def _assertion(app, phone, challenge):
+    import webauthn
+
+    with app.app_context():
+        options = webauthn.authentication_options(rp_id="localhost", challenge=challenge)
+    return phone.get(options["publicKey"], origin=ORIGIN)
+
+
+def test_a_sign_counter_going_back_marks_the_device_possibly_cloned(person, phone_http, phone, app):
+    import secrets
+
+    from app.services import devices
+
+    device_id, _ = _bound_device(person, phone_http, phone, app)
+    first_challenge, second_challenge = secrets.token_bytes(32), secrets.token_bytes(32)
+    first = _assertion(app, phone, first_challenge)
+    second = _assertion(app, phone, second_challenge)
+    with app.test_request_context():
+        device = db.session.get(Device, device_id)
+        devices.verify_assertion(device, second, second_challenge)
+        db.session.commit()
+        assert device.sign_count >= 1 and device.last_used_at is not None
+        # A copy of the key answering with an older counter: refused, flagged, audited.
+        with pytest.raises(ApiError) as refused:
+            devices.verify_assertion(device, first, first_challenge)
+        assert refused.value.code == "sign_count_regression"
+    with app.app_context():
+        assert db.session.get(Device, device_id).possibly_cloned is True
+    assert "device:possibly_cloned" in _tags(app)
+
+
+def test_an_assertion_without_user_verification_or_from_an_unbound_device_is_refused(person, phone_http, app):
+    import secrets
+
+    from app.services import devices
+
+    authenticator = SoftwareAuthenticator(None)
+    device_id, _ = _bound_device(person, phone_http, PhoneBrowser(authenticator), app)
+    authenticator.user_verified = False
+    challenge = secrets.token_bytes(32)
+    no_uv = _assertion(app, PhoneBrowser(authenticator), challenge)
+    with app.test_request_context():
+        device = db.session.get(Device, device_id)
+        with pytest.raises(ApiError) as refused:
+            devices.verify_assertion(device, no_uv, challenge)
+        assert refused.value.code == "user_not_verified"
+        device.status = "revoked"
+        with pytest.raises(ApiError) as refused:
+            devices.verify_assertion(device, no_uv, challenge)
+        assert refused.value.code == "device_revoked"
+
+
+def test_a_trust_policy_requiring_roots_refuses_self_attested_phones(person, phone_http, phone, app, pki):
+    app.config["WEBAUTHN_TRUST"] = "roots"
+    app.config["WEBAUTHN_ATTESTATION_ROOTS"] = (str(pki.directory / "root.pem"),)
+    _, token = _start(person)
+    response = _bind(phone_http, phone, token)
+    assert response.status_code == 400 and response.get_json()["error"] == "attestation_untrusted"
