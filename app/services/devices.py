@@ -162,7 +162,7 @@ def complete_binding(token: str, credential: object, device_name: object) -> Dev
     binding = _open_binding(token)
     if binding.challenge is None:
         raise ApiError(409, "binding_not_scanned", _("Ask for the binding options first."))
-    now = utcnow()
+    now = utcnow().replace(microsecond=0)  # X.509 times have whole seconds: bound_at matches notBefore
     # Consume first, in one statement: of two phones racing for one QR code, exactly one gets here.
     consumed = db.session.execute(
         update(Binding)
@@ -280,7 +280,7 @@ def renew(account: Account, auth_session: AuthSession, device_id: int) -> Device
     device = get_device(account, device_id)
     if device.status != "active":
         raise ApiError(409, f"device_{device.status}", _("Only an active device can be renewed."))
-    certificate = _issue(device, utcnow())
+    certificate = _issue(device, utcnow().replace(microsecond=0))
     record(Tags.DEVICE_RENEWED, account=account, device=device.id, certificate=certificate.serial_hex)
     db.session.commit()
     return device
