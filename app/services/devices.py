@@ -185,22 +185,13 @@ def complete_binding(token: str, credential: object, device_name: object) -> Dev
             trust=trust_policy(),
         )
     except webauthn.WebAuthnError as exc:
-        binding.failure = exc.reason
-        record(Tags.BINDING_FAILED, account=account, binding=binding.public_id, reason=exc.reason)
-        db.session.commit()
-        raise ApiError(400, exc.reason, _binding_failure_message(exc.reason)) from exc
+        raise _failed(binding, ApiError(400, exc.reason, _binding_failure_message(exc.reason))) from exc
     if db.session.scalar(select(Device.id).where(Device.credential_id == verified.credential_id)) is not None:
-        binding.failure = "credential_exists"
-        record(Tags.BINDING_FAILED, account=account, binding=binding.public_id, reason="credential_exists")
-        db.session.commit()
-        raise ApiError(409, "credential_exists", _("This phone is already bound."))
+        raise _failed(binding, ApiError(409, "credential_exists", _("This phone is already bound.")))
     try:
         _check_device_limit(account)
-    except ApiError:
-        binding.failure = "device_limit"
-        record(Tags.BINDING_FAILED, account=account, binding=binding.public_id, reason="device_limit")
-        db.session.commit()
-        raise
+    except ApiError as exc:
+        raise _failed(binding, exc) from None
 
     device = Device(
         account=account,
@@ -372,6 +363,14 @@ def _open_binding(token: object) -> Binding:
     if binding.auth_session.ended_at is not None or binding.auth_session.expires_at <= now:
         raise ApiError(410, "binding_expired", _("The computer's session that started this binding has ended."))
     return binding
+
+
+def _failed(binding: Binding, error: ApiError) -> ApiError:
+    """Record why a consumed binding failed (the computer's page shows it); returns the error to raise."""
+    binding.failure = error.code
+    record(Tags.BINDING_FAILED, account=binding.account, binding=binding.public_id, reason=error.code)
+    db.session.commit()
+    return error
 
 
 def _check_device_limit(account: Account) -> None:

@@ -444,6 +444,10 @@ def test_an_assertion_without_user_verification_or_from_an_unbound_device_is_ref
         with pytest.raises(ApiError) as refused:
             devices.verify_assertion(device, no_uv, challenge)
         assert refused.value.code == "user_not_verified"
+        device.certificate.not_after = utcnow() - timedelta(seconds=1)
+        with pytest.raises(ApiError) as refused:
+            devices.verify_assertion(device, no_uv, challenge)
+        assert refused.value.code == "device_expired" and "展期" in refused.value.message  # told to renew
         device.status = "revoked"
         with pytest.raises(ApiError) as refused:
             devices.verify_assertion(device, no_uv, challenge)
