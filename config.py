@@ -102,6 +102,7 @@ class Config:
         self.RATELIMIT_HEADERS_ENABLED = True
         self.CARD_LOGIN_RATE_LIMIT = _env("CARD_LOGIN_RATE_LIMIT", "30/minute")
         self.REGISTRATION_RATE_LIMIT = _env("REGISTRATION_RATE_LIMIT", "10/minute")
+        self.PHONE_RATE_LIMIT = _env("PHONE_RATE_LIMIT", "30/minute")
 
         self.BABEL_DEFAULT_LOCALE = "zh_Hant_TW"
         self.BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "app" / "translations")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template
 from flask_login import current_user, login_required
 
 from ..api import json_body
@@ -79,14 +79,18 @@ def phone_bind_page(token: str):
     return render_template("phone_bind.html", token=token)
 
 
+def _phone_limit() -> str:
+    return current_app.config["PHONE_RATE_LIMIT"]
+
+
 @phone_bp.post("/api/v1/m/bind/<token>/options")
-@limiter.limit("30/minute")
+@limiter.limit(_phone_limit)
 def phone_bind_options(token: str):
     return jsonify(devices.binding_options(token))
 
 
 @phone_bp.post("/api/v1/m/bind/<token>/complete")
-@limiter.limit("30/minute")
+@limiter.limit(_phone_limit)
 def phone_bind_complete(token: str):
     body = json_body()
     device = devices.complete_binding(token, body.get("credential"), body.get("device_name"))

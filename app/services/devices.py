@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from flask import current_app, request
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
 
 import webauthn
 
@@ -231,7 +232,12 @@ def complete_binding(token: str, credential: object, device_name: object) -> Dev
 
 def list_devices(account: Account) -> list[Device]:
     return list(
-        db.session.scalars(select(Device).where(Device.account_id == account.id).order_by(Device.bound_at.desc()))
+        db.session.scalars(
+            select(Device)
+            .where(Device.account_id == account.id)
+            .options(selectinload(Device.certificates))  # the list shows each one's expiry
+            .order_by(Device.bound_at.desc())
+        )
     )
 
 
