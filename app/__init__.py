@@ -12,7 +12,7 @@ from config import BASE_DIR, Config, config_from_env
 from .errors import error_response, register_error_handlers
 from .extensions import babel, csrf, db, limiter, login_manager, migrate
 from .i18n import LANGUAGE_LABELS, select_locale
-from .security import check_production
+from .security import add_security_headers, check_production
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -57,6 +57,7 @@ def create_app(config: Config | None = None) -> Flask:
         app.register_blueprint(demo_pki.bp)
 
     register_error_handlers(app)
+    app.after_request(add_security_headers)
 
     @app.context_processor
     def template_globals():

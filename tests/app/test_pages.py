@@ -94,3 +94,11 @@ def test_pki_init_demo_creates_the_demo_once(app, tmp_path):
     again = runner.invoke(args=["pki", "init-demo"])
     assert again.exit_code == 0 and "already" in again.output
     assert (tmp_path / "demo" / "root.pem").read_bytes() == root
+
+
+def test_pages_cannot_be_framed_and_run_only_our_scripts(client):
+    response = client.get("/login")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Referrer-Policy"] == "same-origin"
