@@ -9,6 +9,14 @@ from iccard.demo_pki import DemoPKI
 
 
 def register_cli(app: Flask) -> None:
+    @app.cli.command("purge")
+    def purge() -> None:
+        """Delete spent card-login challenges, stale bindings and old email codes (run it daily)."""
+        from .services.housekeeping import purge as run_purge
+
+        for kind, count in run_purge().items():
+            click.echo(f"{kind}: {count} removed")
+
     @app.cli.group()
     def pki() -> None:
         """The demo PKI."""
