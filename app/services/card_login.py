@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask, current_app, request, session
 from flask_babel import gettext as _
-from flask_login import login_user
+from flask_login import current_user, login_user
 from sqlalchemy import select, update
 
 from iccard import card_login as iccard_login
@@ -79,6 +79,7 @@ def complete(payload: dict) -> tuple[str, Account | None]:
     if card.account is None:
         login.outcome = "registration_required"
         record(Tags.CARD_LOGIN_SUCCESS, login_id=login.id, card=card.fingerprint, registration_required=True)
+        _end_current_session()
         db.session.commit()
         session.clear()
         session[PENDING_REGISTRATION_KEY] = login.id
@@ -104,11 +105,18 @@ def start_session(account: Account, card: CardCertificate) -> None:
         user_agent=(request.user_agent.string or "")[:400] or None,
     )
     db.session.add(auth_session)
+    _end_current_session()
     db.session.commit()
     session.clear()
     session.permanent = True
     account.session_token, account.auth_session = token, auth_session
     login_user(account)
+
+
+def _end_current_session() -> None:
+    """A new login replaces the browser's session: the one it had ends server-side too, not just in the cookie."""
+    if current_user.is_authenticated and current_user.auth_session is not None:
+        current_user.auth_session.ended_at = utcnow()
 
 
 def hash_token(token: str) -> str:

@@ -255,3 +255,18 @@ def test_two_racing_completions_of_one_challenge_log_in_once(client, pki, app):
     assert sorted(statuses) == [200, 409, 409, 409]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(AuthSession)) == 1
+
+
+def test_a_new_login_ends_the_session_it_replaces(client, pki, app):
+    from tests.support import make_account
+
+    with app.app_context():
+        make_account(pki, card_of(pki, "A123456789"))
+    card_login(client, pki, card_of(pki, "A123456789"))
+    old_cookie = client.raw.get_cookie("mocert_session").value
+    card_login(client, pki, card_of(pki, "A123456789"))
+    with app.app_context():
+        live = db.session.scalar(select(func.count()).select_from(AuthSession).where(AuthSession.ended_at.is_(None)))
+    assert live == 1
+    client.raw.set_cookie("mocert_session", old_cookie)
+    assert client.get("/api/v1/account").status_code == 401
