@@ -110,6 +110,17 @@ class Config:
 
         self.SUPPORT_CONTACTS = _env("SUPPORT_CONTACTS_FILE")  # JSON file; the demo shows MOICA's hotline
 
+        # OpenID Connect provider: signing keys are PEM files in a directory (never in the repository).
+        self.OIDC_KEYS_DIR = Path(_env("OIDC_KEYS_DIR", str(instance / "oidc-keys")))
+        self.OIDC_TOKEN_TTL = timedelta(seconds=_env_int("OIDC_TOKEN_TTL", 3600))  # access and ID tokens
+        self.OIDC_REFRESH_TOKEN_TTL = timedelta(days=_env_int("OIDC_REFRESH_TOKEN_DAYS", 30))
+        self.OIDC_CODE_TTL = timedelta(seconds=_env_int("OIDC_CODE_TTL", 60))
+        # An older key stays published this long after its successor took over (token lifetime + margin).
+        self.OIDC_KEY_RETIRE_AFTER = timedelta(
+            seconds=_env_int("OIDC_KEY_RETIRE_AFTER", int(self.OIDC_TOKEN_TTL.total_seconds()) + 3600)
+        )
+        self.OIDC_PAIRWISE_KEY = _env("OIDC_PAIRWISE_KEY")
+
 
 class DevelopmentConfig(Config):
     ENV_NAME = "development"
@@ -121,6 +132,7 @@ class DevelopmentConfig(Config):
         self.NATIONAL_ID_HMAC_KEY = self.NATIONAL_ID_HMAC_KEY or _instance_secret(
             self.INSTANCE_DIR / "national_id_hmac_key"
         )
+        self.OIDC_PAIRWISE_KEY = self.OIDC_PAIRWISE_KEY or _instance_secret(self.INSTANCE_DIR / "oidc_pairwise_key")
 
 
 class TestingConfig(Config):
@@ -134,6 +146,7 @@ class TestingConfig(Config):
         # Fresh per process, so tests never touch an installation's instance/ secrets.
         self.SECRET_KEY = self.SECRET_KEY or secrets.token_hex(32)
         self.NATIONAL_ID_HMAC_KEY = self.NATIONAL_ID_HMAC_KEY or secrets.token_hex(32)
+        self.OIDC_PAIRWISE_KEY = self.OIDC_PAIRWISE_KEY or secrets.token_hex(32)
 
 
 class ProductionConfig(Config):

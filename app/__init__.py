@@ -44,13 +44,14 @@ def create_app(config: Config | None = None) -> Flask:
             return error_response(401, "login_required", _("Please log in first."))
         return redirect(url_for("auth.login_page"))
 
-    from . import account, auth, demo_pki, devices, main
+    from . import account, auth, demo_pki, devices, main, oidc
 
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(devices.bp)
     app.register_blueprint(devices.phone_bp)
+    oidc.init_app(app)  # the OpenID Connect provider (its blueprint and Authlib server)
     if app.config["SERVE_DEMO_PKI"]:
         # OCSP clients post DER without a session or CSRF token.
         csrf.exempt(demo_pki.bp)

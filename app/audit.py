@@ -33,6 +33,15 @@ class Tags:
     DEVICE_UNBOUND = "device:unbound"
     DEVICE_RENEWED = "device:renewed"
     DEVICE_POSSIBLY_CLONED = "device:possibly_cloned"
+    OIDC_CONSENT_GRANTED = "oidc:consent:granted"
+    OIDC_CONSENT_DENIED = "oidc:consent:denied"
+    OIDC_LOGIN_SUCCESS = "oidc:login:success"
+    OIDC_TOKEN_ISSUED = "oidc:token:issued"
+    OIDC_TOKEN_REVOKED = "oidc:token:revoked"
+    OIDC_CODE_REUSED = "oidc:code:reused"
+    OIDC_LOGOUT = "oidc:logout"
+    OIDC_CLIENT_ADDED = "oidc:client:added"
+    OIDC_CLIENT_DISABLED = "oidc:client:disabled"
 
 
 def record(

@@ -1,4 +1,4 @@
-"""``flask --app wsgi pki init-demo`` and friends."""
+"""``flask --app wsgi pki init-demo``, ``clients add|list|disable``, ``oidc rotate-key``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from iccard.demo_pki import DemoPKI
 
 
 def register_cli(app: Flask) -> None:
+    register_oidc_cli(app)
+
     @app.cli.command("purge")
     def purge() -> None:
         """Delete spent card-login challenges, stale bindings and old email codes (run it daily)."""
@@ -26,7 +28,11 @@ def register_cli(app: Flask) -> None:
     @click.option("--base-url", default=None, help="Where the demo CRL and OCSP are served (MOCERT_PUBLIC_URL).")
     def init_demo(force: bool, base_url: str | None) -> None:
         """Create the demo root, issuing CA and cards under instance/ (skipped when present)."""
+        from .oidc.keys import ensure_keys
+
         directory = current_app.config["DEMO_PKI_DIR"]
+        for key in ensure_keys(current_app.config["OIDC_KEYS_DIR"]):
+            click.echo(f"OIDC {key.alg} signing key {key.kid} created in {current_app.config['OIDC_KEYS_DIR']}")
         if DemoPKI.exists(directory) and not force:
             if DemoPKI(directory).ensure_mobile_ca():
                 click.echo(f"demo mobile-certificate CA added to {directory}")
@@ -37,3 +43,114 @@ def register_cli(app: Flask) -> None:
         for card in pki_.cards:
             click.echo(f"  {card.card_number}  {card.name}  {card.national_id}  {card.status}")
         click.echo(f"demo PKI written to {directory} (PIN {pki_.cards[0].pin} for every card)")
+
+
+def register_oidc_cli(app: Flask) -> None:
+    """``flask clients add|list|disable`` and ``flask oidc rotate-key``."""
+    import json
+    import secrets
+
+    from sqlalchemy import select
+
+    from .audit import Tags, record
+    from .extensions import db
+    from .models import OidcClient, utcnow
+    from .oidc import claims as oidc_claims
+    from .oidc import keys as oidc_keys
+    from .oidc.oauth2 import hash_secret
+
+    @app.cli.group()
+    def clients() -> None:
+        """OpenID Connect relying parties."""
+
+    @clients.command("add")
+    @click.option("--name", required=True, help="Shown to the person on the consent page.")
+    @click.option("--redirect-uri", "redirect_uris", multiple=True, required=True, help="Exact match; repeatable.")
+    @click.option("--post-logout-redirect-uri", "logout_uris", multiple=True, help="Exact match; repeatable.")
+    @click.option("--public", is_flag=True, help="A public client (no secret; PKCE required).")
+    @click.option("--scope", "scopes", multiple=True, help="Allowed scopes (default: openid profile email phone "
+                  "offline_access).")
+    @click.option("--allow-national-id", is_flag=True, help="Allow the national_id scope (the masked ID only).")
+    @click.option(
+        "--token-endpoint-auth-method",
+        type=click.Choice(["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]),
+        default=None,
+    )
+    @click.option("--jwks-file", type=click.Path(exists=True, dir_okay=False), help="Its public JWKS (private_key_jwt).")
+    @click.option("--subject-type", type=click.Choice(["pairwise", "public"]), default="pairwise")
+    @click.option("--sector", default=None, help="Sector for pairwise subjects (default: the redirect URIs' host).")
+    @click.option("--id-token-alg", type=click.Choice(list(oidc_keys.ALGORITHMS)), default="RS256")
+    @click.option("--client-id", default=None)
+    def add(name, redirect_uris, logout_uris, public, scopes, allow_national_id, token_endpoint_auth_method,
+            jwks_file, subject_type, sector, id_token_alg, client_id) -> None:
+        """Register a client; prints one JSON object {"client_id", "client_secret"} (the secret only now)."""
+        method = token_endpoint_auth_method or ("none" if public else "client_secret_basic")
+        if public != (method == "none"):
+            raise click.UsageError("--public goes with --token-endpoint-auth-method none")
+        jwks = json.loads(open(jwks_file, encoding="utf-8").read()) if jwks_file else None
+        if (method == "private_key_jwt") != (jwks is not None):
+            raise click.UsageError("private_key_jwt needs --jwks-file (and --jwks-file only makes sense with it)")
+        allowed = [s for s in " ".join(scopes).split()] or list(oidc_claims.DEFAULT_CLIENT_SCOPES)
+        if allow_national_id and "national_id" not in allowed:
+            allowed.append("national_id")
+        if "national_id" in allowed and not allow_national_id:
+            raise click.UsageError("the national_id scope needs --allow-national-id")
+        unknown = set(allowed) - set(oidc_claims.SCOPES_SUPPORTED)
+        if unknown or "openid" not in allowed:
+            raise click.UsageError(f"scopes must include openid and be among {', '.join(oidc_claims.SCOPES_SUPPORTED)}")
+        try:
+            sector = sector or oidc_claims.sector_of(list(redirect_uris))
+        except ValueError as exc:
+            raise click.UsageError(f"{exc} (--sector)") from None
+        client_id = client_id or secrets.token_urlsafe(18)
+        if db.session.scalar(select(OidcClient).where(OidcClient.client_id == client_id)):
+            raise click.UsageError(f"client {client_id} exists")
+        secret = None if method in ("none", "private_key_jwt") else secrets.token_urlsafe(32)
+        client = OidcClient(
+            client_id=client_id,
+            client_secret_hash=hash_secret(secret) if secret else None,
+            name=name,
+            redirect_uris=list(redirect_uris),
+            post_logout_redirect_uris=list(logout_uris),
+            allowed_scopes=allowed,
+            token_endpoint_auth_method=method,
+            jwks=jwks,
+            id_token_signed_response_alg=id_token_alg,
+            subject_type=subject_type,
+            sector=sector,
+            allow_national_id=allow_national_id,
+        )
+        db.session.add(client)
+        record(Tags.OIDC_CLIENT_ADDED, actor="cli", client=client_id, name=name, auth_method=method)
+        db.session.commit()
+        click.echo(json.dumps({"client_id": client_id, "client_secret": secret}))
+
+    @clients.command("list")
+    def list_() -> None:
+        """One line per client: id, state, auth method, name."""
+        for client in db.session.scalars(select(OidcClient).order_by(OidcClient.id)):
+            state = "disabled" if client.disabled_at else "active"
+            click.echo(f"{client.client_id}\t{state}\t{client.token_endpoint_auth_method}\t{client.name}")
+
+    @clients.command("disable")
+    @click.argument("client_id")
+    def disable(client_id: str) -> None:
+        """The client can no longer authorize, get tokens or use them."""
+        client = db.session.scalar(select(OidcClient).where(OidcClient.client_id == client_id))
+        if client is None:
+            raise click.UsageError(f"no client {client_id}")
+        client.disabled_at = client.disabled_at or utcnow()
+        record(Tags.OIDC_CLIENT_DISABLED, actor="cli", client=client_id)
+        db.session.commit()
+        click.echo(f"client {client_id} disabled")
+
+    @app.cli.group()
+    def oidc() -> None:
+        """The OpenID Connect provider's signing keys."""
+
+    @oidc.command("rotate-key")
+    @click.option("--alg", type=click.Choice(list(oidc_keys.ALGORITHMS)), default="RS256")
+    def rotate_key(alg: str) -> None:
+        """Add a new signing key; it signs from now on, the old one stays published for a while."""
+        key = oidc_keys.create_key(current_app.config["OIDC_KEYS_DIR"], alg)
+        click.echo(f"new {key.alg} signing key {key.kid} in {current_app.config['OIDC_KEYS_DIR']}")

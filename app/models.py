@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator
+from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin
+from authlib.oauth2.rfc6749.util import list_to_scope, scope_to_list
+from authlib.oidc.core import AuthorizationCodeMixin
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from iccard.certificate import CitizenCertificate
@@ -269,3 +274,179 @@ class MobileCertificate(db.Model):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     device: Mapped[Device] = relationship(back_populates="certificates")
+
+
+# -- OpenID Connect provider (app/oidc/) ----------------------------------------------------------------
+
+class OidcClient(db.Model, ClientMixin):
+    """A relying party registered by ``flask clients add``. Its secret is kept only as a SHA-256 hash."""
+
+    __tablename__ = "oidc_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_secret_hash: Mapped[str | None] = mapped_column(String(64))  # None: a public client
+    name: Mapped[str] = mapped_column(String(200))
+    redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    allowed_scopes: Mapped[list] = mapped_column(JSON, default=list)
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(40))
+    jwks: Mapped[dict | None] = mapped_column(JSON)  # public keys, for private_key_jwt
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(10), default="RS256")
+    subject_type: Mapped[str] = mapped_column(String(10), default="pairwise")  # pairwise | public
+    sector: Mapped[str] = mapped_column(String(255))  # pairwise subjects are per sector
+    allow_national_id: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+    @property
+    def client_metadata(self) -> dict:
+        return {"post_logout_redirect_uris": self.post_logout_redirect_uris}
+
+    # Authlib's ClientMixin
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        return None  # redirect_uri is required in every request: exact match, never a guess
+
+    def get_allowed_scope(self, scope: str) -> str:
+        return list_to_scope([s for s in scope_to_list(scope or "") if s in self.allowed_scopes])
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if self.client_secret_hash is None or not isinstance(client_secret, str):
+            return False
+        digest = hashlib.sha256(client_secret.encode()).hexdigest()
+        return hmac.compare_digest(self.client_secret_hash, digest)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == self.token_endpoint_auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in {"authorization_code", "refresh_token"}
+
+
+class OidcAuthorizationCode(db.Model, AuthorizationCodeMixin):
+    """An authorization code: stored hashed, 60 s, single use; kept after use to spot a replay."""
+
+    __tablename__ = "oidc_authorization_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("oidc_clients.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    auth_session_id: Mapped[int] = mapped_column(ForeignKey("auth_sessions.id"))
+    auth_method: Mapped[str] = mapped_column(String(20))  # AuthSession.method
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(String(255))
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(10))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    acr: Mapped[str] = mapped_column(String(80))
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    client: Mapped[OidcClient] = relationship()
+    account: Mapped[Account] = relationship()
+
+    # Authlib's AuthorizationCodeMixin (and the OpenID Connect additions)
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return int(self.auth_time.timestamp())
+
+    def get_acr(self) -> str:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr)
+
+
+class OidcToken(db.Model, TokenMixin):
+    """An access token and (with ``offline_access``) its refresh token, both stored hashed.
+
+    It records the login session (and its method) it came from, and the code it was issued for, so
+    that a replayed code — or later, an unbound device — can revoke everything that came of it.
+    """
+
+    __tablename__ = "oidc_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("oidc_clients.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    auth_session_id: Mapped[int | None] = mapped_column(ForeignKey("auth_sessions.id"), index=True)
+    auth_method: Mapped[str] = mapped_column(String(20))
+    authorization_code_id: Mapped[int | None] = mapped_column(ForeignKey("oidc_authorization_codes.id"), index=True)
+    access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    client: Mapped[OidcClient] = relationship()
+    account: Mapped[Account] = relationship()
+
+    # Authlib's TokenMixin
+    def check_client(self, client: OidcClient) -> bool:
+        return self.client_id == client.id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return int((self.expires_at - self.issued_at).total_seconds())
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self) -> bool:
+        return self.expires_at <= utcnow()
+
+
+class OidcConsent(db.Model):
+    """The scopes a person granted a client; asking for more shows the consent page again."""
+
+    __tablename__ = "oidc_consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    client_id: Mapped[int] = mapped_column(ForeignKey("oidc_clients.id"))
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("account_id", "client_id"),)
+
+
+class OidcClientAssertion(db.Model):
+    """A ``private_key_jwt`` assertion's ``jti`` seen once, so the same assertion cannot be replayed."""
+
+    __tablename__ = "oidc_client_assertions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("oidc_clients.id"))
+    jti: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    __table_args__ = (UniqueConstraint("client_id", "jti"),)

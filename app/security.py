@@ -34,7 +34,7 @@ def add_security_headers(response):
 
 def check_production(config) -> None:
     problems = []
-    for name in ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY"):
+    for name in ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY", "OIDC_PAIRWISE_KEY"):
         value = config.get(name)
         if not value or len(value) < 32:
             problems.append(f"MOCERT_{name} must be set to a random value of at least 32 characters")
@@ -53,6 +53,8 @@ def check_production(config) -> None:
             problems.append(f"MOCERT_{name} ({config[name]}) does not exist")
     if demo_dir in mobile_ca.parents or _is_demo_certificate(mobile_ca):
         problems.append("MOCERT_MOBILE_CA_CERT is the demo mobile-certificate CA; configure your own CA and key")
+    if not any(Path(config["OIDC_KEYS_DIR"]).glob("*.pem")):
+        problems.append(f"no OIDC signing key in {config['OIDC_KEYS_DIR']} (flask --app wsgi oidc rotate-key)")
     if not config["PUBLIC_URL"].startswith("https://"):
         problems.append("MOCERT_PUBLIC_URL must be https:// in production")
     if problems:

@@ -10,6 +10,7 @@ def production_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MOCERT_ENV", "production")
     monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
     monkeypatch.setenv("MOCERT_SECRET_KEY", "s" * 64)
+    monkeypatch.setenv("MOCERT_OIDC_PAIRWISE_KEY", "p" * 64)
     monkeypatch.setenv("MOCERT_NATIONAL_ID_HMAC_KEY", "h" * 64)
     monkeypatch.setenv("MOCERT_PUBLIC_URL", "https://login.example.tw")
     return monkeypatch
@@ -105,6 +106,9 @@ def test_production_starts_with_real_trust_anchors_and_secure_cookies(production
     _own_mobile_ca(tmp_path)
     production_env.setenv("MOCERT_MOBILE_CA_CERT", str(tmp_path / "mobile-ca.pem"))
     production_env.setenv("MOCERT_MOBILE_CA_KEY", str(tmp_path / "mobile-ca.key.pem"))
+    from app.oidc.keys import ensure_keys
+
+    ensure_keys(tmp_path / "oidc-keys")  # production also needs an OpenID Connect signing key
     app = _create()
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True

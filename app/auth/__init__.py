@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, render_template, session
+from flask import Blueprint, current_app, jsonify, render_template, request, session
 from flask_login import current_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
-from ..api import json_body
+from ..api import json_body, local_path
 from ..audit import Tags, record
 from ..extensions import db, limiter
 from ..models import utcnow
@@ -17,7 +17,8 @@ bp = Blueprint("auth", __name__)
 
 @bp.get("/login")
 def login_page():
-    return render_template("login.html")
+    return render_template("login.html", next_url=local_path(request.args.get("next")))
+
 
 
 @bp.get("/api/v1/csrf")

@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, make_response, redirect, render_template, request
 from sqlalchemy import text
 
+from ..api import local_path
 from ..extensions import db
 from ..i18n import LANGUAGE_COOKIE, supported_locale
 
@@ -38,11 +39,7 @@ def help_page():
 
 @bp.get("/lang/<code>")
 def set_language(code: str):
-    target = request.args.get("next", "/")
-    # Only local paths: the switch must not become an open redirect.
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        target = "/"
-    response = make_response(redirect(target))
+    response = make_response(redirect(local_path(request.args.get("next")) or "/"))
     locale = supported_locale(code)
     if locale:
         response.set_cookie(LANGUAGE_COOKIE, locale, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)

@@ -1,4 +1,4 @@
-"""Removing what has no use left: spent challenges, stale bindings, old email codes.
+"""Removing what has no use left: spent challenges, stale bindings, old email codes, dead OIDC tokens.
 
 Run from cron (``flask --app wsgi purge``); nothing on the login path pays for it. The audit trail keeps
 the story of each of them: only the working rows go.
@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, or_
+from sqlalchemy import and_, delete, exists, or_, select
 
 from ..extensions import db
-from ..models import Binding, CardLogin, EmailVerification, utcnow
+from ..models import (
+    Binding,
+    CardLogin,
+    EmailVerification,
+    OidcAuthorizationCode,
+    OidcClientAssertion,
+    OidcToken,
+    utcnow,
+)
 
 KEEP = timedelta(days=1)
 
@@ -31,6 +39,25 @@ def purge() -> dict[str, int]:
         delete(EmailVerification).where(
             or_(EmailVerification.verified_at < cutoff, EmailVerification.expires_at < cutoff)
         )
+    ).rowcount
+    # Tokens whose every use is over (the refresh token too, when there is one)…
+    removed["oidc_tokens"] = db.session.execute(
+        delete(OidcToken).where(
+            or_(
+                and_(OidcToken.refresh_token_hash.is_(None), OidcToken.expires_at < cutoff),
+                OidcToken.refresh_expires_at < cutoff,
+            )
+        )
+    ).rowcount
+    # …then the codes they came from: a used code is kept while its tokens live, to revoke them on replay.
+    removed["oidc_codes"] = db.session.execute(
+        delete(OidcAuthorizationCode).where(
+            OidcAuthorizationCode.expires_at < cutoff,
+            ~exists(select(OidcToken.id).where(OidcToken.authorization_code_id == OidcAuthorizationCode.id)),
+        )
+    ).rowcount
+    removed["oidc_client_assertions"] = db.session.execute(
+        delete(OidcClientAssertion).where(OidcClientAssertion.expires_at < cutoff)
     ).rowcount
     db.session.commit()
     return removed

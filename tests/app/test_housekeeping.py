@@ -26,3 +26,39 @@ def test_purge_removes_spent_challenges_and_old_codes_but_keeps_live_ones(client
         assert db.session.get(CardLogin, fresh) is not None
         assert db.session.scalar(select(func.count()).select_from(CardLogin).where(CardLogin.registered_at.isnot(None))) == 1
         assert db.session.scalar(select(func.count()).select_from(EmailVerification)) == 0
+
+
+def test_purge_keeps_codes_whose_tokens_live_and_drops_dead_tokens(app):
+    from app.models import Account, AuthSession, OidcAuthorizationCode, OidcClient, OidcToken
+
+    old = utcnow() - timedelta(days=3)
+    with app.app_context():
+        account = Account(national_id_hash="h" * 64, national_id_masked="A12****789", name="n", email="e@x.tw", phone="+886912345678")
+        session = AuthSession(token_hash="t" * 64, account=account, method="card", expires_at=old)
+        client = OidcClient(client_id="c", name="c", redirect_uris=["https://rp.example/cb"], token_endpoint_auth_method="none", sector="rp.example")
+        db.session.add_all([account, session, client])
+        db.session.flush()
+
+        def code(tag):
+            row = OidcAuthorizationCode(code_hash=tag * 64, client_id=client.id, account_id=account.id,
+                                        auth_session_id=session.id, auth_method="card", redirect_uri="https://rp.example/cb",
+                                        scope="openid", auth_time=old, acr="a", amr=[], expires_at=old, used_at=old)
+            db.session.add(row)
+            db.session.flush()
+            return row
+
+        kept, dropped = code("k"), code("d")
+        db.session.add_all([
+            OidcToken(client_id=client.id, account_id=account.id, auth_method="card", authorization_code_id=kept.id,
+                      access_token_hash="1" * 64, refresh_token_hash="2" * 64, scope="openid", expires_at=old,
+                      refresh_expires_at=utcnow() + timedelta(days=10)),
+            OidcToken(client_id=client.id, account_id=account.id, auth_method="card", authorization_code_id=dropped.id,
+                      access_token_hash="3" * 64, scope="openid", expires_at=old),
+        ])
+        db.session.commit()
+        kept_id, dropped_id = kept.id, dropped.id
+    result = app.test_cli_runner().invoke(args=["purge"])
+    assert "oidc_tokens: 1 removed" in result.output and "oidc_codes: 1 removed" in result.output
+    with app.app_context():
+        assert db.session.get(OidcAuthorizationCode, kept_id) is not None
+        assert db.session.get(OidcAuthorizationCode, dropped_id) is None

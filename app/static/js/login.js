@@ -168,7 +168,8 @@
       }
       if (done.data.status === "logged_in") {
         leaving = true;
-        window.location.assign(form.dataset.accountUrl);
+        // The server passes only a safe local path as next (e.g. back to an OpenID Connect request).
+        window.location.assign(form.dataset.nextUrl || form.dataset.accountUrl);
       } else if (done.data.status === "registration_required") {
         leaving = true;
         window.location.assign(form.dataset.registerUrl);

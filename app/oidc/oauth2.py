@@ -1,0 +1,369 @@
+"""All of the Authlib wiring in one place: the grants, client authentication, storage, the ID token.
+
+``create_server(app)`` builds one authorization server per application; the views in ``__init__``
+call it and stay thin. Codes and tokens are stored only as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timezone
+
+from authlib.common.security import generate_token
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, grants
+from authlib.oauth2.rfc6749.util import scope_to_list
+from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import grants as oidc_grants
+from authlib.oidc.core.util import create_half_hash
+from flask import Flask, current_app
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import contains_eager
+
+from ..audit import Tags, record
+from ..extensions import db
+from ..models import Account, OidcAuthorizationCode, OidcClient, OidcClientAssertion, OidcToken, utcnow
+from . import claims as oidc_claims
+from .keys import CachedKeyRing, KeyRing
+
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+
+
+def hash_secret(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def key_ring() -> KeyRing:
+    app = current_app._get_current_object()
+    cached = app.extensions.get("mocert.oidc_keys")
+    if cached is None or cached.directory != app.config["OIDC_KEYS_DIR"]:
+        cached = app.extensions["mocert.oidc_keys"] = CachedKeyRing(app.config["OIDC_KEYS_DIR"])
+    return cached.get()
+
+
+def issuer() -> str:
+    return current_app.config["PUBLIC_URL"]
+
+
+def query_client(client_id: str) -> OidcClient | None:
+    """A client that may act now: a disabled client cannot authorize, get tokens or use them."""
+    if not isinstance(client_id, str):
+        return None
+    return db.session.scalar(
+        select(OidcClient).where(OidcClient.client_id == client_id, OidcClient.disabled_at.is_(None))
+    )
+
+
+def subject_for(account: Account, client: OidcClient) -> str:
+    return oidc_claims.subject(
+        account.id,
+        subject_type=client.subject_type,
+        sector=client.sector,
+        pairwise_key=current_app.config["OIDC_PAIRWISE_KEY"],
+    )
+
+
+def user_info(account: Account, client: OidcClient, scope: str) -> dict:
+    return {
+        "sub": subject_for(account, client),
+        **oidc_claims.user_claims(account, scope_to_list(scope), allow_national_id=client.allow_national_id),
+    }
+
+
+def save_token(token: dict, request) -> None:
+    """Store a token response (hashed). With a refresh, the new token keeps its family's origin."""
+    client, account = request.client, request.user
+    origin = request.authorization_code or request.refresh_token
+    now = utcnow()
+    refresh = token.get("refresh_token")
+    row = OidcToken(
+        client_id=client.id,
+        account_id=account.id,
+        auth_session_id=origin.auth_session_id,
+        auth_method=origin.auth_method,
+        authorization_code_id=origin.id if request.authorization_code else origin.authorization_code_id,
+        access_token_hash=hash_secret(token["access_token"]),
+        refresh_token_hash=hash_secret(refresh) if refresh else None,
+        scope=token.get("scope", ""),
+        issued_at=now,
+        expires_at=now + current_app.config["OIDC_TOKEN_TTL"],
+        refresh_expires_at=now + current_app.config["OIDC_REFRESH_TOKEN_TTL"] if refresh else None,
+    )
+    db.session.add(row)
+    record(
+        Tags.OIDC_TOKEN_ISSUED,
+        account=account,
+        client=client.client_id,
+        grant=request.payload.grant_type,
+        refresh_token=bool(refresh),
+        auth_session=row.auth_session_id,
+    )
+    db.session.commit()
+
+
+def revoke_family(code_id: int) -> int:
+    """Revoke every token that came from one authorization code (refreshes included)."""
+    result = db.session.execute(
+        update(OidcToken)
+        .where(OidcToken.authorization_code_id == code_id, OidcToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+class TokenGenerator(BearerTokenGenerator):
+    """Refresh tokens only when ``offline_access`` was granted (for public and confidential clients)."""
+
+    def generate(self, grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
+        include = include_refresh_token and "offline_access" in scope_to_list(scope or "")
+        return super().generate(grant_type, client, user, scope, expires_in, include)
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE with S256 only; a public client must use it (checked already at /authorize)."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        request = grant.request
+        challenge = request.payload.data.get("code_challenge")
+        if not challenge and grant.request.client.is_public:
+            raise InvalidRequestError("A public client must send a PKCE 'code_challenge' (S256).")
+        if challenge and request.payload.data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("'code_challenge_method' must be S256.")
+        return super().validate_code_challenge(grant, redirect_uri)
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def save_authorization_code(self, code: str, request) -> None:
+        account, client = request.user, request.client
+        auth_session = account.auth_session
+        acr, amr = oidc_claims.acr_amr(auth_session.method)
+        data = request.payload.data
+        now = utcnow()
+        db.session.add(
+            OidcAuthorizationCode(
+                code_hash=hash_secret(code),
+                client_id=client.id,
+                account_id=account.id,
+                auth_session_id=auth_session.id,
+                auth_method=auth_session.method,
+                redirect_uri=request.payload.redirect_uri,
+                scope=request.scope,
+                nonce=data.get("nonce"),
+                code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method"),
+                auth_time=auth_session.created_at,
+                acr=acr,
+                amr=amr,
+                created_at=now,
+                expires_at=now + current_app.config["OIDC_CODE_TTL"],
+            )
+        )
+        record(Tags.OIDC_LOGIN_SUCCESS, account=account, client=client.client_id, method=auth_session.method)
+        db.session.commit()
+
+    def query_authorization_code(self, code: str, client: OidcClient) -> OidcAuthorizationCode | None:
+        """Consume the code atomically. A second use revokes what the first one obtained (RFC 6749 §4.1.2)."""
+        if not isinstance(code, str):
+            return None
+        code_hash, now = hash_secret(code), utcnow()
+        consumed = db.session.execute(
+            update(OidcAuthorizationCode)
+            .where(
+                OidcAuthorizationCode.code_hash == code_hash,
+                OidcAuthorizationCode.client_id == client.id,
+                OidcAuthorizationCode.used_at.is_(None),
+            )
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        row = db.session.scalar(
+            select(OidcAuthorizationCode).where(
+                OidcAuthorizationCode.code_hash == code_hash, OidcAuthorizationCode.client_id == client.id
+            )
+        )
+        if row is None:
+            return None
+        if consumed != 1:
+            revoked = revoke_family(row.id)
+            record(
+                Tags.OIDC_CODE_REUSED,
+                account=db.session.get(Account, row.account_id),
+                client=client.client_id,
+                tokens_revoked=revoked,
+            )
+            db.session.commit()
+            return None
+        return row if row.expires_at > now else None
+
+    def delete_authorization_code(self, authorization_code) -> None:
+        pass  # consumed in query_authorization_code; the row stays to recognise a replay
+
+    def authenticate_user(self, authorization_code: OidcAuthorizationCode) -> Account | None:
+        return db.session.get(Account, authorization_code.account_id)
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Rotation: each refresh token works once; presenting a used one revokes its whole family."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> OidcToken | None:
+        if not isinstance(refresh_token, str):
+            return None
+        row = db.session.scalar(select(OidcToken).where(OidcToken.refresh_token_hash == hash_secret(refresh_token)))
+        if row is None or row.client_id != self.request.client.id:
+            return None
+        now = utcnow()
+        used = db.session.execute(
+            update(OidcToken)
+            .where(OidcToken.id == row.id, OidcToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if used != 1:  # rotated out or revoked: someone holds a copy
+            if row.authorization_code_id is not None:
+                revoke_family(row.authorization_code_id)
+            db.session.commit()
+            return None
+        db.session.commit()
+        return row if row.refresh_expires_at and row.refresh_expires_at > now else None
+
+    def authenticate_user(self, refresh_token: OidcToken) -> Account | None:
+        return db.session.get(Account, refresh_token.account_id)
+
+    def revoke_old_credential(self, refresh_token: OidcToken) -> None:
+        pass  # already revoked, atomically, in authenticate_refresh_token
+
+
+class OpenIDCode(oidc_grants.OpenIDCode):
+    def exists_nonce(self, nonce: str, request) -> bool:
+        client = query_client(request.payload.client_id)
+        return bool(
+            client
+            and db.session.scalar(
+                select(
+                    exists().where(OidcAuthorizationCode.client_id == client.id, OidcAuthorizationCode.nonce == nonce)
+                )
+            )
+        )
+
+    def encode_id_token(self, token: dict, request) -> str:
+        return id_token(request.client, request.user, request.authorization_code, token)
+
+
+def id_token(client: OidcClient, account: Account, code: OidcAuthorizationCode, token: dict) -> str:
+    key = key_ring().signing_key(client.id_token_signed_response_alg)
+    now = int(time.time())
+    payload = {
+        "iss": issuer(),
+        "aud": client.client_id,
+        "iat": now,
+        "exp": now + int(current_app.config["OIDC_TOKEN_TTL"].total_seconds()),
+        "auth_time": code.get_auth_time(),
+        "acr": code.acr,
+        "amr": code.get_amr(),
+        **user_info(account, client, code.scope),
+    }
+    if code.nonce:
+        payload["nonce"] = code.nonce
+    if token.get("access_token"):
+        payload["at_hash"] = create_half_hash(token["access_token"], key.alg).decode()
+    header = {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
+    return jwt.encode(header, payload, key.key, [key.alg])
+
+
+class PrivateKeyJwt(JWTBearerClientAssertion):
+    """``private_key_jwt``: an assertion signed with a key from the client's registered JWKS."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def get_audiences(self) -> list[str]:
+        base = issuer()
+        return [base, f"{base}/oauth/token", f"{base}/oauth/revoke"]
+
+    def resolve_client_public_key(self, client: OidcClient):
+        if not client.jwks:
+            raise InvalidClientError(description="The client has no registered keys.")
+        return KeySet.import_key_set(client.jwks)
+
+    def validate_jti(self, claims, jti) -> bool:
+        client = query_client(claims["sub"])
+        expires = claims.get("exp")
+        if client is None or not isinstance(jti, str) or not isinstance(expires, int):
+            return False
+        db.session.add(
+            OidcClientAssertion(
+                client_id=client.id, jti=jti[:255], expires_at=datetime.fromtimestamp(expires, timezone.utc)
+            )
+        )
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            return False
+        return True
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> OidcToken | None:
+        digest = hash_secret(token_string)
+        return db.session.scalar(
+            select(OidcToken).where(or_(OidcToken.access_token_hash == digest, OidcToken.refresh_token_hash == digest))
+        )
+
+    def revoke_token(self, token: OidcToken, request) -> None:
+        """Either token of a pair revokes both (the pair is one grant)."""
+        if token.revoked_at is None:
+            token.revoked_at = utcnow()
+            record(Tags.OIDC_TOKEN_REVOKED, account=token.account, client=request.client.client_id, token=token.id)
+            db.session.commit()
+
+
+class BearerValidator(BearerTokenValidator):
+    def authenticate_token(self, token_string: str) -> OidcToken | None:
+        """One query: the token, its (enabled) client and its account."""
+        return db.session.scalar(
+            select(OidcToken)
+            .join(OidcToken.client)
+            .join(OidcToken.account)
+            .options(contains_eager(OidcToken.client), contains_eager(OidcToken.account))
+            .where(OidcToken.access_token_hash == hash_secret(token_string), OidcClient.disabled_at.is_(None))
+        )
+
+
+def _expires_in(client, grant_type) -> int:
+    return int(current_app.config["OIDC_TOKEN_TTL"].total_seconds())
+
+
+def create_server(app: Flask) -> tuple[AuthorizationServer, ResourceProtector]:
+    server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
+    server.register_token_generator(
+        "default", TokenGenerator(lambda **kw: generate_token(42), lambda **kw: generate_token(48), _expires_in)
+    )
+    server.scopes_supported = list(oidc_claims.SCOPES_SUPPORTED)
+    server.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt())
+    server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode(require_nonce=False)])
+    server.register_grant(RefreshTokenGrant)
+    server.register_endpoint(Revocation)
+    protector = ResourceProtector()
+    protector.register_token_validator(BearerValidator())
+    return server, protector
+
+
+__all__ = ["create_server", "hash_secret", "id_token", "key_ring", "query_client", "user_info"]
