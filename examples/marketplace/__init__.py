@@ -1,0 +1,5 @@
+"""臺灣雲市集（示範）: a relying party that logs its people in through MoCert with Authlib's OIDC client.
+
+``python -m examples.marketplace`` serves it; ``python -m examples.marketplace register`` registers it
+at MoCert. It imports nothing from MoCert's ``app``, ``iccard`` or ``webauthn`` packages.
+"""

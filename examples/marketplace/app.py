@@ -1,0 +1,260 @@
+"""臺灣雲市集（示範）: the web app. Its people log in at MoCert through Authlib's OpenID Connect client.
+
+Configuration is read here, in the factory, from ``MARKETPLACE_*`` variables:
+
+=============================  ==========================================================================
+``MARKETPLACE_MOCERT_URL``     MoCert, the OpenID provider (``http://localhost:5000``)
+``MARKETPLACE_PUBLIC_URL``     where people reach this app (``http://localhost:<port>``, see :func:`port_from`)
+``MARKETPLACE_CLIENT_ID``,     the client registered at MoCert; without them, the JSON file written by
+``MARKETPLACE_CLIENT_SECRET``  ``python -m examples.marketplace register``
+``MARKETPLACE_CLIENT_FILE``    that file (``instance/marketplace-client.json``)
+``MARKETPLACE_SECRET_KEY``     session signing; by default random, made once in ``instance/``
+``MARKETPLACE_INSTANCE_DIR``   ``instance/`` at the repository root
+``MARKETPLACE_DATABASE``       ``instance/marketplace.db``
+=============================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+
+import requests
+from authlib.common.errors import AuthlibBaseError
+from authlib.integrations.flask_client import OAuth
+from flask import Flask, abort, current_app, flash, redirect, render_template, request, session, url_for
+from joserfc.errors import JoseError
+
+from . import subsidy
+from .store import Store, TaxIdTaken
+
+ROOT = Path(__file__).resolve().parents[2]
+SCOPE = "openid profile email"
+
+
+class ConfigurationError(RuntimeError):
+    """The app cannot start: something it needs is missing."""
+
+
+def load_config(environ=os.environ) -> dict:
+    """The settings from the environment (see the module's docstring)."""
+    instance = Path(environ.get("MARKETPLACE_INSTANCE_DIR", ROOT / "instance"))
+    port = port_from(environ)
+    return {
+        "INSTANCE_DIR": instance,
+        "MOCERT_URL": environ.get("MARKETPLACE_MOCERT_URL", "http://localhost:5000").rstrip("/"),
+        "PUBLIC_URL": environ.get("MARKETPLACE_PUBLIC_URL", f"http://localhost:{port}").rstrip("/"),
+        "CLIENT_ID": environ.get("MARKETPLACE_CLIENT_ID"),
+        "CLIENT_SECRET": environ.get("MARKETPLACE_CLIENT_SECRET"),
+        "CLIENT_FILE": Path(environ.get("MARKETPLACE_CLIENT_FILE", instance / "marketplace-client.json")),
+        "SECRET_KEY": environ.get("MARKETPLACE_SECRET_KEY"),
+        "DATABASE": Path(environ.get("MARKETPLACE_DATABASE", instance / "marketplace.db")),
+    }
+
+
+def port_from(environ=os.environ) -> int:
+    """``MARKETPLACE_PORT``, else ``PORT``, else 5001."""
+    return int(environ.get("MARKETPLACE_PORT") or environ.get("PORT") or 5001)
+
+
+def instance_secret(path: Path) -> str:
+    """A random secret kept in ``path`` (mode 0600), made on first use: never a constant in the code."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _client_credentials(config: dict) -> tuple[str, str]:
+    if config["CLIENT_ID"] and config["CLIENT_SECRET"]:
+        return config["CLIENT_ID"], config["CLIENT_SECRET"]
+    try:
+        registered = json.loads(Path(config["CLIENT_FILE"]).read_text())
+        return registered["client_id"], registered["client_secret"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigurationError(
+            f"no client credentials: set MARKETPLACE_CLIENT_ID and MARKETPLACE_CLIENT_SECRET, or run "
+            f"`python -m examples.marketplace register` (it writes {config['CLIENT_FILE']})"
+        ) from None
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    config = {**load_config(), **(overrides or {})}
+    app = Flask(__name__)
+    app.config.update(config)
+    secret_file = Path(config["INSTANCE_DIR"]) / "marketplace_secret_key"
+    app.config["SECRET_KEY"] = config["SECRET_KEY"] or instance_secret(secret_file)
+    # Its own cookie name: MoCert's cookie lives on the same host (cookies ignore the port).
+    app.config.update(SESSION_COOKIE_NAME="marketplace_session", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=config["PUBLIC_URL"].startswith("https:"))
+    client_id, client_secret = _client_credentials(config)
+
+    oauth = OAuth(app)
+    oauth.register(
+        "mocert",
+        client_id=client_id,
+        client_secret=client_secret,
+        server_metadata_url=f"{config['MOCERT_URL']}/.well-known/openid-configuration",
+        client_kwargs={"scope": SCOPE, "code_challenge_method": "S256"},
+    )
+    app.extensions["marketplace"] = {"oauth": oauth, "store": Store(config["DATABASE"])}
+    app.jinja_env.globals.update(csrf_token=csrf_token, products=subsidy.PRODUCTS, find_product=subsidy.product)
+    app.before_request(_check_csrf)
+    _routes(app)
+    return app
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _mocert():
+    return current_app.extensions["marketplace"]["oauth"].mocert
+
+
+def _store() -> Store:
+    return current_app.extensions["marketplace"]["store"]
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, put in every form as ``csrf_token``."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def _check_csrf():
+    if request.method == "POST":
+        sent = request.form.get("csrf_token", "")
+        if "csrf" not in session or not hmac.compare_digest(sent, session["csrf"]):
+            abort(400, "CSRF token missing or wrong")
+
+
+def _person() -> dict | None:
+    return session.get("person")
+
+
+def _login_required():
+    if _person() is None:
+        return redirect(url_for("login"))
+    return None
+
+
+# -- routes ----------------------------------------------------------------------------------------------
+
+
+def _routes(app: Flask) -> None:
+    @app.get("/")
+    def index():
+        if request.args.get("state"):  # back from MoCert's logout
+            try:
+                _mocert().validate_logout_response()
+                flash("您已登出。You are logged out.")
+            except AuthlibBaseError:
+                pass
+        person = _person()
+        company = _store().company_of(person["owner"]) if person else None
+        return render_template("index.html", person=person, company=company)
+
+    @app.get("/login")
+    def login():
+        try:  # the first request fetches MoCert's discovery document
+            return _mocert().authorize_redirect(f"{current_app.config['PUBLIC_URL']}/callback")
+        except requests.RequestException as exc:
+            current_app.logger.warning("MoCert unreachable: %r", exc)
+            message = "暫時無法連線到 MoCert，請稍後再試。MoCert cannot be reached; please try again later."
+            return render_template("error.html", message=message), 503
+
+    @app.get("/callback")
+    def callback():
+        mocert = _mocert()
+        try:
+            token = mocert.authorize_access_token()  # code + PKCE verifier → tokens; ID token verified
+            claims = token["userinfo"]  # the ID token's claims (signature, iss, aud, exp, nonce checked)
+            info = mocert.userinfo(token=token)
+        except (AuthlibBaseError, JoseError, requests.RequestException, KeyError) as exc:
+            current_app.logger.warning("login at MoCert failed: %r", exc)
+            return render_template("error.html", message="登入失敗，請再試一次。Login failed; please try again."), 400
+        if info.get("sub") != claims["sub"]:  # OIDC Core 5.3.2: userinfo must be about the same person
+            return render_template("error.html", message="登入失敗。Login failed."), 400
+        session.clear()
+        session["person"] = {
+            "owner": f"{claims['iss']} {claims['sub']}",
+            "name": info.get("name") or claims.get("name") or "",
+            "email": info.get("email") or "",
+        }
+        session["id_token"] = token["id_token"]
+        if _store().company_of(session["person"]["owner"]) is None:
+            return redirect(url_for("join"))
+        return redirect(url_for("company"))
+
+    @app.route("/join", methods=["GET", "POST"])
+    def join():
+        if (to_login := _login_required()) is not None:
+            return to_login
+        owner = _person()["owner"]
+        if _store().company_of(owner) is not None:
+            return redirect(url_for("company"))
+        if request.method == "GET":
+            return render_template("join.html", form={}, error=None)
+        form = {
+            "name": request.form.get("name", "").strip(),
+            "tax_id": request.form.get("tax_id", "").strip(),
+            "has_other_subsidy": request.form.get("has_other_subsidy") == "yes",
+        }
+        error = None
+        if not form["name"]:
+            error = "請填寫公司名稱。Enter the company's name."
+        elif not subsidy.is_valid_tax_id(form["tax_id"]):
+            error = "統一編號不正確。That is not a valid tax ID (統一編號)."
+        else:
+            try:
+                _store().join(owner, subsidy.Company(**form))
+            except TaxIdTaken:
+                error = "此統一編號已由他人加入。Another person already joined this company."
+        if error:
+            return render_template("join.html", form=form, error=error), 400
+        return redirect(url_for("company"))
+
+    @app.get("/company")
+    def company():
+        if (to_login := _login_required()) is not None:
+            return to_login
+        owner = _person()["owner"]
+        company_ = _store().company_of(owner)
+        if company_ is None:
+            return redirect(url_for("join"))
+        return render_template("company.html", person=_person(), company=company_,
+                               purchases=_store().purchases_of(owner))
+
+    @app.post("/buy/<product_id>")
+    def buy(product_id: str):
+        product = subsidy.product(product_id)
+        if product is None:
+            abort(404)
+        if (to_login := _login_required()) is not None:
+            return to_login
+        try:
+            purchase = _store().buy(_person()["owner"], product)
+        except LookupError:
+            return redirect(url_for("join"))
+        return render_template("purchase.html", company=_store().company_of(_person()["owner"]),
+                               product=product, payment=purchase.payment)
+
+    @app.post("/logout")
+    def logout():
+        """End our session, then MoCert's (RP-initiated logout); MoCert sends the person back to ``/``."""
+        id_token = session.get("id_token")
+        session.clear()
+        return _mocert().logout_redirect(
+            post_logout_redirect_uri=f"{current_app.config['PUBLIC_URL']}/",
+            id_token_hint=id_token,
+        )
