@@ -5,17 +5,25 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test setup setup-test translations db demo-pki clean
+.PHONY: run test setup setup-test translations db demo-pki marketplace-client clean
 
 AGENT_PORT ?= 61161
+MARKET_PORT ?= 5001
 
-# The server, and beside it the card agent with the emulated demo cards (stopped with the server).
-run: setup translations db demo-pki
+# The server, and beside it the card agent with the emulated demo cards and the example relying party
+# (臺灣雲市集 on http://localhost:5001), both stopped with the server.
+run: setup translations db demo-pki marketplace-client
 	@public=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)}; \
 	$(BIN)/python -m iccard.agent --emulate --port $(AGENT_PORT) --trust "$$public" & agent=$$!; \
-	trap 'kill $$agent 2>/dev/null' EXIT INT TERM; \
+	MARKETPLACE_PORT=$(MARKET_PORT) MARKETPLACE_MOCERT_URL="$$public" $(BIN)/python -m examples.marketplace & market=$$!; \
+	trap 'kill $$agent $$market 2>/dev/null' EXIT INT TERM; \
 	MOCERT_PUBLIC_URL="$$public" MOCERT_COMPONENT_URL=http://localhost:$(AGENT_PORT) \
 	  $(FLASK) run --host localhost --port $(PORT)
+
+# The marketplace's OIDC client, registered once (its secret goes to instance/marketplace-client.json).
+marketplace-client: db
+	MARKETPLACE_PORT=$(MARKET_PORT) MARKETPLACE_MOCERT_URL=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)} \
+	  $(BIN)/python -m examples.marketplace register
 
 test: setup-test translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -66,6 +66,7 @@ class Config:
         self.WEBAUTHN_MDS_BLOB = _env("WEBAUTHN_MDS_BLOB")
         self.WEBAUTHN_MDS_ROOT = _env("WEBAUTHN_MDS_ROOT")
         self.BINDING_TTL = timedelta(seconds=_env_int("BINDING_TTL", 300))
+        self.MOBILE_LOGIN_TTL = timedelta(seconds=_env_int("MOBILE_LOGIN_TTL", 120))
         self.DEVICE_LIMIT = _env_int("DEVICE_LIMIT", 5)
         self.MOBILE_CA_CERT = _env("MOBILE_CA_CERT", str(self.DEMO_PKI_DIR / "mobile-ca.pem"))
         self.MOBILE_CA_KEY = _env("MOBILE_CA_KEY", str(self.DEMO_PKI_DIR / "mobile-ca.key.pem"))

@@ -52,6 +52,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(devices.bp)
     app.register_blueprint(devices.phone_bp)
     oidc.init_app(app)  # the OpenID Connect provider (its blueprint and Authlib server)
+    from .oidc import phone_login
+
+    app.register_blueprint(phone_login.bp)  # logging in at /authorize: the login page and the phone's side
+    app.register_blueprint(phone_login.phone_bp)
     if app.config["SERVE_DEMO_PKI"]:
         # OCSP clients post DER without a session or CSRF token.
         csrf.exempt(demo_pki.bp)

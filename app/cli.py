@@ -71,6 +71,7 @@ def register_oidc_cli(app: Flask) -> None:
     @click.option("--scope", "scopes", multiple=True, help="Allowed scopes (default: openid profile email phone "
                   "offline_access).")
     @click.option("--allow-national-id", is_flag=True, help="Allow the national_id scope (the masked ID only).")
+    @click.option("--no-card-login", is_flag=True, help="Its login page offers the phone only, not the IC card.")
     @click.option(
         "--token-endpoint-auth-method",
         type=click.Choice(["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]),
@@ -81,8 +82,8 @@ def register_oidc_cli(app: Flask) -> None:
     @click.option("--sector", default=None, help="Sector for pairwise subjects (default: the redirect URIs' host).")
     @click.option("--id-token-alg", type=click.Choice(list(oidc_keys.ALGORITHMS)), default="RS256")
     @click.option("--client-id", default=None)
-    def add(name, redirect_uris, logout_uris, public, scopes, allow_national_id, token_endpoint_auth_method,
-            jwks_file, subject_type, sector, id_token_alg, client_id) -> None:
+    def add(name, redirect_uris, logout_uris, public, scopes, allow_national_id, no_card_login,
+            token_endpoint_auth_method, jwks_file, subject_type, sector, id_token_alg, client_id) -> None:
         """Register a client; prints one JSON object {"client_id", "client_secret"} (the secret only now)."""
         method = token_endpoint_auth_method or ("none" if public else "client_secret_basic")
         if public != (method == "none"):
@@ -119,6 +120,7 @@ def register_oidc_cli(app: Flask) -> None:
             subject_type=subject_type,
             sector=sector,
             allow_national_id=allow_national_id,
+            allow_card_login=not no_card_login,
         )
         db.session.add(client)
         record(Tags.OIDC_CLIENT_ADDED, actor="cli", client=client_id, name=name, auth_method=method)

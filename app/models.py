@@ -150,6 +150,7 @@ class AuthSession(db.Model):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))  # the phone, for "mobile"
 
     account: Mapped[Account] = relationship()
 
@@ -296,6 +297,7 @@ class OidcClient(db.Model, ClientMixin):
     subject_type: Mapped[str] = mapped_column(String(10), default="pairwise")  # pairwise | public
     sector: Mapped[str] = mapped_column(String(255))  # pairwise subjects are per sector
     allow_national_id: Mapped[bool] = mapped_column(default=False)
+    allow_card_login: Mapped[bool] = mapped_column(default=True)  # the login page offers the IC card
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -450,3 +452,49 @@ class OidcClientAssertion(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
     __table_args__ = (UniqueConstraint("client_id", "jti"),)
+
+
+class LoginRequest(db.Model):
+    """Logging in at /authorize with a phone: a single-use token (the QR code) for one authorize request.
+
+    Tied to the browser session that asked (a random value in its Flask session, kept here hashed) and to
+    the client; the phone approves it, and only that browser can then turn it into a MoCert session.
+    """
+
+    __tablename__ = "login_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(64), unique=True)  # what the computer's page polls
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # the QR code's token, hashed
+    browser_hash: Mapped[str] = mapped_column(String(64))  # the asking browser's proof, hashed
+    client_id: Mapped[int] = mapped_column(ForeignKey("oidc_clients.id"), index=True)
+    authorize_query: Mapped[str] = mapped_column(Text)  # the authorize request to go back to
+    match_code: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    challenge: Mapped[bytes | None] = mapped_column(LargeBinary)  # the phone's (cross-device)
+    passkey_challenge: Mapped[bytes | None] = mapped_column(LargeBinary)  # this device's (same device)
+    scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # an answer was taken (once)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the session was started
+    failure: Mapped[str | None] = mapped_column(String(60))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+
+    client: Mapped[OidcClient] = relationship()
+    account: Mapped[Account | None] = relationship()
+    device: Mapped[Device | None] = relationship()
+
+    __table_args__ = (Index("ix_login_requests_expires_at", "expires_at"),)
+
+    def status(self, now: datetime) -> str:
+        if self.approved_at is not None:
+            return "approved"
+        if self.failure is not None:
+            return "failed"
+        if self.consumed_at is not None:  # an answer is being checked
+            return "scanned"
+        if self.expires_at <= now:
+            return "expired"
+        return "scanned" if self.scanned_at is not None else "pending"

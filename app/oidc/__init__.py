@@ -1,8 +1,9 @@
 """The OpenID Connect provider's HTTP endpoints: thin views over ``oauth2`` (the Authlib wiring).
 
 Authenticating the person is one seam (:func:`_authenticated_account`): a session fresh enough for the
-request continues; otherwise the person goes to ``/login?next=<this request>`` and comes back. The phone
-login will plug into the same seam.
+request continues; otherwise the person goes to our login page for the request (``/authorize/login``,
+``phone_login``: the phone by QR code, a passkey on this device, or ``/login?next=<this request>`` with the
+IC card where the client allows it) and comes back.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def authorize():
         grant = server.get_consent_grant(end_user=account)
         data = grant.request.payload.data
         prompts = set((data.get("prompt") or "").split())
-        account = _authenticated_account(account, data, prompts)
+        account = _authenticated_account(account, data, prompts, grant.client)
     except OAuth2Error as error:
         if not error.redirect_uri:  # unknown client or redirect URI: never redirect there
             return render_template("error.html", status=400, message=error.get_error_description() or error.error), 400
@@ -118,7 +119,7 @@ def authorize():
         if "none" in prompts:
             error = LoginRequiredError(redirect_uri=grant.redirect_uri, state=state)
             return server.handle_error_response(request, error)
-        return redirect(url_for("auth.login_page", next=_return_path()))
+        return redirect(_login_page_path())
 
     client, requested = grant.client, scope_to_list(grant.request.scope)
     consent = db.session.scalar(
@@ -151,13 +152,16 @@ def authorize():
     return server.create_authorization_response(grant=grant, grant_user=account)
 
 
-def _authenticated_account(account, data, prompts):
+def _authenticated_account(account, data, prompts, client=None):
     """The seam: the person, when their session is fresh enough for this request; otherwise None.
 
     Fresh enough: created after we sent them to log in for this request, or — without ``prompt=login``
-    — no older than ``max_age`` seconds (when given).
+    — no older than ``max_age`` seconds (when given). A card session does not count for a client that
+    does not allow card login.
     """
     if account is None:
+        return None
+    if client is not None and not client.allow_card_login and account.auth_session.method == "card":
         return None
     created = account.auth_session.created_at.timestamp()
     marker = _read_login_marker(data.get(LOGIN_MARKER))
@@ -187,11 +191,10 @@ def _read_login_marker(value) -> int | None:
         return None
 
 
-def _return_path() -> str:
-    """This authorize request as a local path, marked with when we sent the person to log in."""
+def _login_page_path() -> str:
+    """Our login page for this authorize request (it marks the request when the person has logged in)."""
     params = [(k, v) for k, v in request.args.items(multi=True) if k != LOGIN_MARKER]
-    params.append((LOGIN_MARKER, _login_marker_serializer().dumps(int(time.time()))))
-    return f"{request.path}?{urlencode(params)}"
+    return f"{url_for('oidc_login.login_page')}?{urlencode(params)}"
 
 
 # -- tokens, userinfo, revocation --------------------------------------------------------------------

@@ -15,6 +15,7 @@ from ..models import (
     Binding,
     CardLogin,
     EmailVerification,
+    LoginRequest,
     OidcAuthorizationCode,
     OidcClientAssertion,
     OidcToken,
@@ -32,6 +33,7 @@ def purge() -> dict[str, int]:
     removed["card_logins"] = db.session.execute(
         delete(CardLogin).where(CardLogin.expires_at < cutoff, CardLogin.registered_at.is_(None))
     ).rowcount
+    removed["login_requests"] = db.session.execute(delete(LoginRequest).where(LoginRequest.expires_at < cutoff)).rowcount
     removed["bindings"] = db.session.execute(
         delete(Binding).where(Binding.expires_at < cutoff, Binding.completed_at.is_(None))
     ).rowcount

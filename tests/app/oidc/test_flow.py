@@ -87,7 +87,7 @@ def test_login_userinfo_refresh_and_logout_with_authlib_client(app, browser, dis
     # The session is over: the next authorization sends the person to log in.
     again = browser.get(rp_session(client).create_authorization_url(
         discovery["authorization_endpoint"], code_verifier=secrets.token_urlsafe(48))[0])
-    assert again.status_code == 302 and again.headers["Location"].startswith("/login?next=/authorize?")
+    assert again.status_code == 302 and again.headers["Location"].startswith("/authorize/login?")
 
 
 def test_consent_is_remembered_until_more_scopes_are_asked(browser, discovery, add_client):

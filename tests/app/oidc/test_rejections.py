@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
+import re
 import secrets
 import time
 from urllib.parse import urlencode
@@ -148,11 +150,18 @@ def test_without_a_session_prompt_none_says_login_required_and_otherwise_login_c
     assert {"error": "login_required", "state": "st"}.items() <= query(none.headers["Location"]).items()
 
     to_login = browser.get(authorize_url(discovery, client["client_id"], challenge=challenge))
-    login_page = browser.get(issuer + to_login.headers["Location"])
+    assert to_login.headers["Location"].startswith("/authorize/login?")  # our login page: phone or card
+    card_link = card_login_link(browser.get(issuer + to_login.headers["Location"]).text)
+    login_page = browser.get(issuer + card_link)
     assert 'data-next-url="/authorize?' in login_page.text
     browser.card_login()
-    next_url = query(issuer + to_login.headers["Location"])["next"]
+    next_url = query(issuer + card_link)["next"]
     assert "code" in query(browser.authorize(issuer + next_url))
+
+
+def card_login_link(page: str) -> str:
+    """The "Log in with IC card" link of our login page at /authorize (to /login?next=<the request>)."""
+    return html.unescape(re.search(r'id="login-card" class="[^"]*" href="([^"]+)"', page).group(1))
 
 
 def test_login_page_ignores_a_next_that_is_not_a_local_path(client):
@@ -168,16 +177,17 @@ def test_max_age_and_prompt_login_force_a_fresh_login(browser, discovery, add_cl
     time.sleep(1.1)
     _, challenge = pkce()
     old = browser.get(authorize_url(discovery, client["client_id"], challenge=challenge, max_age="0"))
-    assert old.headers["Location"].startswith("/login?next=")
+    assert old.headers["Location"].startswith("/authorize/login?")
     assert browser.get(authorize_url(discovery, client["client_id"], challenge=challenge, max_age="3600")
                        ).headers["Location"].startswith(f"{RP}/cb?code=")
     forced = browser.get(authorize_url(discovery, client["client_id"], challenge=challenge, prompt="login"))
-    assert forced.headers["Location"].startswith("/login?next=")
+    assert forced.headers["Location"].startswith("/authorize/login?")
     none = browser.get(authorize_url(discovery, client["client_id"], challenge=challenge, max_age="0", prompt="none"))
     assert query(none.headers["Location"])["error"] == "login_required"
     # After a new card login, the marked request goes through.
+    card_link = card_login_link(browser.get(browser.issuer + old.headers["Location"]).text)
     browser.card_login()
-    next_url = query(browser.issuer + old.headers["Location"])["next"]
+    next_url = query(browser.issuer + card_link)["next"]
     assert "code" in query(browser.authorize(browser.issuer + next_url))
 
 

@@ -1,0 +1,212 @@
+// The computer's side of logging in at /authorize: a QR code for the phone, followed until the phone
+// approves, then this browser (and only this one) completes the login and goes back to /authorize.
+// Or, on this device: a passkey, asked for directly.
+(function () {
+  "use strict";
+
+  const { api, t, showStatus } = window.MoCert;
+  const root = document.getElementById("authorize-login");
+  if (!root) return;
+  const area = document.getElementById("login-area");
+  const qr = document.getElementById("login-qr");
+  const matchCode = document.getElementById("login-match-code");
+  const countdown = document.getElementById("login-countdown");
+  const status = document.getElementById("login-status");
+  const error = document.getElementById("login-error");
+  const again = document.getElementById("login-again");
+  const passkey = document.getElementById("login-passkey");
+
+  const POLL_MS = 1000;
+  const FINAL = ["approved", "expired", "failed"];
+  const REASONS = {
+    user_not_verified: "reasonUserNotVerified",
+    origin_mismatch: "reasonOrigin",
+    rp_id_mismatch: "reasonOrigin",
+    credential_unknown: "reasonCredentialUnknown",
+    device_revoked: "reasonRevoked",
+    device_suspended: "reasonSuspended",
+    device_expired: "reasonExpired",
+    sign_count_regression: "reasonCloned",
+  };
+  let generation = 0;
+  let requestId = null;
+  let pollTimer = null;
+  let clockTimer = null;
+
+  function stopTimers() {
+    clearTimeout(pollTimer);
+    clearInterval(clockTimer);
+  }
+
+  function setStatus(name, text, kind) {
+    status.dataset.status = name;
+    showStatus(status, text, kind);
+  }
+
+  function startClock(deadline) {
+    const tick = () => {
+      const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+      const text = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+      countdown.textContent = left > 0 ? t("timeLeft", { time: text }) : t("timeUp");
+    };
+    tick();
+    clockTimer = setInterval(tick, 1000);
+  }
+
+  function finish() {
+    stopTimers();
+    area.hidden = true;
+    again.hidden = false;
+    again.focus();
+  }
+
+  async function completeLogin(path, body) {
+    const result = await api("POST", path, body);
+    if (result.ok && result.data.redirect) {
+      window.location.assign(result.data.redirect);
+      return true;
+    }
+    showStatus(error, result.data.message, "error");
+    return false;
+  }
+
+  async function render(data, mine) {
+    const name = data.status;
+    if (name === status.dataset.status && (name === "pending" || name === "scanned")) return;
+    if (name === "pending") setStatus(name, t("pending"), "info");
+    else if (name === "scanned") setStatus(name, t("scanned"), "info");
+    else if (name === "expired") {
+      setStatus(name, t("expired"), "error");
+      finish();
+    } else if (name === "failed") {
+      setStatus(name, t("failed", { reason: t(REASONS[data.reason] || "reasonOther") }), "error");
+      finish();
+    } else if (name === "approved") {
+      stopTimers();
+      setStatus(name, t("approved"), "success");
+      const id = encodeURIComponent(requestId);
+      if (mine === generation && !(await completeLogin("/api/v1/login-requests/" + id + "/complete", {}))) finish();
+    }
+  }
+
+  async function poll(id, mine) {
+    const result = await api("GET", "/api/v1/login-requests/" + encodeURIComponent(id));
+    if (mine !== generation) return;
+    if (result.ok) {
+      showStatus(error, "");
+      await render(result.data, mine);
+      if (FINAL.includes(result.data.status)) return;
+    } else if (result.status === 404) {
+      showStatus(error, result.data.message, "error");
+      finish();
+      return;
+    } else {
+      showStatus(error, result.data.message, "error");  // a passing trouble: keep asking
+    }
+    pollTimer = setTimeout(() => poll(id, mine), POLL_MS);
+  }
+
+  async function start() {
+    const mine = ++generation;
+    stopTimers();
+    again.hidden = true;
+    area.hidden = true;
+    showStatus(error, "");
+    setStatus("creating", t("creating"), "info");
+    const result = await api("POST", "/api/v1/login-requests", { authorize: root.dataset.authorizeQuery || "" });
+    if (mine !== generation) return;
+    if (!result.ok) {
+      setStatus("", "");
+      showStatus(error, result.data.message, "error");
+      again.hidden = false;
+      return;
+    }
+    const data = result.data;
+    requestId = data.login_request_id;
+    qr.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(data.qr_svg);
+    matchCode.textContent = data.match_code;
+    area.hidden = false;
+    passkey.hidden = !window.PublicKeyCredential || !navigator.credentials;
+    startClock(Date.now() + Number(data.expires_in || 0) * 1000);
+    setStatus("pending", t("pending"), "info");
+    pollTimer = setTimeout(() => poll(requestId, mine), POLL_MS);
+  }
+
+  // -- a passkey on this device ---------------------------------------------------------------------
+
+  function fromBase64url(text) {
+    const b64 = String(text).replace(/-/g, "+").replace(/_/g, "/");
+    const binary = atob(b64 + "===".slice((b64.length + 3) % 4));
+    return Uint8Array.from(binary, (c) => c.charCodeAt(0)).buffer;
+  }
+
+  function toBase64url(buffer) {
+    let binary = "";
+    new Uint8Array(buffer).forEach((byte) => { binary += String.fromCharCode(byte); });
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function requestOptions(json) {
+    if (typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function") {
+      return PublicKeyCredential.parseRequestOptionsFromJSON(json);
+    }
+    const options = Object.assign({}, json, { challenge: fromBase64url(json.challenge) });
+    if (json.allowCredentials) {
+      options.allowCredentials = json.allowCredentials.map((c) => Object.assign({}, c, { id: fromBase64url(c.id) }));
+    }
+    return options;
+  }
+
+  function credentialJSON(credential) {
+    if (typeof credential.toJSON === "function") return credential.toJSON();
+    const r = credential.response;
+    return {
+      id: credential.id,
+      rawId: toBase64url(credential.rawId),
+      type: credential.type,
+      authenticatorAttachment: credential.authenticatorAttachment || undefined,
+      clientExtensionResults: credential.getClientExtensionResults ? credential.getClientExtensionResults() : {},
+      response: {
+        clientDataJSON: toBase64url(r.clientDataJSON),
+        authenticatorData: toBase64url(r.authenticatorData),
+        signature: toBase64url(r.signature),
+        userHandle: r.userHandle ? toBase64url(r.userHandle) : null,
+      },
+    };
+  }
+
+  passkey.addEventListener("click", async () => {
+    if (!requestId) return;
+    if (!window.PublicKeyCredential) {
+      showStatus(error, t("passkeyUnsupported"), "error");
+      return;
+    }
+    const base = "/api/v1/login-requests/" + encodeURIComponent(requestId) + "/passkey";
+    passkey.disabled = true;
+    showStatus(error, "");
+    const options = await api("POST", base + "/options", {});
+    if (!options.ok) {
+      passkey.disabled = false;
+      showStatus(error, options.data.message, "error");
+      return;
+    }
+    showStatus(status, t("passkeyWaiting"), "info");
+    let credential;
+    try {
+      credential = await navigator.credentials.get({ publicKey: requestOptions(options.data.publicKey) });
+    } catch (err) {
+      passkey.disabled = false;
+      showStatus(status, t("passkeyCancelled"), "error");
+      return;
+    }
+    generation++;  // this login goes on through the passkey: stop following the QR code
+    stopTimers();
+    if (!(await completeLogin(base + "/complete", { credential: credentialJSON(credential) }))) {
+      passkey.disabled = false;
+      finish();
+    }
+  });
+
+  again.addEventListener("click", start);
+  start();
+})();

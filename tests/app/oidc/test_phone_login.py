@@ -1,0 +1,265 @@
+"""Logging in at /authorize with a bound phone (the software phone) or a passkey on the same device."""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import select, update
+
+from app.extensions import db
+from app.models import Account, AuditEvent, AuthSession, Device, LoginRequest, utcnow
+from webauthn.phone import NotAllowedError, PhoneBrowser, PhoneClient, ServerError, SoftwareAuthenticator
+
+from .conftest import Browser, query
+from .test_flow import rp_session, verify_id_token
+
+
+@pytest.fixture
+def phone(issuer, pki, person, app):
+    """The software phone, bound to 王小明 through the real binding flow (card login, QR token)."""
+    with app.app_context():
+        db.session.get(Account, person).email_verified_at = utcnow()
+        db.session.commit()
+    computer = Browser(issuer, pki)
+    computer.card_login()
+    binding = computer.http.post(
+        f"{issuer}/api/v1/bindings", json={}, headers={"X-CSRF-Token": computer.csrf()}, timeout=10
+    )
+    assert binding.status_code == 201, binding.text
+    client = PhoneClient(PhoneBrowser(SoftwareAuthenticator(None)))
+    client.bind(binding.json()["url"], "我的手機")
+    return client
+
+
+class Computer(Browser):
+    """A browser without a MoCert session that logs in at /authorize with a phone."""
+
+    def login_page(self, authorize_url: str):
+        to_login = self.get(authorize_url)
+        assert to_login.status_code == 302, to_login.text
+        location = to_login.headers["Location"]
+        assert location.startswith("/authorize/login?")
+        return location, self.get(self.issuer + location)
+
+    def start(self, authorize_url: str) -> dict:
+        location, page = self.login_page(authorize_url)
+        assert page.status_code == 200
+        authorize = html.unescape(re.search(r'data-authorize-query="([^"]*)"', page.text).group(1))
+        created = self.post("/api/v1/login-requests", {"authorize": authorize})
+        assert created.status_code == 201, created.text
+        return created.json()
+
+    def post(self, path: str, body: dict):
+        return self.http.post(
+            self.issuer + path, json=body, headers={"X-CSRF-Token": self.csrf()}, allow_redirects=False, timeout=30
+        )
+
+    def status(self, login_id: str):
+        return self.get(f"{self.issuer}/api/v1/login-requests/{login_id}")
+
+    def complete(self, login_id: str):
+        return self.post(f"/api/v1/login-requests/{login_id}/complete", {})
+
+
+@pytest.fixture
+def computer(issuer, pki) -> Computer:
+    return Computer(issuer, pki)
+
+
+@pytest.fixture
+def rp_client(add_client):
+    return add_client()
+
+
+def _authorize_url(discovery, client, **params):
+    rp = rp_session(client)
+    verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
+    url, state = rp.create_authorization_url(
+        discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce, **params
+    )
+    return rp, url, state, verifier, nonce
+
+
+def _events(app, tag):
+    with app.app_context():
+        return [e.details for e in db.session.scalars(select(AuditEvent).where(AuditEvent.tag == tag))]
+
+
+def test_a_phone_logs_in_at_authorize_and_the_id_token_says_mobile(app, issuer, discovery, rp_client, phone, computer):
+    rp, url, state, verifier, nonce = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    assert started["client_name"] == "Example RP"
+    assert re.fullmatch(r"\d\d[A-Z]", started["match_code"])
+    assert started["url"].startswith(f"{issuer}/m/login/") and "<svg" in started["qr_svg"]
+    assert computer.status(started["login_request_id"]).json() == {"status": "pending"}
+
+    # The phone's page and API show the same site and code as the computer.
+    token = started["url"].rsplit("/", 1)[1]
+    phone_page = phone.session.get(started["url"], timeout=10)
+    assert phone_page.status_code == 200 and 'id="phone-match-code"' in phone_page.text
+    request = phone.login_request(started["url"])
+    assert (request.client_name, request.match_code) == ("Example RP", started["match_code"])
+    assert "allowCredentials" not in request.public_key  # discoverable: the phone is not logged in
+    assert request.public_key["userVerification"] == "required"
+    assert computer.status(started["login_request_id"]).json() == {"status": "scanned"}
+
+    assert phone.approve(request) == {"status": "approved"}
+    assert computer.status(started["login_request_id"]).json() == {"status": "approved"}
+    done = computer.complete(started["login_request_id"])
+    assert done.status_code == 200, done.text
+    callback = computer.authorize(issuer + done.json()["redirect"])
+    assert query(callback)["state"] == state
+    tokens = rp.fetch_token(discovery["token_endpoint"], authorization_response=callback, code_verifier=verifier)
+    claims = verify_id_token(discovery, tokens["id_token"], rp_client["client_id"], nonce)
+    assert claims["acr"] == "urn:mocert:acr:mobile" and claims["amr"] == ["hwk", "user"]
+    assert claims["name"] == "王小明"
+
+    with app.app_context():
+        session = db.session.scalars(select(AuthSession).where(AuthSession.method == "mobile")).one()
+        device = db.session.scalars(select(Device)).one()
+        assert session.device_id == device.id and device.last_used_at is not None
+        row = db.session.scalars(select(LoginRequest)).one()
+        assert row.token_hash != token and token not in row.token_hash  # stored hashed
+    success = _events(app, "mobile:login:success")
+    assert success and success[0]["client"] == rp_client["client_id"] and success[0]["device"] == device.id
+    issued = _events(app, "oidc:login:success")[0]
+    assert {"client": rp_client["client_id"], "method": "mobile"}.items() <= issued.items()
+    # Completing twice is refused.
+    assert computer.complete(started["login_request_id"]).status_code in (404, 409)
+
+
+def test_a_token_approved_twice_is_refused(discovery, rp_client, phone, computer):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    request = phone.login_request(started["url"])
+    phone.approve(request)
+    with pytest.raises(ServerError) as again:
+        phone.approve(request)
+    assert again.value.status == 409
+    with pytest.raises(ServerError) as options:
+        phone.login_request(started["url"])
+    assert options.value.status == 409
+
+
+def test_an_expired_login_token_is_410(app, discovery, rp_client, phone, computer):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    request = phone.login_request(started["url"])
+    with app.app_context():
+        db.session.execute(update(LoginRequest).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    with pytest.raises(ServerError) as expired:
+        phone.approve(request)
+    assert expired.value.status == 410 and expired.value.code == "login_request_expired"
+    assert computer.status(started["login_request_id"]).json() == {"status": "expired"}
+
+
+def test_an_unknown_token_is_404(phone, issuer):
+    with pytest.raises(ServerError) as unknown:
+        phone.login_request(f"{issuer}/m/login/{'x' * 43}")
+    assert unknown.value.status == 404
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"status": "revoked"}, "device_revoked"),
+        ({"status": "suspended"}, "device_suspended"),
+        (None, "device_expired"),
+    ],
+)
+def test_revoked_suspended_or_expired_devices_are_refused_with_the_reason(
+    app, discovery, rp_client, phone, computer, change, reason
+):
+    from app.models import MobileCertificate
+
+    with app.app_context():
+        if change:
+            db.session.execute(update(Device).values(**change))
+        else:
+            db.session.execute(update(MobileCertificate).values(not_after=utcnow() - timedelta(days=1)))
+        db.session.commit()
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    with pytest.raises(ServerError) as refused:
+        phone.login(started["url"])
+    assert refused.value.status == 403 and refused.value.code == reason
+    assert refused.value.args[0]  # a message the phone shows
+    assert computer.status(started["login_request_id"]).json() == {"status": "failed", "reason": reason}
+    assert computer.complete(started["login_request_id"]).status_code == 409
+    failures = _events(app, "mobile:login:failure")
+    assert failures[0]["reason"] == reason and failures[0]["client"] == rp_client["client_id"]
+
+
+def test_a_credential_unknown_to_mocert_is_refused(discovery, rp_client, phone, computer, app):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    request = phone.login_request(started["url"])
+    with pytest.raises(NotAllowedError):  # a phone with no MoCert key for this site: its browser says so
+        PhoneClient(PhoneBrowser(SoftwareAuthenticator(None))).approve(request)
+    with app.app_context():  # the key MoCert knew is forgotten (say, the device row was removed)
+        db.session.execute(update(Device).values(credential_id=b"another credential"))
+        db.session.commit()
+    with pytest.raises(ServerError) as refused:
+        phone.approve(request)
+    assert refused.value.status == 401 and refused.value.code == "credential_unknown"
+    assert computer.status(started["login_request_id"]).json() == {"status": "failed", "reason": "credential_unknown"}
+
+
+def test_another_browser_session_cannot_follow_or_complete_the_login(
+    issuer, pki, discovery, rp_client, phone, computer
+):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    phone.login(started["url"])
+    other = Computer(issuer, pki)
+    other.get(issuer + "/")  # a session of its own
+    assert other.status(started["login_request_id"]).status_code == 404
+    assert other.complete(started["login_request_id"]).status_code == 404
+    # The browser that asked still can.
+    assert computer.complete(started["login_request_id"]).status_code == 200
+
+
+def test_the_login_page_offers_the_card_only_where_the_client_allows_it(
+    issuer, pki, person, discovery, add_client, computer
+):
+    allowed = add_client()
+    _, url, *_ = _authorize_url(discovery, allowed)
+    _, page = computer.login_page(url)
+    assert "Example RP" in page.text and 'id="login-card"' in page.text and "/login?next=" in page.text
+    phone_only = add_client("--name", "Phone-only RP", "--redirect-uri", "https://rp.example/cb", "--no-card-login")
+    _, url, *_ = _authorize_url(discovery, phone_only)
+    _, page = computer.login_page(url)
+    assert "Phone-only RP" in page.text and 'id="login-card"' not in page.text
+    # A card session does not count for it: the person is sent to log in with the phone.
+    computer.card_login()
+    assert urlsplit(computer.get(url).headers["Location"]).path == "/authorize/login"
+
+
+def test_a_passkey_on_the_same_device_logs_in(app, issuer, discovery, rp_client, phone, computer):
+    rp, url, state, verifier, nonce = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    base = f"/api/v1/login-requests/{started['login_request_id']}/passkey"
+    options = computer.post(base + "/options", {})
+    assert options.status_code == 200 and "allowCredentials" not in options.json()["publicKey"]
+    # The same authenticator, on the computer this time (a passkey on this device).
+    credential = phone.browser.get(options.json()["publicKey"], origin=issuer)
+    done = computer.post(base + "/complete", {"credential": credential})
+    assert done.status_code == 200, done.text
+    callback = computer.authorize(issuer + done.json()["redirect"])
+    tokens = rp.fetch_token(discovery["token_endpoint"], authorization_response=callback, code_verifier=verifier)
+    claims = verify_id_token(discovery, tokens["id_token"], rp_client["client_id"], nonce)
+    assert claims["amr"] == ["hwk", "user"]
+    assert computer.post(base + "/complete", {"credential": credential}).status_code in (404, 409)
+
+
+def test_another_browser_cannot_use_the_passkey_endpoints(issuer, pki, discovery, rp_client, computer):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    other = Computer(issuer, pki)
+    assert other.post(f"/api/v1/login-requests/{started['login_request_id']}/passkey/options", {}).status_code == 404

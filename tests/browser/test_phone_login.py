@@ -1,0 +1,116 @@
+"""Logging in to a relying party with the phone, as a person does it: the site sends the browser to
+/authorize, MoCert's login page shows a QR code, the phone (bound first through the real binding flow)
+scans it, compares the site and code, approves with its platform authenticator, and the computer's page
+continues by itself to the site, which exchanges the code (PKCE) for an ID token."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from playwright.sync_api import expect
+
+from app.oidc.keys import ensure_keys
+from tests.app.oidc.test_flow import verify_id_token
+from tests.support import browser_card_login
+
+from .test_binding import _verified_account, phone  # noqa: F401  (the phone fixture)
+
+
+def _decode_qr(page, selector: str = "#bind-qr") -> str:
+    import zxingcpp
+    from PIL import Image
+
+    png = page.locator(selector).screenshot()
+    [barcode] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    return barcode.text
+
+
+@pytest.fixture
+def relying_party():
+    """A tiny site that records the query of each request to its redirect URI."""
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            parts = urlsplit(self.path)
+            if parts.path == "/cb":  # not the browser's /favicon.ico
+                seen.append({k: v[0] for k, v in parse_qs(parts.query).items()})
+            body = b"<!doctype html><title>RP</title><p id=rp>back at the site</p>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", seen
+    server.shutdown()
+
+
+def test_a_person_logs_in_to_a_site_with_the_phone_by_qr_code(  # noqa: F811  (phone: the fixture)
+    page, phone, live_server, pki, app, tmp_path, relying_party
+):
+    app.config["OIDC_KEYS_DIR"] = tmp_path / "oidc-keys"
+    ensure_keys(app.config["OIDC_KEYS_DIR"])
+    rp_url, seen = relying_party
+    result = app.test_cli_runner().invoke(
+        args=["clients", "add", "--name", "好市集 Marketplace", "--redirect-uri", f"{rp_url}/cb"]
+    )
+    assert result.exit_code == 0, result.output
+    client = json.loads(result.output)
+
+    # The phone is bound first, through the real binding flow, in the phone's own context.
+    _verified_account(app, pki)
+    assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "logged_in"
+    page.goto(f"{live_server}/account/devices/bind")
+    phone.goto(_decode_qr(page))
+    phone.fill("#device-name", "我的 Pixel")
+    phone.click("#phone-bind-button")
+    expect(phone.locator("#phone-done")).to_be_visible()
+    expect(page.locator("#bind-status")).to_have_attribute("data-status", "completed")
+    page.context.clear_cookies()  # the computer is no longer logged in
+
+    # The relying party sends the computer's browser to /authorize.
+    discovery = requests.get(f"{live_server}/.well-known/openid-configuration", timeout=10).json()
+    rp = OAuth2Session(client["client_id"], client["client_secret"], scope="openid profile",
+                       redirect_uri=f"{rp_url}/cb", code_challenge_method="S256")
+    verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
+    url, state = rp.create_authorization_url(discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce)
+    page.goto(url)
+    expect(page.locator("h1")).to_contain_text("好市集 Marketplace")
+    expect(page.locator("#login-qr")).to_be_visible()
+    expect(page.locator("#login-card")).to_be_visible()
+    code = page.locator("#login-match-code").text_content().strip()
+    assert len(code) == 3
+    login_url = _decode_qr(page, "#login-qr")
+    assert login_url.startswith(f"{live_server}/m/login/")
+
+    # The phone shows the same site and code; the person compares and approves.
+    phone.goto(login_url)
+    expect(phone.locator("#phone-client-name")).to_have_text("好市集 Marketplace")
+    expect(phone.locator("#phone-match-code")).to_have_text(code)
+    expect(page.locator("#login-status")).to_have_attribute("data-status", "scanned")
+    phone.click("#phone-approve")
+    expect(phone.locator("#phone-done")).to_be_visible()
+
+    # The computer continues by itself: consent, then back to the site with a code.
+    page.get_by_role("button", name="允許").click()
+    page.wait_for_url(f"{rp_url}/cb?*")
+    [callback] = seen
+    assert callback["state"] == state and "code" in callback
+    tokens = rp.fetch_token(discovery["token_endpoint"], code=callback["code"], code_verifier=verifier)
+    claims = verify_id_token(discovery, tokens["id_token"], client["client_id"], nonce)
+    assert claims["acr"] == "urn:mocert:acr:mobile" and claims["amr"] == ["hwk", "user"]
+    assert claims["name"] == "王小明"
