@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, session, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
-from ..api import json_body
+from ..api import json_body, local_path
 from ..extensions import limiter
 from ..services import accounts, card_login
 
@@ -16,7 +16,7 @@ bp = Blueprint("account", __name__)
 def register_page():
     if card_login.PENDING_REGISTRATION_KEY not in session:
         return redirect(url_for("auth.login_page"))
-    return render_template("register.html")
+    return render_template("register.html", next_url=local_path(request.args.get("next")))
 
 
 @bp.get("/account")

@@ -92,3 +92,15 @@ def test_with_several_cards_the_popup_lets_the_person_choose(login_page, start_a
     popup.click("text=陳美玲")
     page.wait_for_url(f"{live_server}/account")
     expect(page.locator("[data-field=name]")).to_have_text(re.compile("陳美玲"))
+
+
+def test_a_person_registering_on_the_way_to_a_site_carries_on_there(page, start_agent, pki, live_server, app):
+    app.config["COMPONENT_URL"] = start_agent(cards=[card_of(pki, "B223456782")], trusted=[live_server]).url
+    page.goto(f"{live_server}/login?next=/help")  # an OpenID Connect request sends people here the same way
+    _submit_pin(page, "123456")
+    page.wait_for_url(f"{live_server}/register?next=%2Fhelp")
+    page.fill("#national_id", "B223456782")
+    page.fill("#email", "chen@example.com")
+    page.fill("#phone", "0987654321")
+    page.click("#register-form button[type=submit]")
+    page.wait_for_url(f"{live_server}/help")

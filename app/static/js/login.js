@@ -172,7 +172,9 @@
         window.location.assign(form.dataset.nextUrl || form.dataset.accountUrl);
       } else if (done.data.status === "registration_required") {
         leaving = true;
-        window.location.assign(form.dataset.registerUrl);
+        // A login that began elsewhere (an OpenID Connect request) carries on there after registering.
+        const next = form.dataset.nextUrl ? "?next=" + encodeURIComponent(form.dataset.nextUrl) : "";
+        window.location.assign(form.dataset.registerUrl + next);
       } else {
         throw new LoginError(t("unexpected"));
       }

@@ -53,7 +53,7 @@
     showStatus(status, t("saving"), "info");
     const result = await api("POST", "/api/v1/account/register", body);
     if (result.ok) {
-      window.location.assign(form.dataset.accountUrl);
+      window.location.assign(form.dataset.nextUrl || form.dataset.accountUrl);
       return;
     }
     button.disabled = false;
