@@ -92,14 +92,18 @@ def complete(payload: dict) -> tuple[str, Account | None]:
     return "logged_in", card.account
 
 
-def start_session(account: Account, card: CardCertificate) -> None:
-    """Open a server-side session for the account in a fresh cookie (no fixation). Commits."""
+def start_session(
+    account: Account, card: CardCertificate | None = None, *, method: str = "card", device_id: int | None = None
+) -> None:
+    """Open a server-side session for the account in a fresh cookie (no fixation); the browser's previous
+    session ends server-side too. Commits, together with whatever the caller added to the transaction."""
     token = secrets.token_urlsafe(32)
     auth_session = AuthSession(
         token_hash=hash_token(token),
         account=account,
-        method="card",
-        card_certificate_id=card.id,
+        method=method,
+        card_certificate_id=card.id if card is not None else None,
+        device_id=device_id,
         expires_at=utcnow() + current_app.config["SESSION_LIFETIME"],
         ip=request.remote_addr,
         user_agent=(request.user_agent.string or "")[:400] or None,

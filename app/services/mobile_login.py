@@ -22,9 +22,8 @@ import time
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
 
-from flask import current_app, request, session
+from flask import current_app, session
 from flask_babel import gettext as _
-from flask_login import current_user, login_user
 from sqlalchemy import select, update
 
 import webauthn
@@ -32,9 +31,8 @@ import webauthn
 from ..audit import Tags, record
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Account, AuthSession, Device, LoginRequest, OidcClient, utcnow
-from . import devices
-from .card_login import hash_token
+from ..models import Account, Device, LoginRequest, OidcClient, utcnow
+from . import card_login, devices
 
 BROWSER_KEY = "mocert_login_browser"  # the Flask-session value that ties login requests to this browser
 MATCH_LETTERS = "ACDEFHJKLMNPRTUVWXY"  # no I/O (1/0), no B/S/G/Z (8/5/6/2), no Q
@@ -303,19 +301,6 @@ def _start_session(login: LoginRequest) -> str:
     account: Account = login.account
     device: Device = login.device
     marker = _marker()
-    token = secrets.token_urlsafe(32)
-    auth_session = AuthSession(
-        token_hash=hash_token(token),
-        account=account,
-        method="mobile",
-        device_id=device.id,
-        expires_at=utcnow() + current_app.config["SESSION_LIFETIME"],
-        ip=request.remote_addr,
-        user_agent=(request.user_agent.string or "")[:400] or None,
-    )
-    db.session.add(auth_session)
-    if current_user.is_authenticated and current_user.auth_session is not None:
-        current_user.auth_session.ended_at = utcnow()  # the session it replaces ends server-side too
     record(
         Tags.MOBILE_LOGIN_SUCCESS,
         account=account,
@@ -323,11 +308,7 @@ def _start_session(login: LoginRequest) -> str:
         client=login.client.client_id,
         device=device.id,
     )
-    db.session.commit()
-    session.clear()
-    session.permanent = True
-    account.session_token, account.auth_session = token, auth_session
-    login_user(account)
+    card_login.start_session(account, method="mobile", device_id=device.id)  # commits with the record
     return f"/authorize?{urlencode([*authorize_params(login.authorize_query), (LOGIN_MARKER, marker)])}"
 
 

@@ -4,6 +4,8 @@
 (function () {
   "use strict";
 
+  const { requestOptions, credentialJSON } = window.MoCertWebAuthn;
+
   const { api, t, showStatus } = window.MoCert;
   const root = document.getElementById("authorize-login");
   if (!root) return;
@@ -133,47 +135,6 @@
   }
 
   // -- a passkey on this device ---------------------------------------------------------------------
-
-  function fromBase64url(text) {
-    const b64 = String(text).replace(/-/g, "+").replace(/_/g, "/");
-    const binary = atob(b64 + "===".slice((b64.length + 3) % 4));
-    return Uint8Array.from(binary, (c) => c.charCodeAt(0)).buffer;
-  }
-
-  function toBase64url(buffer) {
-    let binary = "";
-    new Uint8Array(buffer).forEach((byte) => { binary += String.fromCharCode(byte); });
-    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  }
-
-  function requestOptions(json) {
-    if (typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function") {
-      return PublicKeyCredential.parseRequestOptionsFromJSON(json);
-    }
-    const options = Object.assign({}, json, { challenge: fromBase64url(json.challenge) });
-    if (json.allowCredentials) {
-      options.allowCredentials = json.allowCredentials.map((c) => Object.assign({}, c, { id: fromBase64url(c.id) }));
-    }
-    return options;
-  }
-
-  function credentialJSON(credential) {
-    if (typeof credential.toJSON === "function") return credential.toJSON();
-    const r = credential.response;
-    return {
-      id: credential.id,
-      rawId: toBase64url(credential.rawId),
-      type: credential.type,
-      authenticatorAttachment: credential.authenticatorAttachment || undefined,
-      clientExtensionResults: credential.getClientExtensionResults ? credential.getClientExtensionResults() : {},
-      response: {
-        clientDataJSON: toBase64url(r.clientDataJSON),
-        authenticatorData: toBase64url(r.authenticatorData),
-        signature: toBase64url(r.signature),
-        userHandle: r.userHandle ? toBase64url(r.userHandle) : null,
-      },
-    };
-  }
 
   passkey.addEventListener("click", async () => {
     if (!requestId) return;

@@ -3,6 +3,8 @@
 (function () {
   "use strict";
 
+  const { creationOptions, credentialJSON } = window.MoCertWebAuthn;
+
   const { api, t, showStatus, formatDate } = window.MoCert;
   const root = document.getElementById("phone-bind");
   if (!root) return;
@@ -64,49 +66,6 @@
   }
 
   // -- WebAuthn's JSON forms, with a fallback for browsers older than the JSON helpers --------------
-
-  function fromBase64url(text) {
-    const b64 = String(text).replace(/-/g, "+").replace(/_/g, "/");
-    const binary = atob(b64 + "===".slice((b64.length + 3) % 4));
-    return Uint8Array.from(binary, (c) => c.charCodeAt(0)).buffer;
-  }
-
-  function toBase64url(buffer) {
-    let binary = "";
-    new Uint8Array(buffer).forEach((byte) => { binary += String.fromCharCode(byte); });
-    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  }
-
-  function creationOptions(json) {
-    if (typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function") {
-      return PublicKeyCredential.parseCreationOptionsFromJSON(json);
-    }
-    const options = Object.assign({}, json, {
-      challenge: fromBase64url(json.challenge),
-      user: Object.assign({}, json.user, { id: fromBase64url(json.user.id) }),
-    });
-    if (json.excludeCredentials) {
-      options.excludeCredentials = json.excludeCredentials.map((c) => Object.assign({}, c, { id: fromBase64url(c.id) }));
-    }
-    return options;
-  }
-
-  function credentialJSON(credential) {
-    if (typeof credential.toJSON === "function") return credential.toJSON();
-    const response = credential.response;
-    return {
-      id: credential.id,
-      rawId: toBase64url(credential.rawId),
-      type: credential.type,
-      authenticatorAttachment: credential.authenticatorAttachment || undefined,
-      clientExtensionResults: credential.getClientExtensionResults ? credential.getClientExtensionResults() : {},
-      response: {
-        clientDataJSON: toBase64url(response.clientDataJSON),
-        attestationObject: toBase64url(response.attestationObject),
-        transports: response.getTransports ? response.getTransports() : [],
-      },
-    };
-  }
 
   // -- the page ----------------------------------------------------------------------------------
 
