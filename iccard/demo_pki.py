@@ -14,13 +14,13 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
 
-from asn1crypto import keys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
+from . import ca_status
 from .certificate import subject_directory_attributes
 
 # MOICA's certificate policy. The demo uses the real OID so that a deployment changes only its trust
@@ -268,59 +268,47 @@ class DemoPKI:
     def crl(self, now: datetime | None = None) -> bytes:
         """A freshly signed DER CRL of the issuing CA."""
         now = now or datetime.now(timezone.utc)
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(self.issuer_certificate.subject)
-            .last_update(now - timedelta(minutes=1))
-            .next_update(now + CRL_VALIDITY)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._issuer_key.public_key()), critical=False
+        revoked = [
+            ca_status.Revocation(
+                serial, datetime.fromisoformat(entry["revoked_at"]), x509.ReasonFlags[entry["reason"]]
             )
-            .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
+            for serial, entry in self._revoked.items()
+        ]
+        return ca_status.sign_crl(
+            self.issuer_certificate,
+            self._issuer_key,
+            revoked,
+            number=int(now.timestamp()),
+            this_update=now - timedelta(minutes=1),
+            next_update=now + CRL_VALIDITY,
         )
-        for serial, entry in self._revoked.items():
-            builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(serial)
-                .revocation_date(datetime.fromisoformat(entry["revoked_at"]))
-                .add_extension(x509.CRLReason(x509.ReasonFlags[entry["reason"]]), critical=False)
-                .build()
-            )
-        return builder.sign(self._issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     def ocsp_response(self, request_der: bytes, now: datetime | None = None) -> bytes:
         """Answer an OCSP request for one of this CA's certificates, signed by the CA itself."""
         now = now or datetime.now(timezone.utc)
-        try:
-            request = ocsp.load_der_ocsp_request(request_der)
-        except ValueError:
-            return ocsp.OCSPResponseBuilder.build_unsuccessful(
-                ocsp.OCSPResponseStatus.MALFORMED_REQUEST
-            ).public_bytes(serialization.Encoding.DER)
-        issued = {card.certificate_serial: card for card in self.cards}
-        card = issued.get(request.serial_number)
-        expected_key_hash = _issuer_key_hash(self.issuer_certificate, request.hash_algorithm)
-        if card is None or request.issuer_key_hash != expected_key_hash:
-            return ocsp.OCSPResponseBuilder.build_unsuccessful(
-                ocsp.OCSPResponseStatus.UNAUTHORIZED
-            ).public_bytes(serialization.Encoding.DER)
-        revoked = self._revoked.get(request.serial_number)
-        builder = ocsp.OCSPResponseBuilder().add_response(
-            cert=self.card_certificate(card),
-            issuer=self.issuer_certificate,
-            algorithm=request.hash_algorithm,
-            cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
+        request = ca_status.load_ocsp_request(request_der)
+        if request is None:
+            return ca_status.malformed_request()
+        issued = {card.certificate_serial for card in self.cards}
+        if request.serial_number not in issued or not ca_status.names_issuer(request, self.issuer_certificate):
+            return ca_status.unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        entry = self._revoked.get(request.serial_number)
+        revocation = (
+            ca_status.Revocation(
+                request.serial_number, datetime.fromisoformat(entry["revoked_at"]), x509.ReasonFlags[entry["reason"]]
+            )
+            if entry
+            else None
+        )
+        return ca_status.answer(
+            request,
+            self.issuer_certificate,
+            self._issuer_key,
+            status=ocsp.OCSPCertStatus.REVOKED if revocation else ocsp.OCSPCertStatus.GOOD,
+            revocation=revocation,
             this_update=now - timedelta(minutes=1),
             next_update=now + OCSP_VALIDITY,
-            revocation_time=datetime.fromisoformat(revoked["revoked_at"]) if revoked else None,
-            revocation_reason=x509.ReasonFlags[revoked["reason"]] if revoked else None,
         )
-        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, self.issuer_certificate)
-        for extension in request.extensions:
-            if isinstance(extension.value, x509.OCSPNonce):
-                builder = builder.add_extension(extension.value, critical=False)
-        response = builder.sign(self._issuer_key, hashes.SHA256())
-        return response.public_bytes(serialization.Encoding.DER)
 
 
 def _ca_key_usage() -> x509.KeyUsage:
@@ -414,13 +402,3 @@ def _citizen_certificate(
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
         .sign(issuer_key, hashes.SHA256())
     )
-
-
-def _issuer_key_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
-    """RFC 6960 issuerKeyHash: the hash of the issuer's subjectPublicKey BIT STRING value."""
-    spki = keys.PublicKeyInfo.load(
-        issuer.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    digest = hashes.Hash(algorithm)
-    digest.update(spki["public_key"].contents[1:])  # without the BIT STRING's unused-bits byte
-    return digest.finalize()
