@@ -70,6 +70,8 @@ class Config:
         self.DEVICE_LIMIT = _env_int("DEVICE_LIMIT", 5)
         self.MOBILE_CA_CERT = _env("MOBILE_CA_CERT", str(self.DEMO_PKI_DIR / "mobile-ca.pem"))
         self.MOBILE_CA_KEY = _env("MOBILE_CA_KEY", str(self.DEMO_PKI_DIR / "mobile-ca.key.pem"))
+        # How long each published CRL of the mobile CA is valid (its nextUpdate); it is republished on every change.
+        self.MOBILE_CRL_VALIDITY = timedelta(seconds=_env_int("MOBILE_CRL_VALIDITY", 86400))
 
         self.SMTP_HOST = _env("SMTP_HOST", "localhost")
         self.SMTP_PORT = _env_int("SMTP_PORT", 25)

@@ -56,6 +56,10 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(phone_login.bp)  # logging in at /authorize: the login page and the phone's side
     app.register_blueprint(phone_login.phone_bp)
+    from . import mobile_pki
+
+    csrf.exempt(mobile_pki.bp)  # relying parties post OCSP requests without a session or CSRF token
+    app.register_blueprint(mobile_pki.bp)
     if app.config["SERVE_DEMO_PKI"]:
         # OCSP clients post DER without a session or CSRF token.
         csrf.exempt(demo_pki.bp)

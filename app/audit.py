@@ -32,6 +32,8 @@ class Tags:
     DEVICE_RENAMED = "device:renamed"
     DEVICE_UNBOUND = "device:unbound"
     DEVICE_RENEWED = "device:renewed"
+    DEVICE_CERTIFICATE_REISSUED = "device:certificate:reissued"
+    DEVICE_CERTIFICATE_SUPERSEDED = "device:certificate:superseded"
     DEVICE_POSSIBLY_CLONED = "device:possibly_cloned"
     OIDC_CONSENT_GRANTED = "oidc:consent:granted"
     OIDC_CONSENT_DENIED = "oidc:consent:denied"

@@ -10,6 +10,9 @@ from iccard.demo_pki import DemoPKI
 
 def register_cli(app: Flask) -> None:
     register_oidc_cli(app)
+    from .mobile_pki import cli as mobile_certificates_cli  # flask mobile-certificates reissue
+
+    app.cli.add_command(mobile_certificates_cli)
 
     @app.cli.command("purge")
     def purge() -> None:

@@ -246,7 +246,8 @@ class Device(db.Model):
 
     account: Mapped[Account] = relationship()
     certificates: Mapped[list[MobileCertificate]] = relationship(
-        back_populates="device", order_by="MobileCertificate.not_after.desc()"
+        # A reissued certificate keeps its predecessor's notAfter: the later one comes first.
+        back_populates="device", order_by="[MobileCertificate.not_after.desc(), MobileCertificate.id.desc()]"
     )
 
     @property
@@ -262,7 +263,12 @@ class Device(db.Model):
 
 
 class MobileCertificate(db.Model):
-    """The mobile certificate (行動自然人憑證): an X.509 certificate for the device's credential key."""
+    """The mobile certificate (行動自然人憑證): an X.509 certificate for the device's credential key.
+
+    While ``revoked_at`` is set it is on the mobile CA's CRL and OCSP says revoked, with an RFC 5280
+    reason name: ``certificateHold`` while its device is suspended (released on resume), any other
+    reason for good (``app/services/mobile_certificates.py``).
+    """
 
     __tablename__ = "mobile_certificates"
 
@@ -273,8 +279,33 @@ class MobileCertificate(db.Model):
     not_after: Mapped[datetime] = mapped_column(UTCDateTime)
     der: Mapped[bytes] = mapped_column(LargeBinary)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))  # keyCompromise, certificateHold, …
 
     device: Mapped[Device] = relationship(back_populates="certificates")
+
+    @property
+    def on_hold(self) -> bool:
+        return self.revocation_reason == "certificateHold"
+
+    @property
+    def revoked(self) -> bool:
+        """Revoked for good (a hold is not)."""
+        return self.revoked_at is not None and not self.on_hold
+
+
+class MobileCrl(db.Model):
+    """The mobile CA's CRL as published, one row per CA key: replaced in the transaction of every change
+    of a certificate's status, and its number only grows."""
+
+    __tablename__ = "mobile_crls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer_key_id: Mapped[str] = mapped_column(String(64), unique=True)  # the CA's key identifier, hex
+    crl_number: Mapped[int]
+    this_update: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_update: Mapped[datetime] = mapped_column(UTCDateTime)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 # -- OpenID Connect provider (app/oidc/) ----------------------------------------------------------------

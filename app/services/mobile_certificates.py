@@ -1,7 +1,15 @@
-"""Issuing mobile certificates (行動自然人憑證): X.509 certificates for a bound phone's credential key.
+"""Issuing mobile certificates (行動自然人憑證): X.509 certificates for a bound phone's credential key,
+and their status, which relying parties check themselves (CRL and OCSP, ``app/mobile_pki``).
 
 Valid one year from binding (or renewal), on the same calendar date; a certificate issued on 29 February
 ends on 28 February. Independent of the card: nothing here looks at the card that proved the person.
+
+Every certificate names where its status is published (authority information access: the OCSP responder
+and the CA certificate; a CRL distribution point), under ``PUBLIC_URL``. A suspended device's certificates
+are on hold (``certificateHold``) until it is resumed; a revoked device's are revoked for good; a
+certificate that a newer one of the same device replaces (renewal, reissue) is revoked as ``superseded``,
+so a device has one live certificate. Every change republishes the CRL in the same transaction; none of
+the functions here commits: the caller commits with its audit record.
 """
 
 from __future__ import annotations
@@ -10,19 +18,37 @@ import base64
 import hashlib
 import hmac
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 from flask import Flask, current_app
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import selectinload
 
 import webauthn
+from iccard import ca_status
+
+from ..audit import Tags, record
+from ..extensions import db
+from ..models import Device, MobileCertificate, MobileCrl, utcnow
 
 CREDENTIAL_URN = "urn:mocert:credential:"
+PKI_PATH = "/pki/mobile"  # app/mobile_pki serves ca.cer, ca.crl and ocsp under it
+HOLD = x509.ReasonFlags.certificate_hold.value
+# RFC 5280 reason names a certificate may be revoked for good with (a hold is not one of them).
+REVOCATION_REASONS = tuple(
+    r.value for r in x509.ReasonFlags if r not in (x509.ReasonFlags.certificate_hold, x509.ReasonFlags.remove_from_crl)
+)
+OCSP_VALIDITY = timedelta(hours=1)  # an answer's nextUpdate: how long a relying party may cache it
 
 
 def one_year_later(moment: datetime) -> datetime:
@@ -34,15 +60,50 @@ def one_year_later(moment: datetime) -> datetime:
 
 
 @dataclass(frozen=True)
+class StatusUrls:
+    """Where a relying party finds a mobile certificate's status; every certificate names them."""
+
+    ocsp: str
+    ca_issuers: str  # the CA certificate (DER)
+    crl: str
+
+    @classmethod
+    def under(cls, public_url: str) -> StatusUrls:
+        base = public_url.rstrip("/") + PKI_PATH
+        return cls(ocsp=f"{base}/ocsp", ca_issuers=f"{base}/ca.cer", crl=f"{base}/ca.crl")
+
+    @classmethod
+    def named_by(cls, certificate: x509.Certificate) -> StatusUrls | None:
+        """The places ``certificate`` names, or None if it names none (or not exactly one of each)."""
+        try:
+            aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+            cdp = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        except x509.ExtensionNotFound:
+            return None
+        ocsp_urls = [d.access_location.value for d in aia if d.access_method == AuthorityInformationAccessOID.OCSP]
+        ca_urls = [d.access_location.value for d in aia if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS]
+        crl_urls = [name.value for point in cdp for name in point.full_name or ()]
+        if len(ocsp_urls) != 1 or len(ca_urls) != 1 or len(crl_urls) != 1:
+            return None
+        return cls(ocsp=ocsp_urls[0], ca_issuers=ca_urls[0], crl=crl_urls[0])
+
+
+@dataclass(frozen=True)
 class MobileCA:
     certificate: x509.Certificate
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    status_urls: StatusUrls | None = None  # named by every certificate issued (mobile_ca() always sets them)
 
     @classmethod
-    def load(cls, certificate_path: str, key_path: str) -> MobileCA:
+    def load(cls, certificate_path: str, key_path: str, status_urls: StatusUrls | None = None) -> MobileCA:
         certificate = x509.load_pem_x509_certificate(Path(certificate_path).read_bytes())
         key = serialization.load_pem_private_key(Path(key_path).read_bytes(), None)
-        return cls(certificate, key)
+        return cls(certificate, key, status_urls)
+
+    @property
+    def key_id(self) -> str:
+        """The CA key's identifier (hex), as in the authority key identifier of what it signs."""
+        return x509.SubjectKeyIdentifier.from_public_key(self.certificate.public_key()).digest.hex()
 
     def issue(
         self, *, cose_public_key: bytes, name: str, pseudonym: str, credential_id: bytes, not_before: datetime
@@ -55,7 +116,33 @@ class MobileCA:
             ]
         )
         credential = base64.urlsafe_b64encode(credential_id).rstrip(b"=").decode()
-        public_key = webauthn.public_key_from_cose(cose_public_key)
+        return self._sign(
+            subject,
+            webauthn.public_key_from_cose(cose_public_key),
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(CREDENTIAL_URN + credential)]),
+            not_before,
+            one_year_later(not_before),
+        )
+
+    def reissue(self, previous: x509.Certificate, not_before: datetime) -> x509.Certificate:
+        """The same subject, key and credential until the same notAfter, under a new serial (and with
+        this CA's status URLs)."""
+        return self._sign(
+            previous.subject,
+            previous.public_key(),
+            previous.extensions.get_extension_for_class(x509.SubjectAlternativeName).value,
+            not_before,
+            previous.not_valid_after_utc,
+        )
+
+    def _sign(
+        self,
+        subject: x509.Name,
+        public_key: object,
+        alternative_names: x509.SubjectAlternativeName,
+        not_before: datetime,
+        not_after: datetime,
+    ) -> x509.Certificate:
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -63,7 +150,7 @@ class MobileCA:
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before)
-            .not_valid_after(one_year_later(not_before))
+            .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -79,15 +166,30 @@ class MobileCA:
                 ),
                 critical=True,
             )
-            .add_extension(
-                x509.SubjectAlternativeName([x509.UniformResourceIdentifier(CREDENTIAL_URN + credential)]),
-                critical=False,
-            )
+            .add_extension(alternative_names, critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.certificate.public_key()), critical=False
             )
         )
+        if self.status_urls is not None:
+            urls = self.status_urls
+            builder = builder.add_extension(
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)),
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(urls.ca_issuers)
+                        ),
+                    ]
+                ),
+                critical=False,
+            ).add_extension(
+                x509.CRLDistributionPoints(
+                    [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl)], None, None, None)]
+                ),
+                critical=False,
+            )
         algorithm = None if isinstance(self.key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
         return builder.sign(self.key, algorithm)
 
@@ -109,6 +211,258 @@ def mobile_ca(app: Flask | None = None) -> MobileCA:
         with _lock:
             ca = app.extensions.get("mocert.mobile_ca")
             if ca is None:
-                ca = MobileCA.load(app.config["MOBILE_CA_CERT"], app.config["MOBILE_CA_KEY"])
+                ca = MobileCA.load(
+                    app.config["MOBILE_CA_CERT"], app.config["MOBILE_CA_KEY"], StatusUrls.under(app.config["PUBLIC_URL"])
+                )
                 app.extensions["mocert.mobile_ca"] = ca
     return ca
+
+
+# -- status: hold, release, revoke; the CRL and OCSP -------------------------------------------------------
+
+
+def hold_certificates(device: Device) -> list[str]:
+    """Put the device's certificates on hold (its suspension); returns the serials that changed."""
+    now = _now()
+    changed = [c for c in device.certificates if c.revoked_at is None]
+    for certificate in changed:
+        certificate.revoked_at, certificate.revocation_reason = now, HOLD
+    return _republished(changed, now)
+
+
+def release_certificates(device: Device) -> list[str]:
+    """Take the device's held certificates off the CRL (its resumption); a revoked one stays revoked."""
+    changed = [c for c in device.certificates if c.on_hold]
+    for certificate in changed:
+        certificate.revoked_at, certificate.revocation_reason = None, None
+    return _republished(changed, _now())
+
+
+def revoke_certificates(device: Device, reason: str) -> list[str]:
+    """Revoke the device's certificates for good, for an RFC 5280 ``reason`` (``keyCompromise``,
+    ``cessationOfOperation``, …; see :data:`REVOCATION_REASONS`). Returns the serials that changed.
+
+    A held certificate keeps its hold time as the revocation time: it has not been trusted since.
+    Raises ValueError for a reason that is not a revocation reason.
+    """
+    _check_reason(reason)
+    now = _now()
+    changed = [c for c in device.certificates if not c.revoked]
+    for certificate in changed:
+        _revoke(certificate, reason, now)
+    return _republished(changed, now)
+
+
+def supersede_certificates(device: Device, current: MobileCertificate) -> list[str]:
+    """Revoke as ``superseded`` the device's certificates other than ``current`` (call it when renewing)."""
+    now = _now()
+    changed = [c for c in device.certificates if c is not current and not c.revoked]
+    for certificate in changed:
+        _revoke(certificate, x509.ReasonFlags.superseded.value, now)
+    return _republished(changed, now)
+
+
+def apply_device_status(device: Device, *, reason: str = "unspecified") -> list[str]:
+    """Bring the certificates in line with ``device.status``: held while suspended, revoked (for
+    ``reason``) once revoked, released while active. Returns the serials that changed."""
+    if device.status == "suspended":
+        return hold_certificates(device)
+    if device.status == "revoked":
+        return revoke_certificates(device, reason)
+    return release_certificates(device)
+
+
+def ca_certificate_der() -> bytes:
+    return mobile_ca().certificate.public_bytes(serialization.Encoding.DER)
+
+
+def current_crl(now: datetime | None = None) -> bytes:
+    """The published CRL (DER). One past or within half its validity of its nextUpdate is replaced by a
+    fresh one first (not committed: the caller commits)."""
+    now = now or _now()
+    crl = db.session.scalar(select(MobileCrl).where(MobileCrl.issuer_key_id == mobile_ca().key_id))
+    if crl is None or crl.next_update - now < current_app.config["MOBILE_CRL_VALIDITY"] / 2:
+        crl = _publish_crl(now)
+    return crl.der
+
+
+def ocsp_response(request_der: bytes, now: datetime | None = None) -> bytes:
+    """The OCSP answer (DER) to ``request_der``, signed by the mobile CA itself: good, revoked (with its
+    time and reason; a hold is revoked/certificateHold) or unknown for a certificate that is not ours.
+    A request that cannot be read gets ``malformedRequest``."""
+    request = ca_status.load_ocsp_request(request_der)
+    if request is None:
+        return ca_status.malformed_request()
+    now = now or _now()
+    ca = mobile_ca()
+    certificate = None
+    if ca_status.names_issuer(request, ca.certificate):
+        certificate = db.session.scalar(
+            select(MobileCertificate).where(MobileCertificate.serial_hex == f"{request.serial_number:x}")
+        )
+    revocation = _revocation(certificate) if certificate is not None and certificate.revoked_at else None
+    if certificate is None:
+        status = ocsp.OCSPCertStatus.UNKNOWN
+    else:
+        status = ocsp.OCSPCertStatus.REVOKED if revocation else ocsp.OCSPCertStatus.GOOD
+    return ca_status.answer(
+        request,
+        ca.certificate,
+        ca.key,
+        status=status,
+        revocation=revocation,
+        this_update=now,
+        next_update=now + OCSP_VALIDITY,
+        certificates=[ca.certificate],
+    )
+
+
+@dataclass(frozen=True)
+class Reissued:
+    device_id: int
+    certificate: str | None  # the new serial, if the newest certificate was reissued
+    superseded: tuple[str, ...]
+
+
+def reissue_with_status_urls(actor: str = "cli", now: datetime | None = None) -> list[Reissued]:
+    """Give every live device one live certificate that names the current status URLs.
+
+    A device's newest live (unrevoked, unexpired) certificate that does not name them is reissued (same
+    subject, key and notAfter, a new serial); the certificate it replaces, and any older live ones, are
+    revoked as superseded. Audited per device; idempotent. Not committed: the caller commits.
+    """
+    now = now or _now()
+    live = db.session.scalars(
+        select(MobileCertificate)
+        .join(MobileCertificate.device)
+        .where(
+            Device.status != "revoked",
+            MobileCertificate.not_after > now,
+            or_(MobileCertificate.revoked_at.is_(None), MobileCertificate.revocation_reason == HOLD),
+        )
+        .options(selectinload(MobileCertificate.device).selectinload(Device.account))
+        .order_by(MobileCertificate.device_id, MobileCertificate.not_after.desc(), MobileCertificate.id.desc())
+    ).all()
+    by_device: dict[int, list[MobileCertificate]] = {}
+    for certificate in live:
+        by_device.setdefault(certificate.device_id, []).append(certificate)
+
+    done: list[Reissued] = []
+    for newest, *older in by_device.values():
+        if StatusUrls.named_by(x509.load_der_x509_certificate(newest.der)) == mobile_ca().status_urls:
+            replacement = None
+        else:
+            replacement = _reissue(newest, now)
+            older.insert(0, newest)
+        for certificate in older:
+            _revoke(certificate, x509.ReasonFlags.superseded.value, now)
+        if replacement is not None or older:
+            done.append(Reissued(newest.device_id, replacement and replacement.serial_hex,
+                                 tuple(c.serial_hex for c in older)))
+    if done:
+        _publish_crl(now)
+        devices = {c.device_id: c.device for c in live}
+        for item in done:
+            record(
+                Tags.DEVICE_CERTIFICATE_REISSUED if item.certificate else Tags.DEVICE_CERTIFICATE_SUPERSEDED,
+                account=devices[item.device_id].account,
+                actor=actor,
+                device=item.device_id,
+                certificate=item.certificate,
+                superseded=list(item.superseded),
+            )
+    return done
+
+
+def _reissue(previous: MobileCertificate, now: datetime) -> MobileCertificate:
+    issued = mobile_ca().reissue(x509.load_der_x509_certificate(previous.der), now)
+    certificate = MobileCertificate(
+        device=previous.device,
+        serial_hex=f"{issued.serial_number:x}",
+        not_before=issued.not_valid_before_utc,
+        not_after=issued.not_valid_after_utc,
+        der=issued.public_bytes(serialization.Encoding.DER),
+        issued_at=now,
+    )
+    if previous.on_hold:  # the device is still suspended: so is its new certificate
+        certificate.revoked_at, certificate.revocation_reason = now, HOLD
+    db.session.add(certificate)
+    return certificate
+
+
+def _now() -> datetime:
+    return utcnow().replace(microsecond=0)  # X.509 and OCSP times have whole seconds
+
+
+def _check_reason(reason: str) -> None:
+    if reason not in REVOCATION_REASONS:
+        raise ValueError(f"{reason!r} is not an RFC 5280 revocation reason ({', '.join(REVOCATION_REASONS)})")
+
+
+def _revoke(certificate: MobileCertificate, reason: str, now: datetime) -> None:
+    certificate.revoked_at = certificate.revoked_at if certificate.on_hold else now
+    certificate.revocation_reason = reason
+
+
+def _revocation(certificate: MobileCertificate) -> ca_status.Revocation:
+    return ca_status.Revocation(
+        int(certificate.serial_hex, 16),
+        certificate.revoked_at.replace(microsecond=0),  # a device's revocation time, moved here by 0006
+        x509.ReasonFlags(certificate.revocation_reason),
+    )
+
+
+def _republished(changed: list[MobileCertificate], now: datetime) -> list[str]:
+    if changed:
+        _publish_crl(now)
+    return [c.serial_hex for c in changed]
+
+
+def _publish_crl(now: datetime) -> MobileCrl:
+    """Sign and store a new CRL of every unexpired certificate with a revocation time, numbered one more
+    than the last. Bumping the number first locks the CRL's row, so publications follow one another and
+    each lists what the ones before it committed."""
+    ca = mobile_ca()
+    db.session.flush()  # this transaction's own changes are on the list
+    if not _bump_crl_number(ca.key_id):
+        dialect = db.session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        db.session.execute(  # the first CRL of this CA key, unless another transaction just made it
+            insert(MobileCrl)
+            .values(issuer_key_id=ca.key_id, crl_number=0, this_update=now, next_update=now, der=b"")
+            .on_conflict_do_nothing(index_elements=["issuer_key_id"])
+        )
+        _bump_crl_number(ca.key_id)
+    crl = db.session.scalar(
+        select(MobileCrl).where(MobileCrl.issuer_key_id == ca.key_id).execution_options(populate_existing=True)
+    )
+    listed = db.session.scalars(
+        select(MobileCertificate)
+        .where(MobileCertificate.revoked_at.is_not(None), MobileCertificate.not_after > now)
+        .order_by(MobileCertificate.revoked_at, MobileCertificate.id)
+    )
+    crl.this_update, crl.next_update = now, now + current_app.config["MOBILE_CRL_VALIDITY"]
+    crl.der = ca_status.sign_crl(
+        ca.certificate,
+        ca.key,
+        _revocations(listed),
+        number=crl.crl_number,
+        this_update=crl.this_update,
+        next_update=crl.next_update,
+    )
+    db.session.flush()
+    return crl
+
+
+def _bump_crl_number(key_id: str) -> bool:
+    result = db.session.execute(
+        update(MobileCrl)
+        .where(MobileCrl.issuer_key_id == key_id)
+        .values(crl_number=MobileCrl.crl_number + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _revocations(certificates: Iterable[MobileCertificate]) -> Iterable[ca_status.Revocation]:
+    return (_revocation(c) for c in certificates)
