@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test setup setup-test translations db demo-pki marketplace-client clean
+.PHONY: run test setup setup-test translations db demo-pki mobile-certificates marketplace-client clean
 
 AGENT_PORT ?= 61161
 MARKET_PORT ?= 5001
 
 # The server, and beside it the card agent with the emulated demo cards and the example relying party
 # (臺灣雲市集 on http://localhost:5001), both stopped with the server.
-run: setup translations db demo-pki marketplace-client
+run: setup translations db demo-pki mobile-certificates marketplace-client
 	@public=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)}; \
 	$(BIN)/python -m iccard.agent --emulate --port $(AGENT_PORT) --trust "$$public" & agent=$$!; \
 	MARKETPLACE_PORT=$(MARKET_PORT) MARKETPLACE_MOCERT_URL="$$public" $(BIN)/python -m examples.marketplace & market=$$!; \
@@ -53,6 +53,10 @@ db: setup
 
 demo-pki: setup
 	MOCERT_PUBLIC_URL=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)} $(FLASK) pki init-demo
+
+# Mobile certificates from before they named their CRL and OCSP (or naming another public URL): reissued.
+mobile-certificates: db demo-pki
+	MOCERT_PUBLIC_URL=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)} $(FLASK) mobile-certificates reissue
 
 clean:
 	rm -rf $(VENV) instance
