@@ -177,7 +177,9 @@ class MobileCA:
             builder = builder.add_extension(
                 x509.AuthorityInformationAccess(
                     [
-                        x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)),
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)
+                        ),
                         x509.AccessDescription(
                             AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(urls.ca_issuers)
                         ),
@@ -211,9 +213,8 @@ def mobile_ca(app: Flask | None = None) -> MobileCA:
         with _lock:
             ca = app.extensions.get("mocert.mobile_ca")
             if ca is None:
-                ca = MobileCA.load(
-                    app.config["MOBILE_CA_CERT"], app.config["MOBILE_CA_KEY"], StatusUrls.under(app.config["PUBLIC_URL"])
-                )
+                urls = StatusUrls.under(app.config["PUBLIC_URL"])
+                ca = MobileCA.load(app.config["MOBILE_CA_CERT"], app.config["MOBILE_CA_KEY"], urls)
                 app.extensions["mocert.mobile_ca"] = ca
     return ca
 

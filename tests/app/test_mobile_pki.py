@@ -12,7 +12,6 @@ import secrets
 import shutil
 import subprocess
 import threading
-import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import timedelta
@@ -186,7 +185,7 @@ def test_an_issued_certificate_names_its_ocsp_responder_ca_certificate_and_crl(s
 def test_a_revoked_certificate_is_revoked_on_the_crl_and_in_ocsp(served, person, app, openssl, files):
     device_id = _bind(person, app)
     certificate = _certificate(app, device_id)
-    assert f"cert.pem: good" in _ocsp_status(openssl, files, served, certificate)
+    assert "cert.pem: good" in _ocsp_status(openssl, files, served, certificate)
     assert _verify(openssl, files, certificate).stdout.strip() == "cert.pem: OK"
     before = _crl_text(openssl, files, served)
     assert certificate.serial_number not in _listed(before)
@@ -435,8 +434,7 @@ def test_reissue_gives_certificates_from_before_their_status_urls_once(served, p
     for device_id in (live, suspended):
         old, new = legacy[device_id], _certificate(app, device_id)
         assert new.serial_number != old.serial_number
-        assert new.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
-            == old.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        assert new.public_key() == old.public_key()
         assert new.subject == old.subject and new.not_valid_after_utc == old.not_valid_after_utc
         assert StatusUrls.named_by(new) == StatusUrls.under(served)
         assert "Reason: superseded" in _ocsp_status(openssl, files, served, old)
@@ -481,8 +479,8 @@ def test_migration_0006_revokes_revoked_devices_certificates_and_holds_suspended
                      "revoked_at": now - timedelta(days=1) if status == "revoked" else None},
                 ).scalar_one()
                 connection.execute(
-                    text("INSERT INTO mobile_certificates (device_id, serial_hex, not_before, not_after, der, issued_at) "
-                         "VALUES (:device, :serial, :now, :later, :der, :now)"),
+                    text("INSERT INTO mobile_certificates (device_id, serial_hex, not_before, not_after, der, "
+                         "issued_at) VALUES (:device, :serial, :now, :later, :der, :now)"),
                     {"device": device, "serial": status, "now": now, "later": now + timedelta(days=365), "der": b"d"},
                 )
         upgrade()
