@@ -391,6 +391,9 @@ class OidcAuthorizationCode(db.Model, AuthorizationCodeMixin):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The national ID the person typed for a client allowed it, sealed (app/oidc/national_id.py) until
+    # the code is exchanged; never stored in the clear.
+    national_id_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     client: Mapped[OidcClient] = relationship()
     account: Mapped[Account] = relationship()
@@ -437,6 +440,7 @@ class OidcToken(db.Model, TokenMixin):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    national_id_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # from its code, for /userinfo
 
     client: Mapped[OidcClient] = relationship()
     account: Mapped[Account] = relationship()

@@ -17,8 +17,14 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    with op.batch_alter_table("oidc_authorization_codes", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("national_id_sealed", sa.LargeBinary(), nullable=True))
+    with op.batch_alter_table("oidc_tokens", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("national_id_sealed", sa.LargeBinary(), nullable=True))
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table("oidc_tokens", schema=None) as batch_op:
+        batch_op.drop_column("national_id_sealed")
+    with op.batch_alter_table("oidc_authorization_codes", schema=None) as batch_op:
+        batch_op.drop_column("national_id_sealed")
