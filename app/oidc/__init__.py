@@ -4,6 +4,9 @@ Authenticating the person is one seam (:func:`_authenticated_account`): a sessio
 request continues; otherwise the person goes to our login page for the request (``/authorize/login``,
 ``phone_login``: the phone by QR code, a passkey on this device, or ``/login?next=<this request>`` with the
 IC card where the client allows it) and comes back.
+
+A client allowed the full national ID that asks for it gets the consent page every time: the person types
+the ID there (``national_id``), since MoCert cannot read it back.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
-from flask_babel import gettext
+from flask_babel import gettext, ngettext
 from flask_login import current_user, logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from joserfc import jwt
@@ -28,6 +31,7 @@ from ..audit import Tags, record
 from ..extensions import csrf, db
 from ..models import OidcConsent, utcnow
 from . import claims as oidc_claims
+from . import national_id as oidc_national_id
 from . import oauth2
 from .keys import ALGORITHMS
 
@@ -122,26 +126,35 @@ def authorize():
         return redirect(_login_page_path())
 
     client, requested = grant.client, scope_to_list(grant.request.scope)
+    asks_national_id = oidc_national_id.releasable(client, grant.request.scope)
     consent = db.session.scalar(
         select(OidcConsent).where(OidcConsent.account_id == account.id, OidcConsent.client_id == client.id)
     )
     consented = consent is not None and set(requested) <= set(consent.scopes) and "consent" not in prompts
 
     if request.method == "GET":
-        if consented:
+        if consented and not asks_national_id:
             return server.create_authorization_response(grant=grant, grant_user=account)
         if "none" in prompts:
             return server.handle_error_response(
                 request, ConsentRequiredError(redirect_uri=grant.redirect_uri, state=state)
             )
-        descriptions = [gettext(oidc_claims.SCOPE_DESCRIPTIONS[s]) for s in requested]
-        return render_template("oidc_consent.html", client=client, descriptions=descriptions, action=request.full_path)
+        return _consent_page(client, requested, asks_national_id)
 
     # POST: the consent form (its CSRF token is checked by CSRFProtect before we get here).
     if request.form.get("decision") != "approve":
         record(Tags.OIDC_CONSENT_DENIED, account=account, client=client.client_id, scopes=requested)
         db.session.commit()
         return server.create_authorization_response(grant=grant, grant_user=None)
+    if asks_national_id:
+        try:
+            grant.request.confirmed_national_id = oidc_national_id.confirm(
+                account, client, request.form.get("national_id")
+            )
+        except oidc_national_id.NotConfirmed as refusal:
+            if refusal.reason == "locked":  # audited; the site hears access_denied
+                return server.create_authorization_response(grant=grant, grant_user=None)
+            return _consent_page(client, requested, True, error=_national_id_error(refusal)), 400
     if consent is None:
         consent = OidcConsent(account_id=account.id, client_id=client.id, scopes=[])
         db.session.add(consent)
@@ -150,6 +163,32 @@ def authorize():
     record(Tags.OIDC_CONSENT_GRANTED, account=account, client=client.client_id, scopes=requested)
     db.session.commit()
     return server.create_authorization_response(grant=grant, grant_user=account)
+
+
+def _consent_page(client, requested, asks_national_id: bool, error: str | None = None):
+    descriptions = [gettext(oidc_claims.SCOPE_DESCRIPTIONS[s]) for s in requested]
+    return render_template(
+        "oidc_consent.html",
+        client=client,
+        descriptions=descriptions,
+        action=request.full_path,
+        asks_national_id=asks_national_id,
+        national_id_error=error,
+    )
+
+
+def _national_id_error(refusal: oidc_national_id.NotConfirmed) -> str:
+    if refusal.reason == "missing":
+        return gettext("Enter your national ID number.")
+    if refusal.reason == "invalid":
+        return gettext("The national ID number is not valid.")
+    if refusal.attempts_left is None:  # rate limits off
+        return gettext("This is not the national ID number of your account.")
+    return ngettext(
+        "This is not the national ID number of your account. You can try %(num)d more time.",
+        "This is not the national ID number of your account. You can try %(num)d more times.",
+        refusal.attempts_left,
+    )
 
 
 def _authenticated_account(account, data, prompts, client=None):
@@ -222,7 +261,9 @@ def userinfo():
         response.status_code = error.status_code
         response.headers.update(dict(error.get_headers()))
         return response
-    return jsonify(oauth2.user_info(access.account, access.client, access.scope))
+    released = oidc_national_id.releasable(access.client, access.scope)
+    national_id = oidc_national_id.unseal(access, oidc_national_id.TOKEN) if released else None
+    return jsonify(oauth2.user_info(access.account, access.client, access.scope, national_id))
 
 
 # -- RP-initiated logout -----------------------------------------------------------------------------

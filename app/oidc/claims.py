@@ -29,7 +29,7 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "profile": ("name",),
     "email": ("email", "email_verified"),
     "phone": ("phone_number", "phone_number_verified"),
-    "national_id": ("national_id_masked",),
+    "national_id": ("national_id", "national_id_masked"),
     "offline_access": (),
 }
 SCOPES_SUPPORTED = tuple(SCOPE_CLAIMS)
@@ -40,7 +40,7 @@ SCOPE_DESCRIPTIONS = {
     "profile": N_("Your name"),
     "email": N_("Your email address"),
     "phone": N_("Your mobile number"),
-    "national_id": N_("Your national ID number, masked (for example A12****789)"),
+    "national_id": N_("Your national ID number, which you confirm below (and its masked form, A12****789)"),
     "offline_access": N_("Keep access while you are not using the site (until you revoke it)"),
 }
 
@@ -67,8 +67,12 @@ def subject(account_id: int, *, subject_type: str, sector: str, pairwise_key: st
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def user_claims(account, scopes: list[str], *, allow_national_id: bool) -> dict:
-    """The claims released for the granted scopes (``sub`` is added by the caller)."""
+def user_claims(account, scopes: list[str], *, allow_national_id: bool, national_id: str | None = None) -> dict:
+    """The claims released for the granted scopes (``sub`` is added by the caller).
+
+    ``national_id`` is the full ID the person confirmed for this login (``national_id.py``): released
+    only to a client allowed it that was granted the scope, whoever passes it.
+    """
     claims: dict = {}
     if "profile" in scopes:
         claims["name"] = account.name
@@ -79,6 +83,7 @@ def user_claims(account, scopes: list[str], *, allow_national_id: bool) -> dict:
         claims["phone_number"] = account.phone
         claims["phone_number_verified"] = False  # not confirmed by SMS (yet)
     if "national_id" in scopes and allow_national_id:
-        # Only the masked form: the full ID is kept solely as a keyed hash (see README).
         claims["national_id_masked"] = account.national_id_masked
+        if national_id is not None:  # MoCert keeps only a keyed hash: the person typed it for this login
+            claims["national_id"] = national_id
     return claims

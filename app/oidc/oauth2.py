@@ -31,6 +31,7 @@ from ..audit import Tags, record
 from ..extensions import db
 from ..models import Account, OidcAuthorizationCode, OidcClient, OidcClientAssertion, OidcToken, utcnow
 from . import claims as oidc_claims
+from . import national_id as oidc_national_id
 from .keys import CachedKeyRing, KeyRing
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
@@ -70,19 +71,30 @@ def subject_for(account: Account, client: OidcClient) -> str:
     )
 
 
-def user_info(account: Account, client: OidcClient, scope: str) -> dict:
-    return {
-        "sub": subject_for(account, client),
-        **oidc_claims.user_claims(account, scope_to_list(scope), allow_national_id=client.allow_national_id),
-    }
+def user_info(account: Account, client: OidcClient, scope: str, national_id: str | None = None) -> dict:
+    """``sub`` and the granted claims; ``national_id``: the full ID confirmed for this login, if any."""
+    claims = oidc_claims.user_claims(
+        account, scope_to_list(scope), allow_national_id=client.allow_national_id, national_id=national_id
+    )
+    return {"sub": subject_for(account, client), **claims}
 
 
 def save_token(token: dict, request) -> None:
-    """Store a token response (hashed). With a refresh, the new token keeps its family's origin."""
+    """Store a token response (hashed). With a refresh, the new token keeps its family's origin.
+
+    A national ID sealed for the code (or the refreshed token) moves to the new token, sealed for it, and
+    leaves the origin; this response's ID token gets it from ``request.national_id`` (memory only).
+    """
     client, account = request.client, request.user
     origin = request.authorization_code or request.refresh_token
     now = utcnow()
     refresh = token.get("refresh_token")
+    national_id = None
+    if oidc_national_id.releasable(client, token.get("scope", "")):
+        purpose = oidc_national_id.CODE if request.authorization_code else oidc_national_id.TOKEN
+        national_id = oidc_national_id.unseal(origin, purpose)
+    origin.national_id_sealed = None
+    request.national_id = national_id
     row = OidcToken(
         client_id=client.id,
         account_id=account.id,
@@ -96,6 +108,10 @@ def save_token(token: dict, request) -> None:
         expires_at=now + current_app.config["OIDC_TOKEN_TTL"],
         refresh_expires_at=now + current_app.config["OIDC_REFRESH_TOKEN_TTL"] if refresh else None,
     )
+    if national_id is not None:
+        row.national_id_sealed = oidc_national_id.seal(
+            national_id, purpose=oidc_national_id.TOKEN, client_id=client.id, account_id=account.id
+        )
     db.session.add(row)
     record(
         Tags.OIDC_TOKEN_ISSUED,
@@ -113,7 +129,7 @@ def revoke_family(code_id: int) -> int:
     result = db.session.execute(
         update(OidcToken)
         .where(OidcToken.authorization_code_id == code_id, OidcToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=utcnow(), national_id_sealed=None)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount
@@ -151,6 +167,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         acr, amr = oidc_claims.acr_amr(auth_session.method)
         data = request.payload.data
         now = utcnow()
+        # Set by the consent view when the person confirmed their national ID for this authorization.
+        national_id = getattr(request, "confirmed_national_id", None)
+        if national_id is not None and oidc_national_id.releasable(client, request.scope):
+            sealed = oidc_national_id.seal(
+                national_id, purpose=oidc_national_id.CODE, client_id=client.id, account_id=account.id
+            )
+        else:
+            sealed = None
         db.session.add(
             OidcAuthorizationCode(
                 code_hash=hash_secret(code),
@@ -168,6 +192,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 amr=amr,
                 created_at=now,
                 expires_at=now + current_app.config["OIDC_CODE_TTL"],
+                national_id_sealed=sealed,
             )
         )
         record(Tags.OIDC_LOGIN_SUCCESS, account=account, client=client.client_id, method=auth_session.method)
@@ -262,10 +287,13 @@ class OpenIDCode(oidc_grants.OpenIDCode):
         )
 
     def encode_id_token(self, token: dict, request) -> str:
-        return id_token(request.client, request.user, request.authorization_code, token)
+        national_id = getattr(request, "national_id", None)  # set by save_token, which runs first
+        return id_token(request.client, request.user, request.authorization_code, token, national_id=national_id)
 
 
-def id_token(client: OidcClient, account: Account, code: OidcAuthorizationCode, token: dict) -> str:
+def id_token(
+    client: OidcClient, account: Account, code: OidcAuthorizationCode, token: dict, *, national_id: str | None = None
+) -> str:
     key = key_ring().signing_key(client.id_token_signed_response_alg)
     now = int(time.time())
     payload = {
@@ -276,7 +304,7 @@ def id_token(client: OidcClient, account: Account, code: OidcAuthorizationCode, 
         "auth_time": code.get_auth_time(),
         "acr": code.acr,
         "amr": code.get_amr(),
-        **user_info(account, client, code.scope),
+        **user_info(account, client, code.scope, national_id),
     }
     if code.nonce:
         payload["nonce"] = code.nonce
@@ -331,6 +359,7 @@ class Revocation(RevocationEndpoint):
         """Either token of a pair revokes both (the pair is one grant)."""
         if token.revoked_at is None:
             token.revoked_at = utcnow()
+            token.national_id_sealed = None
             record(Tags.OIDC_TOKEN_REVOKED, account=token.account, client=request.client.client_id, token=token.id)
             db.session.commit()
 

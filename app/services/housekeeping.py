@@ -1,4 +1,5 @@
-"""Removing what has no use left: spent challenges, stale bindings, old email codes, dead OIDC tokens.
+"""Removing what has no use left: spent challenges, stale bindings, old email codes, dead OIDC tokens
+and the national IDs sealed in them.
 
 Run from cron (``flask --app wsgi purge``); nothing on the login path pays for it. The audit trail keeps
 the story of each of them: only the working rows go.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy import and_, delete, exists, or_, select, update
 
 from ..extensions import db
 from ..models import (
@@ -41,6 +42,30 @@ def purge() -> dict[str, int]:
         delete(EmailVerification).where(
             or_(EmailVerification.verified_at < cutoff, EmailVerification.expires_at < cutoff)
         )
+    ).rowcount
+    # A national ID sealed in a row that stays (kept to spot a replay) goes once the row can no longer be
+    # used: a code used or expired, a token revoked or expired with its refresh token.
+    now = utcnow()
+    removed["oidc_sealed_national_ids"] = db.session.execute(
+        update(OidcAuthorizationCode)
+        .where(
+            OidcAuthorizationCode.national_id_sealed.isnot(None),
+            or_(OidcAuthorizationCode.used_at.isnot(None), OidcAuthorizationCode.expires_at < now),
+        )
+        .values(national_id_sealed=None)
+    ).rowcount + db.session.execute(
+        update(OidcToken)
+        .where(
+            OidcToken.national_id_sealed.isnot(None),
+            or_(
+                OidcToken.revoked_at.isnot(None),
+                and_(
+                    OidcToken.expires_at < now,
+                    or_(OidcToken.refresh_expires_at.is_(None), OidcToken.refresh_expires_at < now),
+                ),
+            ),
+        )
+        .values(national_id_sealed=None)
     ).rowcount
     # Tokens whose every use is over (the refresh token too, when there is one)…
     removed["oidc_tokens"] = db.session.execute(

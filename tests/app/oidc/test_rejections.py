@@ -213,17 +213,6 @@ def test_pairwise_subjects_differ_between_sectors_and_public_is_shared(browser, 
     assert sub(p1, "p1.example") == sub(p2, "p2.example") != first
 
 
-def test_national_id_only_masked_and_only_to_an_allowed_client(browser, discovery, add_client):
-    allowed = add_client("--name", "Gov", "--redirect-uri", f"{RP}/cb", "--allow-national-id")
-    other = add_client()
-    _, claims, rp = login(browser, discovery, allowed, scope="openid national_id")
-    assert claims["national_id_masked"] == "A12****789"
-    assert "A123456789" not in json.dumps(rp.get(discovery["userinfo_endpoint"]).json())
-    _, claims, rp = login(browser, discovery, other, scope="openid national_id")
-    assert "national_id_masked" not in claims
-    assert "national_id_masked" not in rp.get(discovery["userinfo_endpoint"]).json()
-
-
 def test_es256_client_gets_an_es256_id_token(browser, discovery, add_client):
     client = add_client("--name", "EC", "--redirect-uri", f"{RP}/cb", "--id-token-alg", "ES256")
     _, claims, _ = login(browser, discovery, client, scope="openid")
