@@ -73,7 +73,8 @@ def register_oidc_cli(app: Flask) -> None:
     @click.option("--public", is_flag=True, help="A public client (no secret; PKCE required).")
     @click.option("--scope", "scopes", multiple=True, help="Allowed scopes (default: openid profile email phone "
                   "offline_access).")
-    @click.option("--allow-national-id", is_flag=True, help="Allow the national_id scope (the masked ID only).")
+    @click.option("--allow-national-id", is_flag=True, help="Allow the national_id scope: the full ID, which the "
+                  "person types at each such authorization, and its masked form.")
     @click.option("--no-card-login", is_flag=True, help="Its login page offers the phone only, not the IC card.")
     @click.option(
         "--token-endpoint-auth-method",
