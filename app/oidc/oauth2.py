@@ -90,10 +90,11 @@ def save_token(token: dict, request) -> None:
     now = utcnow()
     refresh = token.get("refresh_token")
     national_id = None
-    if oidc_national_id.releasable(client, token.get("scope", "")):
-        purpose = oidc_national_id.CODE if request.authorization_code else oidc_national_id.TOKEN
-        national_id = oidc_national_id.unseal(origin, purpose)
-    origin.national_id_sealed = None
+    if origin.national_id_sealed is not None:
+        if oidc_national_id.releasable(client, token.get("scope", "")):
+            purpose = oidc_national_id.CODE if request.authorization_code else oidc_national_id.TOKEN
+            national_id = oidc_national_id.unseal(origin, purpose)
+        origin.national_id_sealed = None  # it moves to the new token, or goes if the scope was narrowed
     request.national_id = national_id
     row = OidcToken(
         client_id=client.id,

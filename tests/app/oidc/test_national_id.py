@@ -202,7 +202,7 @@ def test_the_typed_ids_appear_in_no_table_and_no_log(app, browser, discovery, ag
     refreshed = flow.rp.refresh_token(discovery["token_endpoint"], refresh_token=token["refresh_token"])
     assert userinfo(discovery, refreshed["access_token"])["national_id"] == NATIONAL_ID
 
-    secrets_typed = [NATIONAL_ID, SOMEONE_ELSES]
+    typed_ids = [NATIONAL_ID, SOMEONE_ELSES]
     with app.app_context():
         tables = MetaData()
         tables.reflect(bind=db.engine)  # every table there is, not just the models'
@@ -221,13 +221,13 @@ def test_the_typed_ids_appear_in_no_table_and_no_log(app, browser, discovery, ag
                         else:
                             continue
                         scanned.add(f"{table.name}.{column.name}")
-                        for typed in secrets_typed:
+                        for typed in typed_ids:
                             assert typed not in text.upper(), f"{typed} in {table.name}.{column.name}"
         assert {"oidc_tokens.national_id_sealed", "oidc_authorization_codes.scope", "audit_events.details",
                 "accounts.national_id_hash", "card_certificates.der"} <= scanned
-        sealed = db.session.scalars(select(OidcToken.national_id_sealed).where(OidcToken.national_id_sealed.isnot(None)))
-        assert len(sealed.all()) == 1  # it is there, sealed
-    assert not any(typed in caplog.text for typed in secrets_typed)
+        sealed = select(OidcToken.national_id_sealed).where(OidcToken.national_id_sealed.isnot(None))
+        assert len(db.session.scalars(sealed).all()) == 1  # it is there, sealed
+    assert not any(typed in caplog.text for typed in typed_ids)
 
 
 def test_purge_lets_sealed_ids_go_with_their_rows(app, browser, discovery, agency):
