@@ -1,7 +1,9 @@
 """The audit trail's one vocabulary of event tags, and the one way to append an event.
 
 ``record`` adds the event to the current database session and does not commit: the caller commits it
-together with the change it records, so there is never a change without its event or the reverse.
+together with the change it records, so there is never a change without its event or the reverse. It links
+the event into the trail's hash chain (``app/audit_chain.py``), holding the chain's head until that commit:
+record last, just before committing.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from typing import Any
 
 from flask import has_request_context, request
 
+from . import audit_chain
 from .extensions import db
-from .models import Account, AuditEvent
+from .models import Account, AuditEvent, utcnow
 
 
 class Tags:
@@ -65,13 +68,14 @@ def record(
     if actor is None:
         actor = f"account:{account.id}" if account is not None and account.id is not None else "anonymous"
     event = AuditEvent(
+        occurred_at=utcnow(),  # set here, not at insert: the hash covers it
         tag=tag,
         actor=actor,
         account_id=account.id if account is not None else None,
-        details=details,
+        details=audit_chain.as_stored(details),
     )
     if has_request_context():
         event.ip = request.remote_addr
         event.user_agent = (request.user_agent.string or "")[:400] or None
-    db.session.add(event)
+    audit_chain.append(db.session, event)
     return event

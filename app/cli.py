@@ -7,9 +7,12 @@ from flask import Flask, current_app
 
 from iccard.demo_pki import DemoPKI
 
+from .audit_chain import register_audit_cli
+
 
 def register_cli(app: Flask) -> None:
     register_oidc_cli(app)
+    register_audit_cli(app)
     from .mobile_pki import cli as mobile_certificates_cli  # flask mobile-certificates reissue
 
     app.cli.add_command(mobile_certificates_cli)

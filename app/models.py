@@ -11,7 +11,8 @@ from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin
 from authlib.oauth2.rfc6749.util import list_to_scope, scope_to_list
 from authlib.oidc.core import AuthorizationCodeMixin
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, LargeBinary, String, Text, TypeDecorator, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import event
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from iccard.certificate import CitizenCertificate
 
@@ -172,7 +173,11 @@ class EmailVerification(db.Model):
 
 
 class AuditEvent(db.Model):
-    """One security event. Written in the same transaction as the change it records; never updated."""
+    """One security event. Written in the same transaction as the change it records; never updated.
+
+    A link of a hash chain (``app/audit_chain.py``): ``hash`` covers the content and ``prev_hash``, the
+    hash of the event before it. ``prev_hash`` is unique, so the database itself refuses a fork.
+    """
 
     __tablename__ = "audit_events"
 
@@ -184,6 +189,42 @@ class AuditEvent(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))
     details: Mapped[dict] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(db.Model):
+    """The audit chain's one head row (id 1): the newest event's hash and how many events there are.
+
+    Appending updates it first, which serializes appends; it also anchors the tail, so removing the newest
+    events shows.
+    """
+
+    __tablename__ = "audit_chain_head"
+    ONLY_ID = 1
+    GENESIS = "0" * 64  # what the first event follows
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    events: Mapped[int] = mapped_column(default=0)
+
+
+@event.listens_for(AuditChainHead.__table__, "after_create")
+def _audit_chain_starts_empty(table: Any, connection: Any, **kwargs: Any) -> None:
+    # For metadata.create_all (some tests); migration 0005 writes the row itself.
+    connection.execute(table.insert().values(id=AuditChainHead.ONLY_ID, last_hash=AuditChainHead.GENESIS, events=0))
+
+
+# PostgreSQL refuses these with a trigger too; the listeners cover SQLite and name the bug before the database.
+@event.listens_for(AuditEvent, "before_update")
+def _audit_event_not_updated(mapper: Any, connection: Any, target: AuditEvent) -> None:
+    if object_session(target).is_modified(target):  # flush also calls this for untouched "dirty" objects
+        raise RuntimeError(f"audit event {target.id} is append-only: it is never updated")
+
+
+@event.listens_for(AuditEvent, "before_delete")
+def _audit_event_not_deleted(mapper: Any, connection: Any, target: AuditEvent) -> None:
+    raise RuntimeError(f"audit event {target.id} is append-only: it is never deleted")
 
 
 class Binding(db.Model):
