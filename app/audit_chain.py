@@ -229,7 +229,10 @@ def register_audit_cli(app: Flask) -> None:
                   "still pass through it.")
     @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1))
     def verify_command(anchor: str | None, batch_size: int) -> None:
-        """Check the hash chain; exit 0 when whole, otherwise name the first broken link and exit 1."""
+        """Check the hash chain.
+
+        Exits 0 when it is whole; otherwise names the first broken link and exits 1.
+        """
         total = db.session.scalar(select(_head.c.events).where(_head.c.id == HEAD_ID)) or 0
         if total >= PROGRESS_FROM:
             with click.progressbar(length=total, label="checking the audit trail", file=sys.stderr) as bar:
