@@ -88,6 +88,8 @@ class Config:
 
         self.SESSION_LIFETIME = timedelta(hours=_env_int("SESSION_HOURS", 8))
         self.PERMANENT_SESSION_LIFETIME = self.SESSION_LIFETIME
+        # Sessions of admins and auditors end after this long without a request.
+        self.ADMIN_IDLE_TIMEOUT = timedelta(minutes=_env_int("ADMIN_IDLE_MINUTES", 15))
         self.SESSION_COOKIE_NAME = "mocert_session"
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"

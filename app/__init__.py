@@ -44,7 +44,7 @@ def create_app(config: Config | None = None) -> Flask:
             return error_response(401, "login_required", _("Please log in first."))
         return redirect(url_for("auth.login_page"))
 
-    from . import account, auth, demo_pki, devices, main, oidc
+    from . import account, admin, auth, demo_pki, devices, main, oidc
 
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)
@@ -56,6 +56,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(phone_login.bp)  # logging in at /authorize: the login page and the phone's side
     app.register_blueprint(phone_login.phone_bp)
+    admin.init_app(app)  # the console and /api/v1/admin
     from . import mobile_pki
 
     csrf.exempt(mobile_pki.bp)  # relying parties post OCSP requests without a session or CSRF token

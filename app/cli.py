@@ -11,8 +11,11 @@ from .audit_chain import register_audit_cli
 
 
 def register_cli(app: Flask) -> None:
+    from .admin.cli import register_admin_cli
+
     register_oidc_cli(app)
     register_audit_cli(app)
+    register_admin_cli(app)
     from .mobile_pki import cli as mobile_certificates_cli  # flask mobile-certificates reissue
 
     app.cli.add_command(mobile_certificates_cli)
@@ -54,16 +57,12 @@ def register_cli(app: Flask) -> None:
 def register_oidc_cli(app: Flask) -> None:
     """``flask clients add|list|disable`` and ``flask oidc rotate-key``."""
     import json
-    import secrets
 
     from sqlalchemy import select
 
-    from .audit import Tags, record
     from .extensions import db
-    from .models import OidcClient, utcnow
-    from .oidc import claims as oidc_claims
+    from .models import OidcClient
     from .oidc import keys as oidc_keys
-    from .oidc.oauth2 import hash_secret
 
     @app.cli.group()
     def clients() -> None:
@@ -92,47 +91,32 @@ def register_oidc_cli(app: Flask) -> None:
     def add(name, redirect_uris, logout_uris, public, scopes, allow_national_id, no_card_login,
             token_endpoint_auth_method, jwks_file, subject_type, sector, id_token_alg, client_id) -> None:
         """Register a client; prints one JSON object {"client_id", "client_secret"} (the secret only now)."""
+        from .errors import ApiError
+        from .services import clients as client_service
+
         method = token_endpoint_auth_method or ("none" if public else "client_secret_basic")
         if public != (method == "none"):
             raise click.UsageError("--public goes with --token-endpoint-auth-method none")
         jwks = json.loads(open(jwks_file, encoding="utf-8").read()) if jwks_file else None
-        if (method == "private_key_jwt") != (jwks is not None):
-            raise click.UsageError("private_key_jwt needs --jwks-file (and --jwks-file only makes sense with it)")
-        allowed = [s for s in " ".join(scopes).split()] or list(oidc_claims.DEFAULT_CLIENT_SCOPES)
-        if allow_national_id and "national_id" not in allowed:
-            allowed.append("national_id")
-        if "national_id" in allowed and not allow_national_id:
-            raise click.UsageError("the national_id scope needs --allow-national-id")
-        unknown = set(allowed) - set(oidc_claims.SCOPES_SUPPORTED)
-        if unknown or "openid" not in allowed:
-            raise click.UsageError(f"scopes must include openid and be among {', '.join(oidc_claims.SCOPES_SUPPORTED)}")
         try:
-            sector = sector or oidc_claims.sector_of(list(redirect_uris))
-        except ValueError as exc:
-            raise click.UsageError(f"{exc} (--sector)") from None
-        client_id = client_id or secrets.token_urlsafe(18)
-        if db.session.scalar(select(OidcClient).where(OidcClient.client_id == client_id)):
-            raise click.UsageError(f"client {client_id} exists")
-        secret = None if method in ("none", "private_key_jwt") else secrets.token_urlsafe(32)
-        client = OidcClient(
-            client_id=client_id,
-            client_secret_hash=hash_secret(secret) if secret else None,
-            name=name,
-            redirect_uris=list(redirect_uris),
-            post_logout_redirect_uris=list(logout_uris),
-            allowed_scopes=allowed,
-            token_endpoint_auth_method=method,
-            jwks=jwks,
-            id_token_signed_response_alg=id_token_alg,
-            subject_type=subject_type,
-            sector=sector,
-            allow_national_id=allow_national_id,
-            allow_card_login=not no_card_login,
-        )
-        db.session.add(client)
-        record(Tags.OIDC_CLIENT_ADDED, actor="cli", client=client_id, name=name, auth_method=method)
-        db.session.commit()
-        click.echo(json.dumps({"client_id": client_id, "client_secret": secret}))
+            client, secret = client_service.create(
+                actor="cli",
+                name=name,
+                redirect_uris=list(redirect_uris),
+                post_logout_redirect_uris=list(logout_uris),
+                scopes=" ".join(scopes).split() or None,
+                allow_national_id=allow_national_id,
+                allow_card_login=not no_card_login,
+                token_endpoint_auth_method=method,
+                jwks=jwks,
+                subject_type=subject_type,
+                sector=sector,
+                id_token_alg=id_token_alg,
+                client_id=client_id,
+            )
+        except ApiError as exc:
+            raise click.UsageError(f"{exc.code}: {exc.message}") from None
+        click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret}))
 
     @clients.command("list")
     def list_() -> None:
@@ -145,12 +129,13 @@ def register_oidc_cli(app: Flask) -> None:
     @click.argument("client_id")
     def disable(client_id: str) -> None:
         """The client can no longer authorize, get tokens or use them."""
-        client = db.session.scalar(select(OidcClient).where(OidcClient.client_id == client_id))
-        if client is None:
-            raise click.UsageError(f"no client {client_id}")
-        client.disabled_at = client.disabled_at or utcnow()
-        record(Tags.OIDC_CLIENT_DISABLED, actor="cli", client=client_id)
-        db.session.commit()
+        from .errors import ApiError
+        from .services import clients as client_service
+
+        try:
+            client_service.disable(client_service.get(client_id), actor="cli", reason="flask clients disable")
+        except ApiError:
+            raise click.UsageError(f"no client {client_id}") from None
         click.echo(f"client {client_id} disabled")
 
     @app.cli.group()

@@ -56,6 +56,9 @@ class Account(db.Model):
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     phone: Mapped[str] = mapped_column(String(20))  # E.164
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    role: Mapped[str | None] = mapped_column(String(20))  # None | "auditor" | "admin" (app/admin)
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # locked: no login, no session, no token
+    lock_reason: Mapped[str | None] = mapped_column(String(200))
 
     cards: Mapped[list[CardCertificate]] = relationship(
         back_populates="account", order_by="CardCertificate.not_after.desc()"
@@ -152,6 +155,7 @@ class AuthSession(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))  # the phone, for "mobile"
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # for the idle limit of admin sessions
 
     account: Mapped[Account] = relationship()
 
@@ -574,3 +578,19 @@ class LoginRequest(db.Model):
         if self.expires_at <= now:
             return "expired"
         return "scanned" if self.scanned_at is not None else "pending"
+
+
+class ServiceToken(db.Model):
+    """A token for automation against ``/api/v1/admin``: scoped, stored hashed, shown once, revocable."""
+
+    __tablename__ = "service_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(80))  # the audit actor who made it
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

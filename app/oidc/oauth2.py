@@ -29,7 +29,17 @@ from sqlalchemy.orm import contains_eager
 
 from ..audit import Tags, record
 from ..extensions import db
-from ..models import Account, OidcAuthorizationCode, OidcClient, OidcClientAssertion, OidcToken, utcnow
+from ..models import (
+    Account,
+    AuthSession,
+    Device,
+    OidcAuthorizationCode,
+    OidcClient,
+    OidcClientAssertion,
+    OidcToken,
+    utcnow,
+)
+from ..services.card_login import device_still_trusted
 from . import claims as oidc_claims
 from . import national_id as oidc_national_id
 from .keys import CachedKeyRing, KeyRing
@@ -250,7 +260,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> OidcToken | None:
         if not isinstance(refresh_token, str):
             return None
-        row = db.session.scalar(select(OidcToken).where(OidcToken.refresh_token_hash == hash_secret(refresh_token)))
+        row = db.session.scalar(_live_tokens().where(OidcToken.refresh_token_hash == hash_secret(refresh_token)))
         if row is None or row.client_id != self.request.client.id:
             return None
         now = utcnow()
@@ -369,12 +379,23 @@ class BearerValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> OidcToken | None:
         """One query: the token, its (enabled) client and its account."""
         return db.session.scalar(
-            select(OidcToken)
-            .join(OidcToken.client)
-            .join(OidcToken.account)
+            _live_tokens()
             .options(contains_eager(OidcToken.client), contains_eager(OidcToken.account))
-            .where(OidcToken.access_token_hash == hash_secret(token_string), OidcClient.disabled_at.is_(None))
+            .where(OidcToken.access_token_hash == hash_secret(token_string))
         )
+
+
+def _live_tokens():
+    """Tokens that may still be used: an enabled client, an unlocked account, and not obtained through a
+    phone that has since been suspended or revoked (the admin's action counts from the next request)."""
+    return (
+        select(OidcToken)
+        .join(OidcToken.client)
+        .join(OidcToken.account)
+        .outerjoin(AuthSession, OidcToken.auth_session_id == AuthSession.id)
+        .outerjoin(Device, AuthSession.device_id == Device.id)
+        .where(OidcClient.disabled_at.is_(None), Account.locked_at.is_(None), device_still_trusted())
+    )
 
 
 def _expires_in(client, grant_type) -> int:

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask, current_app, request, session
 from flask_babel import gettext as _
 from flask_login import current_user, login_user
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from iccard import card_login as iccard_login
 from iccard.certificate import CitizenCertificate
@@ -24,7 +25,7 @@ from iccard.validation import CardCertificateValidator, TrustSettings
 from ..audit import Tags, record
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Account, AuthSession, CardCertificate, CardLogin, utcnow
+from ..models import Account, AuthSession, CardCertificate, CardLogin, Device, utcnow
 
 PENDING_REGISTRATION_KEY = "pending_card_login"
 
@@ -85,6 +86,12 @@ def complete(payload: dict) -> tuple[str, Account | None]:
         session[PENDING_REGISTRATION_KEY] = login.id
         return "registration_required", None
 
+    if card.account.locked_at is not None:
+        login.outcome = "account_locked"
+        record(Tags.CARD_LOGIN_FAILURE, account=card.account, reason="account_locked", login_id=login.id)
+        db.session.commit()
+        raise account_locked()
+
     login.outcome = "logged_in"
     card.last_login_at = utcnow()
     record(Tags.CARD_LOGIN_SUCCESS, account=card.account, login_id=login.id, card=card.fingerprint)
@@ -117,6 +124,10 @@ def start_session(
     login_user(account)
 
 
+def account_locked() -> ApiError:
+    return ApiError(403, "account_locked", _("This account is locked. Please contact the service desk."))
+
+
 def _end_current_session() -> None:
     """A new login replaces the browser's session: the one it had ends server-side too, not just in the cookie."""
     if current_user.is_authenticated and current_user.auth_session is not None:
@@ -128,21 +139,51 @@ def hash_token(token: str) -> str:
 
 
 def load_session_account(token: str) -> Account | None:
-    """Flask-Login's user loader: one query for the live session and its account."""
+    """Flask-Login's user loader: one query for the live session and its account.
+
+    A session is dead once ended or expired, once its account is locked, and while the phone it was
+    opened with is suspended or revoked; so an administrator's action counts from the next request.
+    Sessions of admins and auditors also end after ``ADMIN_IDLE_TIMEOUT`` without a request.
+    """
+    now = utcnow()
     row = db.session.execute(
         select(AuthSession, Account)
         .join(Account, AuthSession.account_id == Account.id)
+        .outerjoin(Device, AuthSession.device_id == Device.id)
         .where(
             AuthSession.token_hash == hash_token(token),
             AuthSession.ended_at.is_(None),
-            AuthSession.expires_at > utcnow(),
+            AuthSession.expires_at > now,
+            Account.locked_at.is_(None),
+            device_still_trusted(),
         )
     ).first()
     if row is None:
         return None
     auth_session, account = row
+    if account.role is not None and not _still_active(auth_session, now):
+        return None
     account.session_token, account.auth_session = token, auth_session
     return account
+
+
+def device_still_trusted():
+    """SQL: the session (joined with its device) was not opened with a phone that is now suspended or revoked."""
+    return or_(AuthSession.device_id.is_(None), Device.status == "active")
+
+
+def _still_active(auth_session: AuthSession, now: datetime) -> bool:
+    """The idle limit of privileged sessions; last use is written at most once a minute, not per request."""
+    last = auth_session.last_seen_at or auth_session.created_at
+    if now - last > current_app.config["ADMIN_IDLE_TIMEOUT"]:
+        auth_session.ended_at = now
+        record(Tags.SESSION_IDLE_ENDED, account=auth_session.account, session=auth_session.id)
+        db.session.commit()
+        return False
+    if now - last > timedelta(minutes=1):
+        auth_session.last_seen_at = now
+        db.session.commit()
+    return True
 
 
 def _check_shape(payload: dict) -> str:

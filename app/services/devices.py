@@ -29,7 +29,8 @@ import webauthn
 from ..audit import Tags, record
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Account, AuthSession, Binding, Device, MobileCertificate, utcnow
+from ..models import Account, AuthSession, Binding, Device, MobileCertificate, OidcToken, utcnow
+from . import card_login, mobile_certificates
 from .mobile_certificates import mobile_ca, pseudonym
 
 LIVE_STATUSES = ("active", "suspended")  # revoked devices no longer count against the limit
@@ -259,15 +260,72 @@ def rename(account: Account, device_id: int, new_name: object) -> Device:
 
 def unbind(account: Account, device_id: int, reason: object) -> Device:
     device = get_device(account, device_id)
-    if device.status == "revoked":
-        raise ApiError(409, "device_revoked", _("This device is already unbound."))
     text = reason.strip()[:200] if isinstance(reason, str) and reason.strip() else "unbound by its owner"
-    device.status = "revoked"
-    device.revoked_at = utcnow()
-    device.revocation_reason = text
-    record(Tags.DEVICE_UNBOUND, account=account, device=device.id, reason=text)
+    return revoke(device, actor=f"account:{account.id}", reason=text, tag=Tags.DEVICE_UNBOUND,
+                  crl_reason="cessationOfOperation")
+
+
+# -- suspending, resuming, revoking (the owner's unbind, and administrators) ------------------------------
+# Each takes effect from the next request: what came through the phone is cut off in the same transaction
+# (its sessions end, its OIDC tokens are revoked, its certificate is held or revoked on the CRL/OCSP), and
+# the session loader and token checks refuse anything of a phone that is not active.
+
+
+def suspend(device: Device, *, actor: str, reason: str) -> Device:
+    """Reversible: the phone cannot log in and its certificate is on hold until :func:`resume`."""
+    if device.status != "active":
+        raise ApiError(409, f"device_{device.status}", _("Only an active device can be suspended."))
+    device.status = "suspended"
+    cut = _cut_off(device)
+    mobile_certificates.hold_certificates(device)
+    record(Tags.DEVICE_SUSPENDED, account=device.account, actor=actor, device=device.id, reason=reason, **cut)
     db.session.commit()
     return device
+
+
+def resume(device: Device, *, actor: str, reason: str) -> Device:
+    if device.status != "suspended":
+        raise ApiError(409, f"device_{device.status}", _("Only a suspended device can be resumed."))
+    device.status = "active"
+    mobile_certificates.release_certificates(device)
+    record(Tags.DEVICE_RESUMED, account=device.account, actor=actor, device=device.id, reason=reason)
+    db.session.commit()
+    return device
+
+
+def revoke(
+    device: Device, *, actor: str, reason: str, tag: str = Tags.DEVICE_REVOKED, crl_reason: str = "keyCompromise"
+) -> Device:
+    """Final: nothing brings the phone back; binding again makes a new device."""
+    if device.status == "revoked":
+        raise ApiError(409, "device_revoked", _("This device is already unbound."))
+    device.status = "revoked"
+    device.revoked_at = utcnow()
+    device.revocation_reason = reason
+    cut = _cut_off(device)
+    mobile_certificates.revoke_certificates(device, crl_reason)
+    record(tag, account=device.account, actor=actor, device=device.id, reason=reason, **cut)
+    db.session.commit()
+    return device
+
+
+def _cut_off(device: Device) -> dict:
+    """End the sessions opened with the phone and revoke the OIDC tokens obtained through them."""
+    now = utcnow()
+    sessions = select(AuthSession.id).where(AuthSession.device_id == device.id).scalar_subquery()
+    tokens = db.session.execute(
+        update(OidcToken)
+        .where(OidcToken.auth_session_id.in_(sessions), OidcToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    ended = db.session.execute(
+        update(AuthSession)
+        .where(AuthSession.device_id == device.id, AuthSession.ended_at.is_(None))
+        .values(ended_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return {"sessions_ended": ended, "tokens_revoked": tokens}
 
 
 def renew(account: Account, auth_session: AuthSession, device_id: int) -> Device:
@@ -278,6 +336,7 @@ def renew(account: Account, auth_session: AuthSession, device_id: int) -> Device
     if device.status != "active":
         raise ApiError(409, f"device_{device.status}", _("Only an active device can be renewed."))
     certificate = _issue(device, utcnow().replace(microsecond=0))
+    mobile_certificates.supersede_certificates(device, certificate)  # one live certificate per key
     record(Tags.DEVICE_RENEWED, account=account, device=device.id, certificate=certificate.serial_hex)
     db.session.commit()
     return device
@@ -295,6 +354,8 @@ def verify_assertion(device: Device, credential: dict, challenge: bytes) -> weba
     status = device.effective_status(now)
     if status != "active":
         raise ApiError(403, f"device_{status}", _device_refusal(status))
+    if device.account.locked_at is not None:
+        raise card_login.account_locked()
     try:
         verified = webauthn.verify_authentication(
             credential,

@@ -1,0 +1,11 @@
+"""Administration: the console (``/admin``) and the same operations as JSON (``/api/v1/admin``)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from . import api
+
+    app.register_blueprint(api.bp)

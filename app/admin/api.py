@@ -1,0 +1,174 @@
+"""The administration API, ``/api/v1/admin``: the console's operations as JSON, for an admin session or a
+scoped service token. Views are thin: ``services.admin`` and ``services.clients`` hold the rules."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request, stream_with_context
+
+from ..api import json_body
+from ..extensions import csrf
+from ..services import admin, clients
+from .auth import current_operator
+
+bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
+csrf.exempt(bp)  # checked in current_operator for sessions; a service token is not sent by browsers
+
+
+def _operator(scope: str) -> admin.Operator:
+    operator = current_operator(allow_token=True)
+    operator.require(scope)
+    return operator
+
+
+@bp.get("/me")
+def me():
+    operator = current_operator(allow_token=True)
+    return jsonify(actor=operator.actor, role=operator.role, scopes=sorted(operator.scopes))
+
+
+# -- accounts and devices -------------------------------------------------------------------------------
+
+
+@bp.get("/accounts")
+def find_accounts():
+    operator = _operator(admin.READ)
+    return jsonify(accounts=[admin.account_summary(a) for a in admin.find_accounts(operator, request.args)])
+
+
+@bp.get("/accounts/<int:account_id>")
+def account(account_id: int):
+    operator = _operator(admin.READ)
+    return jsonify(account=admin.account_detail(admin.get_account(operator, account_id)))
+
+
+@bp.post("/accounts/<int:account_id>/lock")
+def lock_account(account_id: int):
+    operator = _operator(admin.ACCOUNTS_WRITE)
+    account = admin.lock_account(operator, admin.get_account(operator, account_id), json_body().get("reason"))
+    return jsonify(account=admin.account_summary(account))
+
+
+@bp.post("/accounts/<int:account_id>/unlock")
+def unlock_account(account_id: int):
+    operator = _operator(admin.ACCOUNTS_WRITE)
+    account = admin.unlock_account(operator, admin.get_account(operator, account_id), json_body().get("reason"))
+    return jsonify(account=admin.account_summary(account))
+
+
+@bp.post("/accounts/<int:account_id>/role")
+def set_role(account_id: int):
+    operator = _operator(admin.ROLES_WRITE)
+    body = json_body()
+    account = admin.set_role(operator, admin.get_account(operator, account_id), body.get("role"), body.get("reason"))
+    return jsonify(account=admin.account_summary(account))
+
+
+@bp.post("/devices/<int:device_id>/<any(suspend, resume, revoke):action>")
+def device_action(device_id: int, action: str):
+    operator = _operator(admin.DEVICES_WRITE)
+    device = admin.device_action(operator, device_id, action, json_body().get("reason"))
+    return jsonify(device=admin.device_detail(device))
+
+
+# -- relying parties ------------------------------------------------------------------------------------
+
+
+@bp.get("/clients")
+def list_clients():
+    _operator(admin.READ)
+    return jsonify(clients=[clients.client_view(c) for c in clients.list_all()])
+
+
+@bp.post("/clients")
+def create_client():
+    operator = _operator(admin.CLIENTS_WRITE)
+    body = json_body()
+    client, secret = clients.create(
+        actor=operator.actor,
+        reason=admin.reason_of(body.get("reason")),
+        name=body.get("name"),
+        redirect_uris=body.get("redirect_uris"),
+        post_logout_redirect_uris=body.get("post_logout_redirect_uris") or [],
+        scopes=body.get("allowed_scopes"),
+        allow_national_id=body.get("allow_national_id") is True,
+        allow_card_login=body.get("allow_card_login") is not False,
+        token_endpoint_auth_method=body.get("token_endpoint_auth_method") or "client_secret_basic",
+        subject_type=body.get("subject_type") or "pairwise",
+        sector=body.get("sector") if isinstance(body.get("sector"), str) else None,
+        id_token_alg=body.get("id_token_signed_response_alg") or "RS256",
+    )
+    return jsonify(client=clients.client_view(client), client_secret=secret), 201
+
+
+@bp.patch("/clients/<client_id>")
+def update_client(client_id: str):
+    operator = _operator(admin.CLIENTS_WRITE)
+    body = json_body()
+    reason = admin.reason_of(body.pop("reason", None))
+    client = clients.update(clients.get(client_id), body, actor=operator.actor, reason=reason)
+    return jsonify(client=clients.client_view(client))
+
+
+@bp.post("/clients/<client_id>/<any('rotate-secret', disable, enable):action>")
+def client_action(client_id: str, action: str):
+    operator = _operator(admin.CLIENTS_WRITE)
+    reason = admin.reason_of(json_body().get("reason"))
+    client = clients.get(client_id)
+    if action == "rotate-secret":
+        secret = clients.rotate_secret(client, actor=operator.actor, reason=reason)
+        return jsonify(client=clients.client_view(client), client_secret=secret)
+    act = clients.disable if action == "disable" else clients.enable
+    return jsonify(client=clients.client_view(act(client, actor=operator.actor, reason=reason)))
+
+
+# -- the audit trail ------------------------------------------------------------------------------------
+
+
+@bp.get("/audit")
+def audit():
+    operator = _operator(admin.READ)
+    audit_filter = admin.AuditFilter.from_args(request.args)
+    events = admin.audit_events(operator, audit_filter)
+    more = len(events) == audit_filter.limit
+    return jsonify(events=[admin.event_view(e) for e in events], next_before=events[-1].id if more else None)
+
+
+@bp.get("/audit.csv")
+def audit_csv():
+    operator = _operator(admin.READ)
+    audit_filter = admin.AuditFilter.from_args(request.args)
+    rows = admin.audit_csv(operator, audit_filter)
+    first = next(rows)  # checks and records the export before the response starts
+    body = stream_with_context(_chain(first, rows))
+    return Response(body, mimetype="text/csv", headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+# -- service tokens (admins in a session only: a token cannot mint or revoke tokens) ---------------------
+
+
+@bp.get("/service-tokens")
+def list_service_tokens():
+    _operator(admin.READ)
+    return jsonify(tokens=[admin.service_token_view(t) for t in admin.list_service_tokens()])
+
+
+@bp.post("/service-tokens")
+def create_service_token():
+    operator = _operator(admin.TOKENS_WRITE)
+    body = json_body()
+    token, raw = admin.create_service_token(
+        actor=operator.actor, name=body.get("name"), scopes=body.get("scopes"), expires_in_days=body.get("expires_in_days")
+    )
+    return jsonify(token=admin.service_token_view(token), service_token=raw), 201
+
+
+@bp.post("/service-tokens/<int:token_id>/revoke")
+def revoke_service_token(token_id: int):
+    operator = _operator(admin.TOKENS_WRITE)
+    token = admin.revoke_service_token(operator, token_id, json_body().get("reason"))
+    return jsonify(token=admin.service_token_view(token))
