@@ -6,6 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import api
+    from . import api, console
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(console.bp)

@@ -1,0 +1,412 @@
+"""The administration console, ``/admin``: pages over the same services as the JSON API (``api.py``).
+
+Plain HTML forms that work without JavaScript, for an admin or auditor logged in here (never a service
+token). Every change is a POST with the CSRF token and a reason. It answers with a redirect and a flashed
+message (post/redirect/get), or, when the service refuses, with the same page again showing why, at the
+refusal's 4xx status, having changed nothing. Secrets (a client's, a service token) are the exception:
+shown once on the POST's own answer and kept nowhere, not even in the session cookie.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, flash, g, redirect, render_template, request, stream_with_context, url_for
+from flask_babel import get_timezone, to_user_timezone
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import select
+
+from ..errors import ApiError
+from ..extensions import db
+from ..models import Account, Device, utcnow
+from ..oidc import claims as oidc_claims
+from ..services import admin, clients
+from .auth import current_operator
+
+bp = Blueprint("admin_console", __name__, url_prefix="/admin")
+
+SEARCH_KINDS = ("national_id", "email", "phone", "name")
+FILTER_FIELDS = ("account", "device", "site", "event", "actor", "since", "until")
+AUDIT_PAGE = 50
+RECENT_EVENTS = 20
+# The console's choice of token endpoint methods: private_key_jwt needs the client's JWKS (CLI or API).
+CONSOLE_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+
+
+@bp.before_request
+def _operator() -> None:
+    g.operator = current_operator(allow_token=False)
+
+
+@bp.after_request
+def _not_cached(response: Response) -> Response:
+    # Personal data and, once, secrets: no copy in a browser's or proxy's cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.context_processor
+def _globals() -> dict:
+    return {"operator": g.get("operator"), "admin": admin}
+
+
+@bp.errorhandler(ApiError)
+def _refused(exc: ApiError):
+    if exc.status == 401:
+        here = request.full_path.rstrip("?") if request.method == "GET" else url_for(".index")
+        return redirect(url_for("auth.login_page", next=here))
+    db.session.rollback()  # whatever the refused change touched stays as it was
+    page = g.pop("redisplay", None)
+    if page is not None:
+        try:
+            return page(error=exc.message), exc.status
+        except ApiError as again:  # the page itself cannot be shown (say, the account is gone)
+            exc = again
+    return render_template("error.html", status=exc.status, message=exc.message), exc.status
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_failed(exc: CSRFError):
+    message = _("The page is out of date. Please reload it and try again.")
+    return render_template("error.html", status=400, message=message), 400
+
+
+def _redisplay(page: Callable[..., str], *args, **kwargs) -> None:
+    """Should the service refuse this change, show ``page`` again with its message (see ``_refused``)."""
+    g.redisplay = functools.partial(page, *args, **kwargs)
+
+
+def _done(message: str, endpoint: str, **values) -> Response:
+    flash(message, "success")
+    return redirect(url_for(endpoint, **values))
+
+
+def _reason() -> str:
+    return admin.reason_of(request.form.get("reason"))
+
+
+@bp.app_template_filter("console_time")
+def console_time(value: datetime | str | None) -> str:
+    """A moment in the deployment's time zone (Flask-Babel's, UTC unless configured), with the zone named."""
+    if not value:
+        return "—"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return to_user_timezone(moment).strftime("%Y/%m/%d %H:%M:%S %Z")
+
+
+@bp.app_template_filter("console_value")
+def console_value(value: object) -> str:
+    """An audit detail as text: lists and objects as JSON that keeps Chinese readable."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return "—" if value is None else str(value)
+
+
+# -- finding people -------------------------------------------------------------------------------------
+
+
+@bp.get("")
+def index():
+    return _search_page()
+
+
+@bp.post("")
+def search():
+    # A POST although nothing changes: a national ID, email or phone number must not sit in URLs (access
+    # logs, browser history). The answer is the results page itself; there is nothing to redirect to.
+    kind, value = request.form.get("by", ""), request.form.get("q", "")
+    _redisplay(_search_page, kind=kind, value=value)
+    accounts = admin.find_accounts(g.operator, {kind: value})
+    return _search_page(kind=kind, value=value, accounts=accounts)
+
+
+def _search_page(*, kind: str = "national_id", value: str = "", accounts=None, error: str | None = None) -> str:
+    g.operator.require(admin.READ)
+    return render_template("admin/index.html", kinds=SEARCH_KINDS, kind=kind, value=value, accounts=accounts,
+                           error=error)
+
+
+# -- a person: details, devices, lock, role -------------------------------------------------------------
+
+
+@bp.get("/accounts/<int:account_id>")
+def account(account_id: int):
+    return _account_page(account_id)
+
+
+def _account_page(account_id: int, *, error: str | None = None) -> str:
+    operator = g.operator
+    detail = admin.account_detail(admin.get_account(operator, account_id), events=RECENT_EVENTS)
+    return render_template(
+        "admin/account.html",
+        account=detail,
+        own=operator.account_id == account_id,
+        people=_people(detail["events"]),
+        roles=sorted(admin.ROLES),
+        error=error,
+    )
+
+
+@bp.post("/accounts/<int:account_id>/devices/<int:device_id>/<any(suspend, resume, revoke):action>")
+def device_action(account_id: int, device_id: int, action: str):
+    _redisplay(_account_page, account_id)
+    admin.get_account(g.operator, account_id)
+    device = db.session.get(Device, device_id)
+    if device is None or device.account_id != account_id:  # the form names the person it was shown for
+        raise ApiError(404, "device_unknown", _("There is no such device."))
+    device = admin.device_action(g.operator, device_id, action, request.form.get("reason"))
+    if action == "suspend":
+        message = _("“%(name)s” is suspended: it cannot log in and its mobile certificate is on hold.",
+                    name=device.name)
+    elif action == "resume":
+        message = _("“%(name)s” works again and its mobile certificate is valid again.", name=device.name)
+    else:
+        message = _("“%(name)s” is revoked for good and its mobile certificate is revoked.", name=device.name)
+    return _done(message, ".account", account_id=account_id)
+
+
+@bp.post("/accounts/<int:account_id>/<any(lock, unlock):action>")
+def lock_account(account_id: int, action: str):
+    _redisplay(_account_page, account_id)
+    account = admin.get_account(g.operator, account_id)
+    if action == "lock":
+        admin.lock_account(g.operator, account, request.form.get("reason"))
+        message = _("The account is locked: its sessions have ended and its tokens are revoked.")
+    else:
+        admin.unlock_account(g.operator, account, request.form.get("reason"))
+        message = _("The account is unlocked.")
+    return _done(message, ".account", account_id=account_id)
+
+
+@bp.post("/accounts/<int:account_id>/role")
+def set_role(account_id: int):
+    _redisplay(_account_page, account_id)
+    role = request.form.get("role") or None  # the empty choice takes the role away
+    admin.set_role(g.operator, admin.get_account(g.operator, account_id), role, request.form.get("reason"))
+    return _done(_("The role is saved."), ".account", account_id=account_id)
+
+
+# -- relying parties ------------------------------------------------------------------------------------
+
+
+@bp.get("/clients")
+def clients_page():
+    return _clients_page()
+
+
+def _clients_page(*, form: Mapping[str, str] | None = None, error: str | None = None) -> str:
+    g.operator.require(admin.READ)
+    return render_template(
+        "admin/clients.html",
+        clients=clients.list_all(),
+        form=form,
+        scopes=_offered_scopes(),
+        default_scopes=oidc_claims.DEFAULT_CLIENT_SCOPES,
+        auth_methods=CONSOLE_AUTH_METHODS,
+        error=error,
+    )
+
+
+@bp.post("/clients")
+def create_client():
+    g.operator.require(admin.CLIENTS_WRITE)
+    form = request.form
+    _redisplay(_clients_page, form=form)
+    client, secret = clients.create(
+        actor=g.operator.actor,
+        reason=_reason(),
+        name=form.get("name"),
+        redirect_uris=form.get("redirect_uris", ""),
+        post_logout_redirect_uris=form.get("post_logout_redirect_uris", ""),
+        scopes=_scopes_of(form),
+        allow_national_id="allow_national_id" in form,
+        allow_card_login="allow_card_login" in form,
+        token_endpoint_auth_method=form.get("token_endpoint_auth_method") or "client_secret_basic",
+    )
+    # Shown on this POST's answer, not after a redirect: the secret must not travel through the session.
+    return render_template("admin/secret.html", kind="client", client=client, secret=secret), 201
+
+
+@bp.get("/clients/<client_id>")
+def client_page(client_id: str):
+    return _client_page(client_id)
+
+
+def _client_page(client_id: str, *, form: Mapping[str, str] | None = None, error: str | None = None) -> str:
+    client = clients.get(client_id)
+    recent = admin.audit_events(g.operator, admin.AuditFilter(client=client_id, limit=RECENT_EVENTS))
+    events = [admin.event_view(event) for event in recent]
+    return render_template("admin/client.html", client=client, form=form, scopes=_offered_scopes(),
+                           events=events, people=_people(events), error=error)
+
+
+@bp.post("/clients/<client_id>")
+def update_client(client_id: str):
+    g.operator.require(admin.CLIENTS_WRITE)
+    form = request.form
+    _redisplay(_client_page, client_id, form=form)
+    changes = {
+        "name": form.get("name"),
+        "redirect_uris": form.get("redirect_uris", ""),
+        "post_logout_redirect_uris": form.get("post_logout_redirect_uris", ""),
+        "allowed_scopes": _scopes_of(form),
+        "allow_national_id": "allow_national_id" in form,
+        "allow_card_login": "allow_card_login" in form,
+    }
+    clients.update(clients.get(client_id), changes, actor=g.operator.actor, reason=_reason())
+    return _done(_("The site's settings are saved."), ".client_page", client_id=client_id)
+
+
+@bp.post("/clients/<client_id>/rotate-secret")
+def rotate_client_secret(client_id: str):
+    g.operator.require(admin.CLIENTS_WRITE)
+    _redisplay(_client_page, client_id)
+    client = clients.get(client_id)
+    secret = clients.rotate_secret(client, actor=g.operator.actor, reason=_reason())
+    # As at creation: the new secret is on this answer only.
+    return render_template("admin/secret.html", kind="rotated", client=client, secret=secret)
+
+
+@bp.post("/clients/<client_id>/<any(disable, enable):action>")
+def client_switch(client_id: str, action: str):
+    g.operator.require(admin.CLIENTS_WRITE)
+    _redisplay(_client_page, client_id)
+    client = clients.get(client_id)
+    if action == "disable":
+        clients.disable(client, actor=g.operator.actor, reason=_reason())
+        message = _("The site is disabled: it can no longer log people in or use its tokens.")
+    else:
+        clients.enable(client, actor=g.operator.actor, reason=_reason())
+        message = _("The site is enabled again.")
+    return _done(message, ".client_page", client_id=client_id)
+
+
+def _offered_scopes() -> list[str]:
+    # openid is always granted, national_id follows the "allow the national ID" setting.
+    return [scope for scope in oidc_claims.SCOPES_SUPPORTED if scope not in ("openid", "national_id")]
+
+
+def _scopes_of(form) -> list[str]:
+    return ["openid", *form.getlist("scope")]
+
+
+# -- the audit trail ------------------------------------------------------------------------------------
+
+
+@bp.get("/audit")
+def audit():
+    filters = {name: request.args.get(name, "").strip() for name in FILTER_FIELDS}
+    _redisplay(_audit_page, filters, None)
+    audit_filter = _audit_filter(request.args, limit=AUDIT_PAGE)
+    return _audit_page(filters, admin.audit_events(g.operator, audit_filter))
+
+
+def _audit_page(filters: dict, events, *, error: str | None = None) -> str:
+    g.operator.require(admin.READ)
+    given = {name: value for name, value in filters.items() if value}
+    older = events[-1].id if events and len(events) == AUDIT_PAGE else None
+    views = [admin.event_view(event) for event in events or ()]
+    return render_template(
+        "admin/audit.html",
+        filters=filters,
+        given=given,
+        events=views,
+        people=_people(views),
+        older=older,
+        newer=bool(request.args.get("before")),
+        time_zone=str(get_timezone()),
+        error=error,
+    )
+
+
+@bp.get("/audit.csv")
+def audit_csv():
+    filters = {name: request.args.get(name, "").strip() for name in FILTER_FIELDS}
+    _redisplay(_audit_page, filters, None)
+    rows = admin.audit_csv(g.operator, _audit_filter(request.args))
+    first = next(rows)  # checks and records the export before the response starts
+    return Response(stream_with_context(_chain(first, rows)), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
+
+
+def _audit_filter(args: Mapping[str, str], *, limit: int | None = None) -> admin.AuditFilter:
+    """The service's filter from the form. Times typed without a zone are in the zone the pages show."""
+    values = {name: args.get(name, "") for name in FILTER_FIELDS}
+    for name in ("since", "until"):
+        values[name] = _zoned(values[name])
+    if limit is not None:
+        values.update(before=args.get("before", ""), limit=str(limit))
+    return admin.AuditFilter.from_args(values)
+
+
+def _zoned(value: str) -> str:
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return value  # the service says what is wrong with it
+    if moment.tzinfo is None:
+        moment = get_timezone().localize(moment).astimezone(timezone.utc)
+    return moment.isoformat()
+
+
+def _chain(first: str, rest: Iterable[str]):
+    yield first
+    yield from rest
+
+
+def _people(events: Iterable[dict]) -> dict[int, str]:
+    """Names for the accounts events are about or were done by: one query for the whole page."""
+    ids = set()
+    for event in events:
+        if event.get("account_id"):
+            ids.add(event["account_id"])
+        actor = event.get("actor") or ""
+        if actor.startswith("account:") and actor[8:].isdigit():
+            ids.add(int(actor[8:]))
+    if not ids:
+        return {}
+    rows = db.session.execute(select(Account.id, Account.name).where(Account.id.in_(ids)))
+    return {account_id: name for account_id, name in rows}
+
+
+# -- service tokens (admins) ----------------------------------------------------------------------------
+
+
+@bp.get("/tokens")
+def tokens():
+    return _tokens_page()
+
+
+def _tokens_page(*, form: Mapping[str, str] | None = None, error: str | None = None) -> str:
+    g.operator.require(admin.TOKENS_WRITE)
+    tokens = admin.list_service_tokens()
+    return render_template("admin/tokens.html", tokens=tokens, scopes=admin.TOKEN_SCOPES, form=form, now=utcnow(),
+                           people=_people({"actor": token.created_by} for token in tokens), error=error)
+
+
+@bp.post("/tokens")
+def create_token():
+    g.operator.require(admin.TOKENS_WRITE)
+    form = request.form
+    _redisplay(_tokens_page, form=form)
+    days = form.get("expires_in_days", "").strip()
+    token, raw = admin.create_service_token(
+        actor=g.operator.actor,
+        name=form.get("name"),
+        scopes=form.getlist("scope"),
+        expires_in_days=int(days) if days.isdigit() else days or None,  # anything else: the service refuses it
+    )
+    # Shown on this POST's answer only, like a client secret.
+    return render_template("admin/secret.html", kind="token", token=token, secret=raw), 201
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+def revoke_token(token_id: int):
+    g.operator.require(admin.TOKENS_WRITE)
+    _redisplay(_tokens_page)
+    token = admin.revoke_service_token(g.operator, token_id, request.form.get("reason"))
+    return _done(_("The token “%(name)s” is revoked.", name=token.name), ".tokens")

@@ -1,0 +1,483 @@
+"""The administration console at /admin: the pages an admin and an auditor see, and the forms on them
+doing what the API does (with the CSRF token and a reason, audited with actor and reason), submitted as a
+browser would, over real HTTP, as the forms appear on the pages."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from app.audit import record
+from app.extensions import db
+from app.models import Account, AuditEvent, Device, OidcClient, ServiceToken, utcnow
+
+from ..oidc.conftest import RP, Browser
+from .conftest import AdminBrowser
+
+pytestmark = pytest.mark.usefixtures("staff")
+
+ZH = {"Accept-Language": "zh-TW"}
+
+
+def forms(page: requests.Response) -> dict[str, dict[str, str]]:
+    """The page's forms by action, each with its hidden fields."""
+    found = {}
+    for attributes, body in re.findall(r"<form\b([^>]*)>(.*?)</form>", page.text, re.S):
+        action = html.unescape(re.search(r'action="([^"]*)"', attributes).group(1))
+        found[action] = {name: html.unescape(value) for name, value in
+                         re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', body)}
+    return found
+
+
+class Console:
+    """A staff member's browser on the console pages; forms are submitted as the page shows them."""
+
+    def __init__(self, browser: AdminBrowser) -> None:
+        self.browser, self.issuer = browser, browser.issuer
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.browser.http.get(self.issuer + path, allow_redirects=False, timeout=30,
+                                     headers={**ZH, **kwargs.pop("headers", {})}, **kwargs)
+
+    def submit(self, page: requests.Response, action: str, **fields) -> requests.Response:
+        shown = forms(page)
+        assert action in shown, f"no form for {action} on the page"
+        return self.post(action, {**shown[action], **fields})
+
+    def post(self, path: str, data: dict) -> requests.Response:
+        return self.browser.http.post(self.issuer + path, data=data, headers=ZH, allow_redirects=False, timeout=30)
+
+    def follow(self, response: requests.Response) -> requests.Response:
+        assert response.status_code in (302, 303), response.text
+        return self.get(urlsplit(response.headers["Location"]).path)
+
+    def csrf(self) -> str:
+        return forms(self.get("/admin"))["/admin"]["csrf_token"]
+
+
+@pytest.fixture
+def admin_console(admin_browser) -> Console:
+    return Console(admin_browser)
+
+
+@pytest.fixture
+def auditor_console(auditor_browser) -> Console:
+    return Console(auditor_browser)
+
+
+def _wang(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(Account.id).where(Account.name == "王小明"))
+
+
+def _device_id(app) -> int:
+    with app.app_context():
+        return db.session.scalars(select(Device.id)).one()
+
+
+def _device(app, device_id) -> Device:
+    with app.app_context():
+        device = db.session.get(Device, device_id)
+        db.session.expunge(device)
+        return device
+
+
+def _events(app, tag) -> list[AuditEvent]:
+    with app.app_context():
+        return list(db.session.scalars(select(AuditEvent).where(AuditEvent.tag == tag).order_by(AuditEvent.id)))
+
+
+def _session(app, console: Console) -> str:
+    """What the browser's session cookie holds, decoded (it is signed, not encrypted)."""
+    cookie = console.browser.http.cookies.get(app.config["SESSION_COOKIE_NAME"])
+    return str(app.session_interface.get_signing_serializer(app).loads(cookie))
+
+
+def _text(page: requests.Response) -> str:
+    return html.unescape(page.text)
+
+
+def test_the_pages_show_an_admin_everything_and_its_forms(app, issuer, phone, admin_console, add_client):
+    client = add_client()
+    person, device_id = _wang(app), _device_id(app)
+    index = admin_console.get("/admin")
+    assert index.status_code == 200 and "尋找民眾" in index.text
+    assert index.headers["Cache-Control"] == "no-store"
+
+    found = admin_console.submit(index, "/admin", by="national_id", q="a123456789")
+    assert found.status_code == 200 and "A123456789" not in found.request.url  # a POST: no ID in the URL
+    assert f'href="/admin/accounts/{person}"' in found.text and "A12****789" in found.text
+
+    page = admin_console.get(f"/admin/accounts/{person}")
+    assert page.status_code == 200
+    text = _text(page)
+    assert "王小明" in text and "A12****789" in text and "我的手機" in text
+    assert f'data-device-id="{device_id}" data-status="active"' in text
+    assert re.search(r'data-event="device:bound"', text)
+    shown = forms(page)
+    for action in (f"/admin/accounts/{person}/devices/{device_id}/suspend",
+                   f"/admin/accounts/{person}/devices/{device_id}/revoke",
+                   f"/admin/accounts/{person}/lock", f"/admin/accounts/{person}/role"):
+        assert action in shown and shown[action]["csrf_token"], action
+    assert f"/admin/accounts/{person}/devices/{device_id}/resume" not in shown  # it is not suspended
+
+    clients_page = admin_console.get("/admin/clients")
+    assert "Example RP" in clients_page.text and "/admin/clients" in forms(clients_page)
+    client_page = admin_console.get(f"/admin/clients/{client['client_id']}")
+    assert client_page.status_code == 200 and f"{RP}/cb" in client_page.text
+    assert f"/admin/clients/{client['client_id']}/rotate-secret" in forms(client_page)
+    assert admin_console.get("/admin/audit").status_code == 200
+    assert "/admin/tokens" in forms(admin_console.get("/admin/tokens"))
+    assert admin_console.get("/admin/accounts/999999").status_code == 404
+    assert admin_console.get("/admin/clients/nope").status_code == 404
+
+    english = admin_console.get(f"/admin/accounts/{person}", headers={"Accept-Language": "en"})
+    assert "Phones and mobile certificates" in english.text and "Revoke permanently" in english.text
+    # The site's menu leads staff to the console.
+    assert 'id="nav-admin"' in admin_console.get("/account").text
+
+
+def test_an_auditor_reads_everything_but_sees_no_forms_to_change_it(app, issuer, phone, auditor_console, add_client):
+    client = add_client()
+    person = _wang(app)
+    page = auditor_console.get(f"/admin/accounts/{person}")
+    assert page.status_code == 200 and "我的手機" in page.text
+    assert list(forms(page)) == []
+    assert list(forms(auditor_console.get("/admin/clients"))) == []
+    assert list(forms(auditor_console.get(f"/admin/clients/{client['client_id']}"))) == []
+    assert list(forms(auditor_console.get("/admin"))) == ["/admin"]  # searching only
+    assert auditor_console.get("/admin/audit").status_code == 200
+    assert auditor_console.get("/admin/tokens").status_code == 403
+    assert "/admin/tokens" not in auditor_console.get("/admin").text  # not in the menu either
+
+
+def test_an_auditors_forged_posts_are_refused_and_change_nothing(app, issuer, phone, auditor_console, add_client,
+                                                                 staff):
+    client = add_client()
+    person, device_id = _wang(app), _device_id(app)
+    csrf = auditor_console.csrf()
+    attempts = [
+        (f"/admin/accounts/{person}/devices/{device_id}/revoke", {}),
+        (f"/admin/accounts/{person}/devices/{device_id}/suspend", {}),
+        (f"/admin/accounts/{person}/lock", {}),
+        (f"/admin/accounts/{person}/role", {"role": "admin"}),
+        ("/admin/clients", {"name": "X", "redirect_uris": f"{RP}/x"}),
+        (f"/admin/clients/{client['client_id']}/disable", {}),
+        (f"/admin/clients/{client['client_id']}/rotate-secret", {}),
+        ("/admin/tokens", {"name": "x", "scope": "read"}),
+    ]
+    for path, fields in attempts:
+        response = auditor_console.post(path, {"csrf_token": csrf, "reason": "forged", **fields})
+        assert response.status_code == 403, (path, response.status_code)
+        assert "您沒有權限" in response.text or "權限" in response.text, path
+    with app.app_context():
+        assert db.session.get(Device, device_id).status == "active"
+        account = db.session.get(Account, person)
+        assert account.locked_at is None and account.role is None
+        assert db.session.scalar(select(func.count(OidcClient.id))) == 1
+        assert db.session.scalar(select(OidcClient.disabled_at)) is None
+        assert db.session.scalar(select(func.count(ServiceToken.id))) == 0
+    denied = _events(app, "admin:denied")
+    assert len(denied) >= len(attempts) and {e.actor for e in denied} == {f"account:{staff['auditor']}"}
+
+
+def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(app, issuer, phone, admin_console):
+    person, device_id = _wang(app), _device_id(app)
+    for path in (f"/admin/accounts/{person}/devices/{device_id}/revoke", f"/admin/accounts/{person}/lock"):
+        response = admin_console.post(path, {"reason": "no token"})
+        assert response.status_code == 400 and response.headers["Content-Type"].startswith("text/html")
+        assert "頁面已過期" in response.text or "重新整理" in response.text
+    wrong = admin_console.post(f"/admin/accounts/{person}/lock", {"reason": "x", "csrf_token": "forged"})
+    assert wrong.status_code == 400
+    assert _device(app, device_id).status == "active"
+    with app.app_context():
+        assert db.session.get(Account, person).locked_at is None
+    assert not _events(app, "device:revoked") and not _events(app, "account:locked")
+
+
+def test_a_change_without_a_reason_shows_why_and_changes_nothing(app, issuer, phone, admin_console):
+    person, device_id = _wang(app), _device_id(app)
+    page = admin_console.get(f"/admin/accounts/{person}")
+    for action in (f"/admin/accounts/{person}/devices/{device_id}/revoke", f"/admin/accounts/{person}/lock"):
+        for reason in ("", "   ", "x" * 201):
+            response = admin_console.submit(page, action, reason=reason)
+            assert response.status_code == 400, (action, reason)
+            assert 'id="console-error"' in response.text
+            assert "請說明原因" in response.text or "原因最多" in response.text
+            assert "王小明" in response.text  # the same page again, with its forms
+    assert _device(app, device_id).status == "active"
+    with app.app_context():
+        assert db.session.get(Account, person).locked_at is None
+    assert not _events(app, "device:revoked") and not _events(app, "account:locked")
+
+
+def test_devices_are_suspended_resumed_and_revoked_through_the_forms(app, issuer, phone, admin_console, staff):
+    person, device_id = _wang(app), _device_id(app)
+    admin_actor = f"account:{staff['admin']}"
+    base = f"/admin/accounts/{person}/devices/{device_id}"
+
+    done = admin_console.submit(admin_console.get(f"/admin/accounts/{person}"), f"{base}/suspend", reason="手機可能遺失")
+    assert done.status_code == 302 and urlsplit(done.headers["Location"]).path == f"/admin/accounts/{person}"
+    page = admin_console.follow(done)
+    assert "已停用" in page.text and f'data-device-id="{device_id}" data-status="suspended"' in page.text
+    assert f"{base}/resume" in forms(page) and f"{base}/suspend" not in forms(page)
+    assert _device(app, device_id).status == "suspended"
+
+    page = admin_console.follow(admin_console.submit(page, f"{base}/resume", reason="找到了"))
+    assert f'data-device-id="{device_id}" data-status="active"' in page.text
+
+    revoked = admin_console.follow(admin_console.submit(page, f"{base}/revoke", reason="確認遺失 lost for good"))
+    assert f'data-device-id="{device_id}" data-status="revoked"' in revoked.text
+    assert "確認遺失 lost for good" in _text(revoked)
+    assert not any(path.startswith(base) for path in forms(revoked))  # nothing more to do with it
+    device = _device(app, device_id)
+    assert device.status == "revoked" and device.revocation_reason == "確認遺失 lost for good"
+
+    for tag, reason in (("device:suspended", "手機可能遺失"), ("device:resumed", "找到了"),
+                        ("device:revoked", "確認遺失 lost for good")):
+        [event] = _events(app, tag)
+        assert event.actor == admin_actor and event.details["reason"] == reason and event.details["device"] == device_id
+    # Revocation is final: resuming is refused on the page, with the service's reason, at 409.
+    again = admin_console.post(f"{base}/resume", {"csrf_token": admin_console.csrf(), "reason": "undo"})
+    assert again.status_code == 409 and 'id="console-error"' in again.text
+    assert _device(app, device_id).status == "revoked"
+    # A device is acted on only under its own person.
+    elsewhere = admin_console.post(f"/admin/accounts/{staff['admin']}/devices/{device_id}/suspend",
+                                   {"csrf_token": admin_console.csrf(), "reason": "x"})
+    assert elsewhere.status_code == 404
+
+
+def test_accounts_are_locked_unlocked_and_given_roles_through_the_forms(app, issuer, pki, person, admin_console, staff):
+    owner = Browser(issuer, pki)
+    owner.card_login()
+    page = admin_console.get(f"/admin/accounts/{person}")
+    locked = admin_console.follow(admin_console.submit(page, f"/admin/accounts/{person}/lock", reason="身分遭冒用"))
+    assert 'data-state="locked"' in locked.text and "身分遭冒用" in locked.text
+    assert owner.get(f"{issuer}/api/v1/account").status_code == 401  # the person's session ended
+    assert f"/admin/accounts/{person}/lock" not in forms(locked)
+
+    unlocked = admin_console.follow(admin_console.submit(locked, f"/admin/accounts/{person}/unlock", reason="臨櫃確認"))
+    assert 'data-state="open"' in unlocked.text
+
+    made = admin_console.follow(admin_console.submit(unlocked, f"/admin/accounts/{person}/role", role="auditor",
+                                                     reason="新同事"))
+    assert "稽核人員" in made.text
+    with app.app_context():
+        assert db.session.get(Account, person).role == "auditor"
+    bad = admin_console.submit(made, f"/admin/accounts/{person}/role", role="root", reason="x")
+    assert bad.status_code == 400 and 'id="console-error"' in bad.text
+    removed = admin_console.follow(admin_console.submit(made, f"/admin/accounts/{person}/role", role="", reason="離職"))
+    assert removed.status_code == 200
+    with app.app_context():
+        assert db.session.get(Account, person).role is None
+
+    admin_actor = f"account:{staff['admin']}"
+    for tag, reason in (("account:locked", "身分遭冒用"), ("account:unlocked", "臨櫃確認"),
+                        ("admin:role:granted", "新同事"), ("admin:role:removed", "離職")):
+        events = [e for e in _events(app, tag) if e.actor == admin_actor]
+        assert [e.details["reason"] for e in events] == [reason], tag
+
+
+def test_an_admin_sees_no_forms_for_their_own_account_and_devices(app, issuer, pki, phone):
+    """王小明, whose phone is bound, is made an admin: his own page has no action forms, and forging one fails."""
+    assert app.test_cli_runner().invoke(args=["admin", "grant", "A123456789", "--role", "admin"]).exit_code == 0
+    browser = AdminBrowser(issuer, pki)
+    browser.card_login("A123456789")
+    console = Console(browser)
+    person, device_id = _wang(app), _device_id(app)
+    page = console.get(f"/admin/accounts/{person}")
+    assert page.status_code == 200 and "我的手機" in page.text and list(forms(page)) == []
+    forged = console.post(f"/admin/accounts/{person}/devices/{device_id}/revoke",
+                          {"csrf_token": console.csrf(), "reason": "mine"})
+    assert forged.status_code == 403 and 'id="console-error"' in forged.text
+    assert _device(app, device_id).status == "active"
+
+
+def test_sites_are_registered_edited_rotated_and_disabled_in_the_console(app, issuer, admin_console, staff):
+    page = admin_console.get("/admin/clients")
+    created = admin_console.submit(page, "/admin/clients", name="內政部 MOI", redirect_uris="https://moi.example/cb\r\n",
+                                   post_logout_redirect_uris="", scope=["profile", "email"], allow_national_id="on",
+                                   allow_card_login="on", token_endpoint_auth_method="client_secret_basic",
+                                   reason="協議 2026-11")
+    assert created.status_code == 201 and created.headers["Cache-Control"] == "no-store"
+    client_id = html.unescape(re.search(r'id="new-client-id">([^<]+)<', created.text).group(1))
+    secret = html.unescape(re.search(r'id="secret-value"[^>]*value="([^"]+)"', created.text).group(1))
+    assert secret not in _session(app, admin_console)  # not kept for a later page, not even in the cookie
+    with app.app_context():
+        row = db.session.scalar(select(OidcClient).where(OidcClient.client_id == client_id))
+        assert row.check_client_secret(secret) and row.allowed_scopes == ["openid", "profile", "email", "national_id"]
+    listed = admin_console.get("/admin/clients")
+    assert "內政部 MOI" in listed.text and secret not in listed.text
+    client_page = admin_console.get(f"/admin/clients/{client_id}")
+    assert secret not in client_page.text
+
+    # Edit: a second callback, no IC card on its login page, no national ID.
+    edit = f"/admin/clients/{client_id}"
+    saved = admin_console.submit(client_page, edit, name="內政部 MOI",
+                                 redirect_uris="https://moi.example/cb\nhttps://moi.example/cb2",
+                                 post_logout_redirect_uris="https://moi.example/bye", scope=["profile"],
+                                 reason="第二個回呼網址")
+    assert saved.status_code == 302
+    shown = admin_console.follow(saved)
+    assert "https://moi.example/cb2" in shown.text
+    with app.app_context():
+        row = db.session.scalar(select(OidcClient).where(OidcClient.client_id == client_id))
+        assert row.redirect_uris == ["https://moi.example/cb", "https://moi.example/cb2"]
+        assert row.post_logout_redirect_uris == ["https://moi.example/bye"]
+        assert row.allowed_scopes == ["openid", "profile"]
+        assert row.allow_national_id is False and row.allow_card_login is False
+    [changed] = _events(app, "oidc:client:changed")
+    assert changed.details["reason"] == "第二個回呼網址" and changed.actor == f"account:{staff['admin']}"
+
+    refused = admin_console.submit(shown, edit, name="內政部 MOI", redirect_uris="http://moi.example/cb", reason="x")
+    assert refused.status_code == 400 and "http://moi.example/cb" in refused.text  # the form keeps what was typed
+    with app.app_context():
+        assert db.session.scalar(select(OidcClient.redirect_uris).where(OidcClient.client_id == client_id))[0] == \
+            "https://moi.example/cb"
+
+    rotated = admin_console.submit(shown, f"{edit}/rotate-secret", reason="在工單中外洩")
+    assert rotated.status_code == 200 and rotated.headers["Cache-Control"] == "no-store"
+    new_secret = html.unescape(re.search(r'id="secret-value"[^>]*value="([^"]+)"', rotated.text).group(1))
+    with app.app_context():
+        row = db.session.scalar(select(OidcClient).where(OidcClient.client_id == client_id))
+        assert row.check_client_secret(new_secret) and not row.check_client_secret(secret)
+
+    disabled = admin_console.follow(admin_console.submit(shown, f"{edit}/disable", reason="合約終止"))
+    assert 'id="client-state" data-state="disabled"' in disabled.text
+    token = requests.post(f"{issuer}/oauth/token", auth=(client_id, new_secret), timeout=30, data={
+        "grant_type": "authorization_code", "code": "x", "redirect_uri": "https://moi.example/cb"})
+    assert token.json()["error"] == "invalid_client"
+    enabled = admin_console.follow(admin_console.submit(disabled, f"{edit}/enable", reason="續約"))
+    assert 'id="client-state" data-state="enabled"' in enabled.text
+
+    tags = ["oidc:client:added", "oidc:client:secret_rotated", "oidc:client:disabled", "oidc:client:enabled"]
+    for tag in tags:
+        [event] = _events(app, tag)
+        assert event.actor == f"account:{staff['admin']}" and event.details["client"] == client_id
+    # The site's page lists its own events.
+    assert 'data-event="oidc:client:enabled"' in enabled.text
+
+
+def test_a_public_site_has_no_secret_to_show(app, issuer, admin_console):
+    created = admin_console.submit(admin_console.get("/admin/clients"), "/admin/clients", name="App",
+                                   redirect_uris="http://localhost:8080/cb", scope=["profile"],
+                                   token_endpoint_auth_method="none", reason="mobile app")
+    assert created.status_code == 201 and 'id="secret-value"' not in created.text
+    assert "PKCE" in created.text
+
+
+def test_the_audit_page_filters_pages_and_links_its_csv_export(app, issuer, phone, admin_console, staff):
+    person, device_id = _wang(app), _device_id(app)
+    admin_console.submit(admin_console.get(f"/admin/accounts/{person}"),
+                         f"/admin/accounts/{person}/devices/{device_id}/suspend", reason='=HYPERLINK("x")')
+    with app.app_context():
+        for number in range(60):
+            record("test:paging", actor="cli", number=number)
+        db.session.commit()
+
+    by_device = admin_console.get("/admin/audit", params={"device": device_id})
+    tags = re.findall(r'data-event="([^"]+)"', by_device.text)
+    assert tags and tags[0] == "device:suspended" and "device:bound" in tags and "test:paging" not in tags
+    assert 'value="%d"' % device_id in by_device.text  # the filter form keeps its values
+
+    admin_actor = f"account:{staff['admin']}"
+    mine = admin_console.get("/admin/audit", params={"actor": admin_actor, "event": "device:"})
+    assert re.findall(r'data-event="([^"]+)"', mine.text) == ["device:suspended"]
+    assert "陳美玲" in mine.text  # the actor by name
+    assert re.findall(r'data-event="([^"]+)"', admin_console.get(
+        "/admin/audit", params={"account": person, "event": "device:s"}).text) == ["device:suspended"]
+    later = (utcnow() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    assert "data-event=" not in admin_console.get("/admin/audit", params={"since": later}).text
+    assert "data-event=" in admin_console.get("/admin/audit", params={"until": later}).text
+
+    # Newest first, 50 a page, and an "older" link that keeps the filter.
+    first = admin_console.get("/admin/audit", params={"event": "test:paging"})
+    ids = [int(i) for i in re.findall(r'data-event-id="(\d+)"', first.text)]
+    assert len(ids) == 50 and ids == sorted(ids, reverse=True)
+    older = html.unescape(re.search(r'id="audit-older" href="([^"]+)"', first.text).group(1))
+    assert "event=test%3Apaging" in older or "event=test:paging" in older
+    rest = admin_console.get(older)
+    rest_ids = [int(i) for i in re.findall(r'data-event-id="(\d+)"', rest.text)]
+    assert len(rest_ids) == 10 and max(rest_ids) < min(ids) and 'id="audit-older"' not in rest.text
+
+    for bad in ({"device": "x"}, {"since": "yesterday"}, {"account": "-1"}):
+        response = admin_console.get("/admin/audit", params=bad)
+        assert response.status_code == 400 and 'id="console-error"' in response.text, bad
+
+    link = html.unescape(re.search(r'id="audit-csv" href="([^"]+)"', by_device.text).group(1))
+    assert urlsplit(link).path == "/admin/audit.csv" and f"device={device_id}" in link
+    exported = admin_console.get(link)
+    assert exported.status_code == 200 and exported.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert rows[0][:3] == ["id", "occurred_at", "event"]
+    assert [row[2] for row in rows[1:]] == tags
+    suspended = next(row for row in rows[1:] if row[2] == "device:suspended")
+    assert "HYPERLINK" in suspended[9] and suspended[3] == admin_actor
+    [exported_event] = _events(app, "admin:audit:exported")
+    assert exported_event.details["filter"] == {"device_id": device_id} and exported_event.actor == admin_actor
+    assert admin_console.get("/admin/audit.csv", params={"since": "nope"}).status_code == 400
+
+
+def test_service_tokens_are_made_shown_once_and_revoked_in_the_console(app, issuer, admin_console, staff):
+    page = admin_console.get("/admin/tokens")
+    none_chosen = admin_console.submit(page, "/admin/tokens", name="SIEM", expires_in_days="30")
+    assert none_chosen.status_code == 400 and 'id="console-error"' in none_chosen.text
+    too_long = admin_console.submit(page, "/admin/tokens", name="SIEM", scope=["read"], expires_in_days="-3")
+    assert too_long.status_code == 400
+    made = admin_console.submit(page, "/admin/tokens", name="SIEM 匯出", scope=["read"], expires_in_days="30")
+    assert made.status_code == 201 and made.headers["Cache-Control"] == "no-store"
+    raw = html.unescape(re.search(r'id="secret-value"[^>]*value="([^"]+)"', made.text).group(1))
+    assert raw.startswith("mocert_st_")
+
+    def api(token):
+        return requests.get(f"{issuer}/api/v1/admin/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    assert api(raw).json()["scopes"] == ["read"]
+    listed = admin_console.get("/admin/tokens")
+    assert "SIEM 匯出" in listed.text and raw not in listed.text
+    with app.app_context():
+        token_id = db.session.scalar(select(ServiceToken.id))
+    revoked = admin_console.follow(admin_console.submit(listed, f"/admin/tokens/{token_id}/revoke", reason="換新"))
+    assert 'data-state="revoked"' in revoked.text
+    assert api(raw).status_code == 401
+    [event] = _events(app, "admin:service_token:revoked")
+    assert event.actor == f"account:{staff['admin']}" and event.details["reason"] == "換新"
+
+
+def test_a_search_that_cannot_be_done_says_why(app, issuer, person, admin_console):
+    page = admin_console.get("/admin")
+    for by, value in (("national_id", "A12"), ("email", "nope"), ("nonsense", "x")):
+        response = admin_console.submit(page, "/admin", by=by, q=value)
+        assert response.status_code == 400 and 'id="console-error"' in response.text, by
+    nobody = admin_console.submit(page, "/admin", by="national_id", q="A223456781")
+    assert nobody.status_code == 200 and 'id="search-results"' not in nobody.text
+    by_name = admin_console.submit(page, "/admin", by="name", q="小明")
+    assert f'href="/admin/accounts/{person}"' in by_name.text
+
+
+def test_people_without_a_role_get_403_and_visitors_are_sent_to_log_in(app, issuer, pki, person):
+    visitor = Browser(issuer, pki)
+    response = visitor.get(f"{issuer}/admin/audit?event=device:")
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/login" and parse_qs(location.query)["next"] == ["/admin/audit?event=device:"]
+    assert visitor.get(f"{issuer}/admin").status_code == 302
+
+    visitor.card_login()
+    for path in ("/admin", "/admin/audit", "/admin/clients", "/admin/tokens", "/admin/audit.csv"):
+        response = visitor.get(f"{issuer}{path}", headers=ZH)
+        assert response.status_code == 403 and response.headers["Content-Type"].startswith("text/html"), path
+    assert 'id="nav-admin"' not in visitor.get(f"{issuer}/account").text
+    forged = visitor.http.post(f"{issuer}/admin/accounts/{person}/lock", allow_redirects=False, timeout=30,
+                               data={"csrf_token": visitor.csrf(), "reason": "x"})
+    assert forged.status_code == 403
+    with app.app_context():
+        assert db.session.get(Account, person).locked_at is None
