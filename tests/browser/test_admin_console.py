@@ -1,0 +1,101 @@
+"""The administration console in Chromium, on a computer and on a phone: an admin logs in with the card,
+finds a person by national ID, revokes their lost phone with a reason, and finds the revocation in the
+audit trail with the reason and the admin as the one who did it."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.app.admin.conftest import ADMIN_ID, staff  # noqa: F401  (the staff fixture)
+from tests.app.oidc.conftest import Browser
+from tests.support import browser_card_login
+from webauthn.phone import PhoneBrowser, PhoneClient, SoftwareAuthenticator
+
+from .test_binding import _verified_account
+
+SCREENS = {
+    "computer": {"viewport": {"width": 1100, "height": 900}},
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "user_agent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+                      "Chrome/156 Mobile",
+        "has_touch": True,
+        "is_mobile": True,
+    },
+}
+
+
+def _bind_phone(live_server: str, pki) -> None:
+    """王小明's phone (the software phone) bound through the real binding flow, as the API tests do it."""
+    computer = Browser(live_server, pki)
+    computer.card_login("A123456789")
+    binding = computer.http.post(f"{live_server}/api/v1/bindings", json={},
+                                 headers={"X-CSRF-Token": computer.csrf()}, timeout=10)
+    assert binding.status_code == 201, binding.text
+    PhoneClient(PhoneBrowser(SoftwareAuthenticator(None))).bind(binding.json()["url"], "王小明的 iPhone")
+
+
+def _fits_the_screen(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+@pytest.mark.parametrize("screen", sorted(SCREENS))
+def test_an_admin_revokes_a_lost_phone_and_finds_it_in_the_audit_trail(  # noqa: F811  (staff: the fixture)
+    browser, live_server, pki, app, staff, screen
+):
+    _verified_account(app, pki)
+    _bind_phone(live_server, pki)
+    context = browser.new_context(locale="zh-TW", **SCREENS[screen])
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        assert browser_card_login(page, live_server, pki, ADMIN_ID)["status"] == "logged_in"
+        page.goto(f"{live_server}/account")
+        page.click("#nav-admin")
+        expect(page.locator("h1")).to_have_text("尋找民眾")
+
+        # Find the person by national ID and open them.
+        page.select_option("#search-by", "national_id")
+        page.fill("#search-q", "A123456789")
+        page.get_by_role("button", name="搜尋").click()
+        result = page.locator("#search-results [data-account-id]")
+        expect(result).to_have_count(1)
+        expect(result).to_contain_text("A12****789")
+        assert _fits_the_screen(page)
+        result.get_by_role("link", name="王小明").click()
+        expect(page.locator("#account-name")).to_have_text("王小明")
+
+        device = page.locator(".console-device")
+        expect(device).to_have_attribute("data-status", "active")
+        expect(device.locator(".device-title")).to_have_text("王小明的 iPhone")
+        assert _fits_the_screen(page)
+
+        # Revoke it: the form opens in place and says that this is final.
+        device.locator("summary", has_text="廢止").click()
+        form = device.locator("form.revoke-form")
+        expect(form).to_be_visible()
+        expect(form).to_contain_text("無法復原")
+        form.get_by_label("原因").fill("民眾來電：手機遺失")
+        form.get_by_role("button", name="永久廢止").click()
+
+        expect(page.locator(".console-message")).to_contain_text("已永久廢止")
+        expect(device).to_have_attribute("data-status", "revoked")
+        expect(device.locator(".device-status")).to_have_text("已廢止")
+        expect(device.locator(".revocation-reason")).to_have_text("民眾來電：手機遺失")
+        expect(device.locator("form")).to_have_count(0)  # nothing more can be done with it
+
+        # The audit trail, filtered to device events, shows who did it and why.
+        page.get_by_role("link", name="稽核紀錄").click()
+        page.fill("#filter-event", "device:")
+        page.get_by_role("button", name="顯示事件").click()
+        row = page.locator('tr[data-event="device:revoked"]')
+        expect(row).to_have_count(1)
+        expect(row.locator(".event-reason")).to_contain_text("民眾來電：手機遺失")
+        expect(row.locator(".event-actor")).to_have_attribute("data-actor", f"account:{staff['admin']}")
+        expect(row.locator(".event-actor")).to_contain_text("陳美玲")
+        expect(page.locator('tr[data-event="device:bound"]')).to_have_count(1)
+        assert _fits_the_screen(page)
+        assert "event=device" in page.locator("#audit-csv").get_attribute("href")
+    finally:
+        context.close()
