@@ -57,6 +57,9 @@ def check_production(config) -> None:
         problems.append(f"no OIDC signing key in {config['OIDC_KEYS_DIR']} (flask --app wsgi oidc rotate-key)")
     if not config["PUBLIC_URL"].startswith("https://"):
         problems.append("MOCERT_PUBLIC_URL must be https:// in production")
+    if not config.get("RATELIMIT_ENABLED"):
+        # The limits are what stop guessing: login challenges, phone codes, typed national IDs.
+        problems.append("MOCERT_RATELIMIT_ENABLED must stay on in production")
     if problems:
         raise UnsafeConfiguration("refusing to start in production:\n  - " + "\n  - ".join(problems))
 

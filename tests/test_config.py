@@ -100,6 +100,12 @@ def test_production_refuses_the_demo_mobile_ca(production_env, pki, shared_trust
         _create()
 
 
+def test_production_refuses_rate_limits_switched_off(production_env, shared_trust, tmp_path):
+    production_env.setenv("MOCERT_RATELIMIT_ENABLED", "false")
+    with pytest.raises(SystemExit, match="RATELIMIT_ENABLED must stay on"):
+        _create()
+
+
 def test_production_starts_with_real_trust_anchors_and_secure_cookies(production_env, shared_trust, tmp_path):
     production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(shared_trust / "GRCA-G3.cer"))
     production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(shared_trust / "MOICA-G3.cer"))
