@@ -55,15 +55,27 @@ def sign_crl(
 
 
 def load_ocsp_request(der: bytes) -> ocsp.OCSPRequest | None:
-    """The request, or None when it cannot be answered as asked (then answer ``malformed_request()``)."""
+    """The request, or None when it cannot be answered as asked (then answer ``malformed_request()``).
+
+    Whatever it returns, ``answer()`` can answer: anything it could not sign an answer to is refused here.
+    """
     try:
         request = ocsp.load_der_ocsp_request(der)
-        request.hash_algorithm  # noqa: B018 - an algorithm we cannot hash with is as good as malformed
+        algorithm = request.hash_algorithm  # one we cannot hash with is as good as malformed
         for extension in request.extensions:
             if isinstance(extension.value, x509.OCSPNonce) and not 1 <= len(extension.value.nonce) <= NONCE_MAX:
                 return None
     except (ValueError, UnsupportedAlgorithm):
         return None
+    except NotImplementedError:
+        # A requestList of several CertIDs (or none). RFC 6960 lets a responder answer each in one response,
+        # but cryptography reads only one-entry requests and its OCSPResponseBuilder signs only one answer,
+        # so we cannot answer each entry properly; malformedRequest is the honest refusal.
+        return None
+    if len(request.issuer_name_hash) != algorithm.digest_size or len(request.issuer_key_hash) != algorithm.digest_size:
+        return None  # not hashes made with the algorithm it names (and the response builder refuses them)
+    if request.serial_number < 0:
+        return None  # RFC 5280 4.1.2.2: serial numbers are positive (and the response builder refuses others)
     return request
 
 

@@ -40,7 +40,10 @@ def ocsp_post():
 
 
 # RFC 6960 A.1: GET {url}/{url-encoding of the base64 DER request}. Clients do not all percent-encode the
-# base64's "/", so the rest of the path is the request, slashes kept as they came.
+# base64's "/", so the rest of the path is the request, slashes kept as they came. No request at all is
+# malformed too, answered as OCSP rather than as a page not found.
+@bp.get("/ocsp", defaults={"encoded": ""})
+@bp.get("/ocsp/", defaults={"encoded": ""})
 @bp.get("/ocsp/<path:encoded>", merge_slashes=False)
 def ocsp_get(encoded: str):
     try:

@@ -7,16 +7,19 @@ certificate is on the CRL and OCSP says so; certificates from before this get re
 from __future__ import annotations
 
 import base64
+import random
 import re
 import secrets
 import shutil
 import subprocess
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import timedelta
 
 import pytest
+from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -80,6 +83,31 @@ def _post(url: str, body: bytes) -> tuple[int, str, bytes]:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/ocsp-request"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, response.headers["Content-Type"], response.read()
+
+
+def _answer(url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """The status and body of a GET (or, with ``body``, a POST), an error status included."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/ocsp-request"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _cert_id(request: ocsp.OCSPRequest) -> dict:
+    """The CertID of a one-entry request, for ``_request_der``."""
+    return {
+        "hash_algorithm": {"algorithm": request.hash_algorithm.name},
+        "issuer_name_hash": request.issuer_name_hash,
+        "issuer_key_hash": request.issuer_key_hash,
+        "serial_number": request.serial_number,
+    }
+
+
+def _request_der(*cert_ids: dict) -> bytes:
+    """An OCSP request asking about each of ``cert_ids`` (cryptography's builder makes one-entry requests only)."""
+    return asn1_ocsp.OCSPRequest({"tbs_request": {"request_list": [{"req_cert": c} for c in cert_ids]}}).dump()
 
 
 def _ocsp_status(openssl, files, served, certificate: x509.Certificate) -> str:
@@ -262,6 +290,67 @@ def test_a_malformed_ocsp_get_gets_malformed_request(served, app, path):
     status, _, der = _get(f"{served}/pki/mobile/ocsp/{path}")
     assert status == 200
     assert ocsp.load_der_ocsp_response(der).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_a_request_for_several_certificates_gets_malformed_request(served, person, app, pki):
+    ca = x509.load_pem_x509_certificate((pki.directory / "mobile-ca.pem").read_bytes())
+    certificates = [_certificate(app, _bind(person, app)) for _ in range(2)]
+    cert_ids = [_cert_id(ocsp.OCSPRequestBuilder().add_certificate(c, ca, hashes.SHA1()).build()) for c in certificates]
+    status, one = _answer(f"{served}/pki/mobile/ocsp", _request_der(cert_ids[0]))  # each alone is answered
+    assert status == 200 and ocsp.load_der_ocsp_response(one).certificate_status == ocsp.OCSPCertStatus.GOOD
+
+    both = _request_der(*cert_ids)
+    for status, der in (
+        _answer(f"{served}/pki/mobile/ocsp", both),
+        _answer(f"{served}/pki/mobile/ocsp/{urllib.parse.quote(base64.b64encode(both).decode(), safe='')}"),
+    ):
+        assert status == 200
+        assert ocsp.load_der_ocsp_response(der).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_no_ocsp_request_however_broken_gets_a_server_error(served, app, pki):
+    ca = x509.load_pem_x509_certificate((pki.directory / "mobile-ca.pem").read_bytes())
+    name_hash = hashes.Hash(hashes.SHA1())
+    name_hash.update(ca.subject.public_bytes())
+    cert_id = {
+        "hash_algorithm": {"algorithm": "sha1"},
+        "issuer_name_hash": name_hash.finalize(),
+        "issuer_key_hash": x509.SubjectKeyIdentifier.from_public_key(ca.public_key()).digest,  # SHA-1 of the key
+        "serial_number": 0x1234,
+    }
+    valid = _request_der(cert_id)
+    assert ocsp.load_der_ocsp_response(_answer(f"{served}/pki/mobile/ocsp", valid)[1]).certificate_status == (
+        ocsp.OCSPCertStatus.UNKNOWN
+    )
+    rng = random.Random(6960)
+    malformed = [
+        b"",
+        *(rng.randbytes(size) for size in (1, 7, 64, 4096)),
+        b"\x30\x82\xff\xff" + rng.randbytes(32),  # a SEQUENCE longer than what follows
+        *(valid[:cut] for cut in range(1, len(valid))),
+        _request_der(),  # no entries
+        _request_der(cert_id, cert_id),
+        _request_der({**cert_id, "issuer_name_hash": b"\0" * 5}),  # not a SHA-1
+        _request_der({**cert_id, "hash_algorithm": {"algorithm": "sha256"}}),  # SHA-1 hashes, said to be SHA-256
+        _request_der({**cert_id, "hash_algorithm": {"algorithm": "md5"}, "issuer_name_hash": b"\0" * 16,
+                      "issuer_key_hash": b"\0" * 16}),
+        _request_der({**cert_id, "serial_number": -0x1234}),
+    ]
+    flipped = [valid[:at] + bytes([valid[at] ^ 0xFF]) + valid[at + 1:] for at in range(len(valid))]
+    for body in malformed + flipped:
+        encoded = urllib.parse.quote(base64.b64encode(body).decode(), safe="")
+        for status, der in (_answer(f"{served}/pki/mobile/ocsp", body), _answer(f"{served}/pki/mobile/ocsp/{encoded}")):
+            assert status == 200, body
+            answered = ocsp.load_der_ocsp_response(der).response_status
+            if body in malformed:
+                assert answered == ocsp.OCSPResponseStatus.MALFORMED_REQUEST, body
+            else:  # a flipped byte may still leave a request (of another serial, say)
+                assert answered in (ocsp.OCSPResponseStatus.SUCCESSFUL, ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+    for path in (None, "", "=", "A", "AAA", "%00", "%E4%B8%AD", base64.b64encode(valid).decode()[:-3]):
+        status, der = _answer(f"{served}/pki/mobile/ocsp" + ("" if path is None else f"/{path}"))  # None: no request
+        assert status == 200, path
+        assert ocsp.load_der_ocsp_response(der).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST, path
+    assert _answer(f"{served}/pki/mobile/ocsp/A%0AA")[0] == 404  # a path no route matches: not found, not an error
 
 
 def test_an_overlong_nonce_gets_malformed_request(served, person, app, pki):

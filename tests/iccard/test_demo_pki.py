@@ -1,9 +1,13 @@
 """The demo PKI has the shape of the real one: GRCA → MOICA (pathLen 0) → MOICA-like citizen certificates."""
 
+import random
 import stat
+import urllib.request
 from datetime import datetime, timezone
 
+from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID, SignatureAlgorithmOID
@@ -73,8 +77,6 @@ def test_the_crl_lists_exactly_the_revoked_card(pki):
 
 
 def test_the_ocsp_responder_says_good_revoked_or_unauthorized(pki):
-    from cryptography.hazmat.primitives import hashes, serialization
-
     def ask(cert):
         request = ocsp.OCSPRequestBuilder().add_certificate(cert, pki.issuer_certificate, hashes.SHA256()).build()
         return ocsp.load_der_ocsp_response(pki.ocsp_response(request.public_bytes(serialization.Encoding.DER)))
@@ -88,3 +90,67 @@ def test_the_ocsp_responder_says_good_revoked_or_unauthorized(pki):
     assert stranger.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
     garbage = ocsp.load_der_ocsp_response(pki.ocsp_response(b"garbage"))
     assert garbage.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def _cert_id(pki, certificate: x509.Certificate) -> dict:
+    """The CertID naming ``certificate`` under the issuing CA, as cryptography's builder makes it."""
+    request = ocsp.OCSPRequestBuilder().add_certificate(certificate, pki.issuer_certificate, hashes.SHA256()).build()
+    return {
+        "hash_algorithm": {"algorithm": "sha256"},
+        "issuer_name_hash": request.issuer_name_hash,
+        "issuer_key_hash": request.issuer_key_hash,
+        "serial_number": request.serial_number,
+    }
+
+
+def _request_der(*cert_ids: dict) -> bytes:
+    """An OCSP request asking about each of ``cert_ids`` (cryptography's builder makes one-entry requests only)."""
+    return asn1_ocsp.OCSPRequest({"tbs_request": {"request_list": [{"req_cert": c} for c in cert_ids]}}).dump()
+
+
+def _served_status(revocation_server, body: bytes) -> ocsp.OCSPResponseStatus:
+    """The response status from the demo responder over HTTP (an HTTP error status raises)."""
+    request = urllib.request.Request(
+        f"{revocation_server.url}/pki/demo/ocsp", data=body, headers={"Content-Type": "application/ocsp-request"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200 and response.headers["Content-Type"] == "application/ocsp-response"
+        return ocsp.load_der_ocsp_response(response.read()).response_status
+
+
+def test_a_request_for_several_certificates_gets_malformed_request(pki, revocation_server):
+    good, revoked = (
+        _cert_id(pki, pki.card_certificate(card_of(pki, *card)))
+        for card in (("A123456789",), ("K120000006", "revoked"))
+    )
+    alone = ocsp.load_der_ocsp_response(pki.ocsp_response(_request_der(good)))  # each alone is answered
+    assert alone.certificate_status == ocsp.OCSPCertStatus.GOOD
+    both = _request_der(good, revoked)
+    malformed = ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    assert ocsp.load_der_ocsp_response(pki.ocsp_response(both)).response_status == malformed
+    assert _served_status(revocation_server, both) == malformed
+
+
+def test_no_ocsp_request_however_broken_gets_a_server_error(pki, revocation_server):
+    cert_id = _cert_id(pki, pki.card_certificate(card_of(pki, "A123456789")))
+    valid = _request_der(cert_id)
+    assert _served_status(revocation_server, valid) == ocsp.OCSPResponseStatus.SUCCESSFUL
+    rng = random.Random(6960)
+    malformed = [
+        b"",
+        *(rng.randbytes(size) for size in (1, 7, 64, 4096)),
+        *(valid[:cut] for cut in range(1, len(valid))),
+        _request_der(),  # no entries
+        _request_der(cert_id, cert_id),
+        _request_der({**cert_id, "issuer_key_hash": b"\0" * 20}),  # not a SHA-256
+        _request_der({**cert_id, "serial_number": -cert_id["serial_number"]}),
+    ]
+    for body in malformed:
+        assert _served_status(revocation_server, body) == ocsp.OCSPResponseStatus.MALFORMED_REQUEST, body
+    for at in range(len(valid)):  # a flipped byte may still leave a request (of another serial, say)
+        flipped = valid[:at] + bytes([valid[at] ^ 0xFF]) + valid[at + 1:]
+        assert _served_status(revocation_server, flipped) in (
+            ocsp.OCSPResponseStatus.SUCCESSFUL,
+            ocsp.OCSPResponseStatus.UNAUTHORIZED,
+            ocsp.OCSPResponseStatus.MALFORMED_REQUEST,
+        )
