@@ -279,11 +279,12 @@ def ca_certificate_der() -> bytes:
 
 def current_crl(now: datetime | None = None) -> bytes:
     """The published CRL (DER). One past or within half its validity of its nextUpdate is replaced by a
-    fresh one first (not committed: the caller commits)."""
+    fresh one first (not committed: the caller commits), unless another request replaced it meanwhile:
+    fetches of a stale CRL at the same time sign one new CRL between them, and each serves it."""
     now = now or _now()
-    crl = db.session.scalar(select(MobileCrl).where(MobileCrl.issuer_key_id == mobile_ca().key_id))
+    crl = _stored_crl()
     if crl is None or crl.next_update - now < current_app.config["MOBILE_CRL_VALIDITY"] / 2:
-        crl = _publish_crl(now)
+        crl = _publish_crl(now, replacing=crl.crl_number if crl else 0) or _stored_crl(reread=True)
     return crl.der
 
 
@@ -419,13 +420,17 @@ def _republished(changed: list[MobileCertificate], now: datetime) -> list[str]:
     return [c.serial_hex for c in changed]
 
 
-def _publish_crl(now: datetime) -> MobileCrl:
+def _publish_crl(now: datetime, *, replacing: int | None = None) -> MobileCrl | None:
     """Sign and store a new CRL of every unexpired certificate with a revocation time, numbered one more
     than the last. Bumping the number first locks the CRL's row, so publications follow one another and
-    each lists what the ones before it committed."""
+    each lists what the ones before it committed.
+
+    With ``replacing`` (the number of the CRL seen stale; 0 when there was none), only that CRL is
+    replaced: if another transaction has published since, nothing is done and None is returned.
+    """
     ca = mobile_ca()
     db.session.flush()  # this transaction's own changes are on the list
-    if not _bump_crl_number(ca.key_id):
+    if not _bump_crl_number(ca.key_id, replacing):
         dialect = db.session.get_bind().dialect.name
         insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
         db.session.execute(  # the first CRL of this CA key, unless another transaction just made it
@@ -433,10 +438,9 @@ def _publish_crl(now: datetime) -> MobileCrl:
             .values(issuer_key_id=ca.key_id, crl_number=0, this_update=now, next_update=now, der=b"")
             .on_conflict_do_nothing(index_elements=["issuer_key_id"])
         )
-        _bump_crl_number(ca.key_id)
-    crl = db.session.scalar(
-        select(MobileCrl).where(MobileCrl.issuer_key_id == ca.key_id).execution_options(populate_existing=True)
-    )
+        if not _bump_crl_number(ca.key_id, replacing):
+            return None
+    crl = _stored_crl(reread=True)
     listed = db.session.scalars(
         select(MobileCertificate)
         .where(MobileCertificate.revoked_at.is_not(None), MobileCertificate.not_after > now)
@@ -455,10 +459,23 @@ def _publish_crl(now: datetime) -> MobileCrl:
     return crl
 
 
-def _bump_crl_number(key_id: str) -> bool:
+def _stored_crl(*, reread: bool = False) -> MobileCrl | None:
+    """The stored CRL of the CA's key; ``reread`` refreshes it from the database (a number just bumped, or
+    a CRL another transaction has committed) rather than keeping what this session has already read."""
+    query = select(MobileCrl).where(MobileCrl.issuer_key_id == mobile_ca().key_id)
+    return db.session.scalar(query.execution_options(populate_existing=True) if reread else query)
+
+
+def _bump_crl_number(key_id: str, replacing: int | None = None) -> bool:
+    """Number the next CRL (locking the row until commit); with ``replacing``, only if the stored CRL still
+    has that number. The number is checked after the lock is had: on PostgreSQL a transaction that waited
+    re-reads the row another just committed, and SQLite lets one writer at a time in."""
+    condition = MobileCrl.issuer_key_id == key_id
+    if replacing is not None:
+        condition &= MobileCrl.crl_number == replacing
     result = db.session.execute(
         update(MobileCrl)
-        .where(MobileCrl.issuer_key_id == key_id)
+        .where(condition)
         .values(crl_number=MobileCrl.crl_number + 1)
         .execution_options(synchronize_session=False)
     )

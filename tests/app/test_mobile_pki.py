@@ -424,6 +424,34 @@ def test_the_crl_number_grows_with_every_change_and_a_stale_crl_is_replaced(serv
         assert db.session.scalar(select(MobileCrl.crl_number)) == number(fresh)
 
 
+def test_fetches_of_a_stale_crl_at_the_same_time_replace_it_once(served, app):
+    def number(der: bytes) -> int:
+        return x509.load_der_x509_crl(der).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+    start = number(_get(f"{served}/pki/mobile/ca.crl")[2])
+    with app.app_context():  # as if most of its validity had passed
+        db.session.execute(update(MobileCrl).values(next_update=utcnow() + timedelta(minutes=5)))
+        db.session.commit()
+    fetches = 8
+    barrier = threading.Barrier(fetches)
+    answers = []
+
+    def fetch():
+        barrier.wait()
+        answers.append(_answer(f"{served}/pki/mobile/ca.crl"))
+
+    threads = [threading.Thread(target=fetch) for _ in range(fetches)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [status for status, _ in answers] == [200] * fetches, answers
+    assert {number(der) for _, der in answers} == {start + 1}
+    assert len({der for _, der in answers}) == 1  # signed once, by whichever came first
+    with app.app_context():
+        assert db.session.scalar(select(MobileCrl.crl_number)) == start + 1
+
+
 def test_revocations_at_the_same_time_each_get_a_crl_number_and_both_are_listed(served, person, app):
     devices = [_bind(person, app), _bind(person, app)]
     serials = {_certificate(app, d).serial_number for d in devices}
