@@ -6,6 +6,7 @@ from flask import Flask, redirect, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from config import BASE_DIR, Config, config_from_env
 
@@ -15,10 +16,20 @@ from .i18n import LANGUAGE_LABELS, select_locale
 from .security import add_security_headers, check_production
 
 
+class DatabaseId(IntegerConverter):
+    """``<int:…>`` in every route: an id the database's 64-bit integers can hold; a longer one is a 404,
+    not an overflow in the database driver."""
+
+    def __init__(self, map, *args, **kwargs) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(config: Config | None = None) -> Flask:
     config = config or config_from_env()
     app = Flask(__name__, instance_path=str(config.INSTANCE_DIR), instance_relative_config=False)
     app.config.from_object(config)
+    app.url_map.converters["int"] = DatabaseId  # before any route is added
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)

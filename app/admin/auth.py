@@ -6,8 +6,9 @@ from flask import request
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from ..audit import Tags, record
 from ..errors import ApiError
-from ..extensions import csrf
+from ..extensions import csrf, db
 from ..services import admin
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -29,6 +30,8 @@ def current_operator(*, allow_token: bool) -> admin.Operator:
         raise ApiError(401, "login_required", _("Please log in first."))
     operator = admin.operator_for_account(current_user)
     if operator is None:
+        record(Tags.ADMIN_DENIED, account=current_user, scope="staff", path=request.path[:200])
+        db.session.commit()
         raise ApiError(403, "forbidden", _("This page is for administrators."))
     if request.method not in SAFE_METHODS:
         csrf.protect()

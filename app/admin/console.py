@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
 from flask_babel import get_timezone, to_user_timezone
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -25,6 +25,7 @@ from ..extensions import db
 from ..models import Account, Device, utcnow
 from ..oidc import claims as oidc_claims
 from ..services import admin, clients
+from .api import audit_csv_response
 from .auth import current_operator
 
 bp = Blueprint("admin_console", __name__, url_prefix="/admin")
@@ -327,10 +328,7 @@ def _audit_page(filters: dict, events, *, error: str | None = None) -> str:
 def audit_csv():
     filters = {name: request.args.get(name, "").strip() for name in FILTER_FIELDS}
     _redisplay(_audit_page, filters, None)
-    rows = admin.audit_csv(g.operator, _audit_filter(request.args))
-    first = next(rows)  # checks and records the export before the response starts
-    return Response(stream_with_context(_chain(first, rows)), mimetype="text/csv",
-                    headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
+    return audit_csv_response(g.operator, _audit_filter(request.args))
 
 
 def _audit_filter(args: Mapping[str, str], *, limit: int | None = None) -> admin.AuditFilter:
@@ -346,16 +344,11 @@ def _audit_filter(args: Mapping[str, str], *, limit: int | None = None) -> admin
 def _zoned(value: str) -> str:
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = get_timezone().localize(moment).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         return value  # the service says what is wrong with it
-    if moment.tzinfo is None:
-        moment = get_timezone().localize(moment).astimezone(timezone.utc)
     return moment.isoformat()
-
-
-def _chain(first: str, rest: Iterable[str]):
-    yield first
-    yield from rest
 
 
 def _people(events: Iterable[dict]) -> dict[int, str]:
@@ -365,7 +358,7 @@ def _people(events: Iterable[dict]) -> dict[int, str]:
         if event.get("account_id"):
             ids.add(event["account_id"])
         actor = event.get("actor") or ""
-        if actor.startswith("account:") and actor[8:].isdigit():
+        if actor.startswith("account:") and actor[8:].isdecimal() and actor[8:].isascii():
             ids.add(int(actor[8:]))
     if not ids:
         return {}
@@ -398,7 +391,7 @@ def create_token():
         actor=g.operator.actor,
         name=form.get("name"),
         scopes=form.getlist("scope"),
-        expires_in_days=int(days) if days.isdigit() else days or None,  # anything else: the service refuses it
+        expires_in_days=int(days) if days.isdecimal() and days.isascii() else days or None,  # anything else: the service refuses it
     )
     # Shown on this POST's answer only, like a client secret.
     return render_template("admin/secret.html", kind="token", token=token, secret=raw), 201

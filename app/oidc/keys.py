@@ -136,3 +136,15 @@ class CachedKeyRing:
                 if stamp != self._stamp:
                     self._ring, self._stamp = read_keys(self.directory), stamp
         return self._ring
+
+
+def check_client_jwks(jwks: object) -> None:
+    """A client's registered key set (``private_key_jwt``): public keys that parse. Raises ``ValueError``."""
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise ValueError("a JWKS is an object with a non-empty keys list")
+    if any(not isinstance(key, dict) or "d" in key for key in jwks["keys"]):
+        raise ValueError("only public keys belong in a client's JWKS")
+    try:
+        KeySet.import_key_set(jwks)
+    except Exception as exc:  # joserfc raises a variety of errors for keys it cannot read
+        raise ValueError(f"the JWKS cannot be read: {exc}") from None

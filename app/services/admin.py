@@ -27,7 +27,7 @@ from ..audit import Tags, record
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Account, AuditEvent, AuthSession, CardCertificate, Device, OidcToken, ServiceToken, utcnow
-from . import devices
+from . import devices, mobile_certificates
 from .contact import InvalidContact, normalize_email, normalize_mobile
 
 READ = "read"
@@ -115,8 +115,7 @@ def find_accounts(operator: Operator, query: Mapping[str, object]) -> list[Accou
     statement = select(Account)
     try:
         if kind == "national_id":
-            key = current_app.config["NATIONAL_ID_HMAC_KEY"].encode()
-            statement = statement.where(Account.national_id_hash == nid.keyed_hash(nid.normalize(value), key))
+            statement = statement.where(Account.national_id_hash == national_id_hash(value))
         elif kind == "email":
             statement = statement.where(func.lower(Account.email) == normalize_email(value).lower())
         elif kind == "phone":
@@ -237,7 +236,9 @@ def device_action(operator: Operator, device_id: int, action: str, reason: objec
 
 
 def lock_account(operator: Operator, account: Account, reason: object) -> Account:
-    """No login, no session, no OIDC token while locked. Its sessions end and its tokens are revoked now."""
+    """No login, no session, no OIDC token while locked. Its sessions end, its tokens and the service
+    tokens it made are revoked, and its phones' certificates are put on hold (so sites checking the
+    CRL or OCSP see it too) — all now, in one transaction."""
     operator.require(ACCOUNTS_WRITE)
     reason = reason_of(reason)
     _not_self(operator, account)
@@ -254,11 +255,13 @@ def lock_account(operator: Operator, account: Account, reason: object) -> Accoun
     revoked = db.session.execute(
         update(OidcToken)
         .where(OidcToken.account_id == account.id, OidcToken.revoked_at.is_(None))
-        .values(revoked_at=now)
+        .values(revoked_at=now, national_id_sealed=None)
         .execution_options(synchronize_session=False)
     ).rowcount
+    held = [serial for device in _active_devices(account) for serial in mobile_certificates.hold_certificates(device)]
     record(Tags.ACCOUNT_LOCKED, account=account, actor=operator.actor, reason=reason, sessions_ended=ended,
-           tokens_revoked=revoked)
+           tokens_revoked=revoked, service_tokens_revoked=_revoke_tokens_made_by(account, now),
+           certificates_held=held)
     db.session.commit()
     return account
 
@@ -270,7 +273,9 @@ def unlock_account(operator: Operator, account: Account, reason: object) -> Acco
     if account.locked_at is None:
         raise ApiError(409, "account_not_locked", _("This account is not locked."))
     account.locked_at, account.lock_reason = None, None
-    record(Tags.ACCOUNT_UNLOCKED, account=account, actor=operator.actor, reason=reason)
+    # Phones suspended on their own stay on hold; the others' certificates are good again.
+    released = [s for device in _active_devices(account) for s in mobile_certificates.release_certificates(device)]
+    record(Tags.ACCOUNT_UNLOCKED, account=account, actor=operator.actor, reason=reason, certificates_released=released)
     db.session.commit()
     return account
 
@@ -291,14 +296,33 @@ def grant_role(account: Account, role: object, *, actor: str, reason: str) -> Ac
         return account
     old, account.role = account.role, role
     tag = Tags.ROLE_REMOVED if role is None else Tags.ROLE_GRANTED
-    record(tag, account=account, actor=actor, role=role, previous=old, reason=reason)
+    # Tokens an admin made act with the admin's authority: they end with it.
+    revoked = _revoke_tokens_made_by(account, utcnow()) if role != "admin" else 0
+    record(tag, account=account, actor=actor, role=role, previous=old, reason=reason, service_tokens_revoked=revoked)
     db.session.commit()
     return account
 
 
+def national_id_hash(value: str) -> str:
+    """The keyed hash a full national ID is found by (raises ``InvalidNationalId``)."""
+    return nid.keyed_hash(nid.normalize(value), current_app.config["NATIONAL_ID_HMAC_KEY"].encode())
+
+
 def account_by_national_id(value: str) -> Account | None:
-    key = current_app.config["NATIONAL_ID_HMAC_KEY"].encode()
-    return db.session.scalar(select(Account).where(Account.national_id_hash == nid.keyed_hash(nid.normalize(value), key)))
+    return db.session.scalar(select(Account).where(Account.national_id_hash == national_id_hash(value)))
+
+
+def _active_devices(account: Account) -> list[Device]:
+    return list(db.session.scalars(select(Device).where(Device.account_id == account.id, Device.status == "active")))
+
+
+def _revoke_tokens_made_by(account: Account, now: datetime) -> int:
+    return db.session.execute(
+        update(ServiceToken)
+        .where(ServiceToken.created_by == f"account:{account.id}", ServiceToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
 def _not_self(operator: Operator, account: Account) -> None:
@@ -514,9 +538,10 @@ def _time_arg(args: Mapping[str, str], name: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(str(value))
-    except ValueError:
+        moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:59-10:00 is past year 9999 in UTC
         raise ApiError(400, f"invalid_{name}", _("%(name)s must be a date and time (ISO 8601).", name=name)) from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -47,6 +47,11 @@ def create(
     method = _choice(token_endpoint_auth_method, AUTH_METHODS, "token_endpoint_auth_method")
     if (method == "private_key_jwt") != (jwks is not None):
         raise _invalid("jwks", _("private_key_jwt needs the client's public JWKS, and only it takes one."))
+    if jwks is not None:
+        try:
+            oidc_keys.check_client_jwks(jwks)
+        except ValueError as exc:
+            raise _invalid("jwks", _("The JWKS is not a set of public keys: %(error)s", error=str(exc)[:200])) from None
     uris = _uris(redirect_uris, "redirect_uris", required=True)
     allowed = _scopes(scopes, allow_national_id)
     try:
@@ -199,9 +204,13 @@ def _uris(value: object, field: str, *, required: bool = False) -> list[str]:
     if required and not uris:
         raise _invalid(field, _("Give at least one redirect URI."))
     for uri in uris:
-        parts = urlsplit(uri)
-        secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
-        if not secure or not parts.hostname or parts.fragment or len(uri) > 2000:
+        try:
+            parts = urlsplit(uri)
+            hostname = parts.hostname
+        except ValueError:  # such as an unclosed IPv6 bracket
+            hostname = None
+        secure = hostname and (parts.scheme == "https" or (parts.scheme == "http" and hostname in LOOPBACK_HOSTS))
+        if not secure or parts.fragment or len(uri) > 2000:
             raise _invalid(field, _("%(uri)s is not an HTTPS URL without a fragment.", uri=uri[:200]))
     return uris
 

@@ -273,9 +273,7 @@ def unbind(account: Account, device_id: int, reason: object) -> Device:
 
 def suspend(device: Device, *, actor: str, reason: str) -> Device:
     """Reversible: the phone cannot log in and its certificate is on hold until :func:`resume`."""
-    if device.status != "active":
-        raise ApiError(409, f"device_{device.status}", _("Only an active device can be suspended."))
-    device.status = "suspended"
+    _transition(device, ("active",), "suspended", _("Only an active device can be suspended."))
     cut = _cut_off(device)
     mobile_certificates.hold_certificates(device)
     record(Tags.DEVICE_SUSPENDED, account=device.account, actor=actor, device=device.id, reason=reason, **cut)
@@ -284,9 +282,9 @@ def suspend(device: Device, *, actor: str, reason: str) -> Device:
 
 
 def resume(device: Device, *, actor: str, reason: str) -> Device:
-    if device.status != "suspended":
-        raise ApiError(409, f"device_{device.status}", _("Only a suspended device can be resumed."))
-    device.status = "active"
+    if device.account.locked_at is not None:  # a locked person's certificates stay on hold
+        raise ApiError(409, "account_locked", _("Unlock the account before resuming its devices."))
+    _transition(device, ("suspended",), "active", _("Only a suspended device can be resumed."))
     mobile_certificates.release_certificates(device)
     record(Tags.DEVICE_RESUMED, account=device.account, actor=actor, device=device.id, reason=reason)
     db.session.commit()
@@ -297,16 +295,29 @@ def revoke(
     device: Device, *, actor: str, reason: str, tag: str = Tags.DEVICE_REVOKED, crl_reason: str = "keyCompromise"
 ) -> Device:
     """Final: nothing brings the phone back; binding again makes a new device."""
-    if device.status == "revoked":
-        raise ApiError(409, "device_revoked", _("This device is already unbound."))
-    device.status = "revoked"
-    device.revoked_at = utcnow()
-    device.revocation_reason = reason
+    _transition(device, ("active", "suspended"), "revoked", _("This device is already unbound."),
+                revoked_at=utcnow(), revocation_reason=reason)
     cut = _cut_off(device)
     mobile_certificates.revoke_certificates(device, crl_reason)
     record(tag, account=device.account, actor=actor, device=device.id, reason=reason, **cut)
     db.session.commit()
     return device
+
+
+def _transition(device: Device, allowed: tuple[str, ...], new: str, refusal: str, **values: object) -> None:
+    """Change the status only from an allowed one, in one conditional UPDATE (which holds the row until
+    commit): of two admins acting at once, or an action racing a renewal, the second sees the first's
+    result and is refused, so a revocation can never be overwritten by a suspension."""
+    changed = db.session.execute(
+        update(Device)
+        .where(Device.id == device.id, Device.status.in_(allowed))
+        .values(status=new, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(device)
+    if changed != 1:
+        db.session.rollback()
+        raise ApiError(409, f"device_{device.status}", refusal)
 
 
 def _cut_off(device: Device) -> dict:
@@ -316,7 +327,7 @@ def _cut_off(device: Device) -> dict:
     tokens = db.session.execute(
         update(OidcToken)
         .where(OidcToken.auth_session_id.in_(sessions), OidcToken.revoked_at.is_(None))
-        .values(revoked_at=now)
+        .values(revoked_at=now, national_id_sealed=None)
         .execution_options(synchronize_session=False)
     ).rowcount
     ended = db.session.execute(
@@ -333,8 +344,8 @@ def renew(account: Account, auth_session: AuthSession, device_id: int) -> Device
     if auth_session.method != "card":
         raise ApiError(403, "card_login_required", _("Renewing needs a login with your IC card."))
     device = get_device(account, device_id)
-    if device.status != "active":
-        raise ApiError(409, f"device_{device.status}", _("Only an active device can be renewed."))
+    # Holds the row: a suspension or revocation racing the renewal waits, then sees the new certificate.
+    _transition(device, ("active",), "active", _("Only an active device can be renewed."))
     certificate = _issue(device, utcnow().replace(microsecond=0))
     mobile_certificates.supersede_certificates(device, certificate)  # one live certificate per key
     record(Tags.DEVICE_RENEWED, account=account, device=device.id, certificate=certificate.serial_hex)
@@ -351,11 +362,7 @@ def verify_assertion(device: Device, credential: dict, challenge: bytes) -> weba
     caller commits them with its own change. Raises :class:`ApiError`.
     """
     now = utcnow()
-    status = device.effective_status(now)
-    if status != "active":
-        raise ApiError(403, f"device_{status}", _device_refusal(status))
-    if device.account.locked_at is not None:
-        raise card_login.account_locked()
+    ensure_usable(device, now)
     try:
         verified = webauthn.verify_authentication(
             credential,
@@ -379,6 +386,15 @@ def verify_assertion(device: Device, credential: dict, challenge: bytes) -> weba
     device.backup_state = verified.backup_state
     device.last_used_at = now
     return verified
+
+
+def ensure_usable(device: Device, now: datetime) -> None:
+    """A phone may log its person in: active, unexpired, and its account not locked (else a 403)."""
+    status = device.effective_status(now)
+    if status != "active":
+        raise ApiError(403, f"device_{status}", _device_refusal(status))
+    if device.account.locked_at is not None:
+        raise card_login.account_locked()
 
 
 def _device_refusal(status: str) -> str:

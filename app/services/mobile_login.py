@@ -300,6 +300,13 @@ def _start_session(login: LoginRequest) -> str:
     """
     account: Account = login.account
     device: Device = login.device
+    # Approved a moment ago, but an admin may have stopped the phone or locked the person since.
+    db.session.refresh(device)
+    db.session.refresh(account)
+    try:
+        devices.ensure_usable(device, utcnow())
+    except ApiError as exc:
+        raise _failed(login, device, exc) from None
     marker = _marker()
     record(
         Tags.MOBILE_LOGIN_SUCCESS,

@@ -137,7 +137,7 @@ def test_an_auditor_reads_but_cannot_change_anything(app, issuer, phone, auditor
     assert len(denied) == len(attempts) and {e.actor for e in denied} == {f"account:{staff['auditor']}"}
 
 
-def test_a_person_without_a_role_gets_403_and_no_login_gets_401(issuer, pki, person):
+def test_without_a_login_it_is_401_and_without_a_role_403(issuer, pki, person):
     plain = Browser(issuer, pki)
     assert plain.get(f"{issuer}/api/v1/admin/audit").status_code == 401
     plain.card_login()
@@ -386,3 +386,130 @@ def test_the_cli_grants_and_removes_roles_and_refuses_unknown_people(app, person
     assert runner.invoke(args=["admin", "grant", "A223456781", "--role", "admin"]).exit_code != 0  # not registered
     assert runner.invoke(args=["admin", "grant", "nonsense", "--role", "admin"]).exit_code != 0
     assert runner.invoke(args=["admin", "grant", ADMIN_ID, "--role", "root"]).exit_code != 0
+
+
+def _code_callback(issuer, discovery, rp_client, phone, computer):
+    """A phone login up to the redirect back to the RP: the code not yet exchanged."""
+    rp, url, state, verifier, nonce = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    phone.approve(phone.login_request(started["url"]))
+    done = computer.complete(started["login_request_id"])
+    return rp, computer.authorize(issuer + done.json()["redirect"]), verifier
+
+
+@pytest.mark.parametrize("action", ["revoke", "lock"])
+def test_a_code_issued_just_before_a_revocation_or_lock_gets_no_tokens(
+    app, issuer, discovery, rp_client, phone, computer, service_token, person, action
+):
+    rp, callback, verifier = _code_callback(issuer, discovery, rp_client, phone, computer)
+    token = service_token()
+    path = f"/devices/{_device_id(app)}/revoke" if action == "revoke" else f"/accounts/{person}/lock"
+    assert _api(issuer, token, "POST", path, {"reason": "stolen"}).status_code == 200
+    code = query(callback)["code"]
+    exchanged = requests.post(discovery["token_endpoint"], auth=(rp_client["client_id"], rp_client["client_secret"]),
+                              data={"grant_type": "authorization_code", "code": code, "redirect_uri": f"{RP}/cb",
+                                    "code_verifier": verifier}, timeout=30)
+    assert exchanged.status_code == 400 and exchanged.json()["error"] == "invalid_grant"
+    assert "id_token" not in exchanged.json()
+
+
+def test_a_login_approved_just_before_a_suspension_opens_no_session(
+    app, issuer, discovery, rp_client, phone, computer, service_token
+):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    phone.approve(phone.login_request(started["url"]))
+    _api(issuer, service_token(), "POST", f"/devices/{_device_id(app)}/suspend", {"reason": "lost"})
+    done = computer.complete(started["login_request_id"])
+    assert done.status_code == 403 and done.json()["error"] == "device_suspended"
+    assert computer.get(f"{issuer}/api/v1/account").status_code == 401
+    assert not _events(app, "mobile:login:success")
+    assert _events(app, "mobile:login:failure")[-1].details["reason"] == "device_suspended"
+
+
+def test_a_revoked_device_is_never_brought_back_by_an_action_that_read_it_earlier(app, phone, service_token, issuer):
+    """Two admins at once: the suspension that read the phone as active before the revocation is refused."""
+    from app.errors import ApiError
+    from app.services import devices
+
+    device_id = _device_id(app)
+    with app.test_request_context():
+        stale = db.session.get(Device, device_id)  # read as active
+        assert stale.status == "active"
+        assert _api(issuer, service_token(), "POST", f"/devices/{device_id}/revoke", {"reason": "stolen"}).ok
+        with pytest.raises(ApiError) as refused:
+            devices.suspend(stale, actor="test", reason="late")
+        assert refused.value.status == 409
+        db.session.expire_all()
+        assert db.session.get(Device, device_id).status == "revoked"
+        assert all(c.revoked for c in db.session.scalars(select(MobileCertificate)))
+    assert not _events(app, "device:suspended")
+
+
+def test_locking_holds_the_phones_certificates_and_ends_the_tokens_the_person_made(
+    app, issuer, pki, phone, person, admin_browser, staff
+):
+    # 王小明 (with a phone) is made an admin and makes a service token; then 陳美玲 locks him.
+    assert app.test_cli_runner().invoke(args=["admin", "grant", "A123456789", "--role", "admin"]).exit_code == 0
+    wang = AdminBrowser(issuer, pki)
+    wang.card_login("A123456789")
+    made = wang.api("POST", "/service-tokens", {"name": "his script", "scopes": ["read"]})
+    raw = made.json()["service_token"]
+    assert _api(issuer, raw, "GET", "/me").status_code == 200
+
+    assert admin_browser.api("POST", f"/accounts/{person}/lock", {"reason": "left the agency"}).status_code == 200
+    assert _api(issuer, raw, "GET", "/me").status_code == 401
+    with app.app_context():
+        [certificate] = db.session.scalars(select(MobileCertificate)).all()
+        assert certificate.on_hold
+    [event] = _events(app, "account:locked")
+    assert event.details["service_tokens_revoked"] == 1 and event.details["certificates_held"]
+    # A phone of a locked person is not resumed behind the lock; unlocking releases the certificate.
+    device_id = _device_id(app)
+    assert admin_browser.api("POST", f"/devices/{device_id}/resume", {"reason": "x"}).status_code == 409
+    assert admin_browser.api("POST", f"/accounts/{person}/unlock", {"reason": "back"}).status_code == 200
+    with app.app_context():
+        assert not db.session.scalars(select(MobileCertificate)).one().on_hold
+
+
+def test_removing_an_admins_role_ends_the_tokens_they_made(app, issuer, admin_browser, person, staff):
+    raw = admin_browser.api("POST", "/service-tokens", {"name": "x", "scopes": ["read"]}).json()["service_token"]
+    assert app.test_cli_runner().invoke(args=["admin", "remove", ADMIN_ID]).exit_code == 0
+    assert _api(issuer, raw, "GET", "/me").status_code == 401
+
+
+def test_a_person_without_a_role_is_refused_and_the_refusal_audited(app, issuer, pki, person):
+    plain = Browser(issuer, pki)
+    plain.card_login()
+    assert plain.get(f"{issuer}/api/v1/admin/me").status_code == 403
+    [denied] = _events(app, "admin:denied")
+    assert denied.account_id == person and denied.details["scope"] == "staff"
+
+
+def test_searching_by_a_post_keeps_the_national_id_out_of_the_url(issuer, person, admin_browser):
+    found = admin_browser.api("POST", "/accounts/search", {"national_id": "A123456789"})
+    assert found.status_code == 200 and [a["name"] for a in found.json()["accounts"]] == ["王小明"]
+    assert admin_browser.api("POST", "/accounts/search", {"national_id": 5}).status_code == 400
+    assert admin_browser.api("POST", "/accounts/search", ["x"]).status_code == 400
+
+
+def test_out_of_range_input_is_a_4xx_not_a_500(admin_browser):
+    assert admin_browser.api("GET", "/accounts/99999999999999999999999").status_code == 404
+    assert admin_browser.api("POST", "/devices/99999999999999999999999/revoke", {"reason": "x"}).status_code == 404
+    for until in ("9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+10:00"):
+        assert admin_browser.api("GET", "/audit", params={"until": until}).status_code == 400
+    bad_uri = admin_browser.api("POST", "/clients", {"name": "X", "redirect_uris": ["https://[::1/cb"], "reason": "x"})
+    assert bad_uri.status_code == 400 and bad_uri.json()["error"] == "invalid_redirect_uris"
+
+
+def test_a_private_key_jwt_client_is_registered_with_its_public_keys_only(admin_browser):
+    from joserfc.jwk import ECKey
+
+    key = ECKey.generate_key("P-256")
+    body = {"name": "JWT RP", "redirect_uris": [f"{RP}/cb"], "token_endpoint_auth_method": "private_key_jwt",
+            "reason": "agency with keys"}
+    made = admin_browser.api("POST", "/clients", {**body, "jwks": {"keys": [key.as_dict(private=False)]}})
+    assert made.status_code == 201 and made.json()["client_secret"] is None
+    for jwks in ({"keys": [key.as_dict(private=True)]}, {"keys": []}, {"keys": [{"kty": "nope"}]}, "x", None):
+        refused = admin_browser.api("POST", "/clients", {**body, "jwks": jwks})
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_jwks", jwks
