@@ -263,16 +263,6 @@ def supersede_certificates(device: Device, current: MobileCertificate) -> list[s
     return _republished(changed, now)
 
 
-def apply_device_status(device: Device, *, reason: str = "unspecified") -> list[str]:
-    """Bring the certificates in line with ``device.status``: held while suspended, revoked (for
-    ``reason``) once revoked, released while active. Returns the serials that changed."""
-    if device.status == "suspended":
-        return hold_certificates(device)
-    if device.status == "revoked":
-        return revoke_certificates(device, reason)
-    return release_certificates(device)
-
-
 def ca_certificate_der() -> bytes:
     return mobile_ca().certificate.public_bytes(serialization.Encoding.DER)
 

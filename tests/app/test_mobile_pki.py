@@ -488,22 +488,6 @@ def test_a_reason_that_is_not_a_revocation_reason_is_refused_and_changes_nothing
         assert db.session.scalar(select(func.count()).select_from(MobileCrl)) == 0
 
 
-def test_the_certificates_follow_the_device_status(person, app):
-    device_id = _bind(person, app)
-    with app.app_context():
-        device = db.session.get(Device, device_id)
-        device.status = "suspended"
-        mobile_certificates.apply_device_status(device)
-        assert device.certificate.on_hold
-        device.status = "active"
-        mobile_certificates.apply_device_status(device)
-        assert device.certificate.revoked_at is None
-        device.status = "revoked"
-        mobile_certificates.apply_device_status(device, reason="keyCompromise")
-        assert device.certificate.revoked and device.certificate.revocation_reason == "keyCompromise"
-        db.session.commit()
-
-
 def test_a_renewed_devices_older_certificate_is_superseded(served, person, app, openssl, files):
     device_id = _bind(person, app)
     old = _certificate(app, device_id)
