@@ -6,6 +6,7 @@ random, shown once, and kept only as a SHA-256 hash; each change is audited with
 
 from __future__ import annotations
 
+import re
 import secrets
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 NAME_MAX = 200
 URIS_MAX = 20
+CLIENT_ID = re.compile(r"[A-Za-z0-9._~][A-Za-z0-9._~-]{0,63}")
 
 
 def create(
@@ -58,7 +60,11 @@ def create(
         sector = sector or oidc_claims.sector_of(uris)
     except ValueError:
         raise _invalid("sector", _("The redirect URIs have different hosts; give the sector explicitly.")) from None
-    client_id = client_id or secrets.token_urlsafe(18)
+    # Hex: a random id never starts with "-", which a command line would read as an option.
+    client_id = client_id or secrets.token_hex(16)
+    if not CLIENT_ID.fullmatch(client_id):
+        raise _invalid("client_id", _("A client ID is 1 to 64 letters, digits, dots, underscores or hyphens, "
+                                      "not starting with a hyphen."))
     if db.session.scalar(select(OidcClient.id).where(OidcClient.client_id == client_id)) is not None:
         raise ApiError(409, "client_exists", _("A client with this ID exists."))
     secret = None if method in ("none", "private_key_jwt") else secrets.token_urlsafe(32)

@@ -513,3 +513,16 @@ def test_a_private_key_jwt_client_is_registered_with_its_public_keys_only(admin_
     for jwks in ({"keys": [key.as_dict(private=True)]}, {"keys": []}, {"keys": [{"kty": "nope"}]}, "x", None):
         refused = admin_browser.api("POST", "/clients", {**body, "jwks": jwks})
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_jwks", jwks
+
+
+def test_client_ids_never_look_like_command_line_options(app):
+    """A random id once began with "-", and `flask clients disable <id>` read it as an option."""
+    from app.errors import ApiError
+    from app.services import clients
+
+    with app.test_request_context():
+        ids = [clients.create(actor="test", name=f"RP {n}", redirect_uris=[f"{RP}/cb"])[0].client_id for n in range(40)]
+        assert all(not client_id.startswith("-") for client_id in ids)
+        for bad in ("-x", "a b", "x" * 65, "名"):
+            with pytest.raises(ApiError):
+                clients.create(actor="test", name="X", redirect_uris=[f"{RP}/cb"], client_id=bad)
