@@ -246,8 +246,19 @@ def _routes(app: Flask) -> None:
             purchase = _store().buy(_person()["owner"], product)
         except LookupError:
             return redirect(url_for("join"))
-        return render_template("purchase.html", company=_store().company_of(_person()["owner"]),
-                               product=product, payment=purchase.payment)
+        # Post/redirect/get: reloading the confirmation must not buy again.
+        return redirect(url_for("purchase", purchase_id=purchase.id), code=303)
+
+    @app.get("/purchases/<int:purchase_id>")
+    def purchase(purchase_id: int):
+        if (to_login := _login_required()) is not None:
+            return to_login
+        owner = _person()["owner"]
+        found = _store().purchases_of(owner, purchase_id)
+        if not found:
+            abort(404)
+        return render_template("purchase.html", company=_store().company_of(owner),
+                               product=subsidy.product(found[0].product), payment=found[0].payment)
 
     @app.post("/logout")
     def logout():

@@ -125,12 +125,13 @@ class Store:
             bought_at = db.execute("SELECT bought_at FROM purchases WHERE id = ?", (purchase_id,)).fetchone()[0]
         return Purchase(purchase_id, product.id, payment, bought_at)
 
-    def purchases_of(self, owner: str) -> list[Purchase]:
+    def purchases_of(self, owner: str, purchase_id: int | None = None) -> list[Purchase]:
+        """The owner's company's purchases, newest first (or just the one with ``purchase_id``)."""
+        query = "SELECT p.* FROM purchases p JOIN companies c ON c.tax_id = p.tax_id WHERE c.owner = ?"
+        params: tuple = (owner,)
+        if purchase_id is not None:
+            query, params = query + " AND p.id = ?", (owner, purchase_id)
         with self._transaction() as db:
-            rows = db.execute(
-                "SELECT p.* FROM purchases p JOIN companies c ON c.tax_id = p.tax_id WHERE c.owner = ?"
-                " ORDER BY p.id DESC",
-                (owner,),
-            ).fetchall()
+            rows = db.execute(query + " ORDER BY p.id DESC", params).fetchall()
         return [Purchase(r["id"], r["product"], Payment(r["price"], r["points"], r["own_funds"]), r["bought_at"])
                 for r in rows]

@@ -275,9 +275,12 @@ def test_a_responsible_person_logs_in_with_the_card_joins_buys_and_logs_out(moce
 
     token = csrf_of(joined)
     bought = http.post(f"{market}/buy/pos", data={"csrf_token": token}, timeout=10)
-    assert bought.status_code == 200
+    assert bought.status_code == 200 and re.fullmatch(rf"{market}/purchases/\d+", bought.url)  # redirected
     split = dict(re.findall(r'id="([a-z-]+)">([\d,]+)<', bought.text))
     assert split == {"price": "36,000", "paid-points": "18,000", "own-funds": "18,000", "points": "12,000"}
+    reloaded = http.get(bought.url, timeout=10)  # a reload shows the purchase and buys nothing
+    assert dict(re.findall(r'id="([a-z-]+)">([\d,]+)<', reloaded.text)) == split
+    assert requests.get(bought.url, allow_redirects=False, timeout=10).status_code == 302  # not without a login
     again = dict(re.findall(r'id="([a-z-]+)">([\d,]+)<',
                             http.post(f"{market}/buy/pos", data={"csrf_token": token}, timeout=10).text))
     assert again == {"price": "36,000", "paid-points": "12,000", "own-funds": "24,000", "points": "0"}
