@@ -102,7 +102,8 @@ def test_fifty_parallel_guesses_evaluate_only_the_allowed_number_of_attempts(app
     cookie, code = registered
     wrong = "000000" if code != "000000" else "111111"
     maximum = app.config["EMAIL_CODE_MAX_ATTEMPTS"]
-    responses = _race(served, cookie, "/api/v1/account/verify-email", [{"code": wrong}] * (PARALLEL - 1) + [{"code": code}])
+    guesses = [{"code": wrong}] * (PARALLEL - 1) + [{"code": code}]
+    responses = _race(served, cookie, "/api/v1/account/verify-email", guesses)
 
     failures = _count(app, "account:email:failure")
     locks = _count(app, "account:email:locked")
@@ -110,7 +111,8 @@ def test_fifty_parallel_guesses_evaluate_only_the_allowed_number_of_attempts(app
     wrong_answers = [r.json() for r in responses if r.status_code == 400 and r.json()["error"] == "wrong_code"]
     # Every evaluated guess is one audited outcome, and each counts down attempts_left by one.
     assert len(wrong_answers) == failures
-    assert sorted((a["attempts_left"] for a in wrong_answers), reverse=True) == list(range(maximum - 1, maximum - 1 - failures, -1))
+    left = sorted((a["attempts_left"] for a in wrong_answers), reverse=True)
+    assert left == list(range(maximum - 1, maximum - 1 - failures, -1))
     with app.app_context():
         verification = db.session.scalar(select(EmailVerification))
         account = db.session.scalar(select(Account))
@@ -156,3 +158,18 @@ def test_fifty_parallel_resends_mail_exactly_one_code(app, served, registered, m
     assert _count(app, "account:email:code_sent") == 2  # the registration's and this one
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(EmailVerification)) == 2
+
+
+def test_a_code_out_of_attempts_under_a_lowered_maximum_locks_at_the_next_try(app, client, registered):
+    _, code = registered
+    with app.app_context():  # seven misses were allowed before the maximum came down to five
+        db.session.execute(update(EmailVerification).values(failed_attempts=7))
+        db.session.commit()
+    refused = client.post("/api/v1/account/verify-email", json={"code": code})
+    assert refused.status_code == 429 and refused.json["error"] == "too_many_attempts"
+    assert refused.json["retry_after"] > 0
+    assert _count(app, "account:email:locked") == 1 and _count(app, "account:email:confirmed") == 0
+    with app.app_context():
+        db.session.execute(update(EmailVerification).values(locked_until=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    assert client.post("/api/v1/account/verify-email", json={"code": code}).status_code == 200
