@@ -54,6 +54,9 @@ class Account(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a resend last claimed the right to mail a new code: one conditional UPDATE of it admits one
+    # resend per interval however many race (app/services/accounts.py resend_email_code).
+    email_code_resent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     phone: Mapped[str] = mapped_column(String(20))  # E.164
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     role: Mapped[str | None] = mapped_column(String(20))  # None | "auditor" | "admin" (app/admin)

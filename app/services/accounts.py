@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app, session
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from iccard import national_id as nid
@@ -80,52 +80,72 @@ def register(payload: dict) -> tuple[str, Account, bool]:
 
 
 def verify_email(account: Account, code: object) -> None:
-    config = current_app.config
-    now = utcnow()
+    """Confirm the account's address with its newest mailed code.
+
+    Raises :class:`ApiError`: ``no_pending_code``, ``code_expired`` (400), ``wrong_code`` (400, with
+    ``attempts_left``) or ``too_many_attempts`` (429, with ``retry_after``).
+
+    However many submissions race, exactly ``EMAIL_CODE_MAX_ATTEMPTS`` are compared with the code: each first
+    claims an attempt in one conditional UPDATE (:func:`_claim_attempt`), and only a request that won one
+    looks at the code. The claim keeps the code's row written (PostgreSQL's row lock, SQLite's write lock)
+    until this request commits, so its outcome, consumed or locked, is in place before the next claim is
+    decided. Rows are written in one order, code, then account, then the audit chain's head (``record``
+    last), and never through pending ORM changes that would only be flushed after the head at commit.
+    """
     verification = _latest_verification(account)
-    if verification is None or verification.verified_at is not None:
-        raise ApiError(400, "no_pending_code", _("There is no code waiting. Ask for a new one."))
-    if verification.locked_until is not None and verification.locked_until > now:
-        raise _locked(verification, now)
-    if verification.expires_at <= now:
-        raise ApiError(400, "code_expired", _("The code has expired. Ask for a new one."))
-    if not isinstance(code, str) or not hmac.compare_digest(_code_hash(verification.id, code.strip()), verification.code_hash):
-        # Count the miss in the database in one statement, so parallel guesses cannot share an attempt.
-        db.session.execute(
-            update(EmailVerification)
-            .where(EmailVerification.id == verification.id)
-            .values(failed_attempts=EmailVerification.failed_attempts + 1)
-        )
-        db.session.refresh(verification)
-        attempts_left = config["EMAIL_CODE_MAX_ATTEMPTS"] - verification.failed_attempts
-        if attempts_left <= 0:
-            verification.locked_until = now + config["EMAIL_CODE_LOCKOUT"]
-            verification.failed_attempts = 0
-            record(Tags.EMAIL_CODE_LOCKED, account=account, until=verification.locked_until.isoformat())
-            db.session.commit()
-            raise _locked(verification, now)
-        record(Tags.EMAIL_CODE_FAILURE, account=account, attempts_left=attempts_left)
-        db.session.commit()
-        raise ApiError(400, "wrong_code", _("That code is not right."), attempts_left=attempts_left)
-    verification.verified_at = now
-    account.email_verified_at = now
+    if verification is None:
+        raise _no_pending_code()
+    now = utcnow()
+    attempt = _claim_attempt(verification.id, now)
+    if attempt is None:
+        db.session.rollback()
+        raise _attempt_refused(account, verification.id, now)
+    if not _code_matches(verification, code):
+        raise _wrong_code(account, verification.id, attempt, now)
+    consumed = db.session.execute(
+        update(EmailVerification)
+        .where(EmailVerification.id == verification.id, EmailVerification.verified_at.is_(None))
+        .values(verified_at=now, failed_attempts=EmailVerification.failed_attempts - 1)  # the right code is no miss
+        .execution_options(synchronize_session=False)
+    )
+    if consumed.rowcount != 1:  # cannot happen while the claim holds the row; never confirm twice anyway
+        db.session.rollback()
+        raise _no_pending_code()
+    db.session.execute(
+        update(Account)
+        .where(Account.id == account.id)
+        .values(email_verified_at=now)
+        .execution_options(synchronize_session=False)
+    )
     record(Tags.EMAIL_CONFIRMED, account=account, email=verification.email)
     db.session.commit()
 
 
 def resend_email_code(account: Account) -> bool:
+    """Mail a new code, at most one per ``RESEND_INTERVAL`` per account however many requests race.
+
+    Returns whether the mail went out. Raises :class:`ApiError`: ``already_verified`` (400),
+    ``too_many_attempts`` or ``too_soon`` (429, with ``retry_after``).
+
+    The checks against the newest code give the usual answers, but they only read. What decides is one
+    conditional UPDATE of the account's ``email_code_resent_at`` (:func:`_claim_resend`): of parallel resends
+    exactly one finds it older than the interval and moves it; the others wait for its commit (PostgreSQL's
+    row lock, SQLite's write lock), then match nothing and are refused as too soon. The claim and the new
+    code commit together, before the mail is sent; that transaction never touches the audit chain, and the
+    one that records the sending touches nothing else, so there is no lock-order cycle.
+    """
     if account.email_verified:
-        raise ApiError(400, "already_verified", _("Your email address is already confirmed."))
+        raise _already_verified()
     now = utcnow()
     latest = _latest_verification(account)
     if latest is not None:
         if latest.locked_until is not None and latest.locked_until > now:
-            raise _locked(latest, now)
-        wait = latest.created_at + RESEND_INTERVAL - now
-        if wait.total_seconds() > 0:
-            raise ApiError(
-                429, "too_soon", _("A code was just sent. Please wait a minute."), retry_after=int(wait.total_seconds()) + 1
-            )
+            raise _locked(latest.locked_until, now)
+        if latest.created_at + RESEND_INTERVAL > now:
+            raise _too_soon(latest.created_at + RESEND_INTERVAL - now)
+    if not _claim_resend(account.id, now):
+        db.session.rollback()
+        raise _resend_refused(account.id, now)
     code = _new_email_code(account)
     db.session.commit()
     return _send_code(account, code)
@@ -252,8 +272,123 @@ def _send_code(account: Account, code: str) -> bool:
     return True
 
 
-def _locked(verification: EmailVerification, now: datetime) -> ApiError:
-    retry_after = int((verification.locked_until - now).total_seconds()) + 1
+def _claim_attempt(verification_id: int, now: datetime) -> int | None:
+    """Count one attempt at a code, in one statement; the attempt's number, or None if none may be made.
+
+    None when the code is confirmed, expired, locked or out of attempts. PostgreSQL rechecks the condition
+    on the newest row version after waiting for a concurrent claim's commit, so two claims never share a
+    number and none passes the maximum.
+    """
+    return db.session.execute(
+        update(EmailVerification)
+        .where(
+            EmailVerification.id == verification_id,
+            EmailVerification.verified_at.is_(None),
+            EmailVerification.expires_at > now,
+            or_(EmailVerification.locked_until.is_(None), EmailVerification.locked_until <= now),
+            EmailVerification.failed_attempts < current_app.config["EMAIL_CODE_MAX_ATTEMPTS"],
+        )
+        .values(failed_attempts=EmailVerification.failed_attempts + 1)
+        .returning(EmailVerification.failed_attempts)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+
+
+def _code_matches(verification: EmailVerification, code: object) -> bool:
+    if not isinstance(code, str):
+        return False
+    return hmac.compare_digest(_code_hash(verification.id, code.strip()), verification.code_hash)
+
+
+def _wrong_code(account: Account, verification_id: int, attempt: int, now: datetime) -> ApiError:
+    """Record a miss (the claim still holds the row); the last allowed one locks the code. Commits."""
+    attempts_left = current_app.config["EMAIL_CODE_MAX_ATTEMPTS"] - attempt
+    if attempts_left > 0:
+        record(Tags.EMAIL_CODE_FAILURE, account=account, attempts_left=attempts_left)
+        db.session.commit()
+        return ApiError(400, "wrong_code", _("That code is not right."), attempts_left=attempts_left)
+    return _lock(account, verification_id, now)
+
+
+def _lock(account: Account, verification_id: int, now: datetime, *only_if) -> ApiError:
+    """Lock the code for ``EMAIL_CODE_LOCKOUT``, with a fresh set of attempts after it. Commits.
+
+    ``only_if``: further conditions on the code's row, when this request does not hold it already.
+    """
+    until = now + current_app.config["EMAIL_CODE_LOCKOUT"]
+    locked = db.session.execute(
+        update(EmailVerification)
+        .where(EmailVerification.id == verification_id, *only_if)
+        .values(locked_until=until, failed_attempts=0)
+        .execution_options(synchronize_session=False)
+    )
+    if locked.rowcount != 1:  # another request locked it a moment ago: its lock ends within a second of this one
+        db.session.rollback()
+        return _locked(until, now)
+    record(Tags.EMAIL_CODE_LOCKED, account=account, until=until.isoformat())
+    db.session.commit()
+    return _locked(until, now)
+
+
+def _attempt_refused(account: Account, verification_id: int, now: datetime) -> ApiError:
+    """Why no attempt could be claimed, from the code as it is now (after the rollback)."""
+    verification = db.session.get(EmailVerification, verification_id, populate_existing=True)
+    if verification.verified_at is not None:
+        return _no_pending_code()
+    if verification.locked_until is not None and verification.locked_until > now:
+        return _locked(verification.locked_until, now)
+    if verification.expires_at <= now:
+        return ApiError(400, "code_expired", _("The code has expired. Ask for a new one."))
+    # Open and unlocked, yet out of attempts: the maximum was lowered after these misses. Lock it as the last
+    # miss would have; the conditions let one of parallel refusals do it.
+    return _lock(
+        account,
+        verification_id,
+        now,
+        EmailVerification.verified_at.is_(None),
+        or_(EmailVerification.locked_until.is_(None), EmailVerification.locked_until <= now),
+        EmailVerification.failed_attempts >= current_app.config["EMAIL_CODE_MAX_ATTEMPTS"],
+    )
+
+
+def _claim_resend(account_id: int, now: datetime) -> bool:
+    """Take the right to mail a new code, in one statement: true for one request per ``RESEND_INTERVAL``."""
+    claimed = db.session.execute(
+        update(Account)
+        .where(
+            Account.id == account_id,
+            Account.email_verified_at.is_(None),
+            or_(Account.email_code_resent_at.is_(None), Account.email_code_resent_at <= now - RESEND_INTERVAL),
+        )
+        .values(email_code_resent_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return claimed.rowcount == 1
+
+
+def _resend_refused(account_id: int, now: datetime) -> ApiError:
+    account = db.session.get(Account, account_id, populate_existing=True)
+    if account.email_verified:
+        return _already_verified()
+    return _too_soon(account.email_code_resent_at + RESEND_INTERVAL - now)
+
+
+def _no_pending_code() -> ApiError:
+    return ApiError(400, "no_pending_code", _("There is no code waiting. Ask for a new one."))
+
+
+def _already_verified() -> ApiError:
+    return ApiError(400, "already_verified", _("Your email address is already confirmed."))
+
+
+def _too_soon(wait: timedelta) -> ApiError:
+    return ApiError(
+        429, "too_soon", _("A code was just sent. Please wait a minute."), retry_after=int(wait.total_seconds()) + 1
+    )
+
+
+def _locked(until: datetime, now: datetime) -> ApiError:
+    retry_after = int((until - now).total_seconds()) + 1
     return ApiError(
         429,
         "too_many_attempts",
