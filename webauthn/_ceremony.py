@@ -73,8 +73,23 @@ def check_client_data(
         raise WebAuthnError("origin_mismatch", f"clientData.origin {client_data.origin!r} is not expected")
     if client_data._data.get("crossOrigin") is True:
         raise WebAuthnError("cross_origin", "the ceremony ran in a cross-origin frame")
-    token_binding = client_data._data.get("tokenBinding")
-    if isinstance(token_binding, dict) and token_binding.get("status") == "present":
+    check_token_binding(client_data)
+
+
+TOKEN_BINDING_STATUSES = ("present", "supported")  # WebAuthn L2 §5.8.1 TokenBindingStatus
+
+
+def check_token_binding(client_data: CollectedClientData) -> None:
+    """§7.1 step 10 / §7.2 step 14. fido2 does not look at tokenBinding. When the member is there it must
+    be an object whose status is one of the two the spec defines; "present" means the browser used Token
+    Binding on this TLS connection, which our TLS cannot verify, so it is refused too."""
+    if "tokenBinding" not in client_data._data:
+        return
+    token_binding = client_data._data["tokenBinding"]
+    status = token_binding.get("status") if isinstance(token_binding, dict) else None
+    if status not in TOKEN_BINDING_STATUSES:
+        raise WebAuthnError("token_binding_invalid", f"clientData.tokenBinding {token_binding!r:.80} is not valid")
+    if status == "present":
         raise WebAuthnError("token_binding_unsupported", "Token Binding was used; this server cannot check it")
 
 

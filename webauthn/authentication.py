@@ -47,12 +47,16 @@ def verify_authentication(
     current_sign_count: int,
     require_user_verification: bool = True,
     credential_id: bytes | None = None,
+    user_handle: bytes | None = None,
 ) -> VerifiedAuthentication:
     """Verify the browser's ``PublicKeyCredential.toJSON()`` of a ``navigator.credentials.get()``.
 
     The caller looks the credential up by its ``rawId`` and passes its stored COSE public key and
     signature counter; giving that id as ``credential_id`` as well makes the function check that the
-    response is for it (``credential_mismatch`` otherwise).
+    response is for it (``credential_mismatch`` otherwise). ``user_handle``: the user id the credential
+    was registered with (``user.id`` of the creation options); a response whose ``userHandle`` names
+    anyone else is refused (§7.2 step 6, ``user_handle_mismatch``). A response may leave it out (or
+    empty): then there is nothing to compare, the credential id alone names the owner.
 
     Sign counter (§6.1.1): when either the stored or the received counter is non-zero, the received one
     must be strictly greater; both zero (what most phones send) is accepted. The signature is checked
@@ -63,8 +67,9 @@ def verify_authentication(
     Raises ``SignCountRegression`` (an ``AuthenticationRejected`` with ``possibly_cloned`` True) when the
     counter did not increase, and ``AuthenticationRejected`` with ``.reason`` one of ``malformed``,
     ``credential_mismatch``, ``wrong_type``, ``challenge_mismatch``, ``origin_mismatch``,
-    ``cross_origin``, ``token_binding_unsupported``, ``rp_id_mismatch``, ``user_not_present``,
-    ``user_not_verified``, ``unsupported_algorithm``, ``bad_signature``; nothing else escapes for any
+    ``cross_origin``, ``token_binding_invalid``, ``token_binding_unsupported``, ``user_handle_mismatch``,
+    ``rp_id_mismatch``, ``user_not_present``, ``user_not_verified``, ``unsupported_algorithm``,
+    ``bad_signature``; nothing else escapes for any
     ``credential`` value. Raises ``TypeError``/``ValueError`` only for wrong arguments from the caller.
     """
     _ceremony.check_arguments(expected_challenge, expected_rp_id)
@@ -73,6 +78,8 @@ def verify_authentication(
         raise ValueError("current_sign_count must be a non-negative integer")
     if not isinstance(credential_public_key, (bytes, bytearray, memoryview)):
         raise TypeError("credential_public_key must be the stored COSE_Key bytes")
+    if user_handle is not None and (not isinstance(user_handle, bytes) or not user_handle):
+        raise TypeError("user_handle must be the non-empty user id bytes the credential was registered with")
     try:
         return _verify(
             credential,
@@ -83,6 +90,7 @@ def verify_authentication(
             current_sign_count=current_sign_count,
             require_user_verification=require_user_verification,
             expected_credential_id=credential_id,
+            expected_user_handle=user_handle,
         )
     except SignCountRegression:
         raise
@@ -105,6 +113,7 @@ def _verify(
     current_sign_count: int,
     require_user_verification: bool,
     expected_credential_id: bytes | None,
+    expected_user_handle: bytes | None,
 ) -> VerifiedAuthentication:
     credential = mapping(credential, "credential")
     if credential.get("type") != "public-key":
@@ -124,6 +133,8 @@ def _verify(
         raise WebAuthnError("credential_mismatch", "id and rawId differ")
     if expected_credential_id is not None and not bytes_eq(raw_id, bytes(expected_credential_id)):
         raise WebAuthnError("credential_mismatch", "the response is for another credential")
+    if expected_user_handle is not None and user_handle and not bytes_eq(user_handle, expected_user_handle):
+        raise WebAuthnError("user_handle_mismatch", "userHandle is not the user the credential was registered for")
 
     client_data = _ceremony.parse_client_data(client_data_json)
     auth_data = _ceremony.parse_authenticator_data(authenticator_data)

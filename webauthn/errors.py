@@ -12,7 +12,10 @@ Reasons used:
 ``challenge_mismatch``              clientData.challenge is not the one the server issued
 ``origin_mismatch``                 clientData.origin is not an expected origin
 ``cross_origin``                    the ceremony ran in a cross-origin iframe (clientData.crossOrigin)
+``token_binding_invalid``           clientData.tokenBinding is there but not an object whose status is
+                                    "present" or "supported"
 ``token_binding_unsupported``       clientData says Token Binding was used; we cannot check it
+``user_handle_mismatch``            an assertion's userHandle is not the user the credential was registered for
 ``rp_id_mismatch``                  authenticator data is for another RP ID
 ``user_not_present``                the UP flag is not set
 ``user_not_verified``               UV was required and the UV flag is not set

@@ -76,7 +76,7 @@ def verify_registration(
     Returns a :class:`VerifiedRegistration`.
 
     Raises ``RegistrationRejected`` with ``.reason`` one of ``malformed``, ``wrong_type``,
-    ``challenge_mismatch``, ``origin_mismatch``, ``cross_origin``, ``token_binding_unsupported``,
+    ``challenge_mismatch``, ``origin_mismatch``, ``cross_origin``, ``token_binding_invalid``, ``token_binding_unsupported``,
     ``rp_id_mismatch``, ``user_not_present``, ``user_not_verified``, ``credential_mismatch``,
     ``unsupported_algorithm``, ``unsupported_attestation_format``, ``attestation_invalid``,
     ``attestation_untrusted``; nothing else escapes for any ``credential`` value. Raises ``TypeError`` or

@@ -256,7 +256,7 @@ def revoke():
 def userinfo():
     try:
         access = _protector().acquire_token(["openid"])
-    except OAuth2Error as error:  # invalid_token / insufficient_scope, with WWW-Authenticate
+    except OAuth2Error as error:  # no token, invalid_token, insufficient_scope: each with its WWW-Authenticate
         response = jsonify(dict(error.get_body()))
         response.status_code = error.status_code
         response.headers.update(dict(error.get_headers()))

@@ -11,16 +11,26 @@ import time
 from datetime import datetime, timezone
 
 from authlib.common.security import generate_token
-from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, grants
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.integrations.flask_oauth2 import ResourceProtector as FlaskResourceProtector
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
+    InvalidRequestError,
+    MissingAuthorizationError,
+    UnsupportedTokenTypeError,
+    grants,
+)
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import OpenIDJWTAuthenticationRequest
 from authlib.oidc.core import grants as oidc_grants
 from authlib.oidc.core.util import create_half_hash
 from flask import Flask, current_app
+from flask import request as flask_request
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import exists, or_, select, update
@@ -337,6 +347,36 @@ def id_token(
     return jwt.encode(header, payload, key.key, [key.alg])
 
 
+class NoRequestObjects(OpenIDJWTAuthenticationRequest):
+    """OIDC Core §6: neither ``request`` nor ``request_uri`` is taken (discovery says so); Authlib answers
+    ``request_not_supported`` / ``request_uri_not_supported``. Per §3.1.2.6 the error goes to the redirect URI
+    (with the state) only when the client and that URI are registered; otherwise the view shows its error page.
+    Requests without either parameter are left to the grant, as before."""
+
+    def __init__(self) -> None:
+        super().__init__(support_request=False, support_request_uri=False)
+
+    def parse_authorization_request(self, authorization_server, request) -> None:
+        data = request.payload.data
+        if "request" not in data and "request_uri" not in data:
+            return
+        try:
+            super().parse_authorization_request(authorization_server, request)
+        except OAuth2Error as error:
+            error.redirect_uri = _registered_redirect_uri(request)
+            raise
+
+
+def _registered_redirect_uri(request) -> str | None:
+    client = query_client(request.payload.client_id)
+    if client is None:
+        return None
+    try:
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
+    except InvalidRequestError:
+        return None
+
+
 class PrivateKeyJwt(JWTBearerClientAssertion):
     """``private_key_jwt``: an assertion signed with a key from the client's registered JWKS."""
 
@@ -397,6 +437,54 @@ class BearerValidator(BearerTokenValidator):
         )
 
 
+class NoCredentials(MissingAuthorizationError):
+    """RFC 6750 §3.1: a request without any credentials (or with another scheme) hears a bare
+    ``WWW-Authenticate: Bearer``, no error code; the JSON body still says what is missing."""
+
+    description = "An access token is required (Authorization: Bearer, or access_token in a form body)."
+
+    def __init__(self) -> None:
+        super().__init__(auth_type="Bearer")
+
+    def get_headers(self):
+        return [*OAuth2Error.get_headers(self), ("WWW-Authenticate", "Bearer")]
+
+
+class TwoCredentials(InvalidRequestError):
+    """RFC 6750 §2: a client must not send the token more than one way."""
+
+    def get_headers(self):
+        challenge = f'Bearer error="{self.error}", error_description="{self.get_error_description()}"'
+        return [*super().get_headers(), ("WWW-Authenticate", challenge)]
+
+
+class ResourceProtector(FlaskResourceProtector):
+    """Authlib's, with the token taken as RFC 6750 allows: the Authorization header (§2.1) or an
+    ``access_token`` in a form-encoded POST body (§2.2); never the query string (§2.3, not offered)."""
+
+    def parse_request_authorization(self, request):
+        body_token = _form_body_token()
+        if request.headers.get("Authorization"):
+            if body_token is not None:
+                raise TwoCredentials("The access token was sent both in the header and in the body.")
+            try:
+                return super().parse_request_authorization(request)
+            except UnsupportedTokenTypeError:
+                raise NoCredentials() from None
+        if body_token is None:
+            raise NoCredentials()
+        return self.get_token_validator(BearerValidator.TOKEN_TYPE), body_token
+
+
+def _form_body_token() -> str | None:
+    """``access_token`` of a single-part form-encoded body of a request that is not GET (RFC 6750 §2.2).
+
+    Read from Flask's request: the one Authlib's protector passes on carries a JSON payload, not the form."""
+    if flask_request.method == "GET" or flask_request.mimetype != "application/x-www-form-urlencoded":
+        return None
+    return flask_request.form.get("access_token")
+
+
 def _live_tokens():
     """Tokens that may still be used: an enabled client, an unlocked account, and not obtained through a
     phone that has since been suspended or revoked (the admin's action counts from the next request)."""
@@ -424,6 +512,7 @@ def create_server(app: Flask) -> tuple[AuthorizationServer, ResourceProtector]:
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode(require_nonce=False)])
     server.register_grant(RefreshTokenGrant)
     server.register_endpoint(Revocation)
+    server.register_extension(NoRequestObjects())
     protector = ResourceProtector()
     protector.register_token_validator(BearerValidator())
     return server, protector

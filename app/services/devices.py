@@ -356,7 +356,9 @@ def renew(account: Account, auth_session: AuthSession, device_id: int) -> Device
 def verify_assertion(device: Device, credential: dict, challenge: bytes) -> webauthn.VerifiedAuthentication:
     """Check a phone's answer to a login challenge for ``device`` (the login flow calls this).
 
-    User verification is required and the sign counter must move on. A counter that went back means the
+    User verification is required, the sign counter must move on, and a ``userHandle`` in the answer must
+    be the one the device was bound with (WebAuthn §7.2 step 6: the login finds the device by its
+    credential id, the handle must not name someone else). A counter that went back means the
     key may have been copied: the device is marked possibly cloned and the event audited (committed),
     and the login refused. On success the device's counter and last use are updated, not committed: the
     caller commits them with its own change. Raises :class:`ApiError`.
@@ -372,6 +374,8 @@ def verify_assertion(device: Device, credential: dict, challenge: bytes) -> weba
             credential_public_key=device.public_key,
             current_sign_count=device.sign_count,
             credential_id=device.credential_id,
+            # The user.id its binding's options gave (a function of the account, which a device never leaves).
+            user_handle=_user_handle(device.account),
         )
     except webauthn.SignCountRegression as exc:
         device.possibly_cloned = True

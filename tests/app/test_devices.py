@@ -460,3 +460,42 @@ def test_a_trust_policy_requiring_roots_refuses_self_attested_phones(person, pho
     _, token = _start(person)
     response = _bind(phone_http, phone, token)
     assert response.status_code == 400 and response.get_json()["error"] == "attestation_untrusted"
+
+
+@pytest.mark.parametrize("token_binding", [{"status": "bogus"}, "supported"])
+def test_a_binding_whose_client_data_has_an_invalid_token_binding_is_refused(
+    person, phone_http, phone, app, monkeypatch, token_binding
+):
+    """WebAuthn L2 §7.1 step 10. The answer to a challenge is checked after its binding token is consumed
+    (one winner when phones race), so a refused answer ends the binding, as any refused answer does."""
+    binding_id, token = _start(person)
+    _client_data_with(monkeypatch, tokenBinding=token_binding)
+    response = _bind(phone_http, phone, token)
+    assert response.status_code == 400 and response.get_json()["error"] == "token_binding_invalid"
+    assert response.get_json()["message"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Device)) == 0
+    assert person.get(f"/api/v1/bindings/{binding_id}").get_json() == {
+        "status": "failed", "reason": "token_binding_invalid"
+    }
+    assert "device:binding:failure" in _tags(app)
+
+
+def test_a_binding_whose_client_data_says_token_binding_is_supported_binds(person, phone_http, phone, monkeypatch):
+    _, token = _start(person)
+    _client_data_with(monkeypatch, tokenBinding={"status": "supported"})
+    assert _bind(phone_http, phone, token).status_code == 201
+
+
+def _client_data_with(monkeypatch, **members):
+    """Make the software phone's browser add ``members`` to the clientDataJSON it has the authenticator sign."""
+    import json
+
+    from webauthn.phone import browser
+
+    plain = browser._client_data
+
+    def with_members(kind, challenge, origin):
+        return json.dumps({**json.loads(plain(kind, challenge, origin)), **members}, separators=(",", ":")).encode()
+
+    monkeypatch.setattr(browser, "_client_data", with_members)

@@ -159,6 +159,39 @@ def test_wrong_origin_rp_id_challenge_and_type_each_have_their_reason(challenge)
     )
 
 
+def test_token_binding_present_is_refused_and_supported_is_fine(challenge):
+    authenticator = SoftAuthenticator()
+    present = authenticator.get(challenge=challenge, client_extra={"tokenBinding": {"status": "present", "id": "x"}})
+    refused(authenticator, present, challenge, "token_binding_unsupported")
+    supported = authenticator.get(challenge=challenge, client_extra={"tokenBinding": {"status": "supported"}})
+    assert login(authenticator, supported, challenge).user_verified
+
+
+@pytest.mark.parametrize(
+    "token_binding",
+    [{"status": "bogus"}, {"status": "not-supported"}, {}, {"status": None}, "supported", ["present"], 1, None],
+)
+def test_token_binding_that_is_not_an_object_with_a_known_status_is_refused(token_binding, challenge):
+    """WebAuthn L2 §7.2 step 14: when present, tokenBinding.status is "present" or "supported"."""
+    authenticator = SoftAuthenticator()
+    assertion = authenticator.get(challenge=challenge, client_extra={"tokenBinding": token_binding})
+    refused(authenticator, assertion, challenge, "token_binding_invalid")
+
+
+def test_a_user_handle_is_compared_when_the_caller_gives_the_expected_one(challenge):
+    """§7.2 step 6: a response that names a user must name the credential's owner."""
+    authenticator = SoftAuthenticator(user_handle=b"owner-handle")
+    result = login(authenticator, authenticator.get(challenge=challenge), challenge, user_handle=b"owner-handle")
+    assert result.user_handle == b"owner-handle"
+    absent = authenticator.get(challenge=challenge, user_handle=None)  # optional for the authenticator
+    assert login(authenticator, absent, challenge, user_handle=b"owner-handle").user_handle is None
+    other = authenticator.get(challenge=challenge, user_handle=b"someone-else")
+    refused(authenticator, other, challenge, "user_handle_mismatch", user_handle=b"owner-handle")
+    empty = authenticator.get(challenge=challenge, user_handle=b"")  # names nobody: as if absent
+    assert login(authenticator, empty, challenge, user_handle=b"owner-handle").user_handle is None
+    assert login(authenticator, other, challenge).user_handle == b"someone-else"  # not asked: not compared
+
+
 @pytest.mark.parametrize("eligible, state", [(False, False), (True, False), (True, True)])
 def test_backup_flags_are_carried_through(eligible, state, challenge):
     authenticator = SoftAuthenticator(backup_eligible=eligible, backup_state=state)

@@ -139,6 +139,16 @@ def test_token_binding_present_is_refused_and_supported_is_fine(challenge):
     assert register(supported, challenge).fmt == "packed"
 
 
+@pytest.mark.parametrize(
+    "token_binding",
+    [{"status": "bogus"}, {"status": "not-supported"}, {}, {"status": None}, "supported", ["present"], 1, None],
+)
+def test_token_binding_that_is_not_an_object_with_a_known_status_is_refused(token_binding, challenge):
+    """WebAuthn L2 §7.1 step 10: when present, tokenBinding.status is "present" or "supported"."""
+    credential = SoftAuthenticator().create(challenge=challenge, client_extra={"tokenBinding": token_binding})
+    refused(credential, challenge, "token_binding_invalid")
+
+
 def test_id_and_raw_id_that_differ_are_credential_mismatch(challenge):
     credential = SoftAuthenticator().create(challenge=challenge)
     credential["id"] = b64url(os.urandom(32))

@@ -263,3 +263,50 @@ def test_another_browser_cannot_use_the_passkey_endpoints(issuer, pki, discovery
     started = computer.start(url)
     other = Computer(issuer, pki)
     assert other.post(f"/api/v1/login-requests/{started['login_request_id']}/passkey/options", {}).status_code == 404
+
+
+@pytest.mark.parametrize("token_binding", [{"status": "bogus"}, ["present"]])
+def test_a_phone_answer_with_an_invalid_token_binding_is_refused(
+    app, discovery, rp_client, phone, computer, monkeypatch, token_binding
+):
+    """WebAuthn L2 §7.2 step 14. The login token is consumed before its answer is checked (the challenge is
+    single use), so the refusal fails this login request; the computer shows why."""
+    from tests.app.test_devices import _client_data_with
+
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    request = phone.login_request(started["url"])
+    _client_data_with(monkeypatch, tokenBinding=token_binding)
+    with pytest.raises(ServerError) as refused:
+        phone.approve(request)
+    assert refused.value.status == 401 and refused.value.code == "token_binding_invalid"
+    assert computer.status(started["login_request_id"]).json() == {"status": "failed", "reason": "token_binding_invalid"}
+    assert _events(app, "mobile:login:failure")[0]["reason"] == "token_binding_invalid"
+
+
+def test_a_phone_answer_whose_token_binding_is_supported_logs_in(discovery, rp_client, phone, computer, monkeypatch):
+    from tests.app.test_devices import _client_data_with
+
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    _client_data_with(monkeypatch, tokenBinding={"status": "supported"})
+    assert phone.login(started["url"]) == {"status": "approved"}
+
+
+def test_a_phone_answer_naming_another_user_is_refused_and_audited(app, discovery, rp_client, phone, computer):
+    """WebAuthn §7.2 step 6: the device is found by its credential id; a userHandle (not signed by the
+    authenticator) that names anyone but the user the device was bound for is refused."""
+    import base64
+
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    request = phone.login_request(started["url"])
+    credential = phone.browser.get(request.public_key, origin=request.link.origin)
+    assert credential["response"]["userHandle"]  # the software phone returns the handle it was bound with
+    credential["response"]["userHandle"] = base64.urlsafe_b64encode(b"someone else's id").rstrip(b"=").decode()
+    with pytest.raises(ServerError) as refused:
+        phone._post(request.link.api_url("complete"), {"credential": credential}, expected_status=200)
+    assert refused.value.status == 401 and refused.value.code == "user_handle_mismatch"
+    assert computer.status(started["login_request_id"]).json() == {"status": "failed", "reason": "user_handle_mismatch"}
+    failure = _events(app, "mobile:login:failure")[0]
+    assert failure["reason"] == "user_handle_mismatch" and failure["device"] is not None
