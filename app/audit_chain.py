@@ -89,6 +89,10 @@ def append(session: Session, event: AuditEvent) -> None:
     Holds the chain's head until the session's transaction ends. ``event.details`` must already be
     :func:`as_stored`. Raises :class:`ChainHeadMissing` on an unmigrated database.
     """
+    # Pending ORM changes first: written now, their rows are locked before the head, in the same order as in
+    # every other transaction; left to the commit they would be written after it, and two transactions taking
+    # a row and the head in opposite orders deadlock on PostgreSQL.
+    session.flush()
     # A write first: it is what takes the lock (see the module docstring).
     prev_hash = session.execute(
         _head.update()

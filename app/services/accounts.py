@@ -146,7 +146,8 @@ def resend_email_code(account: Account) -> bool:
     if not _claim_resend(account.id, now):
         db.session.rollback()
         raise _resend_refused(account.id, now)
-    code = _new_email_code(account)
+    # The misses at the code it replaces carry over: a resend is no way to a fresh set of guesses.
+    code = _new_email_code(account, failed_attempts=latest.failed_attempts if latest is not None else 0)
     db.session.commit()
     return _send_code(account, code)
 
@@ -234,12 +235,13 @@ def _latest_verification(account: Account) -> EmailVerification | None:
     )
 
 
-def _new_email_code(account: Account) -> str:
+def _new_email_code(account: Account, *, failed_attempts: int = 0) -> str:
     code = f"{secrets.randbelow(1_000_000):06d}"
     verification = EmailVerification(
         account_id=account.id,
         email=account.email,
         code_hash="",
+        failed_attempts=failed_attempts,
         expires_at=utcnow() + current_app.config["EMAIL_CODE_TTL"],
     )
     db.session.add(verification)

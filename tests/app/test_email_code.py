@@ -173,3 +173,20 @@ def test_a_code_out_of_attempts_under_a_lowered_maximum_locks_at_the_next_try(ap
         db.session.execute(update(EmailVerification).values(locked_until=utcnow() - timedelta(seconds=1)))
         db.session.commit()
     assert client.post("/api/v1/account/verify-email", json={"code": code}).status_code == 200
+
+
+def test_a_resent_code_keeps_the_misses_made_at_the_one_it_replaces(app, client, registered, mailbox):
+    _, code = registered
+    wrong = "000000" if code != "000000" else "111111"
+    misses = [client.post("/api/v1/account/verify-email", json={"code": wrong}) for _ in range(4)]
+    assert [m.json["attempts_left"] for m in misses] == [4, 3, 2, 1]
+    with app.app_context():  # the resend interval has passed
+        db.session.execute(update(Account).values(email_code_resent_at=utcnow() - timedelta(minutes=2)))
+        db.session.execute(update(EmailVerification).values(created_at=utcnow() - timedelta(minutes=2)))
+        db.session.commit()
+    assert client.post("/api/v1/account/email-code").status_code == 200
+    new_code = re.search(r"\b(\d{6})\b", mailbox.messages[-1].get_payload(decode=True).decode()).group(1)
+    other = "000000" if new_code != "000000" else "111111"
+    refused = client.post("/api/v1/account/verify-email", json={"code": other})
+    assert refused.status_code == 429 and refused.json["error"] == "too_many_attempts"  # the fifth miss, not the first
+    assert _count(app, "account:email:locked") == 1
