@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import click
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -112,7 +113,9 @@ def debugging_problems(debug: bool | None, *, use_debugger: bool = False, use_re
     running command (the factory runs inside it)."""
     problems = []
     if debug:
-        problems.append("debug mode must be off in production (FLASK_DEBUG, --debug, app.debug): its debugger runs code")
+        problems.append(
+            "debug mode must be off in production (FLASK_DEBUG, --debug, app.debug): its debugger runs code"
+        )
     run = _running_command_parameters()
     if use_debugger or run.get("debugger"):
         problems.append("the debugger must be off in production (--debugger, use_debugger)")
@@ -122,10 +125,6 @@ def debugging_problems(debug: bool | None, *, use_debugger: bool = False, use_re
 
 
 def _running_command_parameters() -> dict:
-    try:
-        import click
-    except ImportError:  # pragma: no cover - Flask depends on click
-        return {}
     context = click.get_current_context(silent=True)
     return dict(context.params) if context is not None and context.command.name == "run" else {}
 
