@@ -13,7 +13,7 @@ from config import BASE_DIR, Config, config_from_env
 from .errors import error_response, register_error_handlers
 from .extensions import babel, csrf, db, limiter, login_manager, migrate
 from .i18n import LANGUAGE_LABELS, select_locale
-from .security import add_security_headers, check_production
+from .security import add_security_headers, check_production, debugging_problems, refuse
 
 
 class DatabaseId(IntegerConverter):
@@ -25,16 +25,44 @@ class DatabaseId(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+class MoCertFlask(Flask):
+    """Flask whose debug mode production refuses after the factory too: ``flask run`` sets ``app.debug``
+    from FLASK_DEBUG once the factory has returned, and ``app.run(debug=True)`` or ``use_debugger`` /
+    ``use_reloader`` start Werkzeug's debugger or reloader without the factory seeing them."""
+
+    production = False
+
+    @property
+    def debug(self) -> bool:
+        return Flask.debug.fget(self)
+
+    @debug.setter
+    def debug(self, value: bool) -> None:
+        if value and self.production:
+            refuse(debugging_problems(value))
+        Flask.debug.fset(self, value)
+
+    def run(self, host=None, port=None, debug=None, load_dotenv=True, **options):
+        if self.production:
+            problems = debugging_problems(
+                debug, use_debugger=options.get("use_debugger", False), use_reloader=options.get("use_reloader", False)
+            )
+            if problems:
+                refuse(problems)
+        return super().run(host, port, debug, load_dotenv, **options)
+
+
 def create_app(config: Config | None = None) -> Flask:
     config = config or config_from_env()
-    app = Flask(__name__, instance_path=str(config.INSTANCE_DIR), instance_relative_config=False)
+    app = MoCertFlask(__name__, instance_path=str(config.INSTANCE_DIR), instance_relative_config=False)
     app.config.from_object(config)
     app.url_map.converters["int"] = DatabaseId  # before any route is added
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     if config.ENV_NAME == "production":
-        check_production(app.config)
+        app.production = True
+        check_production(app.config)  # DEBUG here is FLASK_DEBUG, read by Flask() itself
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))

@@ -1,17 +1,43 @@
-"""Production refuses to start with development secrets or the demo PKI."""
+"""Production refuses to start with development secrets, the demo PKI, the debugger or per-worker limits."""
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from pathlib import Path
 
+import click
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from iccard.demo_pki import ISSUER_NAME, MOBILE_CA_NAME, ROOT_NAME
 
 
+# gunicorn's master halts ("App failed to load.") when a worker exits with this status; any other status
+# and it boots a new worker, which is refused again, forever.
+APP_LOAD_ERROR = 4
+
+SECRETS = ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY", "OIDC_PAIRWISE_KEY")
+
+
 class UnsafeConfiguration(SystemExit):
-    pass
+    """The process exits with status 4 (see APP_LOAD_ERROR); the reason is its text. Raise it with refuse()."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(APP_LOAD_ERROR)
+        self.problems = problems
+        self.reason = "refusing to start in production:\n  - " + "\n  - ".join(problems)
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def refuse(problems: list[str]) -> None:
+    """End the process with the reason on stderr: an integer exit status is printed by nobody (not Python,
+    not gunicorn, not flask run), so the reason is written here, where every one of them shows it."""
+    refusal = UnsafeConfiguration(problems)
+    print(refusal.reason, file=sys.stderr, flush=True)
+    raise refusal
 
 
 # Every page: scripts and styles from this server only (translations travel as JSON data blocks, not
@@ -34,10 +60,26 @@ def add_security_headers(response):
 
 def check_production(config) -> None:
     problems = []
-    for name in ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY", "OIDC_PAIRWISE_KEY"):
+    for name in SECRETS:
         value = config.get(name)
         if not value or len(value) < 32:
             problems.append(f"MOCERT_{name} must be set to a random value of at least 32 characters")
+        elif weakness := secret_weakness(value):
+            problems.append(f"MOCERT_{name} must be set to a random value, not one that {weakness}")
+    for index, first in enumerate(SECRETS):
+        for second in SECRETS[index + 1:]:
+            if config.get(first) and config.get(first) == config.get(second):
+                # One key for two purposes: whoever learns it for one (sessions) can compute the other
+                # (national-ID hashes, pairwise subjects).
+                problems.append(f"MOCERT_{first} and MOCERT_{second} must differ")
+    problems.extend(debugging_problems(config.get("DEBUG")))
+    storage = (config.get("RATELIMIT_STORAGE_URI") or "memory://").lower()
+    if storage.startswith("memory:"):
+        # Each worker would count alone: with 4 workers a 30/minute limit lets about 120 through.
+        problems.append(
+            "MOCERT_RATELIMIT_STORAGE_URI must be shared storage, not memory:// (each worker would count "
+            "alone); e.g. redis://127.0.0.1:6379"
+        )
     if config.get("SERVE_DEMO_PKI"):
         problems.append("MOCERT_SERVE_DEMO_PKI must be off in production")
     demo_dir = Path(config["DEMO_PKI_DIR"]).resolve()
@@ -61,7 +103,47 @@ def check_production(config) -> None:
         # The limits are what stop guessing: login challenges, phone codes, typed national IDs.
         problems.append("MOCERT_RATELIMIT_ENABLED must stay on in production")
     if problems:
-        raise UnsafeConfiguration("refusing to start in production:\n  - " + "\n  - ".join(problems))
+        refuse(problems)
+
+
+def debugging_problems(debug: bool | None, *, use_debugger: bool = False, use_reloader: bool = False) -> list[str]:
+    """What of Werkzeug's debugger or reloader is switched on: the debug flag (FLASK_DEBUG, which
+    ``flask --debug`` and ``flask run --debug`` also set), and ``flask run --debugger`` / ``--reload``, which
+    wrap the app without touching the flag and are visible here only through the click context of the
+    running command (the factory runs inside it)."""
+    problems = []
+    if debug:
+        problems.append(
+            "debug mode must be off in production (FLASK_DEBUG, --debug, app.debug): its debugger runs code"
+        )
+    run = _running_command_parameters()
+    if use_debugger or run.get("debugger"):
+        problems.append("the debugger must be off in production (--debugger, use_debugger)")
+    if use_reloader or run.get("reload"):
+        problems.append("the reloader must be off in production (--reload, use_reloader)")
+    return problems
+
+
+def _running_command_parameters() -> dict:
+    context = click.get_current_context(silent=True)
+    return dict(context.params) if context is not None and context.command.name == "run" else {}
+
+
+def secret_weakness(value: str) -> str | None:
+    """Why a value of 32+ characters is no random secret, or None. Only patterns a random value cannot show
+    by chance: fewer distinct neighbouring pairs than half the pairs (`ssss…`, `changemechangeme…`,
+    `1234567890…`), a repetition of its own first half or less (`0123456789abcdef` twice), or one step
+    between neighbours for more than half of them (`abcdef…`, `zyxw…`, `acegi…`). 300,000 draws each of
+    `openssl rand -hex 16` and of 32 random digits met none of them."""
+    pairs = len(value) - 1
+    if 2 * len({value[i:i + 2] for i in range(pairs)}) < pairs:
+        return "repeats itself"
+    if any(value[period:] == value[:-period] for period in range(1, len(value) // 2 + 1)):
+        return "repeats itself"
+    [(_, count)] = Counter(ord(b) - ord(a) for a, b in zip(value, value[1:])).most_common(1)
+    if 2 * count > pairs:
+        return "runs through the alphabet or the digits"
+    return None
 
 
 def _is_demo_certificate(path: Path) -> bool:

@@ -1,19 +1,49 @@
 """Settings come from MOCERT_* variables; production refuses development secrets and the demo PKI."""
 
+import base64
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
 import pytest
 
 from config import ProductionConfig, config_from_env
 
+REDIS_URL = os.environ.get("MOCERT_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
 
 @pytest.fixture
 def production_env(monkeypatch, tmp_path):
+    for name in ("FLASK_DEBUG", "FLASK_RUN_FROM_CLI"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MOCERT_ENV", "production")
     monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
-    monkeypatch.setenv("MOCERT_SECRET_KEY", "s" * 64)
-    monkeypatch.setenv("MOCERT_OIDC_PAIRWISE_KEY", "p" * 64)
-    monkeypatch.setenv("MOCERT_NATIONAL_ID_HMAC_KEY", "h" * 64)
+    monkeypatch.setenv("MOCERT_SECRET_KEY", secrets.token_hex(32))
+    monkeypatch.setenv("MOCERT_OIDC_PAIRWISE_KEY", secrets.token_hex(32))
+    monkeypatch.setenv("MOCERT_NATIONAL_ID_HMAC_KEY", secrets.token_hex(32))
     monkeypatch.setenv("MOCERT_PUBLIC_URL", "https://login.example.tw")
+    monkeypatch.setenv("MOCERT_RATELIMIT_STORAGE_URI", REDIS_URL)
     return monkeypatch
+
+
+@pytest.fixture
+def safe_production_env(production_env, shared_trust, tmp_path):
+    """Everything production asks for, so the app starts: a test changes one thing and sees it refused."""
+    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(shared_trust / "GRCA-G3.cer"))
+    production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(shared_trust / "MOICA-G3.cer"))
+    _own_mobile_ca(tmp_path)
+    production_env.setenv("MOCERT_MOBILE_CA_CERT", str(tmp_path / "mobile-ca.pem"))
+    production_env.setenv("MOCERT_MOBILE_CA_KEY", str(tmp_path / "mobile-ca.key.pem"))
+    from app.oidc.keys import ensure_keys
+
+    ensure_keys(tmp_path / "oidc-keys")  # production also needs an OpenID Connect signing key
+    return production_env
 
 
 def _create():
@@ -106,18 +136,233 @@ def test_production_refuses_rate_limits_switched_off(production_env, shared_trus
         _create()
 
 
-def test_production_starts_with_real_trust_anchors_and_secure_cookies(production_env, shared_trust, tmp_path):
-    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(shared_trust / "GRCA-G3.cer"))
-    production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(shared_trust / "MOICA-G3.cer"))
-    _own_mobile_ca(tmp_path)
-    production_env.setenv("MOCERT_MOBILE_CA_CERT", str(tmp_path / "mobile-ca.pem"))
-    production_env.setenv("MOCERT_MOBILE_CA_KEY", str(tmp_path / "mobile-ca.key.pem"))
-    from app.oidc.keys import ensure_keys
-
-    ensure_keys(tmp_path / "oidc-keys")  # production also needs an OpenID Connect signing key
+def test_production_starts_with_real_trust_anchors_and_secure_cookies(safe_production_env):
     app = _create()
+    assert app.debug is False
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert "demo_pki" not in app.blueprints
     assert isinstance(config_from_env(), ProductionConfig)
+
+
+# -- the debugger --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_production_refuses_debug_mode_from_flask_debug(safe_production_env, value):
+    # FLASK_DEBUG is also what `flask run --debug` and `flask --debug run` set before the factory runs.
+    safe_production_env.setenv("FLASK_DEBUG", value)
+    with pytest.raises(SystemExit, match="debug mode must be off"):
+        _create()
+
+
+def test_production_refuses_debug_switched_on_after_the_factory(safe_production_env):
+    # What `flask run` does after the factory (app.debug = get_debug_flag()), and what any caller could do.
+    app = _create()
+    with pytest.raises(SystemExit, match="debug mode must be off"):
+        app.debug = True
+    assert app.debug is False
+    app.debug = False  # switching it off stays possible
+
+
+@pytest.mark.parametrize(
+    "arguments", [{"debug": True}, {"use_debugger": True}, {"use_reloader": True}],
+)
+def test_production_refuses_app_run_with_the_debugger_or_the_reloader(safe_production_env, monkeypatch, arguments):
+    import werkzeug.serving
+
+    served = []
+    monkeypatch.setattr(werkzeug.serving, "run_simple", lambda *args, **kwargs: served.append(kwargs))
+    app = _create()
+    with pytest.raises(SystemExit, match="debugger|reloader|debug mode"):
+        app.run(**arguments)
+    assert served == []
+
+
+def test_the_refusal_exits_with_gunicorns_app_load_error(production_env):
+    # A worker exiting with status 4 makes gunicorn's master halt ("App failed to load.") instead of
+    # booting another worker that is refused again, forever.
+    from gunicorn.arbiter import Arbiter
+
+    production_env.delenv("MOCERT_SECRET_KEY")
+    with pytest.raises(SystemExit) as refused:
+        _create()
+    assert refused.value.code == Arbiter.APP_LOAD_ERROR
+    assert "MOCERT_SECRET_KEY" in str(refused.value)
+
+
+# -- rate-limit storage --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("uri", ["memory://", "memory:///", "MEMORY://"])
+def test_production_refuses_per_worker_rate_limit_storage(safe_production_env, uri):
+    safe_production_env.setenv("MOCERT_RATELIMIT_STORAGE_URI", uri)
+    with pytest.raises(SystemExit, match="MOCERT_RATELIMIT_STORAGE_URI must be shared storage"):
+        _create()
+
+
+def test_production_refuses_a_missing_rate_limit_storage(safe_production_env):
+    safe_production_env.setenv("MOCERT_RATELIMIT_STORAGE_URI", "")
+    with pytest.raises(SystemExit, match="MOCERT_RATELIMIT_STORAGE_URI must be shared storage"):
+        _create()
+
+
+def test_production_starts_with_redis_rate_limit_storage(safe_production_env):
+    app = _create()
+    assert app.config["RATELIMIT_STORAGE_URI"] == REDIS_URL
+    from app.extensions import limiter
+
+    assert type(limiter.limiter.storage).__name__ == "RedisStorage"
+
+
+# -- secrets -------------------------------------------------------------------------------------------
+
+TRIVIAL_SECRETS = [
+    "s" * 64,
+    "ab" * 20,
+    "0123456789abcdef" * 2,
+    "changemechangemechangemechangeme",
+    "abcdefghijklmnopqrstuvwxyz012345",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "12345678901234567890123456789012",
+    "zyxwvutsrqponmlkjihgfedcba9876543210",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab",
+    "acegikmoqsuwy02468acegikmoqsuwy0",
+    "0000000000000000000000000000000000000000000000000000000000000001",
+    "passwordpasswordpasswordpassword1",
+]
+
+
+SECRET_NAMES = ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY", "OIDC_PAIRWISE_KEY")
+
+
+@pytest.mark.parametrize("name, value", [(SECRET_NAMES[i % 3], value) for i, value in enumerate(TRIVIAL_SECRETS)])
+def test_production_refuses_a_trivial_secret(safe_production_env, name, value):
+    safe_production_env.setenv(f"MOCERT_{name}", value)
+    with pytest.raises(SystemExit, match=f"MOCERT_{name} must be set to a random value"):
+        _create()
+
+
+def test_real_random_secrets_are_never_taken_for_trivial():
+    from app.security import secret_weakness
+
+    makers = [
+        lambda: secrets.token_hex(16),  # openssl rand -hex 16: the shortest accepted
+        lambda: secrets.token_hex(32),
+        lambda: secrets.token_urlsafe(24),
+        lambda: secrets.token_urlsafe(32),
+        lambda: base64.b64encode(secrets.token_bytes(32)).decode(),  # openssl rand -base64 32
+        lambda: "".join(secrets.choice("0123456789") for _ in range(40)),  # digits only, 133 bits
+    ]
+    refused = [value for make in makers for value in (make() for _ in range(2000)) if secret_weakness(value)]
+    assert refused == []
+
+
+def test_a_short_secret_is_refused_with_its_length_rule(safe_production_env):
+    safe_production_env.setenv("MOCERT_SECRET_KEY", secrets.token_hex(15))  # 30 characters
+    with pytest.raises(SystemExit, match="at least 32 characters"):
+        _create()
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [("SECRET_KEY", "NATIONAL_ID_HMAC_KEY"), ("SECRET_KEY", "OIDC_PAIRWISE_KEY"),
+     ("NATIONAL_ID_HMAC_KEY", "OIDC_PAIRWISE_KEY")],
+)
+def test_production_refuses_one_secret_for_two_purposes(safe_production_env, first, second):
+    shared = secrets.token_hex(32)
+    safe_production_env.setenv(f"MOCERT_{first}", shared)
+    safe_production_env.setenv(f"MOCERT_{second}", shared)
+    with pytest.raises(SystemExit, match=f"MOCERT_{first} and MOCERT_{second} must differ"):
+        _create()
+
+
+# -- starting for real: gunicorn and flask run end with the reason -------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _run_to_exit(command, timeout=30):
+    """Run a server command to its end; one still running after ``timeout`` seconds fails the test."""
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"{command} still running after {timeout}s:\n{output[-4000:]}")
+    return process.returncode, output
+
+
+def _gunicorn(port):
+    # No control socket: by default every gunicorn of this user shares one path for it.
+    return [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}", "--no-control-socket", "wsgi:app"]
+
+
+def test_gunicorn_ends_with_the_reason_when_production_is_refused(production_env):
+    production_env.delenv("MOCERT_SECRET_KEY")
+    started = time.monotonic()
+    status, output = _run_to_exit(_gunicorn(_free_port()))
+    assert status != 0
+    assert "refusing to start in production" in output and "MOCERT_SECRET_KEY must be set" in output
+    assert output.count("Booting worker") <= 2  # the master halted instead of booting workers again
+    assert time.monotonic() - started < 30
+
+
+def test_gunicorn_serves_a_safe_production_configuration(safe_production_env):
+    port = _free_port()
+    process = subprocess.Popen(
+        _gunicorn(port), cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )
+    try:
+        deadline, answer = time.monotonic() + 30, None
+        while answer is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status
+            except OSError:
+                time.sleep(0.2)
+        assert answer == 200, process.poll()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+    assert "refusing" not in output
+
+
+def test_flask_run_ends_with_the_reason_when_production_is_refused(production_env):
+    production_env.delenv("MOCERT_SECRET_KEY")
+    status, output = _run_to_exit([sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", str(_free_port())])
+    assert status != 0
+    assert "refusing to start in production" in output and "MOCERT_SECRET_KEY must be set" in output
+
+
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        (["run", "--debug"], "debug mode must be off"),
+        (["--debug", "run"], "debug mode must be off"),
+        (["run", "--debugger"], "the debugger must be off"),
+        (["run", "--reload"], "the reloader must be off"),
+    ],
+)
+def test_flask_run_with_the_debugger_is_refused_in_production(safe_production_env, options, reason):
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", *options, "--port", str(_free_port())]
+    status, output = _run_to_exit(command)
+    assert status != 0
+    assert "refusing to start in production" in output and reason in output
+    assert "Running on" not in output
