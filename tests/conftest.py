@@ -60,8 +60,8 @@ class RevocationServer:
 
 @pytest.fixture(scope="session")
 def shared_trust() -> Path:
-    """The real GRCA G3 and MOICA G3 certificates in ../shared/trust (read, never copied)."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "trust"
+    """The real GRCA G3 and MOICA G3 certificates the project ships in iccard/trust/ (public documents)."""
+    path = Path(__file__).resolve().parents[1] / "iccard" / "trust"
     assert (path / "GRCA-G3.cer").is_file(), f"{path} should hold the real CA certificates"
     return path
 
