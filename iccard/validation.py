@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
 
 import requests
 from asn1crypto import crl as asn1_crl
@@ -53,10 +52,10 @@ from .errors import (
     RevocationUnknown,
     UnknownIssuer,
 )
+from .origins import origin_of, parse_origin
 
 REVOCATION_MODES = ("hard-fail", "soft-fail")
 logger = logging.getLogger(__name__)
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -242,31 +241,6 @@ def _classify_path_error(exc: pv_errors.PathValidationError) -> Exception:
     if "signature" in text:
         return UnknownIssuer(str(exc))
     return CertificateNotAccepted(str(exc))
-
-
-def parse_origin(value: str) -> str:
-    """``scheme://host[:port]`` of an http(s) origin, normalised; ValueError for anything else (a path too)."""
-    parts = urlsplit(value.strip())
-    origin = origin_of(value)
-    if origin is None or parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        raise ValueError(f"{value!r} is not an http(s) origin such as https://crl.example.gov.tw")
-    return origin
-
-
-def origin_of(url: str) -> str | None:
-    """The normalised origin of an http(s) URL, or None for other schemes and unreadable URLs."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    if scheme not in _DEFAULT_PORTS or not host:
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}" + (f":{port}" if port not in (None, _DEFAULT_PORTS[scheme]) else "")
 
 
 def _origins_named_by(cert: x509.Certificate) -> set[str]:

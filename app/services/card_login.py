@@ -21,7 +21,8 @@ from iccard.certificate import CitizenCertificate
 from iccard.demo_pki import DemoPKI
 from iccard.errors import CardLoginError, ChallengeExpired, ChallengeReplayed, ChallengeUnknown
 from iccard.signature import SIGNATURE_TYPES
-from iccard.validation import CardCertificateValidator, TrustSettings, origin_of
+from iccard.origins import origin_of
+from iccard.validation import CardCertificateValidator, TrustSettings
 
 from ..audit import Tags, record
 from ..errors import ApiError

@@ -333,8 +333,12 @@ def test_the_demo_pki_address_is_an_allowed_revocation_host_while_this_server_se
 def test_revocation_hosts_are_read_from_the_environment(monkeypatch):
     from config import TestingConfig
 
-    monkeypatch.setenv("MOCERT_CARD_REVOCATION_HOSTS", "https://crl-moica.moi.gov.tw, http://ocsp.moica.example:8080")
+    monkeypatch.setenv("MOCERT_CARD_REVOCATION_HOSTS", "https://crl-moica.moi.gov.tw, http://OCSP.moica.example:8080")
     assert TestingConfig().CARD_REVOCATION_HOSTS == ("https://crl-moica.moi.gov.tw", "http://ocsp.moica.example:8080")
+    # A mistyped value stops the server at start, not at the first card login.
+    monkeypatch.setenv("MOCERT_CARD_REVOCATION_HOSTS", "crl-moica.moi.gov.tw")
+    with pytest.raises(SystemExit, match="MOCERT_CARD_REVOCATION_HOSTS"):
+        TestingConfig()
 
 
 # -- a card certificate with a defect: a clear 4xx, audited, the challenge unspent -----------------
