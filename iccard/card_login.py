@@ -66,9 +66,8 @@ class CardLoginVerifier:
             signed: Pkcs1Signature | CmsSignature = read_pkcs7(signature)
         else:
             signed = read_pkcs1(signature, decode_base64(response.get("certb64"), "certb64"))
-        citizen = CitizenCertificate.from_certificate(signed.certificate)
         self._validator.check_offline(signed.certificate)
-        return CardAnswer(signed, citizen)
+        return CardAnswer(signed, CitizenCertificate.from_certificate(signed.certificate))
 
     def verify(self, tbs: str, answer: CardAnswer, hash_algorithm: str = HASH_ALGORITHM) -> CitizenCertificate:
         """Check the signature over ``tbs``, then the certificate (path, validity, revocation); return the
