@@ -12,6 +12,8 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+from iccard.origins import parse_origin
+
 BASE_DIR = Path(__file__).resolve().parent
 
 
@@ -22,6 +24,14 @@ def _env(name: str, default: str | None = None) -> str | None:
 def _env_list(name: str, default: str = "") -> tuple[str, ...]:
     raw = _env(name, default) or ""
     return tuple(part.strip() for part in raw.replace(",", os.pathsep).split(os.pathsep) if part.strip())
+
+
+def _env_origins(name: str) -> tuple[str, ...]:
+    # Comma- or space-separated: URLs hold colons, so the path separator will not do.
+    try:
+        return tuple(parse_origin(value) for value in (_env(name) or "").replace(",", " ").split())
+    except ValueError as exc:
+        raise SystemExit(f"MOCERT_{name}: {exc}") from None
 
 
 def _env_int(name: str, default: int) -> int:
@@ -50,6 +60,8 @@ class Config:
         self.CARD_POLICY_OIDS = _env_list("CARD_POLICY_OIDS", "2.16.886.101.0.3.3")
         self.CARD_REVOCATION_MODE = _env("CARD_REVOCATION_MODE", "hard-fail")
         self.CARD_REVOCATION_TIMEOUT = float(_env("CARD_REVOCATION_TIMEOUT", "5"))
+        # OCSP/CRL origins (scheme://host[:port]) allowed besides those the configured CA certificates name.
+        self.CARD_REVOCATION_HOSTS = _env_origins("CARD_REVOCATION_HOSTS")
         self.CARD_LOGIN_CHALLENGE_TTL = timedelta(seconds=_env_int("CARD_LOGIN_CHALLENGE_TTL", 120))
         self.REGISTRATION_TTL = timedelta(minutes=_env_int("REGISTRATION_TTL_MINUTES", 15))
         # Serve the demo PKI's CRL and OCSP answers from this server (development only).

@@ -14,6 +14,8 @@ from datetime import datetime
 from asn1crypto import x509 as asn1_x509
 from asn1crypto.core import PrintableString
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
 
@@ -38,11 +40,7 @@ class CitizenCertificate:
 
     @classmethod
     def from_der(cls, der: bytes) -> CitizenCertificate:
-        try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError as exc:
-            raise MalformedInput("certificate is not valid DER") from exc
-        return cls.from_certificate(cert)
+        return cls.from_certificate(read_certificate(der))
 
     @classmethod
     def from_certificate(cls, cert: x509.Certificate) -> CitizenCertificate:
@@ -62,6 +60,35 @@ class CitizenCertificate:
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
         )
+
+
+def read_certificate(der: bytes) -> x509.Certificate:
+    """Parse a card's certificate completely, now, so that nothing read from it later can fail.
+
+    Both parsers see it: ``cryptography`` (signatures, our checks) and ``asn1crypto`` (path validation).
+    Raises :class:`MalformedInput` for what cannot be read (bad DER, a repeated or unreadable extension)
+    and :class:`CertificateNotAccepted` for a readable certificate whose key is not an RSA key, the only
+    kind citizen cards carry.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        # Parsed on first use: a repeated or garbled extension fails here, not in some later check.
+        _ = cert.extensions, cert.subject, cert.issuer
+    except x509.DuplicateExtension as exc:
+        raise MalformedInput(f"the certificate repeats an extension ({exc.oid.dotted_string})") from exc
+    except (ValueError, x509.UnsupportedGeneralNameType) as exc:
+        raise MalformedInput("certificate is not valid DER") from exc
+    try:
+        key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        raise CertificateNotAccepted("the certificate's key algorithm is not supported") from exc
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise CertificateNotAccepted("citizen certificates carry RSA keys")
+    try:
+        asn1_x509.Certificate.load(der).native  # noqa: B018
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MalformedInput("certificate is not valid DER") from exc
+    return cert
 
 
 def _id_last4(cert: x509.Certificate) -> str | None:

@@ -15,13 +15,16 @@ import base64
 import binascii
 import hashlib
 import hmac
+from dataclasses import dataclass, field
 
 from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from .certificate import read_certificate
 from .errors import BadSignature, MalformedInput, TbsMismatch
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -45,13 +48,66 @@ def decode_base64(value: object, what: str) -> bytes:
 
 def verify_pkcs1(tbs: bytes, signature: bytes, certificate_der: bytes, hash_name: str) -> x509.Certificate:
     """Verify a raw PKCS#1 v1.5 signature; return the signer's certificate."""
-    cert = _load_certificate(certificate_der)
-    _verify_rsa(cert, signature, tbs, _hash(hash_name))
-    return cert
+    signed = read_pkcs1(signature, certificate_der)
+    signed.verify(tbs, hash_name)
+    return signed.certificate
 
 
 def verify_pkcs7(tbs: bytes, signature: bytes) -> x509.Certificate:
     """Verify CMS SignedData over ``tbs``; return the signer's certificate (taken from inside it)."""
+    signed = read_pkcs7(signature)
+    signed.verify(tbs)
+    return signed.certificate
+
+
+@dataclass(frozen=True)
+class Pkcs1Signature:
+    """A raw signature and the certificate sent with it, read but not yet checked against any text."""
+
+    certificate: x509.Certificate
+    value: bytes = field(repr=False)
+
+    def verify(self, tbs: bytes, hash_name: str = "sha256") -> None:
+        _verify_rsa(self.certificate, self.value, tbs, _hash(hash_name))
+
+
+@dataclass(frozen=True)
+class CmsSignature:
+    """CMS SignedData read and its signer's certificate found, not yet checked against any text."""
+
+    certificate: x509.Certificate
+    encapsulated: bytes | None = field(repr=False)
+    digest_name: str
+    signed_attrs: cms.CMSAttributes | None = field(repr=False)
+    value: bytes = field(repr=False)
+
+    def verify(self, tbs: bytes, hash_name: str | None = None) -> None:
+        """``hash_name`` is ignored: the SignedData names its own digest algorithm."""
+        if self.encapsulated is not None and not hmac.compare_digest(self.encapsulated, tbs):
+            raise TbsMismatch("the signed content is not the text this login asked for")
+        algorithm = _hash(self.digest_name)
+        if self.signed_attrs is None:
+            _verify_rsa(self.certificate, self.value, tbs, algorithm)
+            return
+        attrs = {attr["type"].native: attr["values"] for attr in self.signed_attrs}
+        expected = hashlib.new(self.digest_name, tbs).digest()
+        if not hmac.compare_digest(attrs["message_digest"][0].native, expected):
+            raise TbsMismatch("the signed digest is not that of the text this login asked for")
+        # RFC 5652 §5.4: the signature covers the DER of the attributes as a SET OF, not as [0] IMPLICIT.
+        _verify_rsa(self.certificate, self.value, b"\x31" + self.signed_attrs.dump()[1:], algorithm)
+
+
+def read_pkcs1(signature: bytes, certificate_der: bytes) -> Pkcs1Signature:
+    """Read the certificate sent with a raw PKCS#1 signature (raises as :func:`read_certificate`)."""
+    return Pkcs1Signature(read_certificate(certificate_der), signature)
+
+
+def read_pkcs7(signature: bytes) -> CmsSignature:
+    """Read CMS SignedData with one signer and find the signer's certificate inside it.
+
+    Everything that does not depend on the signed text is checked here: the structure, the digest
+    algorithm, the signed attributes, and the signer's certificate (as :func:`read_certificate`).
+    """
     try:
         content_info = cms.ContentInfo.load(signature)
         if content_info["content_type"].native != "signed_data":
@@ -61,61 +117,56 @@ def verify_pkcs7(tbs: bytes, signature: bytes) -> x509.Certificate:
         if len(signer_infos) != 1:
             raise MalformedInput("CMS must carry exactly one signer")
         signer = signer_infos[0]
+        # Force a full parse now so that malformed DER fails here, as malformed input. The certificates
+        # are left to read_certificate, which tells an unreadable one from one we do not accept.
+        signer.native  # noqa: B018
+        signed_data["digest_algorithms"].native  # noqa: B018
         encapsulated = signed_data["encap_content_info"]["content"].native
-        certificates = [c.chosen for c in signed_data["certificates"] or [] if c.name == "certificate"]
+        candidates = [c.chosen.dump() for c in signed_data["certificates"] or [] if c.name == "certificate"]
         sid = signer["sid"]
         digest_name = signer["digest_algorithm"]["algorithm"].native
         signed_attrs = signer["signed_attrs"]
         raw_signature = signer["signature"].native
-        # Force a full parse now so that malformed DER fails here, as malformed input.
-        signed_data.native  # noqa: B018
     except MalformedInput:
         raise
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise MalformedInput("signature is not valid CMS DER") from exc
-
-    if encapsulated is not None and not hmac.compare_digest(encapsulated, tbs):
-        raise TbsMismatch("the signed content is not the text this login asked for")
-
-    signer_cert = _find_signer(certificates, sid)
-    algorithm = _hash(digest_name)
+    if encapsulated is not None and not isinstance(encapsulated, bytes):
+        raise MalformedInput("the signed content is not data")
+    _hash(digest_name)
     if signed_attrs.native is None or len(signed_attrs) == 0:
-        _verify_rsa(signer_cert, raw_signature, tbs, algorithm)
-        return signer_cert
+        signed_attrs = None
+    else:
+        attrs = {attr["type"].native: attr["values"] for attr in signed_attrs}
+        digests = attrs.get("message_digest")
+        content_types = attrs.get("content_type")
+        if (
+            not digests
+            or len(digests) != 1
+            or not isinstance(digests[0].native, bytes)
+            or not content_types
+            or content_types[0].native != "data"
+        ):
+            raise MalformedInput("CMS signed attributes lack content type or message digest")
+    return CmsSignature(_find_signer(candidates, sid), encapsulated, digest_name, signed_attrs, raw_signature)
 
-    attrs = {attr["type"].native: attr["values"] for attr in signed_attrs}
-    digests = attrs.get("message_digest")
-    content_types = attrs.get("content_type")
-    if not digests or len(digests) != 1 or not content_types or content_types[0].native != "data":
-        raise MalformedInput("CMS signed attributes lack content type or message digest")
-    expected = hashlib.new(digest_name, tbs).digest()
-    if not hmac.compare_digest(digests[0].native, expected):
-        raise TbsMismatch("the signed digest is not that of the text this login asked for")
-    # RFC 5652 §5.4: the signature covers the DER of the attributes as a SET OF, not as [0] IMPLICIT.
-    signed_bytes = b"\x31" + signed_attrs.dump()[1:]
-    _verify_rsa(signer_cert, raw_signature, signed_bytes, algorithm)
-    return signer_cert
 
-
-def _find_signer(certificates: list, sid: cms.SignerIdentifier) -> x509.Certificate:
-    for candidate in certificates:
-        if sid.name == "issuer_and_serial_number":
-            matches = (
-                candidate.issuer == sid.chosen["issuer"]
-                and candidate.serial_number == sid.chosen["serial_number"].native
-            )
-        else:
-            matches = candidate.key_identifier == sid.chosen.native
+def _find_signer(candidates: list[bytes], sid: cms.SignerIdentifier) -> x509.Certificate:
+    for der in candidates:
+        try:
+            candidate = asn1_x509.Certificate.load(der)
+            if sid.name == "issuer_and_serial_number":
+                matches = (
+                    candidate.issuer == sid.chosen["issuer"]
+                    and candidate.serial_number == sid.chosen["serial_number"].native
+                )
+            else:
+                matches = candidate.key_identifier == sid.chosen.native
+        except (ValueError, TypeError, KeyError) as exc:
+            raise MalformedInput("a certificate in the CMS signature cannot be read") from exc
         if matches:
-            return _load_certificate(candidate.dump())
+            return read_certificate(der)
     raise MalformedInput("the CMS signature does not include the signer's certificate")
-
-
-def _load_certificate(der: bytes) -> x509.Certificate:
-    try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise MalformedInput("certificate is not valid DER") from exc
 
 
 def _hash(name: str) -> hashes.HashAlgorithm:

@@ -4,6 +4,11 @@ This is the only module that imports pyhanko-certvalidator. Path building, polic
 OCSP/CRL checking are the library's; what we add is what it leaves to the caller:
 
 * our own errors, one per reason a relying party must distinguish;
+* no request for a stranger: a certificate must be issued by a configured CA (its authority key
+  identifier names the CA's key, and that key verifies its signature) before anything is fetched; the
+  library never fetches a certificate (AIA caIssuers); and OCSP and CRLs are fetched only from the
+  origins (scheme, host, port) that the configured CA certificates name, or that the deployment adds,
+  without following redirects;
 * a revocation cache shared across logins that keeps each OCSP response and CRL until its nextUpdate
   (the library's fetchers only cache within one validation), so a busy login page does not ask the CA
   for every sign-in.
@@ -12,21 +17,26 @@ OCSP/CRL checking are the library's; what we add is what it leaves to the caller
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import requests
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import AuthorityInformationAccessOID
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator import errors as pv_errors
-from pyhanko_certvalidator.fetchers.api import CRLFetcher, Fetchers, OCSPFetcher
-from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+from pyhanko_certvalidator.fetchers.api import CertificateFetcher, CRLFetcher, Fetchers, OCSPFetcher
+from pyhanko_certvalidator.fetchers.requests_fetchers.crl_client import RequestsCRLFetcher
+from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
 from pyhanko_certvalidator.policy_decl import (
     CertRevTrustPolicy,
     PKIXValidationParams,
@@ -42,8 +52,10 @@ from .errors import (
     RevocationUnknown,
     UnknownIssuer,
 )
+from .origins import origin_of, parse_origin
 
 REVOCATION_MODES = ("hard-fail", "soft-fail")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,9 @@ class TrustSettings:
     policy_oids: tuple[str, ...] = ()
     revocation_mode: str = "hard-fail"
     fetch_timeout: float = 5.0
+    # Origins (``scheme://host[:port]``) OCSP and CRLs may come from besides those the CA certificates name:
+    # a CA's users are often served from other hosts than the CA's own certificate names.
+    revocation_origins: tuple[str, ...] = ()
 
 
 class RevocationCache:
@@ -98,8 +113,15 @@ class CardCertificateValidator:
         self._settings = settings
         self._anchors = [asn1_x509.Certificate.load(der) for der in settings.anchors]
         self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
+        self._issuers = [
+            (_key_identifier(cert), cert)
+            for cert in (x509.load_der_x509_certificate(der) for der in (*settings.anchors, *settings.intermediates))
+        ]
+        self._origins = frozenset(
+            {origin for _, cert in self._issuers for origin in _origins_named_by(cert)}
+            | {parse_origin(origin) for origin in settings.revocation_origins}
+        )
         self._cache = cache or RevocationCache()
-        self._backend = RequestsFetcherBackend(per_request_timeout=settings.fetch_timeout)
         rule = (
             RevocationCheckingRule.CRL_OR_OCSP_REQUIRED
             if settings.revocation_mode == "hard-fail"
@@ -125,22 +147,34 @@ class CardCertificateValidator:
     def revocation_cache(self) -> RevocationCache:
         return self._cache
 
-    def validate(self, certificate: x509.Certificate, extra_certs: Sequence[x509.Certificate] = ()) -> None:
+    @property
+    def revocation_origins(self) -> frozenset[str]:
+        """Where OCSP and CRLs may be fetched from: the CA certificates' own origins and the configured ones."""
+        return self._origins
+
+    def check_offline(self, certificate: x509.Certificate) -> None:
+        """Refuse, without any network request, what cannot be a valid card: a CA or non-signing
+        certificate, or one that no configured CA issued (raises :class:`UnknownIssuer`)."""
+        try:
+            self._configured_issuer(certificate)
+            _check_signing_certificate(certificate)
+        except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+            raise CertificateNotAccepted(f"the certificate's extensions cannot be read: {exc}") from exc
+
+    def validate(self, certificate: x509.Certificate) -> None:
         """Raise one of the card-login errors unless the certificate is valid for signing right now."""
-        _check_signing_certificate(certificate)
+        self.check_offline(certificate)
         end_entity = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
-        inner = self._backend.get_fetchers()
+        origins, timeout = self._origins, self._settings.fetch_timeout
         fetchers = Fetchers(
-            ocsp_fetcher=_CachingOCSPFetcher(inner.ocsp_fetcher, self._cache),
-            crl_fetcher=_CachingCRLFetcher(inner.crl_fetcher, self._cache),
-            cert_fetcher=inner.cert_fetcher,
+            ocsp_fetcher=_CachingOCSPFetcher(_GuardedOCSPFetcher(origins, per_request_timeout=timeout), self._cache),
+            crl_fetcher=_CachingCRLFetcher(_GuardedCRLFetcher(origins, per_request_timeout=timeout), self._cache),
+            cert_fetcher=_NoCertificateFetcher(),
         )
         context = ValidationContext(
             trust_roots=self._anchors,
-            other_certs=[
-                *self._intermediates,
-                *(asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in extra_certs),
-            ],
+            # Only configured certificates: nothing the card sends, nothing fetched, can become a CA.
+            other_certs=self._intermediates,
             allow_fetching=True,
             fetchers=fetchers,
             revinfo_policy=self._revinfo_policy,
@@ -162,6 +196,25 @@ class CardCertificateValidator:
             raise CertificateNotAccepted(str(exc)) from exc
         except pv_errors.PathValidationError as exc:
             raise _classify_path_error(exc) from exc
+
+    def _configured_issuer(self, certificate: x509.Certificate) -> x509.Certificate:
+        # By key identifier, then signature: every MOICA generation has the same name, and a name is
+        # anyone's to write into a certificate.
+        try:
+            wanted = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+        except x509.ExtensionNotFound:
+            wanted = None
+        if wanted is None:
+            raise UnknownIssuer("the certificate does not identify its issuer's key")
+        for key_id, issuer in self._issuers:
+            if key_id != wanted:
+                continue
+            try:
+                certificate.verify_directly_issued_by(issuer)
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+                continue
+            return issuer
+        raise UnknownIssuer("no configured certification authority issued this certificate")
 
 
 def _check_signing_certificate(certificate: x509.Certificate) -> None:
@@ -190,6 +243,31 @@ def _classify_path_error(exc: pv_errors.PathValidationError) -> Exception:
     return CertificateNotAccepted(str(exc))
 
 
+def _origins_named_by(cert: x509.Certificate) -> set[str]:
+    """The http(s) origins of a CA certificate's CRL distribution points and AIA (OCSP, caIssuers)."""
+    urls = []
+    try:
+        for point in cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value:
+            urls += [name.value for name in point.full_name or () if isinstance(name, x509.UniformResourceIdentifier)]
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        for access in cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value:
+            if access.access_method in (AuthorityInformationAccessOID.OCSP, AuthorityInformationAccessOID.CA_ISSUERS):
+                if isinstance(access.access_location, x509.UniformResourceIdentifier):
+                    urls.append(access.access_location.value)
+    except x509.ExtensionNotFound:
+        pass
+    return {origin for origin in map(origin_of, urls) if origin is not None}
+
+
+def _key_identifier(cert: x509.Certificate) -> bytes:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+
+
 def _run_sync(coroutine):
     """Run the library's coroutine to completion from synchronous code.
 
@@ -206,6 +284,71 @@ def _run_sync(coroutine):
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class _NotAllowed(requests.RequestException):
+    """A revocation address outside the allowed origins; the library reports it as a failed fetch."""
+
+
+class _OriginGuard:
+    """Replaces the requests fetchers' two HTTP calls: allowed origins only, and no redirects (a
+    redirect could lead anywhere, the server's own network included)."""
+
+    _origins: frozenset[str]
+    per_request_timeout: float
+    user_agent: str
+
+    def _get(self, url, *, acceptable_content_types):
+        return asyncio.to_thread(self._request, "GET", url, {"Accept": ",".join(acceptable_content_types)})
+
+    def _post(self, url, data, *, content_type, acceptable_content_types):
+        headers = {"Accept": ",".join(acceptable_content_types), "Content-Type": content_type}
+        return asyncio.to_thread(self._request, "POST", url, headers, data)
+
+    def _request(self, method: str, url: str, headers: dict, data: bytes | None = None) -> requests.Response:
+        if origin_of(url) not in self._origins:
+            # Logged so that an operator sees which host a real card needs (MOCERT_CARD_REVOCATION_HOSTS).
+            logger.warning("not fetching %s: not an allowed revocation origin", url)
+            raise _NotAllowed(f"{url} is not on an allowed revocation host")
+        response = requests.request(
+            method,
+            url,
+            data=data,
+            headers={**headers, "User-Agent": self.user_agent},
+            timeout=self.per_request_timeout,
+            allow_redirects=False,
+        )
+        if response.status_code != 200:
+            raise requests.RequestException(f"status code {response.status_code}")
+        return response
+
+
+class _GuardedOCSPFetcher(_OriginGuard, RequestsOCSPFetcher):
+    def __init__(self, origins: frozenset[str], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._origins = origins
+
+
+class _GuardedCRLFetcher(_OriginGuard, RequestsCRLFetcher):
+    def __init__(self, origins: frozenset[str], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._origins = origins
+
+
+class _NoCertificateFetcher(CertificateFetcher):
+    """Issuers come from configuration only: a certificate's caIssuers address is never fetched."""
+
+    async def fetch_cert_issuers(self, cert):
+        raise pv_errors.CertificateFetchError("certificates are not fetched; configure the issuing CA")
+        yield  # an async generator, as the interface wants
+
+    async def fetch_crl_issuers(self, certificate_list):
+        # None found: a CRL whose issuer is not configured cannot be checked, and OCSP must answer.
+        return
+        yield
+
+    def fetched_certs(self) -> Iterable[asn1_x509.Certificate]:
+        return ()
 
 
 class _CachingOCSPFetcher(OCSPFetcher):

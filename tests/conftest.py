@@ -85,6 +85,37 @@ def pki(revocation_server, instance_dir) -> DemoPKI:
     return DemoPKI(instance_dir / "demo-pki")
 
 
+class RequestRecorder:
+    """An HTTP server on 127.0.0.1 that answers 404 to everything and remembers each request: the address a
+    stranger's certificate names, to show that nothing was fetched from it."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.redirect_to: str | None = None  # answer 302 to this address instead
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _wsgi(self, environ, start_response):
+        self.requests.append(f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO', '')}")
+        if self.redirect_to:
+            start_response("302 Found", [("Location", self.redirect_to), ("Content-Length", "0")])
+            return [b""]
+        start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+        return [b""]
+
+
+@pytest.fixture
+def request_recorder():
+    recorder = RequestRecorder()
+    yield recorder
+    recorder.stop()
+
+
 @pytest.fixture(autouse=True)
 def _revocation_server_up(request):
     yield

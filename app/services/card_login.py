@@ -18,8 +18,10 @@ from sqlalchemy import or_, select, update
 
 from iccard import card_login as iccard_login
 from iccard.certificate import CitizenCertificate
+from iccard.demo_pki import DemoPKI
 from iccard.errors import CardLoginError, ChallengeExpired, ChallengeReplayed, ChallengeUnknown
 from iccard.signature import SIGNATURE_TYPES
+from iccard.origins import origin_of
 from iccard.validation import CardCertificateValidator, TrustSettings
 
 from ..audit import Tags, record
@@ -69,9 +71,16 @@ def begin() -> Challenge:
 def complete(payload: dict) -> tuple[str, Account | None]:
     """Verify the component's answer. Returns ``("logged_in", account)`` or ``("registration_required", None)``."""
     login_id = _check_shape(payload)
+    verifier = card_verifier()
+    try:
+        # What needs no challenge is checked before the challenge is spent, so a refusal here spends
+        # nothing; the signature over the challenge is checked only once it is consumed.
+        answer = verifier.read(payload)
+    except CardLoginError as exc:
+        raise _refused(login_id, exc, spent=False) from exc
     try:
         login = _consume(login_id)
-        citizen = card_verifier().verify(login.tbs, payload, login.hash_algorithm)
+        citizen = verifier.verify(login.tbs, answer, login.hash_algorithm)
     except CardLoginError as exc:
         raise _refused(login_id, exc) from exc
 
@@ -218,10 +227,11 @@ def _consume(login_id: str) -> CardLogin:
     return login
 
 
-def _refused(login_id: str, exc: CardLoginError) -> ApiError:
-    """Record the refusal (and the challenge's outcome) in one transaction; return the API's answer."""
+def _refused(login_id: str, exc: CardLoginError, *, spent: bool = True) -> ApiError:
+    """Record the refusal (and, once the challenge is spent, its outcome) in one transaction; return the
+    API's answer. An unspent challenge is left as it was, still good for the card it was meant for."""
     db.session.rollback()
-    login = db.session.get(CardLogin, login_id)
+    login = db.session.get(CardLogin, login_id) if spent else None
     # A replay must not overwrite the outcome of the login that used the challenge first.
     if login is not None and login.outcome is None and exc.code != "replayed":
         login.outcome = exc.code
@@ -287,10 +297,17 @@ def trust_settings(config) -> TrustSettings:
             loaded.append(cert.public_bytes(Encoding.DER))
         return tuple(loaded)
 
+    origins = list(config["CARD_REVOCATION_HOSTS"])
+    # The demo cards name the address their PKI was made with; while this server serves it, that is allowed.
+    if config["SERVE_DEMO_PKI"] and DemoPKI.exists(config["DEMO_PKI_DIR"]):
+        demo = origin_of(DemoPKI(config["DEMO_PKI_DIR"]).manifest["base_url"])
+        if demo is not None and demo not in origins:
+            origins.append(demo)
     return TrustSettings(
         anchors=load(config["CARD_TRUST_ANCHORS"]),
         intermediates=load(config["CARD_INTERMEDIATES"]),
         policy_oids=tuple(config["CARD_POLICY_OIDS"]),
         revocation_mode=config["CARD_REVOCATION_MODE"],
         fetch_timeout=config["CARD_REVOCATION_TIMEOUT"],
+        revocation_origins=tuple(origins),
     )

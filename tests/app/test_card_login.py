@@ -7,6 +7,7 @@ from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import AuditEvent, AuthSession, CardLogin, utcnow
+from tests import forged
 from tests.support import begin_card_login, card_login, card_of, make_signature, register
 
 
@@ -155,11 +156,13 @@ def test_a_card_from_an_unknown_issuer_is_refused(client, tmp_path):
         {"signatureType": "PKCS1", "certb64": "bm90IGEgY2VydA=="},  # certb64 is not a certificate
     ],
 )
-def test_malformed_base64_and_der_are_400(client, pki, change):
+def test_malformed_base64_and_der_are_400_and_use_up_nothing(client, app, pki, change):
     begin = begin_card_login(client)
     signed = {**make_signature(pki, card_of(pki, "A123456789"), begin["tbs"]), **change}
     response = client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
     assert response.status_code == 400 and response.get_json()["error"] == "malformed_input"
+    assert _events(app, "card:login:failure")[-1].details["reason"] == "malformed_input"
+    assert _unspent(app, begin["login_id"])
 
 
 @pytest.mark.parametrize(
@@ -270,3 +273,99 @@ def test_a_new_login_ends_the_session_it_replaces(client, pki, app):
     assert live == 1
     client.raw.set_cookie("mocert_session", old_cookie)
     assert client.get("/api/v1/account").status_code == 401
+
+
+# -- a stranger's certificate: nothing fetched, nothing spent -------------------------------------
+
+
+def _der(certificate) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return certificate.public_bytes(Encoding.DER)
+
+
+def _complete_as(client, key, certificate_der, signature_type="PKCS7"):
+    begin = begin_card_login(client)
+    signed = forged.sign_as(key, certificate_der, begin["tbs"], signature_type)
+    return begin, client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+
+
+def _unspent(app, login_id) -> bool:
+    with app.app_context():
+        login = db.session.get(CardLogin, login_id)
+        return login.consumed_at is None and login.outcome is None
+
+
+@pytest.mark.parametrize("signature_type", ["PKCS7", "PKCS1"])
+@pytest.mark.parametrize("kind", ["self_signed", "from_an_unconfigured_ca", "forged_in_the_issuing_ca_name"])
+def test_a_certificate_no_configured_ca_issued_makes_the_server_fetch_nothing(
+    client, app, pki, revocation_server, request_recorder, kind, signature_type
+):
+    stranger = forged.STRANGERS[kind](pki, request_recorder.url)
+    begin, response = _complete_as(client, stranger.key, _der(stranger.certificate), signature_type)
+    assert response.status_code == 401 and response.get_json()["error"] == "unknown_issuer"
+    assert request_recorder.requests == [] and revocation_server.requests == []
+    [event] = _events(app, "card:login:failure")
+    assert event.details["reason"] == "unknown_issuer"
+    assert _unspent(app, begin["login_id"])  # refused before the challenge was used
+
+
+def test_a_demo_card_whose_revocation_host_is_not_allowed_is_not_checked_there(
+    client, app, pki, revocation_server, request_recorder
+):
+    card = forged.issued_by_the_demo_ca(pki, request_recorder.url)
+    _, response = _complete_as(client, card.key, _der(card.certificate))
+    assert response.status_code == 503 and response.get_json()["error"] == "revocation_unknown"
+    assert request_recorder.requests == []
+    assert _events(app, "card:login:failure")[-1].details["reason"] == "revocation_unknown"
+
+
+def test_the_demo_pki_address_is_an_allowed_revocation_host_while_this_server_serves_it(app_config, pki):
+    from app.services.card_login import trust_settings
+
+    app_config.CARD_REVOCATION_HOSTS = ("https://crl-moica.moi.gov.tw",)
+    settings = trust_settings(vars(app_config))
+    assert set(settings.revocation_origins) == {"https://crl-moica.moi.gov.tw", pki.manifest["base_url"]}
+    app_config.SERVE_DEMO_PKI = False
+    assert trust_settings(vars(app_config)).revocation_origins == ("https://crl-moica.moi.gov.tw",)
+
+
+def test_revocation_hosts_are_read_from_the_environment(monkeypatch):
+    from config import TestingConfig
+
+    monkeypatch.setenv("MOCERT_CARD_REVOCATION_HOSTS", "https://crl-moica.moi.gov.tw, http://OCSP.moica.example:8080")
+    assert TestingConfig().CARD_REVOCATION_HOSTS == ("https://crl-moica.moi.gov.tw", "http://ocsp.moica.example:8080")
+    # A mistyped value stops the server at start, not at the first card login.
+    monkeypatch.setenv("MOCERT_CARD_REVOCATION_HOSTS", "crl-moica.moi.gov.tw")
+    with pytest.raises(SystemExit, match="MOCERT_CARD_REVOCATION_HOSTS"):
+        TestingConfig()
+
+
+# -- a card certificate with a defect: a clear 4xx, audited, the challenge unspent -----------------
+
+
+@pytest.mark.parametrize("signature_type", ["PKCS7", "PKCS1"])
+@pytest.mark.parametrize(
+    ("defect", "http_status", "code"),
+    [
+        ("ed25519_key", 401, "certificate_not_accepted"),
+        ("unknown_key_algorithm", 401, "certificate_not_accepted"),
+        ("duplicated_extension", 400, "malformed_input"),
+        ("truncated_extension", 400, "malformed_input"),
+        ("garbled_extension", 400, "malformed_input"),
+    ],
+)
+def test_a_card_certificate_with_a_defect_is_refused_before_the_challenge_is_used(
+    client, app, pki, defect, http_status, code, signature_type
+):
+    card = card_of(pki, "A123456789")
+    begin, response = _complete_as(client, pki.card_key(card), forged.with_defect(pki, card, defect), signature_type)
+    assert response.status_code == http_status, response.get_json()
+    assert response.get_json()["error"] == code and response.get_json()["message"]
+    [event] = _events(app, "card:login:failure")
+    assert event.details["reason"] == code and event.details["login_id"] == begin["login_id"]
+    assert _unspent(app, begin["login_id"])
+    # The challenge is still good for the real card.
+    signed = make_signature(pki, card, begin["tbs"], signature_type)
+    again = client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+    assert again.status_code == 200 and again.get_json()["status"] == "registration_required"

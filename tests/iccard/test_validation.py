@@ -7,7 +7,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from iccard import errors
 from iccard.demo_pki import DemoPKI
 from iccard.validation import CardCertificateValidator, RevocationCache, TrustSettings
+from tests import forged
 from tests.support import card_of
+
 
 def _settings(pki: DemoPKI, **overrides) -> TrustSettings:
     values = {
@@ -16,6 +18,7 @@ def _settings(pki: DemoPKI, **overrides) -> TrustSettings:
         "policy_oids": ("2.16.886.101.0.3.3",),
         "revocation_mode": "hard-fail",
         "fetch_timeout": 2.0,
+        "revocation_origins": (pki.manifest["base_url"],),  # the revocation server: the demo CA names no URL itself
     }
     values.update(overrides)
     return TrustSettings(**values)
@@ -123,3 +126,78 @@ def test_validation_works_from_inside_a_running_event_loop(validator, pki):
     # A thread of its own, so that the test's loop is the only one running there.
     with ThreadPoolExecutor(max_workers=1) as pool:
         assert pool.submit(asyncio.run, inside_a_loop()).result() == "validated"
+
+
+# -- nothing is fetched for a stranger ----------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+@pytest.mark.parametrize("kind", forged.STRANGERS)
+def test_a_certificate_from_no_configured_ca_is_refused_without_any_request(
+    pki, revocation_server, request_recorder, kind, mode
+):
+    stranger = forged.STRANGERS[kind](pki, request_recorder.url)
+    validator = CardCertificateValidator(_settings(pki, revocation_mode=mode))
+    with pytest.raises(errors.UnknownIssuer):
+        validator.validate(stranger.certificate)
+    assert request_recorder.requests == []
+    assert revocation_server.requests == []
+
+
+def test_revocation_addresses_on_a_host_not_allowed_are_not_asked(pki, request_recorder, caplog):
+    # A genuine card of the configured CA, but its OCSP and CRL point elsewhere (another port is another origin).
+    card = forged.issued_by_the_demo_ca(pki, request_recorder.url)
+    with pytest.raises(errors.RevocationUnknown):
+        CardCertificateValidator(_settings(pki)).validate(card.certificate)
+    assert request_recorder.requests == []
+    # The operator learns which address a card needed.
+    assert f"not fetching {request_recorder.url}/ocsp" in caplog.text
+    assert f"not fetching {request_recorder.url}/stranger.crl" in caplog.text
+
+
+def test_revocation_hosts_added_by_configuration_are_asked(pki, request_recorder):
+    card = forged.issued_by_the_demo_ca(pki, request_recorder.url)
+    validator = CardCertificateValidator(_settings(pki, revocation_origins=(request_recorder.url,)))
+    with pytest.raises(errors.RevocationUnknown):  # the recorder answers 404
+        validator.validate(card.certificate)
+    assert "POST /ocsp" in request_recorder.requests
+    assert "GET /stranger.crl" in request_recorder.requests
+    assert not any("issuer.cer" in r for r in request_recorder.requests)  # never a certificate by AIA
+
+
+def test_an_allowed_revocation_host_cannot_redirect_elsewhere(pki, request_recorder):
+    from tests.conftest import RequestRecorder
+
+    elsewhere = RequestRecorder()
+    try:
+        request_recorder.redirect_to = f"{elsewhere.url}/internal"
+        card = forged.issued_by_the_demo_ca(pki, request_recorder.url)
+        validator = CardCertificateValidator(_settings(pki, revocation_origins=(request_recorder.url,)))
+        with pytest.raises(errors.RevocationUnknown):
+            validator.validate(card.certificate)
+        assert request_recorder.requests
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.stop()
+
+
+def test_revocation_hosts_come_from_the_configured_ca_certificates_and_the_setting(shared_trust):
+    grca = (shared_trust / "GRCA-G3.cer").read_bytes()
+    moica = (shared_trust / "MOICA-G3.cer").read_bytes()
+    validator = CardCertificateValidator(
+        TrustSettings(
+            anchors=(grca,),
+            intermediates=(moica,),
+            revocation_origins=("HTTPS://CRL-MOICA.moi.gov.tw:443",),
+        )
+    )
+    assert validator.revocation_origins == frozenset(
+        {"http://grca.nat.gov.tw", "http://ocsp.grca.nat.gov.tw", "https://crl-moica.moi.gov.tw"}
+    )
+
+
+@pytest.mark.parametrize(
+    "origin", ["crl-moica.moi.gov.tw", "ftp://crl.example", "https://crl.example/crl/x.crl", "https://", "http://a:b"]
+)
+def test_a_revocation_host_setting_that_is_not_an_http_origin_is_refused(pki, origin):
+    with pytest.raises(ValueError):
+        CardCertificateValidator(_settings(pki, revocation_origins=(origin,)))
