@@ -18,12 +18,19 @@ from tests.support import REGISTRATION, card_login, card_of, make_account
 HOLDER_ID = "C123456781"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def bare_card(pki):
-    """A valid demo card whose certificate lacks the last-four-digits attribute (2.16.886.1.100.2.51)."""
+    """A valid demo card whose certificate lacks the last-four-digits attribute (2.16.886.1.100.2.51), for
+    one test: the demo PKI is the session's, and other tests count its cards."""
+    manifest_file = pki.directory / "manifest.json"
+    original = manifest_file.read_text()
     card = pki.issue_card("黃俊傑", HOLDER_ID, "TEST000000000101", id_last4=False)
     assert CitizenCertificate.from_certificate(pki.card_certificate(card)).id_last4 is None
-    return card
+    yield card
+    manifest_file.write_text(original)
+    pki.__dict__.pop("manifest", None)
+    for leftover in (pki.directory / "cards").glob("TEST000000000101.*"):
+        leftover.unlink()
 
 
 def _pending_login(client, pki, card):
