@@ -9,7 +9,6 @@ it plays MOICA's identity check (:meth:`DemoPKI.confirms_identity`, for callers 
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import secrets
@@ -294,7 +293,7 @@ class DemoPKI:
         """Whether ``certificate_der`` is exactly one of the demo cards, and that card is ``national_id``'s."""
         for card in self.cards:
             if self.card_certificate(card).public_bytes(serialization.Encoding.DER) == certificate_der:
-                return hmac.compare_digest(card.national_id.encode(), national_id.encode())
+                return card.national_id == national_id
         return False
 
     # -- revocation -------------------------------------------------------------------------------

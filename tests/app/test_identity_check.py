@@ -268,3 +268,7 @@ def test_the_demo_identity_check_wants_its_credential_and_a_well_formed_question
     bearer = {"Authorization": f"Bearer {identity_check_token(pki.directory)}"}
     for body in ({}, {"certificate": "%%%", "national_id": "A123456789"}, {"certificate": 1, "national_id": []}):
         assert client.raw.post("/pki/demo/identity-check", json=body, headers=bearer).status_code == 400
+
+
+def test_the_demo_identity_check_denies_an_id_no_text_could_store(client, pki):
+    assert _ask_demo(client, pki, card_of(pki, "A123456789"), "A12345678\ud800").get_json() == {"result": "denied"}
