@@ -52,7 +52,7 @@ class Config:
         self.CARD_REVOCATION_TIMEOUT = float(_env("CARD_REVOCATION_TIMEOUT", "5"))
         self.CARD_LOGIN_CHALLENGE_TTL = timedelta(seconds=_env_int("CARD_LOGIN_CHALLENGE_TTL", 120))
         self.REGISTRATION_TTL = timedelta(minutes=_env_int("REGISTRATION_TTL_MINUTES", 15))
-        # Serve the demo PKI's CRL and OCSP answers from this server (development only).
+        # Serve the demo PKI's CRL, OCSP and identity-check answers from this server (development only).
         self.SERVE_DEMO_PKI = _env_bool("SERVE_DEMO_PKI", self.ENV_NAME != "production")
         self.COMPONENT_URL = _env("COMPONENT_URL", "http://localhost:61161")
         # Who holds which card: no national ID is claimed without this service's yes (see README).
