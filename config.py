@@ -64,9 +64,14 @@ class Config:
         self.CARD_REVOCATION_HOSTS = _env_origins("CARD_REVOCATION_HOSTS")
         self.CARD_LOGIN_CHALLENGE_TTL = timedelta(seconds=_env_int("CARD_LOGIN_CHALLENGE_TTL", 120))
         self.REGISTRATION_TTL = timedelta(minutes=_env_int("REGISTRATION_TTL_MINUTES", 15))
-        # Serve the demo PKI's CRL and OCSP answers from this server (development only).
+        # Serve the demo PKI's CRL, OCSP and identity-check answers from this server (development only).
         self.SERVE_DEMO_PKI = _env_bool("SERVE_DEMO_PKI", self.ENV_NAME != "production")
         self.COMPONENT_URL = _env("COMPONENT_URL", "http://localhost:61161")
+        # Who holds which card: no national ID is claimed without this service's yes (see README).
+        self.IDENTITY_CHECK_URL = _env("IDENTITY_CHECK_URL")
+        self.IDENTITY_CHECK_TOKEN = _env("IDENTITY_CHECK_TOKEN")
+        self.IDENTITY_CHECK_TIMEOUT = float(_env("IDENTITY_CHECK_TIMEOUT", "5"))
+        self.IDENTITY_CHECK_MAX_ATTEMPTS = _env_int("IDENTITY_CHECK_MAX_ATTEMPTS", 5)
 
         # Phones: WebAuthn relying party (by default PUBLIC_URL's host and origin), binding, certificates.
         self.WEBAUTHN_RP_ID = _env("WEBAUTHN_RP_ID")
@@ -150,6 +155,12 @@ class DevelopmentConfig(Config):
             self.INSTANCE_DIR / "national_id_hmac_key"
         )
         self.OIDC_PAIRWISE_KEY = self.OIDC_PAIRWISE_KEY or _instance_secret(self.INSTANCE_DIR / "oidc_pairwise_key")
+        if self.IDENTITY_CHECK_URL is None and self.SERVE_DEMO_PKI:
+            # The demo identity check, served by this same server (``flask run`` answers it on another thread).
+            from iccard.demo_pki import identity_check_token
+
+            self.IDENTITY_CHECK_URL = f"{self.PUBLIC_URL}/pki/demo/identity-check"
+            self.IDENTITY_CHECK_TOKEN = self.IDENTITY_CHECK_TOKEN or identity_check_token(self.DEMO_PKI_DIR)
 
 
 class TestingConfig(Config):

@@ -23,6 +23,8 @@ class Tags:
     CARD_LINKED = "card:linked"
     ACCOUNT_REGISTERED = "account:registered"
     REGISTRATION_FAILURE = "account:registration:failure"
+    IDENTITY_CONFIRMED = "account:identity:confirmed"
+    CONFLICT_NOTICE_SENT = "account:conflict:notice_sent"
     EMAIL_CODE_SENT = "account:email:code_sent"
     EMAIL_CONFIRMED = "account:email:confirmed"
     EMAIL_CODE_FAILURE = "account:email:failure"

@@ -136,6 +136,10 @@ class CardLogin(db.Model):
     outcome: Mapped[str | None] = mapped_column(String(40))
     card_certificate_id: Mapped[int | None] = mapped_column(ForeignKey("card_certificates.id"))
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # National IDs this login has tried to claim (each at most one question to the identity check), and the
+    # keyed hash of the one the identity check confirmed, so a corrected form does not ask it again.
+    identity_checks: Mapped[int] = mapped_column(default=0, server_default="0")
+    identity_confirmed_hash: Mapped[str | None] = mapped_column(String(64))
 
     card_certificate: Mapped[CardCertificate | None] = relationship()
 

@@ -1,4 +1,5 @@
-"""Production refuses to start with development secrets, the demo PKI, the debugger or per-worker limits."""
+"""Production refuses to start with development secrets, the demo PKI or identity check, the debugger or
+per-worker limits."""
 
 from __future__ import annotations
 
@@ -97,6 +98,15 @@ def check_production(config) -> None:
         problems.append("MOCERT_MOBILE_CA_CERT is the demo mobile-certificate CA; configure your own CA and key")
     if not any(Path(config["OIDC_KEYS_DIR"]).glob("*.pem")):
         problems.append(f"no OIDC signing key in {config['OIDC_KEYS_DIR']} (flask --app wsgi oidc rotate-key)")
+    identity_check = config.get("IDENTITY_CHECK_URL") or ""
+    if not identity_check:
+        problems.append("MOCERT_IDENTITY_CHECK_URL must name the identity-check service (no ID is claimed without it)")
+    elif "/pki/demo/" in identity_check:
+        problems.append("MOCERT_IDENTITY_CHECK_URL is the demo identity check; name the real service")
+    elif not identity_check.startswith("https://"):
+        problems.append("MOCERT_IDENTITY_CHECK_URL must be https:// in production")
+    if identity_check and not config.get("IDENTITY_CHECK_TOKEN"):
+        problems.append("MOCERT_IDENTITY_CHECK_TOKEN must be set (the identity-check service's credential)")
     if not config["PUBLIC_URL"].startswith("https://"):
         problems.append("MOCERT_PUBLIC_URL must be https:// in production")
     if not config.get("RATELIMIT_ENABLED"):

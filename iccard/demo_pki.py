@@ -2,13 +2,16 @@
 
 Everything lives in one directory (``instance/demo-pki`` by default), keys included, and never in the
 repository. The same directory answers revocation questions: :meth:`DemoPKI.crl` and
-:meth:`DemoPKI.ocsp_response` are what the development server's demo CRL and OCSP endpoints serve.
+:meth:`DemoPKI.ocsp_response` are what the development server's demo CRL and OCSP endpoints serve; and
+it plays MOICA's identity check (:meth:`DemoPKI.confirms_identity`, for callers holding
+:func:`identity_check_token`), since it knows which demo card belongs to which national ID.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -32,6 +35,7 @@ ISSUER_NAME = "MoCert Demo MOICA"
 MOBILE_CA_NAME = "MoCert Demo Mobile CA"
 CRL_VALIDITY = timedelta(hours=36)  # what GRCA's CPS gives its CRLs
 OCSP_VALIDITY = timedelta(hours=1)
+IDENTITY_CHECK_TOKEN_FILE = "identity-check.token"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,24 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+
+
+def identity_check_token(directory: str | os.PathLike[str]) -> str:
+    """The demo identity check's credential, made on first use and kept beside the demo keys.
+
+    The development server reads it both as the client (its configuration) and as the demo service.
+    """
+    path = Path(directory) / IDENTITY_CHECK_TOKEN_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
@@ -167,6 +189,7 @@ class DemoPKI:
         (target / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
         pki = cls(target)
         pki.ensure_mobile_ca(now)
+        identity_check_token(target)
         return pki
 
     def ensure_mobile_ca(self, now: datetime | None = None) -> bool:
@@ -236,8 +259,13 @@ class DemoPKI:
             (self.directory / "cards" / f"{card.card_number}.key.pem").read_bytes(), None
         )
 
-    def issue_card(self, name: str, national_id: str, card_number: str, now: datetime | None = None) -> DemoCard:
-        """A further valid card (a replacement, say) from the demo issuing CA, added to the manifest."""
+    def issue_card(
+        self, name: str, national_id: str, card_number: str, now: datetime | None = None, *, id_last4: bool = True
+    ) -> DemoCard:
+        """A further valid card (a replacement, say) from the demo issuing CA, added to the manifest.
+
+        ``id_last4=False`` leaves out the last four digits of the national ID, as some real certificates do.
+        """
         now = now or datetime.now(timezone.utc)
         key = _new_key()
         card = DemoCard(
@@ -250,7 +278,7 @@ class DemoPKI:
         )
         cert = _citizen_certificate(
             card, key, self.issuer_certificate, self._issuer_key, now - timedelta(minutes=1),
-            now + timedelta(days=5 * 365), self.manifest["base_url"],
+            now + timedelta(days=5 * 365), self.manifest["base_url"], id_last4=id_last4,
         )
         (self.directory / "cards" / f"{card_number}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_private(self.directory / "cards" / f"{card_number}.key.pem", _pem_key(key))
@@ -258,6 +286,15 @@ class DemoPKI:
         (self.directory / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
         self.__dict__.pop("manifest", None)  # re-read on next use
         return card
+
+    # -- the identity check -----------------------------------------------------------------------
+
+    def confirms_identity(self, certificate_der: bytes, national_id: str) -> bool:
+        """Whether ``certificate_der`` is exactly one of the demo cards, and that card is ``national_id``'s."""
+        for card in self.cards:
+            if self.card_certificate(card).public_bytes(serialization.Encoding.DER) == certificate_der:
+                return card.national_id == national_id
+        return False
 
     # -- revocation -------------------------------------------------------------------------------
 
@@ -333,6 +370,8 @@ def _citizen_certificate(
     not_before: datetime,
     not_after: datetime,
     base_url: str,
+    *,
+    id_last4: bool = True,
 ) -> x509.Certificate:
     subject = x509.Name(
         [
@@ -341,7 +380,7 @@ def _citizen_certificate(
             x509.NameAttribute(NameOID.SERIAL_NUMBER, card.subject_serial),
         ]
     )
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer.subject)
@@ -367,13 +406,16 @@ def _citizen_certificate(
             x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(MOICA_POLICY_OID), None)]),
             critical=False,
         )
-        .add_extension(
+    )
+    if id_last4:
+        builder = builder.add_extension(
             x509.UnrecognizedExtension(
                 ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES, subject_directory_attributes(card.national_id[-4:])
             ),
             critical=False,
         )
-        .add_extension(
+    return (
+        builder.add_extension(
             x509.CRLDistributionPoints(
                 [
                     x509.DistributionPoint(

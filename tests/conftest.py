@@ -1,4 +1,5 @@
-"""Shared fixtures: a demo PKI with its CRL/OCSP served over real HTTP, real databases, a real SMTP server.
+"""Shared fixtures: a demo PKI with its CRL, OCSP and identity check served over real HTTP, real databases,
+a real SMTP server.
 
 Every test that takes ``app`` runs once on SQLite and once on PostgreSQL (a database made for this run
 and dropped afterwards). Without PostgreSQL the PostgreSQL runs skip, except under CI, where they fail.
@@ -18,7 +19,7 @@ from aiosmtpd.controller import Controller
 from werkzeug.serving import make_server
 
 from config import TestingConfig
-from iccard.demo_pki import DemoPKI
+from iccard.demo_pki import DemoPKI, identity_check_token
 from tests.support import missing
 
 POSTGRES_ADMIN_URL = os.environ.get("MOCERT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -28,12 +29,14 @@ POSTGRES_ADMIN_URL = os.environ.get("MOCERT_TEST_POSTGRES_URL", "postgresql+psyc
 
 
 class RevocationServer:
-    """Serves the demo CRL and OCSP through the real app over HTTP; ``down`` takes parts offline."""
+    """Serves the demo CRL, OCSP and identity check through the real app over HTTP; ``down`` takes parts offline."""
+
+    PARTS = (("/ocsp", "ocsp"), (".crl", "crl"), ("/identity-check", "identity"))
 
     def __init__(self, pki_dir: Path) -> None:
         from app import create_app
 
-        self.down: set[str] = set()  # "ocsp", "crl"
+        self.down: set[str] = set()  # "ocsp", "crl", "identity"
         self.requests: list[str] = []
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
@@ -51,7 +54,7 @@ class RevocationServer:
     def _wsgi(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         self.requests.append(path)
-        part = "ocsp" if path.endswith("/ocsp") else "crl" if path.endswith(".crl") else None
+        part = next((name for end, name in self.PARTS if path.endswith(end)), None)
         if part in self.down:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"down"]
@@ -205,8 +208,16 @@ def database_url(request, tmp_path):
 
 
 @pytest.fixture
-def app_config(instance_dir, database_url, smtp_server, pki):
-    return _config(instance_dir, database_url, SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_server.port)
+def app_config(instance_dir, database_url, smtp_server, pki, revocation_server):
+    return _config(
+        instance_dir,
+        database_url,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=smtp_server.port,
+        # The demo identity check, served over HTTP beside the demo CRL and OCSP.
+        IDENTITY_CHECK_URL=f"{revocation_server.url}/pki/demo/identity-check",
+        IDENTITY_CHECK_TOKEN=identity_check_token(pki.directory),
+    )
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ def production_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MOCERT_NATIONAL_ID_HMAC_KEY", secrets.token_hex(32))
     monkeypatch.setenv("MOCERT_PUBLIC_URL", "https://login.example.tw")
     monkeypatch.setenv("MOCERT_RATELIMIT_STORAGE_URI", REDIS_URL)
+    monkeypatch.setenv("MOCERT_IDENTITY_CHECK_URL", "https://idcheck.example.gov.tw/v1/check")
+    monkeypatch.setenv("MOCERT_IDENTITY_CHECK_TOKEN", secrets.token_hex(20))
     return monkeypatch
 
 
@@ -134,6 +136,44 @@ def test_production_refuses_rate_limits_switched_off(production_env, shared_trus
     production_env.setenv("MOCERT_RATELIMIT_ENABLED", "false")
     with pytest.raises(SystemExit, match="RATELIMIT_ENABLED must stay on"):
         _create()
+
+
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        (None, "MOCERT_IDENTITY_CHECK_URL must name the identity-check service"),
+        ("https://login.example.tw/pki/demo/identity-check", "the demo identity check"),
+        ("http://idcheck.example.gov.tw/v1/check", "MOCERT_IDENTITY_CHECK_URL must be https://"),
+    ],
+)
+def test_production_refuses_a_missing_demo_or_plain_http_identity_check(production_env, url, refusal):
+    if url is None:
+        production_env.delenv("MOCERT_IDENTITY_CHECK_URL")
+    else:
+        production_env.setenv("MOCERT_IDENTITY_CHECK_URL", url)
+    with pytest.raises(SystemExit, match=refusal):
+        _create()
+
+
+def test_production_refuses_an_identity_check_without_its_credential(production_env):
+    production_env.delenv("MOCERT_IDENTITY_CHECK_TOKEN")
+    with pytest.raises(SystemExit, match="MOCERT_IDENTITY_CHECK_TOKEN must be set"):
+        _create()
+
+
+def test_development_asks_the_demo_identity_check_it_serves(monkeypatch, tmp_path):
+    from iccard.demo_pki import identity_check_token
+
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.delenv("MOCERT_PUBLIC_URL", raising=False)
+    monkeypatch.delenv("MOCERT_IDENTITY_CHECK_URL", raising=False)
+    monkeypatch.setenv("PORT", "5000")
+    config = config_from_env()
+    assert config.IDENTITY_CHECK_URL == "http://localhost:5000/pki/demo/identity-check"
+    assert config.IDENTITY_CHECK_TOKEN == identity_check_token(tmp_path / "demo-pki")
+    assert (tmp_path / "demo-pki" / "identity-check.token").stat().st_mode & 0o077 == 0
+    monkeypatch.setenv("MOCERT_IDENTITY_CHECK_URL", "https://idcheck.example.gov.tw/v1/check")
+    assert config_from_env().IDENTITY_CHECK_TOKEN is None  # the demo's credential goes to the demo only
 
 
 def test_production_starts_with_real_trust_anchors_and_secure_cookies(safe_production_env):

@@ -1,11 +1,15 @@
-"""Development only: the demo PKI's issuer certificate, CRL and OCSP responder (``SERVE_DEMO_PKI``)."""
+"""Development only: the demo PKI's issuer certificate, CRL, OCSP responder and identity check (``SERVE_DEMO_PKI``)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+import base64
+import binascii
+import hmac
+
+from flask import Blueprint, Response, current_app, jsonify, request
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from iccard.demo_pki import DemoPKI
+from iccard.demo_pki import DemoPKI, identity_check_token
 
 bp = Blueprint("demo_pki", __name__, url_prefix="/pki/demo")
 
@@ -27,3 +31,22 @@ def crl():
 @bp.post("/ocsp")
 def ocsp():
     return Response(_pki().ocsp_response(request.get_data()), mimetype="application/ocsp-response")
+
+
+@bp.post("/identity-check")
+def identity_check():
+    """The demo of MOICA's identity check, in the shape ``iccard/identity_check.py`` speaks."""
+    pki = _pki()
+    expected = f"Bearer {identity_check_token(pki.directory)}"
+    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
+        return jsonify(error="unauthorized"), 401
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
+    certificate, national_id = body.get("certificate"), body.get("national_id")
+    if not isinstance(certificate, str) or not isinstance(national_id, str):
+        return jsonify(error="bad_request"), 400
+    try:
+        der = base64.b64decode(certificate, validate=True)
+    except (binascii.Error, ValueError):
+        return jsonify(error="bad_request"), 400
+    return jsonify(result="confirmed" if pki.confirms_identity(der, national_id) else "denied")

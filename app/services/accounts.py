@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from iccard import national_id as nid
 from iccard.certificate import CitizenCertificate
+from iccard.identity_check import IdentityCheckClient, IdentityCheckUnavailable, Verdict
 
 from ..audit import Tags, record
 from ..errors import ApiError
@@ -25,11 +27,15 @@ from .contact import InvalidContact, normalize_email, normalize_mobile
 
 RESEND_INTERVAL = timedelta(seconds=60)
 
+log = logging.getLogger(__name__)
+
 
 def register(payload: dict) -> tuple[str, Account, bool]:
     """Register the card proven by the pending card login, or link it to the person's account.
 
-    Returns ``("registered", account, email_sent)`` or ``("card_linked", account, False)``.
+    Nothing is claimed without the identity check's yes that the card belongs to the national ID; before
+    that yes, every answer is the same whether or not the ID has an account. Returns
+    ``("registered", account, email_sent)`` or ``("card_linked", account, False)``.
     """
     login = _pending_card_login()
     card = login.card_certificate
@@ -38,25 +44,20 @@ def register(payload: dict) -> tuple[str, Account, bool]:
         national_id = nid.normalize(raw_id if isinstance(raw_id, str) else "")
     except nid.InvalidNationalId as exc:
         raise ApiError(400, "invalid_national_id", _("The national ID number is not valid."), reason=exc.reason)
-    citizen_last4 = _certificate_id_last4(card)
-    if citizen_last4 is not None and citizen_last4 != national_id[-4:]:
-        _registration_failure(login, "national_id_mismatch")
-        raise ApiError(400, "national_id_mismatch", _("This national ID does not belong to the card's holder."))
+    # Given contact details are checked now; whether they are needed at all (a new account) is told only
+    # once the ID is proven, since that says whether the ID has an account.
+    email = _contact(normalize_email, payload.get("email"))
+    phone = _contact(normalize_mobile, payload.get("phone"))
 
     id_hash = nid.keyed_hash(national_id, current_app.config["NATIONAL_ID_HMAC_KEY"].encode())
+    _prove_identity(login, card, national_id, id_hash)
+
     existing = db.session.scalar(select(Account).where(Account.national_id_hash == id_hash))
     if existing is not None:
         return "card_linked", _link_card(login, card, existing), False
 
-    try:
-        email = normalize_email(payload.get("email"))
-        phone = normalize_mobile(payload.get("phone"))
-    except InvalidContact as exc:
-        message = _("The email address is not valid.") if exc.field == "email" else _(
-            "Please enter a Taiwan mobile number, such as 0912345678."
-        )
-        raise ApiError(400, f"invalid_{exc.field}", message, detail=str(exc))
-
+    if email is None or phone is None:  # a new account needs both
+        raise _contact_error("email" if email is None else "phone", "required for a new account")
     _claim(login)
     account = Account(
         national_id_hash=id_hash,
@@ -205,16 +206,178 @@ def _claim(login: CardLogin) -> None:
         raise ApiError(401, "card_login_required", _("Please log in with your IC card first."))
 
 
+def _contact(normalize, value: object) -> str | None:
+    """The normalised email or mobile number; ``None`` when left blank (a replacement card needs neither)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return normalize(value)
+    except InvalidContact as exc:
+        raise _contact_error(exc.field, str(exc)) from None
+
+
+def _contact_error(field: str, detail: str) -> ApiError:
+    if field == "email":
+        message = _("The email address is not valid.")
+    else:
+        message = _("Please enter a Taiwan mobile number, such as 0912345678.")
+    return ApiError(400, f"invalid_{field}", message, detail=detail)
+
+
+def _prove_identity(login: CardLogin, card: CardCertificate, national_id: str, id_hash: str) -> None:
+    """Return only once the identity check has said that ``card`` is the card of ``national_id``.
+
+    Each ID tried counts against the card login, in one conditional statement, before the service is
+    asked; a refusal is the same for every ID (registered or not) and is audited. A service that cannot
+    be asked costs the login nothing: 503, and the same login may try again.
+    """
+    if login.identity_confirmed_hash is not None and hmac.compare_digest(login.identity_confirmed_hash, id_hash):
+        return  # confirmed on an earlier try of this login (the form then lacked, say, an email)
+    attempts_left = _count_identity_check(login)
+    last4 = _certificate_id_last4(card)
+    if last4 is not None and last4 != national_id[-4:]:
+        raise _claim_refused(login, card, national_id, "id_last4_mismatch", attempts_left)
+    client = IdentityCheckClient(
+        current_app.config["IDENTITY_CHECK_URL"],
+        token=current_app.config["IDENTITY_CHECK_TOKEN"],
+        timeout=current_app.config["IDENTITY_CHECK_TIMEOUT"],
+    )
+    try:
+        verdict = client.check(card.der, national_id)
+    except IdentityCheckUnavailable as exc:
+        log.warning("identity check unavailable: %s", exc)
+        db.session.execute(
+            update(CardLogin)
+            .where(CardLogin.id == login.id, CardLogin.identity_checks > 0)
+            .values(identity_checks=CardLogin.identity_checks - 1)
+            .execution_options(synchronize_session=False)
+        )
+        record(
+            Tags.REGISTRATION_FAILURE,
+            reason="identity_check_unavailable",
+            login_id=login.id,
+            card=card.fingerprint,
+            detail=str(exc)[:200],
+        )
+        db.session.commit()
+        raise ApiError(
+            503,
+            "identity_check_unavailable",
+            _("Your national ID could not be checked with the certification authority now. Please try again later."),
+        ) from None
+    if verdict is not Verdict.CONFIRMED:
+        raise _claim_refused(login, card, national_id, "identity_not_confirmed", attempts_left)
+    login.identity_confirmed_hash = id_hash
+    record(Tags.IDENTITY_CONFIRMED, login_id=login.id, card=card.fingerprint, national_id=nid.mask(national_id))
+    db.session.commit()
+
+
+def _count_identity_check(login: CardLogin) -> int:
+    """Count one try against the login, if it has one left; return how many remain after it."""
+    limit = current_app.config["IDENTITY_CHECK_MAX_ATTEMPTS"]
+    counted = db.session.execute(
+        update(CardLogin)
+        .where(CardLogin.id == login.id, CardLogin.registered_at.is_(None), CardLogin.identity_checks < limit)
+        .values(identity_checks=CardLogin.identity_checks + 1)
+        .returning(CardLogin.identity_checks)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    db.session.commit()
+    if counted is None:
+        if login.registered_at is not None:  # another request of this login registered meanwhile
+            raise ApiError(401, "card_login_required", _("Please log in with your IC card first."))
+        _registration_failure(login, "too_many_identity_checks")
+        raise ApiError(
+            429,
+            "too_many_identity_checks",
+            _("Too many national ID numbers were tried with this card login. Please log in with your card again."),
+        )
+    return limit - counted
+
+
+def _claim_refused(login: CardLogin, card: CardCertificate, national_id: str, reason: str, attempts_left: int):
+    # One answer for every refused ID: it must not tell whether the ID has an account, so nothing here
+    # (nor before it) looks at the accounts.
+    record(
+        Tags.REGISTRATION_FAILURE,
+        reason=reason,
+        login_id=login.id,
+        card=card.fingerprint,
+        national_id=nid.mask(national_id),
+    )
+    db.session.commit()
+    return ApiError(
+        400,
+        "national_id_mismatch",
+        _("This national ID does not belong to the card's holder."),
+        attempts_left=attempts_left,
+    )
+
+
 def _link_card(login: CardLogin, card: CardCertificate, account: Account) -> Account:
-    # Same person: the ID matched the account's keyed hash, and the name must match the new card too.
+    # The identity check proved the card is this ID's; a locked account stays locked, and a card whose
+    # name differs from the account's is a conflict for the service desk, not something to settle here.
+    if account.locked_at is not None:
+        _registration_failure(login, "account_locked", account=account)
+        raise card_login.account_locked()
     if account.name != card.name:
-        _registration_failure(login, "name_mismatch", account=account)
-        raise ApiError(409, "name_mismatch", _("The name on this card does not match the account."))
+        raise _conflict(login, card, account, "name_mismatch")
     _claim(login)
     card.account = account
     record(Tags.CARD_LINKED, account=account, card=card.fingerprint, serial=card.serial_hex)
     card_login.start_session(account, card)
     return account
+
+
+def _conflict(login: CardLogin, card: CardCertificate, account: Account, conflict: str) -> ApiError:
+    """A proven claim that does not fit the account: take nothing from it, end this login, tell the owner."""
+    # Ending the login in one conditional statement: one notice per card login, however often it is sent.
+    ended = db.session.execute(
+        update(CardLogin)
+        .where(CardLogin.id == login.id, CardLogin.outcome == "registration_required", CardLogin.registered_at.is_(None))
+        .values(outcome="claim_conflict")
+        .execution_options(synchronize_session=False)
+    )
+    if ended.rowcount != 1:
+        db.session.rollback()
+        raise ApiError(401, "card_login_required", _("Please log in with your IC card first."))
+    record(
+        Tags.REGISTRATION_FAILURE,
+        account=account,
+        reason="claim_conflict",
+        conflict=conflict,
+        login_id=login.id,
+        card=card.fingerprint,
+        card_serial=card.serial_hex,
+        account_cards=[c.fingerprint for c in account.cards],
+    )
+    db.session.commit()
+    delivered = _tell_owner_of_conflict(account)
+    record(Tags.CONFLICT_NOTICE_SENT, account=account, login_id=login.id, delivered=delivered)
+    db.session.commit()
+    return ApiError(
+        409,
+        conflict,
+        _(
+            "This card cannot be linked to the account of this national ID here. The account is unchanged and "
+            "its owner has been told. Please contact the service desk."
+        ),
+    )
+
+
+def _tell_owner_of_conflict(account: Account) -> bool:
+    body = _(
+        "Someone logged in to MoCert with an IC card issued for the national ID of your account (%(masked)s) "
+        "and tried to link it to your account. The name on that card differs from your account's, so the card "
+        "was not linked and your account is unchanged.\n"
+        "Whether or not this was you, please contact the service desk to resolve it.",
+        masked=account.national_id_masked,
+    )
+    try:
+        send_mail(account.email, _("MoCert: a card could not be linked to your account"), body)
+    except MailError:
+        return False
+    return True
 
 
 def _registration_failure(login: CardLogin, reason: str, account: Account | None = None) -> None:

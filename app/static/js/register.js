@@ -13,7 +13,6 @@
   const FIELD_OF_ERROR = {
     invalid_national_id: "national_id",
     national_id_mismatch: "national_id",
-    name_mismatch: "national_id",
     already_registered: "national_id",
     invalid_email: "email",
     invalid_phone: "phone",
@@ -66,7 +65,7 @@
       return;
     }
     showStatus(status, result.data.message, "error");
-    // The pending card login expired or never happened: the way forward is the card again.
-    relogin.hidden = result.data.error !== "card_login_required";
+    // The pending card login expired, never happened or tried too many IDs: the way forward is the card again.
+    relogin.hidden = !["card_login_required", "too_many_identity_checks"].includes(result.data.error);
   });
 })();
