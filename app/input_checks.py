@@ -1,8 +1,8 @@
 """What a request may carry, checked once at the door for every route.
 
 Text must be storable: PostgreSQL's text and ``json ->>`` cannot hold NUL, and UTF-8 cannot encode a lone
-surrogate (JSON's ``"\\ud800"`` makes one). Such text in the URL path, the query string, a form field, the
-client credentials of an ``Authorization: Basic`` header or a JSON body is refused with a 400
+surrogate (JSON's ``"\\ud800"`` makes one). Such text in the URL path, the query string, a form field, a
+header, the client credentials of an ``Authorization: Basic`` header or a JSON body is refused with a 400
 (``invalid_characters``) before any view runs, so it never reaches a query, a single-use secret or the
 audit trail. JSON bodies are also bounded in depth: Python's parser recurses, and 30,000 brackets are a
 RecursionError.
@@ -62,6 +62,7 @@ def check_request() -> None:
     texts += [text for pair in request.args.items(multi=True) for text in pair]
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         texts += [text for pair in request.form.items(multi=True) for text in pair]
+    texts += [value for _name, value in request.headers.items()]  # the user agent is stored, for one
     texts += _basic_credentials()
     if not all(storable(text) for text in texts):
         raise UnstorableText()

@@ -43,6 +43,7 @@ def _refused(response, *, page: bool = False) -> None:
          False),
         ("POST", "/oauth/revoke", {"data": {"token": "x", "client_id": "a\x00b"}}, False),
         ("POST", "/oidc/logout", {"data": {"client_id": NUL}}, True),
+        ("POST", "/api/v1/card-login/begin", {"headers": {"User-Agent": "agent" + NUL}}, False),
     ],
 )
 def test_nul_in_a_path_query_form_or_credentials_is_refused_at_the_door(app, client, pki, method, path, kwargs, page):
