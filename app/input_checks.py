@@ -17,10 +17,11 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from flask import request
+from flask import current_app, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest
 
@@ -56,9 +57,17 @@ def make_storable(value: Any) -> Any:
     return value
 
 
+def reads_raw_path(view: Callable) -> Callable:
+    """Mark a view that decodes its URL path itself and answers any text there in its own protocol (an
+    OCSP GET is base64 in the path, and a malformed one gets OCSP's malformedRequest, not a 400)."""
+    view.reads_raw_path = True
+    return view
+
+
 def check_request() -> None:
     """``before_request`` for the whole app (registered before CSRF and the rate limits)."""
-    texts = [request.path]
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    texts = [] if getattr(view, "reads_raw_path", False) else [request.path]
     texts += [text for pair in request.args.items(multi=True) for text in pair]
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         texts += [text for pair in request.form.items(multi=True) for text in pair]
