@@ -27,7 +27,7 @@ from werkzeug.exceptions import BadRequest
 
 from .errors import ApiError
 
-MAX_JSON_DEPTH = 32  # our deepest body (a WebAuthn credential) is 4 levels
+MAX_JSON_DEPTH = 32  # our bodies are a few levels deep (a WebAuthn credential, a JWKS)
 REPLACEMENT = "\ufffd"
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
