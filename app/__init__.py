@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from flask import Flask, redirect, request, url_for
+from flask import Flask, abort, redirect, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import IntegerConverter
 
 from config import BASE_DIR, Config, config_from_env
 
 from .errors import error_response, register_error_handlers
 from .extensions import babel, csrf, db, limiter, login_manager, migrate
 from .i18n import LANGUAGE_LABELS, select_locale
+from .input_checks import check_request
+from .models import ID_MAX
 from .security import add_security_headers, check_production, debugging_problems, refuse
 
 
-class DatabaseId(IntegerConverter):
-    """``<int:…>`` in every route: an id the database's 64-bit integers can hold; a longer one is a 404,
-    not an overflow in the database driver."""
+def ids_in_range(endpoint: str | None, values: dict | None) -> None:
+    """An ``<int:…>`` beyond the id columns names nothing: a 404, not an overflow in the database driver.
 
-    def __init__(self, map, *args, **kwargs) -> None:
-        kwargs.setdefault("max", 2**63 - 1)
-        super().__init__(map, *args, **kwargs)
+    Not a maximum on the converter: Werkzeug then answers 405 where a sibling rule has another method.
+    """
+    if any(type(value) is int and value > ID_MAX for value in (values or {}).values()):
+        abort(404)
 
 
 class MoCertFlask(Flask):
@@ -56,7 +57,6 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or config_from_env()
     app = MoCertFlask(__name__, instance_path=str(config.INSTANCE_DIR), instance_relative_config=False)
     app.config.from_object(config)
-    app.url_map.converters["int"] = DatabaseId  # before any route is added
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
@@ -66,6 +66,8 @@ def create_app(config: Config | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+    app.url_value_preprocessor(ids_in_range)
+    app.before_request(check_request)  # first of all: before CSRF, the rate limits and every view
     csrf.init_app(app)
     limiter.init_app(app)
     babel.init_app(app, locale_selector=select_locale)

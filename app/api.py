@@ -6,11 +6,13 @@ from flask import request
 from flask_babel import gettext as _
 
 from .errors import ApiError
+from .input_checks import json_value
 
 
 def json_body() -> dict:
-    """The request's JSON object, or a 400 that says what is wrong with it."""
-    data = request.get_json(silent=True)
+    """The request's JSON object, or a 400 that says what is wrong with it (see ``input_checks``: bounded
+    depth, only text the database can store)."""
+    data = json_value(request.get_data(cache=True)) if request.is_json else None
     if not isinstance(data, dict):
         raise ApiError(400, "malformed_input", _("The request body must be a JSON object."))
     return data

@@ -14,6 +14,7 @@ from flask import has_request_context, request
 
 from . import audit_chain
 from .extensions import db
+from .input_checks import make_storable
 from .models import Account, AuditEvent, utcnow
 
 
@@ -82,18 +83,23 @@ def record(
     actor: str | None = None,
     **details: Any,
 ) -> AuditEvent:
-    """Append an event to the session (not committed). ``actor`` defaults to the account, or anonymous."""
+    """Append an event to the session (not committed). ``actor`` defaults to the account, or anonymous.
+
+    Whatever a caller passes is made storable and queryable first: NUL and lone surrogates (in details'
+    keys and values, the actor, the user agent) become U+FFFD, since PostgreSQL cannot store NUL in text
+    and fails ``->>`` on a JSON row holding ``\\u0000``, and UTF-8 cannot encode a lone surrogate.
+    """
     if actor is None:
         actor = f"account:{account.id}" if account is not None and account.id is not None else "anonymous"
     event = AuditEvent(
         occurred_at=utcnow(),  # set here, not at insert: the hash covers it
         tag=tag,
-        actor=actor,
+        actor=make_storable(actor),
         account_id=account.id if account is not None else None,
-        details=audit_chain.as_stored(details),
+        details=audit_chain.as_stored(make_storable(details)),
     )
     if has_request_context():
-        event.ip = request.remote_addr
-        event.user_agent = (request.user_agent.string or "")[:400] or None
+        event.ip = make_storable(request.remote_addr)
+        event.user_agent = make_storable((request.user_agent.string or "")[:400]) or None
     audit_chain.append(db.session, event)
     return event

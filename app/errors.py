@@ -1,15 +1,53 @@
 """One shape for every API error: ``{"error": "<code>", "message": "<text>"}`` with a 4xx status.
 
 Services raise :class:`ApiError` (or a domain error the views translate); handlers here make sure
-that nothing under ``/api/`` ever answers with an HTML page or a 500 for bad input.
+that nothing under ``/api/`` ever answers with an HTML page or a 500 for bad input, and that whatever
+fails anyway answers in the same shape: a JSON error for the API (and the OAuth endpoints), a page in the
+person's language elsewhere — 503 "briefly unavailable" while the database does not answer, 500 for a
+bug — never a bare framework page.
 """
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, g, jsonify, render_template, request
+from flask.globals import request_ctx
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import BadHost, HTTPException, InternalServerError
+
+from .extensions import db, login_manager
+
+RETRY_AFTER_SECONDS = 30
+# Not under /api/, but spoken to by programs that read JSON.
+JSON_PATHS = ("/api/", "/oauth/", "/userinfo", "/.well-known/", "/healthz", "/readyz")
+# The database does not answer, or not now (connection refused or lost, pool exhausted, a lock or
+# serialization conflict): a retry may succeed, so it is a 503, not a 500.
+DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+# When even the error template cannot be rendered: the page without the template, zh-TW first.
+FALLBACK_PAGE = """<!doctype html>
+<html lang="zh-Hant-TW">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{status} · MoCert</title></head>
+<body>
+<main>
+<p>{status}</p>
+<h1>{zh_heading}</h1><p>{zh_text}</p>
+<h2 lang="en">{en_heading}</h2><p lang="en">{en_text}</p>
+<p><a href="/">MoCert 行動自然人憑證</a></p>
+</main>
+</body>
+</html>
+"""
+FALLBACK_TEXT = {
+    503: ("服務暫時無法使用", "服務暫時無法使用，請稍後再試。", "Service unavailable",
+          "The service is briefly unavailable. Please try again in a moment."),
+    500: ("伺服器錯誤", "伺服器無法處理這個請求，請稍後再試。", "Server error",
+          "The server could not handle the request. Please try again later."),
+}
 
 
 class ApiError(Exception):
@@ -25,7 +63,33 @@ def error_response(status: int, code: str, message: str, **extra: object):
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+    return request.path.startswith(JSON_PATHS) or request.accept_mimetypes.best == "application/json"
+
+
+def error_page(status: int, message: str | None = None):
+    """The error page at ``status``. It renders even when the request's Host could not be understood
+    (no URL adapter to build links with) and, for a 5xx, without the database: the page then shows the
+    person as logged out rather than asking the database who they are."""
+    if request_ctx.url_adapter is None:  # Werkzeug refused the Host (BadHost): build links for ours
+        host = urlsplit(current_app.config.get("PUBLIC_URL") or "").netloc or "localhost"
+        request_ctx.url_adapter = current_app.url_map.bind(host)
+    if status >= 500:
+        g._login_user = login_manager.anonymous_user()  # Flask-Login's per-request user
+    try:
+        return render_template("error.html", status=status, message=message), status
+    except Exception:  # noqa: BLE001 - whatever broke the page, the person still gets one
+        current_app.logger.exception("the error page could not be rendered")
+        zh_heading, zh_text, en_heading, en_text = FALLBACK_TEXT[503 if status == 503 else 500]
+        page = FALLBACK_PAGE.format(status=status, zh_heading=zh_heading, zh_text=zh_text, en_heading=en_heading,
+                                    en_text=en_text)
+        return page, status, {"Content-Type": "text/html; charset=utf-8"}
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection may be the thing that is gone
+        current_app.logger.warning("rollback failed after an error", exc_info=True)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -39,9 +103,37 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        code = (exc.name or "error").lower().replace(" ", "_")
+        if isinstance(exc, InternalServerError):
+            return internal_error(exc)
+        code = getattr(exc, "error_code", None) or (exc.name or "error").lower().replace(" ", "_")
+        description = exc.description
         if exc.code == 413:
             code = "payload_too_large"
+        if isinstance(exc, BadHost):
+            code, description = "invalid_host", _("The Host header is not a valid host name.")
         if _wants_json():
-            return error_response(exc.code or 400, code, exc.description or exc.name)
-        return render_template("error.html", status=exc.code, message=exc.description), exc.code
+            return error_response(exc.code or 400, code, description or exc.name)
+        return error_page(exc.code or 400, description)
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(exc: InternalServerError):
+        # Flask has logged the original exception; the answer says nothing about it.
+        _rollback()
+        message = _("The server could not handle the request. Please try again later.")
+        if _wants_json():
+            return error_response(500, "internal_error", message)
+        return error_page(500, message)
+
+    def database_unavailable(exc: Exception):
+        app.logger.error("the database is unavailable: %s", exc)
+        _rollback()
+        message = _("The service is briefly unavailable. Please try again in a moment.")
+        if _wants_json():
+            response = error_response(503, "service_unavailable", message)
+        else:
+            response = app.make_response(error_page(503, message))
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    for kind in DATABASE_UNAVAILABLE:
+        app.register_error_handler(kind, database_unavailable)

@@ -19,6 +19,10 @@ from iccard.certificate import CitizenCertificate
 from .extensions import db
 
 
+# The id columns are INTEGER: 32 bits on PostgreSQL. A larger id names nothing, and the driver refuses it.
+ID_MAX = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

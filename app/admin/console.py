@@ -386,15 +386,23 @@ def create_token():
     g.operator.require(admin.TOKENS_WRITE)
     form = request.form
     _redisplay(_tokens_page, form=form)
-    days = form.get("expires_in_days", "").strip()
     token, raw = admin.create_service_token(
         actor=g.operator.actor,
         name=form.get("name"),
         scopes=form.getlist("scope"),
-        expires_in_days=int(days) if days.isdecimal() and days.isascii() else days or None,  # anything else: the service refuses it
+        expires_in_days=_days(form.get("expires_in_days", "")),
     )
     # Shown on this POST's answer only, like a client secret.
     return render_template("admin/secret.html", kind="token", token=token, secret=raw), 201
+
+
+def _days(value: str) -> int | str | None:
+    """The form's number of days as a number when it is one (a few ASCII digits: int() refuses 4,300 and
+    more); anything else goes to the service as it is, which refuses it."""
+    days = value.strip()
+    if not days:
+        return None
+    return int(days) if days.isascii() and days.isdecimal() and len(days) <= 9 else days
 
 
 @bp.post("/tokens/<int:token_id>/revoke")

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, request
 from flask.cli import AppGroup
 
 from ..extensions import db
+from ..input_checks import reads_raw_path
 from ..services import mobile_certificates
 from ..services.mobile_certificates import PKI_PATH
 
@@ -45,6 +46,7 @@ def ocsp_post():
 @bp.get("/ocsp", defaults={"encoded": ""})
 @bp.get("/ocsp/", defaults={"encoded": ""})
 @bp.get("/ocsp/<path:encoded>", merge_slashes=False)
+@reads_raw_path  # not a 400 for %00: the base64 check below refuses it as OCSP does
 def ocsp_get(encoded: str):
     try:
         der = base64.b64decode(encoded, validate=True)

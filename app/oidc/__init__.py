@@ -108,12 +108,15 @@ def jwks():
 def authorize():
     server = _server()
     account = current_user if current_user.is_authenticated else None
+    grant = None
     try:
         grant = server.get_consent_grant(end_user=account)
         data = grant.request.payload.data
         prompts = set((data.get("prompt") or "").split())
         account = _authenticated_account(account, data, prompts, grant.client)
     except OAuth2Error as error:
+        if grant is not None and not error.redirect_uri:  # the request is checked: tell the client there
+            error.redirect_uri, error.state = grant.redirect_uri, grant.request.payload.state
         if not error.redirect_uri:  # unknown client or redirect URI: never redirect there
             return render_template("error.html", status=400, message=error.get_error_description() or error.error), 400
         return server.handle_error_response(request, error)
@@ -210,7 +213,8 @@ def _authenticated_account(account, data, prompts, client=None):
         return None
     max_age = data.get("max_age")
     if max_age is not None:
-        if not str(max_age).isdigit():
+        # ASCII digits only: "²" passes isdigit() and int() refuses it; a few digits are decades enough.
+        if not (isinstance(max_age, str) and max_age.isascii() and max_age.isdigit() and len(max_age) <= 10):
             raise InvalidRequestError("'max_age' must be a number of seconds.")
         if time.time() - created > int(max_age):
             return None

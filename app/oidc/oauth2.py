@@ -7,17 +7,19 @@ call it and stay thin. Codes and tokens are stored only as SHA-256 hashes.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from datetime import datetime, timezone
 
 from authlib.common.security import generate_token
-from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2 import ResourceProtector as FlaskResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
     InvalidClientError,
     InvalidRequestError,
     MissingAuthorizationError,
+    UnsupportedResponseTypeError,
     UnsupportedTokenTypeError,
     grants,
 )
@@ -181,6 +183,15 @@ class S256CodeChallenge(CodeChallenge):
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request, client) -> str:
+        # Authlib quotes an unregistered URI into the error's description, and refuses its own error
+        # (ValueError, a 500) when the URI holds " or \ or non-ASCII. Say it without quoting it.
+        uri = request.payload.redirect_uri
+        if uri and not client.check_redirect_uri(uri):
+            raise InvalidRequestError("The redirect URI is not registered for this client.")
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
     def save_authorization_code(self, code: str, request) -> None:
         account, client = request.user, request.client
@@ -500,6 +511,41 @@ def _live_tokens():
 
 def _expires_in(client, grant_type) -> int:
     return int(current_app.config["OIDC_TOKEN_TTL"].total_seconds())
+
+
+# What RFC 6749 §4.1.2.1 allows in an error description: printable ASCII but " and \.
+_DESCRIBABLE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+
+
+class UnsupportedResponseType(UnsupportedResponseTypeError):
+    """``unsupported_response_type`` without quoting the response type back."""
+
+    def get_error_description(self) -> str:
+        return "The response type is not supported."
+
+
+class AuthorizationServer(FlaskAuthorizationServer):
+    """Authlib's server, but an unknown ``response_type`` holding characters that an error description may
+    not (``"``, ``\\``, non-ASCII) is ``unsupported_response_type`` like any other: Authlib quotes the
+    value into its error's description, and its error refuses that with a ValueError (a 500)."""
+
+    def get_authorization_grant(self, request):
+        response_type = request.payload.response_type
+        if response_type and not _DESCRIBABLE.fullmatch(response_type):
+            raise UnsupportedResponseType(
+                response_type, redirect_uri=self._checked_redirect_uri(request), state=request.payload.state
+            )
+        return super().get_authorization_grant(request)
+
+    def _checked_redirect_uri(self, request) -> str | None:
+        """Where the error may go: only a redirect URI registered for a client that exists (§4.1.2.1)."""
+        client = self.query_client(request.payload.client_id) if request.payload.client_id else None
+        if client is None:
+            return None
+        requested = request.payload.redirect_uri
+        if requested:
+            return requested if client.check_redirect_uri(requested) else None
+        return client.get_default_redirect_uri()
 
 
 def create_server(app: Flask) -> tuple[AuthorizationServer, ResourceProtector]:

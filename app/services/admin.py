@@ -18,7 +18,9 @@ from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import JSON, Select, Text, cast, func, literal, or_, select, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.orm import selectinload
 
 from iccard import national_id as nid
@@ -26,7 +28,9 @@ from iccard import national_id as nid
 from ..audit import Tags, record
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Account, AuditEvent, AuthSession, CardCertificate, Device, OidcToken, ServiceToken, utcnow
+from ..input_checks import make_storable
+from ..models import (ID_MAX, Account, AuditEvent, AuthSession, CardCertificate, Device, OidcToken, ServiceToken,
+                      utcnow)
 from . import devices, mobile_certificates
 from .contact import InvalidContact, normalize_email, normalize_mobile
 
@@ -290,7 +294,7 @@ def set_role(operator: Operator, account: Account, role: object, reason: object)
 
 def grant_role(account: Account, role: object, *, actor: str, reason: str) -> Account:
     """The role change itself (the CLI calls this directly: whoever runs it holds the server)."""
-    if role is not None and role not in ROLES:
+    if role is not None and (not isinstance(role, str) or role not in ROLES):  # a list is not even hashable
         raise ApiError(400, "invalid_role", _("The role is admin, auditor, or none."))
     if account.role == role:
         return account
@@ -430,9 +434,9 @@ class AuditFilter:
         if self.account_id is not None:
             statement = statement.where(AuditEvent.account_id == self.account_id)
         if self.device_id is not None:
-            statement = statement.where(AuditEvent.details["device"].as_integer() == self.device_id)
+            statement = statement.where(QueryableDetails()["device"].as_integer() == self.device_id)
         if self.client is not None:
-            statement = statement.where(AuditEvent.details["client"].as_string() == self.client)
+            statement = statement.where(QueryableDetails()["client"].as_string() == self.client)
         if self.tag is not None:
             escaped = self.tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             statement = statement.where(AuditEvent.tag.like(f"{escaped}%", escape="\\"))
@@ -445,6 +449,39 @@ class AuditFilter:
         if self.before_id is not None:
             statement = statement.where(AuditEvent.id < self.before_id)
         return statement.order_by(AuditEvent.id.desc())
+
+
+class QueryableDetails(FunctionElement):
+    """``audit_events.details`` as JSON that PostgreSQL's ``->`` and ``->>`` can read on every row.
+
+    Rows written before the door refused it may hold the escape ``\\u0000`` or a lone surrogate's (the JSON
+    type stores the text as given); PostgreSQL then fails ``->>`` on the whole row ("unsupported Unicode
+    escape sequence"), whichever key is asked for, and the hash chain forbids editing the row. So on
+    PostgreSQL the text is read with those escapes turned into U+FFFD's (a paired surrogate too, which no
+    client id or device id holds) before ``->>`` parses it. SQLite's JSON functions read such rows as
+    they are.
+    """
+
+    type = JSON()
+    inherit_cache = True
+    name = "queryable_details"
+
+
+# \u0000 and \uD800–\uDFFF escapes not preceded by an odd number of backslashes (PostgreSQL's regex syntax).
+_UNQUERYABLE_ESCAPE = r"(?<!\\)((?:\\\\)*)\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})"
+_REPLACEMENT_ESCAPE = r"\1\\ufffd"
+
+
+@compiles(QueryableDetails)
+def _details_as_stored(element, compiler, **kw) -> str:
+    return compiler.process(AuditEvent.__table__.c.details, **kw)
+
+
+@compiles(QueryableDetails, "postgresql")
+def _details_without_unqueryable_escapes(element, compiler, **kw) -> str:
+    text = cast(AuditEvent.__table__.c.details, Text)
+    replaced = func.regexp_replace(text, literal(_UNQUERYABLE_ESCAPE), literal(_REPLACEMENT_ESCAPE), literal("g"))
+    return compiler.process(cast(replaced, JSON), **kw)
 
 
 def audit_events(operator: Operator, audit_filter: AuditFilter) -> list[AuditEvent]:
@@ -477,8 +514,11 @@ def audit_csv(operator: Operator, audit_filter: AuditFilter) -> Iterator[str]:
 
 
 def event_view(event: AuditEvent) -> dict:
-    details = event.details or {}
-    return {
+    """An event for the pages, the API and the export. Text that UTF-8 cannot encode (a lone surrogate in
+    rows from before the door refused it) is shown as U+FFFD, NUL too: one such row must not break the
+    page it is on, nor cut an export short."""
+    details = make_storable(event.details or {})
+    return make_storable({
         "id": event.id,
         "occurred_at": _iso(event.occurred_at),
         "event": event.tag,
@@ -489,7 +529,7 @@ def event_view(event: AuditEvent) -> dict:
         "ip": event.ip,
         "user_agent": event.user_agent,
         "details": details,
-    }
+    })
 
 
 def _filter_view(audit_filter: AuditFilter) -> dict:
@@ -520,7 +560,7 @@ def _int_arg(args: Mapping[str, str], name: str) -> int | None:
         number = int(value)
     except (TypeError, ValueError):
         raise ApiError(400, f"invalid_{name}", _("%(name)s must be a number.", name=name)) from None
-    if not 0 < number < 2**63:
+    if not 0 < number <= ID_MAX:  # ids, and a limit: none of them beyond the id columns
         raise ApiError(400, f"invalid_{name}", _("%(name)s must be a number.", name=name))
     return number
 

@@ -31,6 +31,7 @@ import webauthn
 from ..audit import Tags, record
 from ..errors import ApiError
 from ..extensions import db
+from ..input_checks import storable
 from ..models import Account, Device, LoginRequest, OidcClient, utcnow
 from . import card_login, devices
 
@@ -58,7 +59,11 @@ def authorize_params(query: object) -> list[tuple[str, str]]:
     """The authorize request's parameters from a query string, without our login marker."""
     if not isinstance(query, str) or len(query) > 8000:
         raise ApiError(400, "malformed_input", _("The login request could not be read."))
-    return [(k, v) for k, v in parse_qsl(query.lstrip("?"), keep_blank_values=True) if k != LOGIN_MARKER]
+    params = [(k, v) for k, v in parse_qsl(query.lstrip("?"), keep_blank_values=True) if k != LOGIN_MARKER]
+    # Decoded here, past the door's check of the JSON it came in: %00 is a NUL only now.
+    if not all(storable(k) and storable(v) for k, v in params):
+        raise ApiError(400, "malformed_input", _("The login request could not be read."))
+    return params
 
 
 def client_for(params: list[tuple[str, str]]) -> OidcClient:
