@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from authlib.common.security import generate_token
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, grants
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -414,12 +415,22 @@ def _expires_in(client, grant_type) -> int:
     return int(current_app.config["OIDC_TOKEN_TTL"].total_seconds())
 
 
+def _client_secret_basic(query_client, request):
+    """Authlib's ``client_secret_basic``, except that credentials which are not UTF-8 are no credentials
+    (an ``invalid_client``): Authlib lets their UnicodeDecodeError through as a 500."""
+    try:
+        return authenticate_client_secret_basic(query_client, request)
+    except UnicodeDecodeError:
+        return None
+
+
 def create_server(app: Flask) -> tuple[AuthorizationServer, ResourceProtector]:
     server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
     server.register_token_generator(
         "default", TokenGenerator(lambda **kw: generate_token(42), lambda **kw: generate_token(48), _expires_in)
     )
     server.scopes_supported = list(oidc_claims.SCOPES_SUPPORTED)
+    server.register_client_auth_method("client_secret_basic", _client_secret_basic)
     server.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt())
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode(require_nonce=False)])
     server.register_grant(RefreshTokenGrant)

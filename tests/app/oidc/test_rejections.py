@@ -321,3 +321,13 @@ def test_clients_add_prints_exactly_one_json_object(app):
     refused = app.test_cli_runner().invoke(
         args=["clients", "add", "--name", "Y", "--redirect-uri", f"{RP}/cb", "--scope", "openid national_id"])
     assert refused.exit_code != 0
+
+
+def test_basic_credentials_that_are_not_utf8_are_an_invalid_client_not_a_500(client, add_client):
+    """Authlib decodes HTTP Basic credentials as UTF-8 and lets the error through (found by the fuzz)."""
+    add_client()
+    garbage = {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:\x00").decode()}
+    for path, form in (("/oauth/token", {"grant_type": "authorization_code", "code": "x"}), ("/oauth/revoke", {"token": "x"})):
+        response = client.raw.post(path, data=form, headers=garbage)
+        assert response.status_code == 401, (path, response.status_code, response.data[:200])
+        assert response.get_json()["error"] == "invalid_client"
