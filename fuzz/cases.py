@@ -69,7 +69,7 @@ class Context:
     names: list[str]
     identities: dict[str, Identity]
     fresh_card_login: Callable[[], tuple[str, str]]  # -> (login_id, tbs)
-    signed_answer: Callable[[str, str], dict]  # (national_id, tbs) -> the component's answer
+    signed_answer: Callable[[int, str], dict]  # (demo card index, tbs) -> the component's answer
     fresh_binding_credential: Callable[[], tuple[str, dict | None]]  # -> (token, credential)
     bad_certificates: list[bytes] = field(default_factory=list)
 
@@ -230,7 +230,7 @@ def _plausible_body(route: Route, rng: random.Random, ctx: Context, notes: list[
     seed, endpoint = ctx.seed, route.endpoint
     if endpoint == "auth.card_login_complete":
         login_id, tbs = ctx.fresh_card_login()
-        answer = ctx.signed_answer(rng.choice(["A123456789", "B223456782", "F131313136", "K120000006"]), tbs)
+        answer = ctx.signed_answer(rng.randrange(8), tbs)
         if rng.random() < 0.4 and ctx.bad_certificates:
             answer["certb64"] = base64.b64encode(rng.choice(ctx.bad_certificates)).decode()
             notes.append("card:bad-certificate")

@@ -42,6 +42,7 @@ class Result:
     counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     failures: list[Failure] = field(default_factory=list)
     log_causes: Counter = field(default_factory=Counter)
+    harness_errors: Counter = field(default_factory=Counter)  # the fuzz's own trouble making a case
     incomplete: bool = False
     seconds: float = 0.0
 
@@ -148,7 +149,12 @@ def fuzz_target(target: Target, *, seed: int, per_route: int, concurrency: int =
         if time.monotonic() > deadline:
             result.incomplete = True
             return
-        case = driver.case(route, number)
+        try:
+            case = driver.case(route, number)
+        except Exception as exc:  # e.g. a login the fuzz needed was refused: counted, never hidden
+            with lock:
+                result.harness_errors[f"{route.key}: {type(exc).__name__}: {exc}"[:300]] += 1
+            return
         response = wire.send(target.address, target.host, case.request)
         with lock:
             result.counts[route.key][response.status or "no answer"] += 1
@@ -170,15 +176,24 @@ def fuzz_target(target: Target, *, seed: int, per_route: int, concurrency: int =
     return result
 
 
-_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Warning|Timeout|Failure)\b.*)$", re.M)
+_ENTRY = re.compile(r"^\[\d{4}-\d\d-\d\d [^\]]*\] (?:ERROR in app: Exception on (?P<path>\S*) \[(?P<method>\w+)\]"
+                    r"|\[\d+\] \[ERROR\] Error handling request (?P<request>.*))$", re.M)
+_NOT_A_CAUSE = ("Traceback", "During handling", "The above exception", "[", "(Background on this error")
 
 
 def server_errors(log: str) -> Counter:
-    """The last line of every traceback in the server's log, counted."""
+    """Each error the server logged (Flask's "Exception on …", gunicorn's "Error handling request …"),
+    counted by the last exception of its traceback (the one that made the 500)."""
     causes = Counter()
-    for block in log.split("Traceback (most recent call last):")[1:]:
-        found = _EXCEPTION_LINE.findall(block.split("\n\n")[0] if "\n\n" in block else block)
-        causes[(found[-1] if found else block.strip().splitlines()[-1])[:300]] += 1
+    starts = list(_ENTRY.finditer(log))
+    for index, entry in enumerate(starts):
+        end = starts[index + 1].start() if index + 1 < len(starts) else len(log)
+        lines = [line for line in log[entry.end():end].splitlines()
+                 if line and not line[0].isspace() and not line.startswith(_NOT_A_CAUSE) and not line.startswith("^")]
+        cause = lines[-1][:240] if lines else "(no traceback)"
+        if lines and lines[0] != lines[-1]:  # a chain: the first exception is usually the reason
+            cause += f" (from {lines[0][:200]})"
+        causes[cause] += 1
     return causes
 
 
@@ -223,6 +238,10 @@ def report(result: Result, *, show: int = 40, out=sys.stdout) -> None:
     by_cause = Counter((f.kind, f.cause) for f in result.failures if f.cause and not f.cause.startswith("(not"))
     for (kind, cause), n in by_cause.most_common():
         write(f"  [{kind}] {cause}  (×{n} replayed)")
+    if result.harness_errors:
+        write("-- cases the fuzz could not make (its own trouble, not the server's):")
+        for error, n in result.harness_errors.most_common():
+            write(f"  {n:>6}  {error}")
     if result.log_causes:
         write("-- tracebacks in the server log (last line, count):")
         for cause, n in result.log_causes.most_common():
@@ -246,7 +265,7 @@ def as_json(results: list[Result]) -> dict:
             "database": r.database, "seed": r.seed, "per_route": r.per_route, "sent": r.sent,
             "seconds": round(r.seconds, 1), "incomplete": r.incomplete,
             "counts": {k: {str(s): n for s, n in c.items()} for k, c in r.counts.items()},
-            "log_causes": dict(r.log_causes),
+            "log_causes": dict(r.log_causes), "harness_errors": dict(r.harness_errors),
             "failures": [f.__dict__ for f in r.failures],
         } for r in results],
     }
