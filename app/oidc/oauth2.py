@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from authlib.common.security import generate_token
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import InsecureTransportError, InvalidClientError, InvalidRequestError, grants
 from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
@@ -424,8 +424,26 @@ def _client_secret_basic(query_client, request):
         return None
 
 
+class Server(AuthorizationServer):
+    """Authlib's server, except that its refusal of plain http to a host other than localhost is an OAuth
+    error answer (400 ``insecure_transport``): the token and revocation endpoints raise it before their
+    error handling, which made it a 500."""
+
+    def create_token_response(self, request=None):
+        try:
+            return super().create_token_response(request)
+        except InsecureTransportError as error:
+            return self.handle_error_response(None, error)
+
+    def create_endpoint_response(self, name, request=None):
+        try:
+            return super().create_endpoint_response(name, request)
+        except InsecureTransportError as error:
+            return self.handle_error_response(None, error)
+
+
 def create_server(app: Flask) -> tuple[AuthorizationServer, ResourceProtector]:
-    server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
+    server = Server(app, query_client=query_client, save_token=save_token)
     server.register_token_generator(
         "default", TokenGenerator(lambda **kw: generate_token(42), lambda **kw: generate_token(48), _expires_in)
     )
