@@ -69,7 +69,7 @@ class Context:
     names: list[str]
     identities: dict[str, Identity]
     fresh_card_login: Callable[[], tuple[str, str]]  # -> (login_id, tbs)
-    signed_answer: Callable[[int, str], dict]  # (demo card index, tbs) -> the component's answer
+    signed_answer: Callable[..., dict]  # (demo card index, tbs, signature type) -> the component's answer
     fresh_binding_credential: Callable[[], tuple[str, dict | None]]  # -> (token, credential)
     bad_certificates: list[bytes] = field(default_factory=list)
 
@@ -230,10 +230,14 @@ def _plausible_body(route: Route, rng: random.Random, ctx: Context, notes: list[
     seed, endpoint = ctx.seed, route.endpoint
     if endpoint == "auth.card_login_complete":
         login_id, tbs = ctx.fresh_card_login()
-        answer = ctx.signed_answer(rng.randrange(8), tbs)
-        if rng.random() < 0.4 and ctx.bad_certificates:
-            answer["certb64"] = base64.b64encode(rng.choice(ctx.bad_certificates)).decode()
-            notes.append("card:bad-certificate")
+        bent = rng.random() < 0.5 and ctx.bad_certificates
+        # PKCS#1 answers carry the certificate beside the signature (certb64): there a bent one is read.
+        answer = ctx.signed_answer(rng.randrange(8), tbs, "PKCS1" if bent or rng.random() < 0.3 else "PKCS7")
+        if bent:
+            structural = ctx.bad_certificates[:8]  # the re-encoded ones, then truncations and bit flips
+            pool = structural if rng.random() < 0.7 else ctx.bad_certificates
+            answer["certb64"] = base64.b64encode(rng.choice(pool)).decode()
+            notes.append("card:bent-certificate")
         return {"login_id": login_id, **answer}
     if endpoint == "phone.phone_bind_complete":
         token, credential = ctx.fresh_binding_credential()
@@ -312,7 +316,9 @@ def _body(route: Route, rng: random.Random, ctx: Context, notes: list[str]) -> t
             notes.append("json:random")
         else:
             notes.append("json:plausible")
-        return v.dumps(_mutate(body, rng, ctx)).encode(), json_type
+        if "card:bent-certificate" not in notes:  # a bent certificate is mutation enough
+            body = _mutate(body, rng, ctx)
+        return v.dumps(body).encode(), json_type
     if roll < 0.55:
         notes.append("json:hostile-top")
         return v.dumps(v.hostile_json_value(rng)).encode(), json_type

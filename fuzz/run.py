@@ -178,22 +178,30 @@ def fuzz_target(target: Target, *, seed: int, per_route: int, concurrency: int =
 
 _ENTRY = re.compile(r"^\[\d{4}-\d\d-\d\d [^\]]*\] (?:ERROR in app: Exception on (?P<path>\S*) \[(?P<method>\w+)\]"
                     r"|\[\d+\] \[ERROR\] Error handling request (?P<request>.*))$", re.M)
-_NOT_A_CAUSE = ("Traceback", "During handling", "The above exception", "[", "(Background on this error")
+# An exception line: a (dotted) class name, then its message; SQL and source lines are not.
+_EXCEPTION = re.compile(r"^(?:(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning|Iteration)(?::\s.*)?"
+                        r"|(?:[a-z_]\w*\.)+[A-Z]\w*:\s.*)$")
 
 
 def server_errors(log: str) -> Counter:
     """Each error the server logged (Flask's "Exception on …", gunicorn's "Error handling request …"),
-    counted by the last exception of its traceback (the one that made the 500)."""
+    counted by the last exception of its traceback (the one that made the 500) and the route's path."""
     causes = Counter()
+    causes.paths = {}  # cause -> up to three paths it came from
     starts = list(_ENTRY.finditer(log))
     for index, entry in enumerate(starts):
         end = starts[index + 1].start() if index + 1 < len(starts) else len(log)
-        lines = [line for line in log[entry.end():end].splitlines()
-                 if line and not line[0].isspace() and not line.startswith(_NOT_A_CAUSE) and not line.startswith("^")]
-        cause = lines[-1][:240] if lines else "(no traceback)"
-        if lines and lines[0] != lines[-1]:  # a chain: the first exception is usually the reason
-            cause += f" (from {lines[0][:200]})"
+        lines = []
+        for line in log[entry.end():end].splitlines():
+            if _EXCEPTION.match(line) and line[:200] not in lines:
+                lines.append(line[:200])
+        # The last exception made the 500; in a chain, the earlier ones say how it came about.
+        path = entry["path"] or (entry["request"] or "").split(" ")[-1]
+        cause = " ← ".join(reversed(lines))[:400] if lines else "(no traceback)"
         causes[cause] += 1
+        examples = causes.paths.setdefault(cause, [])
+        if len(examples) < 3 and path.split("?")[0][:80] not in examples:
+            examples.append(path.split("?")[0][:80])
     return causes
 
 
@@ -245,7 +253,9 @@ def report(result: Result, *, show: int = 40, out=sys.stdout) -> None:
     if result.log_causes:
         write("-- tracebacks in the server log (last line, count):")
         for cause, n in result.log_causes.most_common():
-            write(f"  {n:>6}  {cause}  [{known.classify(cause, '')}]")
+            paths = getattr(result.log_causes, "paths", {}).get(cause, [])
+            kind = known.classify(cause, " ".join(paths))
+            write(f"  {n:>6}  [{kind}] {cause}\n          at {', '.join(paths)}")
     for failure in result.failures[:show]:
         write(f"  {failure.status or 'no answer'}  {failure.route}  case {failure.number} ({failure.note})")
         if failure.cause:
@@ -265,7 +275,8 @@ def as_json(results: list[Result]) -> dict:
             "database": r.database, "seed": r.seed, "per_route": r.per_route, "sent": r.sent,
             "seconds": round(r.seconds, 1), "incomplete": r.incomplete,
             "counts": {k: {str(s): n for s, n in c.items()} for k, c in r.counts.items()},
-            "log_causes": dict(r.log_causes), "harness_errors": dict(r.harness_errors),
+            "log_causes": [{"cause": c, "count": n, "paths": getattr(r.log_causes, "paths", {}).get(c, [])}
+                           for c, n in r.log_causes.items()], "harness_errors": dict(r.harness_errors),
             "failures": [f.__dict__ for f in r.failures],
         } for r in results],
     }

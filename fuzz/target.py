@@ -286,12 +286,12 @@ class Target:
                          headers={"X-CSRF-Token": self.csrf(http)}, timeout=60)
         return http, done.json() if done.headers.get("content-type", "").startswith("application/json") else {}
 
-    def signed_answer(self, card_index: int, tbs: str) -> dict:
+    def signed_answer(self, card_index: int, tbs: str, signature_type: str = "PKCS7") -> dict:
         """The component's answer signed by demo card ``card_index`` (valid, expired, replaced, revoked)."""
         from tests.support import make_signature
 
         cards = self.pki.cards
-        return make_signature(self.pki, cards[card_index % len(cards)], tbs)
+        return make_signature(self.pki, cards[card_index % len(cards)], tbs, signature_type)
 
     def register(self, national_id: str, email: str) -> requests.Session:
         http, answer = self.card_login(national_id)

@@ -45,20 +45,25 @@ class Response:
 
 def send(address: tuple[str, int], host: bytes, request: Request, timeout: float = 60.0) -> Response:
     """Send ``request`` on a new connection and read the answer until the server closes it."""
+    chunks, trouble = [], ""
     try:
         with socket.create_connection(address, timeout=timeout) as sock:
-            sock.sendall(request.to_bytes(host))
-            # The server sees the end of the request, so a Content-Length longer than the body is a short
-            # read for it (a 400), not a wait until its timeout.
-            sock.shutdown(socket.SHUT_WR)
-            chunks = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            try:
+                sock.sendall(request.to_bytes(host))
+                # The server sees the end of the request, so a Content-Length longer than the body is a short
+                # read for it (a 400), not a wait until its timeout.
+                sock.shutdown(socket.SHUT_WR)
+            except OSError as exc:  # it may answer (a 414, a 400) and close before reading all we send
+                trouble = f"{type(exc).__name__}: {exc}"
+            try:
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            except OSError as exc:
+                trouble = trouble or f"{type(exc).__name__}: {exc}"
     except OSError as exc:
         return Response(0, {}, b"", error=f"{type(exc).__name__}: {exc}")
+    if not chunks:
+        return Response(0, {}, b"", error=trouble or "the server closed the connection without an answer")
     return _parse(b"".join(chunks))
 
 
