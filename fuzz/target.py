@@ -97,6 +97,7 @@ class Target:
         self.log_path = self.workdir / "gunicorn.log"
         self.workers, self.threads = workers, threads
         self.seed = Seed()
+        self.routes: list = []  # [rule, method, endpoint] of the app's url_map
         self._pg_name: str | None = None
         self._process: subprocess.Popen | None = None
         self.pki: DemoPKI | None = None
@@ -117,17 +118,18 @@ class Target:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env = self._environment(self._database_url())
-        self.flask("pki", "init-demo")
+        _, _, client, public, self.routes = self.flask(
+            ["pki", "init-demo"], ["db", "upgrade"],
+            ["clients", "add", "--name", "Fuzz RP", "--redirect-uri", RP_REDIRECT,
+             "--post-logout-redirect-uri", "https://rp.example/bye"],
+            ["clients", "add", "--name", "Fuzz public RP", "--public", "--redirect-uri", RP_REDIRECT,
+             "--allow-national-id", "--scope", "openid profile email national_id"],
+            ["routes"],
+        )
         self.pki = DemoPKI(self.instance / "demo-pki")
-        self.flask("db", "upgrade")
-        client = json.loads(self.flask("clients", "add", "--name", "Fuzz RP", "--redirect-uri", RP_REDIRECT,
-                                       "--post-logout-redirect-uri", "https://rp.example/bye"))
-        self.seed.client_ids.append(client["client_id"])
+        client, public = json.loads(client), json.loads(public)
+        self.seed.client_ids += [client["client_id"], public["client_id"]]
         self.seed.client_secret = client["client_secret"]
-        public = json.loads(self.flask("clients", "add", "--name", "Fuzz public RP", "--public",
-                                       "--redirect-uri", RP_REDIRECT, "--allow-national-id",
-                                       "--scope", "openid profile email national_id"))
-        self.seed.client_ids.append(public["client_id"])
         self._serve()
         self._seed_people()
 
@@ -168,13 +170,15 @@ class Target:
         )
         return env
 
-    def flask(self, *args: str) -> str:
-        """Run ``flask --app wsgi ARGS`` against this server's database and instance; returns its output."""
-        result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=self.env,
-                                capture_output=True, text=True, timeout=300)
-        if result.returncode != 0:
-            raise TargetError(f"flask {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-        return result.stdout
+    def flask(self, *commands: list[str]) -> list:
+        """Run ``flask`` commands (argument lists) against this server's database and instance, in one
+        process; returns their outputs."""
+        result = subprocess.run([sys.executable, "-m", "fuzz.commands", *map(json.dumps, commands)], cwd=ROOT,
+                                env=self.env, capture_output=True, text=True, timeout=300)
+        last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+        if result.returncode != 0 or not last.startswith("["):
+            raise TargetError(f"flask {commands} failed:\n{result.stdout}{result.stderr}")
+        return json.loads(last)
 
     def _serve(self) -> None:
         self._log = open(self.log_path, "ab")
@@ -230,9 +234,10 @@ class Target:
     def _seed_people(self) -> None:
         person = self.register(PERSON_ID, "wang@example.com")
         admin = self.register(ADMIN_ID, "chen@example.com")
-        self.flask("admin", "grant", ADMIN_ID, "--role", "admin", "--reason", "fuzz")
-        token = json.loads(self.flask("admin", "token", "create", "--name", "fuzz", *sum(
-            (["--scope", s] for s in ("read", "accounts:write", "devices:write", "clients:write")), [])))
+        scopes = sum((["--scope", s] for s in ("read", "accounts:write", "devices:write", "clients:write")), [])
+        _, token = self.flask(["admin", "grant", ADMIN_ID, "--role", "admin", "--reason", "fuzz"],
+                              ["admin", "token", "create", "--name", "fuzz", *scopes])
+        token = json.loads(token)
         self.seed.token_ids.append(token["id"])
         self.seed.service_token = token["service_token"]
         self.seed.account_ids = self._ids("accounts")
@@ -253,7 +258,7 @@ class Target:
                 conn.execute(sa.text("UPDATE accounts SET locked_at = NULL"))
         finally:
             engine.dispose()
-        self.flask("admin", "grant", ADMIN_ID, "--role", "admin", "--reason", "fuzz")
+        self.flask(["admin", "grant", ADMIN_ID, "--role", "admin", "--reason", "fuzz"])
 
     def _ids(self, table: str) -> list[int]:
         import sqlalchemy as sa
