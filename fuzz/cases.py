@@ -72,6 +72,7 @@ class Context:
     signed_answer: Callable[..., dict]  # (demo card index, tbs, signature type) -> the component's answer
     fresh_binding_credential: Callable[[], tuple[str, dict | None]]  # -> (token, credential)
     bad_certificates: list[bytes] = field(default_factory=list)
+    authorize_query: str = ""  # a valid authorize request's query string
 
 
 @dataclass
@@ -114,7 +115,7 @@ def _path(route: Route, rng: random.Random, ctx: Context, notes: list[str]) -> b
     out, last = [], 0
     for match in _CONVERTER.finditer(route.rule):
         out.append(route.rule[last:match.start()].encode())
-        out.append(_segment(match["conv"] or "default", match["args"], match["var"], rng, ctx))
+        out.append(_segment(route, match["conv"] or "default", match["args"], match["var"], rng, ctx))
         last = match.end()
     out.append(route.rule[last:].encode())
     path = b"".join(out)
@@ -124,7 +125,7 @@ def _path(route: Route, rng: random.Random, ctx: Context, notes: list[str]) -> b
     return path
 
 
-def _segment(converter: str, args: str | None, var: str, rng: random.Random, ctx: Context) -> bytes:
+def _segment(route: Route, converter: str, args: str | None, var: str, rng: random.Random, ctx: Context) -> bytes:
     seed = ctx.seed
     roll = rng.random()
     if converter == "int":
@@ -140,7 +141,8 @@ def _segment(converter: str, args: str | None, var: str, rng: random.Random, ctx
         if roll < 0.85:
             return rng.choice(choices).encode()
     plausible = {
-        "client_id": seed.client_ids, "token": seed.binding_tokens, "binding_id": seed.binding_ids,
+        "client_id": seed.client_ids, "binding_id": seed.binding_ids,
+        "token": seed.login_tokens if "/m/login/" in route.rule else seed.binding_tokens,
         "public_id": seed.login_ids, "code": ["zh_Hant_TW", "en", "zh-TW", "EN"],
         "filename": ["css/app.css", "js/app.js", "js/login.js", "../../config.py", "css/../../wsgi.py"],
         "encoded": ["MAMCAQA=", "MAMCAQA", "MEIwQDA-MDwwOjAJBgUrDgMCGgUABBQ"],
@@ -260,7 +262,7 @@ def _plausible_body(route: Route, rng: random.Random, ctx: Context, notes: list[
         "admin_api.device_action": {"reason": "fuzz"},
         "admin_api.create_service_token": {"name": "t", "scopes": ["read"], "expires_in_days": 30},
         "admin_api.revoke_service_token": {"reason": "fuzz"},
-        "oidc_login.create_login_request": {"authorize": "/authorize?client_id=" + quote(rng.choice(seed.client_ids))},
+        "oidc_login.create_login_request": {"authorize": ctx.authorize_query},
         "phone.phone_bind_options": {},
         "oidc_phone_login.phone_login_options": {},
     }
@@ -367,7 +369,8 @@ def _headers(route: Route, rng: random.Random, ctx: Context, me: Identity, reque
         notes.append("csrf:none")
     if csrf and route.method != "GET":
         headers.append((b"X-CSRF-Token", v.percent(csrf, rng, safe="-._~") if not csrf.isascii() else csrf.encode()))
-    request.body = request.body.replace(b"%7Bcsrf%7D", quote(me.csrf or "x", safe="").encode())
+    token = quote(me.csrf or "x", safe="").encode()
+    request.body = request.body.replace(b"%7Bcsrf%7D", token).replace(b"{csrf}", token)
     cookie = me.cookie
     if rng.random() < 0.05:
         notes.append("cookie:hostile")

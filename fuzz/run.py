@@ -76,6 +76,7 @@ class Driver:
                 seed=self.target.seed, host=self.target.host, names=self.names, identities=identities,
                 fresh_card_login=self._fresh_card_login, signed_answer=self.target.signed_answer,
                 fresh_binding_credential=self._fresh_binding, bad_certificates=self.bad_certificates,
+                authorize_query=self.target.authorize_query(),
             )
         local.count += 1
         if local.count % HEALTH_EVERY == 0:

@@ -78,7 +78,8 @@ class Seed:
     service_token: str = ""
     binding_ids: list[str] = field(default_factory=list)
     binding_tokens: list[str] = field(default_factory=list)
-    login_ids: list[str] = field(default_factory=list)
+    login_ids: list[str] = field(default_factory=list)  # login requests at /authorize (public ids)
+    login_tokens: list[str] = field(default_factory=list)  # their phone-side tokens (/m/login/<token>)
 
 
 class Target:
@@ -245,7 +246,24 @@ class Target:
         binding = self.new_binding(person)  # one binding left open, its token and id for the path values
         self.seed.binding_ids.append(binding[0])
         self.seed.binding_tokens.append(binding[1])
-        self.seed.login_ids.append(self.begin_card_login(requests.Session())["login_id"])
+        login = self.new_login_request(requests.Session())
+        self.seed.login_ids.append(login["login_request_id"])
+        self.seed.login_tokens.append(login["url"].rsplit("/", 1)[1])
+
+    def authorize_query(self) -> str:
+        from urllib.parse import urlencode
+
+        return urlencode({"response_type": "code", "client_id": self.seed.client_ids[0], "redirect_uri": RP_REDIRECT,
+                          "scope": "openid", "state": "s", "nonce": "n", "code_challenge_method": "S256",
+                          "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"})
+
+    def new_login_request(self, http: requests.Session) -> dict:
+        """A login at /authorize started by ``http``'s browser (its QR code's token in ``url``)."""
+        response = http.post(f"{self.url}/api/v1/login-requests", json={"authorize": self.authorize_query()},
+                             headers={"X-CSRF-Token": self.csrf(http)}, timeout=30)
+        if response.status_code != 201:
+            raise TargetError(f"login-requests answered {response.status_code}: {response.text[:300]}")
+        return response.json()
 
     def restore(self) -> None:
         """Undo what fuzzed admin requests may have done to the seeded people, so they can log in again:
