@@ -38,3 +38,51 @@ def test_no_route_answers_a_fuzzed_request_with_a_5xx(database, tmp_path):
     assert not result.harness_errors, text.getvalue()
     if result.failures:
         pytest.fail(text.getvalue(), pytrace=False)
+
+
+def _context():
+    from fuzz import cases
+    from fuzz.target import Seed
+
+    seed = Seed(account_ids=[1, 2], device_ids=[1], token_ids=[1], client_ids=["c1"], client_secret="s",
+                service_token="t", binding_ids=["b"], binding_tokens=["bt"], login_ids=["l"], login_tokens=["lt"])
+    identities = {name: cases.Identity(name, b"mocert_session=x" if name != "anonymous" else b"", "csrf")
+                  for name in cases.IDENTITIES}
+    return cases.Context(seed=seed, host=b"localhost", names=cases.field_names(), identities=identities,
+                         fresh_card_login=lambda: ("login", "tbs"),
+                         signed_answer=lambda index, tbs, kind="PKCS7": {"signatureType": kind, "signature": "AA=="},
+                         fresh_binding_credential=lambda: ("token", {"id": "x"}), bad_certificates=[b"\x30\x00"])
+
+
+def test_a_case_is_made_again_byte_for_byte_from_its_seed_and_number():
+    from fuzz import cases
+
+    route = cases.Route("/api/v1/devices/<int:device_id>", "PATCH", "devices.rename_device")
+    ctx = _context()
+    made = [cases.generate(route, n, 7, "sqlite", ctx).request.to_bytes(b"h") for n in range(50)]
+    assert made == [cases.generate(route, n, 7, "sqlite", ctx).request.to_bytes(b"h") for n in range(50)]
+    assert len(set(made)) == 50, "each number is another case"
+    assert made != [cases.generate(route, n, 8, "sqlite", ctx).request.to_bytes(b"h") for n in range(50)]
+
+
+def test_the_server_log_is_read_as_one_cause_per_error_the_last_exception_of_its_chain():
+    log = """[2026-12-01 10:00:00,000] ERROR in app: Exception on /x [POST]
+Traceback (most recent call last):
+  File "a.py", line 1, in f
+UnicodeError: label too long
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "b.py", line 2, in g
+[SQL: SELECT 1
+WHERE accounts.id = 1]
+AttributeError: 'NoneType' object has no attribute 'build'
+[2026-12-01 10:00:01 +0000] [12] [ERROR] Error handling request /y
+Traceback (most recent call last):
+RecursionError: maximum recursion depth exceeded
+"""
+    causes = run.server_errors(log)
+    assert causes == {"AttributeError: 'NoneType' object has no attribute 'build' ← UnicodeError: label too long": 1,
+                      "RecursionError: maximum recursion depth exceeded": 1}
+    assert causes.paths["RecursionError: maximum recursion depth exceeded"] == ["/y"]
