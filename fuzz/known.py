@@ -14,7 +14,7 @@ KNOWN = [
     ("lone surrogate", r"surrogate|UnicodeEncodeError", None),
     ("audit row with \\u0000 breaks ->>", r"unsupported Unicode escape sequence|\\u0000 cannot be converted", None),
     ("max_age not a number", r"invalid literal for int", r"/authorize"),
-    ("Host label over 63 characters", r"label too long|label empty or too long|idna|punycode|BadHost", None),
+    ("Host header the IDNA codec refuses (label over 63 characters, bad punycode)", r"label too long|label empty or too long|idna|punycode|BadHost", None),
     ("a 4,400-digit number", r"Exceeds the limit \(4300 digits\)|int_max_str_digits", None),
     ("admin role as a list", r"unhashable type", r"/role"),
     ("odd card certificate", r"ValueError|ParseError|UnsupportedAlgorithm|asn1|x509|KeyError|TypeError|IndexError",
