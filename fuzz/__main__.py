@@ -63,7 +63,7 @@ def _replay(workdir: Path, mailbox: Mailbox, database: str, seed: int, args) -> 
         print(f"case {number} of {key} ({case.note})\nrequest: {case.request.describe(target.host, limit=4000)}")
         print(f"answer: {response.status or 'no answer'} {response.error}\n{response.body[:2000].decode('utf-8', 'replace')}")
         print(f"server log:\n{target.log_since(offset)}")
-        return 1 if response.status == 0 or response.status >= 500 else 0
+        return 1 if response.status == 0 or response.status >= 500 or response.cut else 0
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ class Failure:
     note: str
     request: str
     error: str = ""
+    cut: bool = False
     cause: str = ""
     kind: str = ""
 
@@ -152,10 +153,13 @@ def fuzz_target(target: Target, *, seed: int, per_route: int, concurrency: int =
             return
         response = wire.send(target.address, target.host, case.request)
         with lock:
-            result.counts[route.key][response.status or "no answer"] += 1
-            if response.status == 0 or response.status >= 500:
+            status = response.status or "no answer"
+            if response.cut:
+                status = f"{status} cut"
+            result.counts[route.key][status] += 1
+            if response.status == 0 or response.status >= 500 or response.cut:
                 result.failures.append(Failure(target.database, route.key, number, response.status, case.note,
-                                               case.request.describe(target.host), response.error))
+                                               case.request.describe(target.host), response.error, response.cut))
             if progress and result.sent % 1000 == 0:
                 progress(f"{target.database}: {result.sent} requests, {len(result.failures)} × 5xx")
 
@@ -171,8 +175,9 @@ def fuzz_target(target: Target, *, seed: int, per_route: int, concurrency: int =
     return result
 
 
-_ENTRY = re.compile(r"^\[\d{4}-\d\d-\d\d [^\]]*\] (?:ERROR in app: Exception on (?P<path>\S*) \[(?P<method>\w+)\]"
-                    r"|\[\d+\] \[ERROR\] Error handling request (?P<request>.*))$", re.M)
+_ENTRY = re.compile(r"^\[\d{4}-\d\d-\d\d [^\]]*\] (?:ERROR in app: Exception on (?P<path>.*?) \[(?P<method>[A-Z]+)\]"
+                    r"|\[\d+\] \[ERROR\] Error handling request ?(?P<request>.*))$"
+                    r"|^(?P<logging>--- Logging error ---)$", re.M)
 # An exception line: a (dotted) class name, then its message; SQL and source lines are not.
 _EXCEPTION = re.compile(r"^(?:(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning|Iteration)(?::\s.*)?"
                         r"|(?:[a-z_]\w*\.)+[A-Z]\w*:\s.*)$")
@@ -191,8 +196,11 @@ def server_errors(log: str) -> Counter:
             if _EXCEPTION.match(line) and line[:200] not in lines:
                 lines.append(line[:200])
         # The last exception made the 500; in a chain, the earlier ones say how it came about.
-        path = entry["path"] or (entry["request"] or "").split(" ")[-1]
+        path = entry["path"] or (entry["request"] or "").split(" ")[-1] or "(gunicorn, no path)"
         cause = " ← ".join(reversed(lines))[:400] if lines else "(no traceback)"
+        cause = re.sub(r"\b(position|line|column|char) \d+", r"\1 …", cause)  # one cause, wherever it struck
+        if entry["logging"]:  # Python's logging could not write the error before it (its path, say)
+            cause, path = f"the server could not log an error: {cause}", "(log)"
         causes[cause] += 1
         examples = causes.paths.setdefault(cause, [])
         if len(examples) < 3 and path.split("?")[0][:80] not in examples:
@@ -217,7 +225,7 @@ def _replay_failures(target: Target, driver: Driver, result: Result, routes, rep
         causes = server_errors(target.log_since(offset))
         if causes:
             failure.cause = next(iter(causes))
-        elif response.status >= 500 or response.status == 0:
+        elif response.status >= 500 or response.status == 0 or response.cut:
             failure.cause = f"{response.status or 'no answer'} again, no traceback in the log ({response.error})"
         else:
             failure.cause = f"not reproduced alone (answered {response.status})"
@@ -235,9 +243,9 @@ def report(result: Result, *, show: int = 40, out=sys.stdout) -> None:
     for key in sorted(result.counts, key=lambda k: (k.split(" ", 1)[1], k)):
         counter = result.counts[key]
         statuses = " ".join(f"{status}×{n}" for status, n in sorted(counter.items(), key=lambda i: str(i[0])))
-        flag = "  <-- 5xx" if any(s == "no answer" or int(s) >= 500 for s in counter) else ""
+        flag = "  <-- 5xx" if any(not str(s).isdigit() or int(s) >= 500 for s in counter) else ""
         write(f"  {key:<{width}} {sum(counter.values()):>6}  {statuses}{flag}")
-    write(f"-- 5xx or no answer on {result.database}: {len(result.failures)}")
+    write(f"-- 5xx, no answer or a cut answer on {result.database}: {len(result.failures)}")
     by_cause = Counter((f.kind, f.cause) for f in result.failures if f.cause and not f.cause.startswith("(not"))
     for (kind, cause), n in by_cause.most_common():
         write(f"  [{kind}] {cause}  (×{n} replayed)")
@@ -252,7 +260,7 @@ def report(result: Result, *, show: int = 40, out=sys.stdout) -> None:
             kind = known.classify(cause, " ".join(paths))
             write(f"  {n:>6}  [{kind}] {cause}\n          at {', '.join(paths)}")
     for failure in result.failures[:show]:
-        write(f"  {failure.status or 'no answer'}  {failure.route}  case {failure.number} ({failure.note})")
+        write(f"  {failure.status or 'no answer'}{' cut' if failure.cut else ''}  {failure.route}  case {failure.number} ({failure.note})")
         if failure.cause:
             write(f"       cause: {failure.cause}  [{failure.kind}]")
         write(f"       replay: .venv/bin/python -m fuzz --database {failure.database} --seed {result.seed} "

@@ -41,6 +41,7 @@ class Response:
     headers: dict[str, str]
     body: bytes
     error: str = ""
+    cut: bool = False  # a chunked body that ended without its last chunk: the server broke off mid-answer
 
 
 def send(address: tuple[str, int], host: bytes, request: Request, timeout: float = 60.0) -> Response:
@@ -79,11 +80,13 @@ def _parse(raw: bytes) -> Response:
         name, _, value = line.partition(b":")
         headers[name.strip().decode("latin-1").lower()] = value.strip().decode("latin-1")
     if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _dechunk(body)
+        body, complete = _dechunk(body)
+        return Response(status, headers, body, cut=not complete)
     return Response(status, headers, body)
 
 
-def _dechunk(body: bytes) -> bytes:
+def _dechunk(body: bytes) -> tuple[bytes, bool]:
+    """The body, and whether it ended with the zero-size last chunk."""
     out, rest = [], body
     while rest:
         size_line, _, rest = rest.partition(b"\r\n")
@@ -92,7 +95,7 @@ def _dechunk(body: bytes) -> bytes:
         except ValueError:
             break
         if size == 0:
-            break
+            return b"".join(out), True
         out.append(rest[:size])
         rest = rest[size + 2:]
-    return b"".join(out)
+    return b"".join(out), False

@@ -86,3 +86,30 @@ RecursionError: maximum recursion depth exceeded
     assert causes == {"AttributeError: 'NoneType' object has no attribute 'build' ← UnicodeError: label too long": 1,
                       "RecursionError: maximum recursion depth exceeded": 1}
     assert causes.paths["RecursionError: maximum recursion depth exceeded"] == ["/y"]
+
+
+def test_a_path_with_a_space_still_starts_its_own_error():
+    log = ("[2026-12-01 10:00:00,000] ERROR in app: Exception on /a [POST]\nRecursionError: deep\n"
+           "[2026-12-01 10:00:01,000] ERROR in app: Exception on /m/bind/a b/complete [POST]\nValueError: x\n")
+    causes = run.server_errors(log)
+    assert causes == {"RecursionError: deep": 1, "ValueError: x": 1}
+    assert causes.paths["ValueError: x"] == ["/m/bind/a b/complete"]
+
+
+def test_an_error_the_server_could_not_log_is_a_cause_of_its_own():
+    log = ("[2026-12-01 10:00:00,000] ERROR in app: Exception on /a\udfff [GET]\nRecursionError: deep\n"
+           "--- Logging error ---\nTraceback (most recent call last):\n"
+           "UnicodeEncodeError: 'utf-8' codec can't encode character '\\udfff'\nCall stack:\n")
+    assert run.server_errors(log) == {"RecursionError: deep": 1,
+                                      "the server could not log an error: UnicodeEncodeError: 'utf-8' codec can't "
+                                      "encode character '\\udfff'": 1}
+
+
+def test_a_chunked_answer_without_its_last_chunk_is_cut():
+    from fuzz import wire
+
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    whole = wire._parse(head + b"3\r\nabc\r\n0\r\n\r\n")
+    assert (whole.status, whole.body, whole.cut) == (200, b"abc", False)
+    broken = wire._parse(head + b"3\r\nabc\r\n")
+    assert (broken.status, broken.body, broken.cut) == (200, b"abc", True)
