@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 
 KNOWN = [
+    ("audit row with \\u0000 or a lone surrogate breaks PostgreSQL's JSON (->>, the CSV export)",
+     r"unsupported Unicode escape sequence|\\u0000 cannot be converted|invalid input syntax for type json", None),
     ("deep JSON (RecursionError)", r"RecursionError", None),
     ("Authlib 'forbidden characters' at /authorize", r"forbidden characters|authlib", r"/authorize"),
     ("32-bit id columns overflowed", r"NumericValueOutOfRange|out of range for type integer|OverflowError|"
                                      r"Python int too large|integer out of range", None),
     ("NUL byte PostgreSQL cannot store", r"NUL|\\x00|0x00|cannot contain NUL", None),
     ("lone surrogate", r"surrogate|UnicodeEncodeError", None),
-    ("audit row with \\u0000 breaks ->>", r"unsupported Unicode escape sequence|\\u0000 cannot be converted", None),
     ("max_age not a number", r"invalid literal for int", r"/authorize"),
     ("Host header the IDNA codec refuses (label over 63 characters, bad punycode)", r"label too long|label empty or too long|idna|punycode|BadHost", None),
     ("a 4,400-digit number", r"Exceeds the limit \(4300 digits\)|int_max_str_digits", None),
