@@ -61,7 +61,8 @@ def _replay(workdir: Path, mailbox: Mailbox, database: str, seed: int, args) -> 
         response = wire.send(target.address, target.host, case.request)
         time.sleep(0.3)
         print(f"case {number} of {key} ({case.note})\nrequest: {case.request.describe(target.host, limit=4000)}")
-        print(f"answer: {response.status or 'no answer'} {response.error}\n{response.body[:2000].decode('utf-8', 'replace')}")
+        body = response.body[:2000].decode("utf-8", "replace")
+        print(f"answer: {response.status or 'no answer'}{' cut' if response.cut else ''} {response.error}\n{body}")
         print(f"server log:\n{target.log_since(offset)}")
         return 1 if response.status == 0 or response.status >= 500 or response.cut else 0
 

@@ -167,12 +167,13 @@ def _code_challenge(rng: random.Random) -> str:
 def _plausible_query(route: Route, rng: random.Random, ctx: Context) -> dict[str, str] | None:
     seed = ctx.seed
     if route.rule in ("/authorize", "/authorize/login"):
-        params = {"response_type": "code", "client_id": rng.choice(seed.client_ids), "redirect_uri": "https://rp.example/cb",
-                  "scope": rng.choice(["openid", "openid profile email", "openid national_id", "openid offline_access"]),
+        scope = rng.choice(["openid", "openid profile email", "openid national_id", "openid offline_access"])
+        params = {"response_type": "code", "client_id": rng.choice(seed.client_ids),
+                  "redirect_uri": "https://rp.example/cb", "scope": scope,
                   "state": "s" + str(rng.randint(0, 999)), "nonce": "n" + str(rng.randint(0, 999)),
                   "code_challenge": _code_challenge(rng), "code_challenge_method": "S256"}
-        for extra, choices in (("prompt", ["none", "login", "consent", "select_account"]), ("max_age", ["0", "60", "²"]),
-                               ("ui_locales", ["en", "zh-TW"])):
+        for extra, choices in (("prompt", ["none", "login", "consent", "select_account"]),
+                               ("max_age", ["0", "60", "²"]), ("ui_locales", ["en", "zh-TW"])):
             if rng.random() < 0.2:
                 params[extra] = rng.choice(choices)
         return params
@@ -180,10 +181,12 @@ def _plausible_query(route: Route, rng: random.Random, ctx: Context) -> dict[str
         return {"client_id": rng.choice(seed.client_ids), "post_logout_redirect_uri": "https://rp.example/bye",
                 "state": "x", "id_token_hint": "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"}
     if route.rule.startswith(("/api/v1/admin/audit", "/admin/audit")):
-        return {rng.choice(["site", "device", "account", "tag", "client", "before", "q", "actor", "page"]):
-                rng.choice(["1", str(rng.choice(seed.device_ids or [1])), rng.choice(seed.client_ids), "card:login:success"])}
+        name = rng.choice(["site", "device", "account", "tag", "client", "before", "q", "actor", "page"])
+        return {name: rng.choice(["1", str(rng.choice(seed.device_ids or [1])), rng.choice(seed.client_ids),
+                                  "card:login:success"])}
     if route.rule in ("/api/v1/admin/accounts", "/admin"):
-        return {"q": rng.choice(["王", "A123456789", "wang@example.com", "0912345678"]), "by": rng.choice(["name", "national_id", "email", "phone"])}
+        return {"q": rng.choice(["王", "A123456789", "wang@example.com", "0912345678"]),
+                "by": rng.choice(["name", "national_id", "email", "phone"])}
     if route.rule in ("/login", "/register", "/lang/<code>"):
         return {"next": rng.choice(["/account", "/authorize?client_id=x", "//evil.example", "/\\evil"])}
     return None
@@ -375,7 +378,8 @@ def _headers(route: Route, rng: random.Random, ctx: Context, me: Identity, reque
     if rng.random() < 0.05:
         notes.append("cookie:hostile")
         cookie = rng.choice([b"mocert_session=garbage", b"mocert_session=" + b"A" * 8000, b"mocert_session=\xff\xfe",
-                             cookie + b"; mocert_session=eyJ4Ijoi", b"mocert_session=.eJyrVkrOz0vOLCjJzM9TslIqTi0uzszPUwIAU6QHqQ.x.y",
+                             cookie + b"; mocert_session=eyJ4Ijoi",
+                             b"mocert_session=.eJyrVkrOz0vOLCjJzM9TslIqTi0uzszPUwIAU6QHqQ.x.y",
                              b"=; ==; ;;", cookie + b"; " + cookie, b"mocert_session"])
     if cookie:
         headers.append((b"Cookie", cookie))
@@ -387,14 +391,16 @@ def _headers(route: Route, rng: random.Random, ctx: Context, me: Identity, reque
         headers.append((b"Accept-Language", rng.choice(v.ACCEPT_LANGUAGES)))
     if rng.random() < 0.4:
         headers.append((b"Accept", rng.choice(v.ACCEPTS)))
-    wants_auth = route.endpoint in ("oidc.token", "oidc.revoke", "oidc.userinfo") or route.rule.startswith("/api/v1/admin")
+    wants_auth = (route.endpoint in ("oidc.token", "oidc.revoke", "oidc.userinfo")
+                  or route.rule.startswith("/api/v1/admin"))
     if rng.random() < (0.5 if wants_auth else 0.04):
         seed = ctx.seed
         client = rng.choice(seed.client_ids)
         headers.append((b"Authorization", rng.choice([
             b"Basic " + base64.b64encode(f"{client}:{seed.client_secret}".encode()),
             b"Basic " + base64.b64encode(f"{client}:wrong".encode()),
-            b"Basic " + base64.b64encode(b"\xff\xfe:\x00"), b"Basic !!!", b"Basic", b"Basic " + base64.b64encode(b"nocolon"),
+            b"Basic " + base64.b64encode(b"\xff\xfe:\x00"), b"Basic !!!", b"Basic",
+            b"Basic " + base64.b64encode(b"nocolon"),
             b"Bearer " + seed.service_token.encode(), b"Bearer " + seed.service_token.encode() + b"x", b"Bearer",
             b"Bearer " + b"a" * 5000, b"Digest x", b"bearer \xe4\xb8\xad", b"Bearer %00",
         ])))
@@ -414,7 +420,8 @@ def _headers(route: Route, rng: random.Random, ctx: Context, me: Identity, reque
         elif choice == "zero":
             request.content_length = 0
         else:
-            raw = {"text": [b"abc"], "negative": [b"-1"], "twice": [str(length).encode(), str(length + 1).encode()]}[choice]
+            raw = {"text": [b"abc"], "negative": [b"-1"],
+                   "twice": [str(length).encode(), str(length + 1).encode()]}[choice]
             headers.extend((b"Content-Length", value) for value in raw)
     if rng.random() < 0.02:
         headers.append((b"Transfer-Encoding", rng.choice([b"chunked", b"gzip", b"chunked, identity"])))

@@ -238,7 +238,8 @@ def _replay_failures(target: Target, driver: Driver, result: Result, routes, rep
 def report(result: Result, *, show: int = 40, out=sys.stdout) -> None:
     write = lambda line="": print(line, file=out)  # noqa: E731
     write(f"== MoCert fuzz on {result.database}: seed {result.seed}, {result.per_route} requests per route, "
-          f"{result.sent} requests in {result.seconds:.0f} s" + (" (stopped by the time bound)" if result.incomplete else ""))
+          f"{result.sent} requests in {result.seconds:.0f} s"
+          + (" (stopped by the time bound)" if result.incomplete else ""))
     width = max(len(k) for k in result.counts) if result.counts else 10
     for key in sorted(result.counts, key=lambda k: (k.split(" ", 1)[1], k)):
         counter = result.counts[key]
@@ -260,7 +261,8 @@ def report(result: Result, *, show: int = 40, out=sys.stdout) -> None:
             kind = known.classify(cause, " ".join(paths))
             write(f"  {n:>6}  [{kind}] {cause}\n          at {', '.join(paths)}")
     for failure in result.failures[:show]:
-        write(f"  {failure.status or 'no answer'}{' cut' if failure.cut else ''}  {failure.route}  case {failure.number} ({failure.note})")
+        status = f"{failure.status or 'no answer'}{' cut' if failure.cut else ''}"
+        write(f"  {status}  {failure.route}  case {failure.number} ({failure.note})")
         if failure.cause:
             write(f"       cause: {failure.cause}  [{failure.kind}]")
         write(f"       replay: .venv/bin/python -m fuzz --database {failure.database} --seed {result.seed} "

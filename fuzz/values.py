@@ -115,6 +115,7 @@ ACCEPT_LANGUAGES = [b"en", b"zh-TW", b"zh-Hant-TW,zh;q=0.9,en;q=0.8", b"*", b"en
 ACCEPTS = [b"application/json", b"text/html", b"*/*", b"text/html;q=0.1, application/json", b"image/png", b"\xff",
            b"application/json;q=abc", b"*/*;q=" + b"9" * 500]
 CONTENT_TYPES = [b"application/json; charset=utf-16", b"text/plain", b"application/json; charset=\xff",
-                 b"multipart/form-data", b"multipart/form-data; boundary=", b"application/x-www-form-urlencoded; charset=latin-1",
+                 b"multipart/form-data", b"multipart/form-data; boundary=",
+                 b"application/x-www-form-urlencoded; charset=latin-1",
                  b"application/ocsp-request", b"*/*", b"", b"application/json;;;", b"application/vnd.api+json",
                  b"application/jwt", b"application/json; charset=nope", b"text/html"]

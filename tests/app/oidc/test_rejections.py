@@ -327,7 +327,8 @@ def test_basic_credentials_that_are_not_utf8_are_an_invalid_client_not_a_500(cli
     """Authlib decodes HTTP Basic credentials as UTF-8 and lets the error through (found by the fuzz)."""
     add_client()
     garbage = {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:\x00").decode()}
-    for path, form in (("/oauth/token", {"grant_type": "authorization_code", "code": "x"}), ("/oauth/revoke", {"token": "x"})):
+    for path, form in (("/oauth/token", {"grant_type": "authorization_code", "code": "x"}),
+                       ("/oauth/revoke", {"token": "x"})):
         response = client.raw.post(path, data=form, headers=garbage)
         assert response.status_code == 401, (path, response.status_code, response.data[:200])
         assert response.get_json()["error"] == "invalid_client"
@@ -337,7 +338,8 @@ def test_token_and_revocation_over_plain_http_to_another_host_are_refused_not_a_
     """Authlib refuses http except to localhost, outside its error handling: a foreign Host header on an
     http server (a proxy that does not say https, a fuzzer) made a 500 (found by the fuzz)."""
     add_client()
-    for path, form in (("/oauth/token", {"grant_type": "authorization_code", "code": "x"}), ("/oauth/revoke", {"token": "x"})):
+    for path, form in (("/oauth/token", {"grant_type": "authorization_code", "code": "x"}),
+                       ("/oauth/revoke", {"token": "x"})):
         response = client.raw.post(path, data=form, base_url="http://evil.example")
         assert response.status_code == 400, (path, response.status_code, response.data[:200])
         assert response.get_json()["error"] == "insecure_transport"
