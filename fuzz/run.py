@@ -227,8 +227,10 @@ def _replay_failures(target: Target, driver: Driver, result: Result, routes, rep
             failure.cause = next(iter(causes))
         elif response.status >= 500 or response.status == 0 or response.cut:
             failure.cause = f"{response.status or 'no answer'} again, no traceback in the log ({response.error})"
-        else:
+        else:  # it needed the state of the run (a row another case made): the log's causes name it
             failure.cause = f"not reproduced alone (answered {response.status})"
+            failure.kind = "state-dependent: see the causes in the server log"
+            continue
         failure.kind = known.classify(failure.cause, failure.route)
 
 
