@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test setup setup-test translations db demo-pki mobile-certificates marketplace-client clean
+.PHONY: run test fuzz setup setup-test translations db demo-pki mobile-certificates marketplace-client clean
 
 AGENT_PORT ?= 61161
 MARKET_PORT ?= 5001
@@ -27,6 +27,10 @@ marketplace-client: db
 
 test: setup-test translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every route, 1,000 requests each, against gunicorn on SQLite and PostgreSQL (FUZZ_ARGS="--seed 1 -n 200").
+fuzz: setup-test translations
+	$(BIN)/python -m fuzz $(FUZZ_ARGS)
 
 # The venv is rebuilt only when the pinned requirements change.
 $(BIN)/.installed: requirements.txt

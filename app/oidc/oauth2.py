@@ -16,6 +16,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthor
 from authlib.integrations.flask_oauth2 import ResourceProtector as FlaskResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
+    InsecureTransportError,
     InvalidClientError,
     InvalidRequestError,
     MissingAuthorizationError,
@@ -525,9 +526,26 @@ class UnsupportedResponseType(UnsupportedResponseTypeError):
 
 
 class AuthorizationServer(FlaskAuthorizationServer):
-    """Authlib's server, but an unknown ``response_type`` holding characters that an error description may
-    not (``"``, ``\\``, non-ASCII) is ``unsupported_response_type`` like any other: Authlib quotes the
-    value into its error's description, and its error refuses that with a ValueError (a 500)."""
+    """Authlib's server, with two of its refusals made OAuth error answers instead of 500s:
+
+    * an unknown ``response_type`` holding characters that an error description may not (``"``, ``\\``,
+      non-ASCII) is ``unsupported_response_type`` like any other: Authlib quotes the value into its error's
+      description, and its error refuses that with a ValueError;
+    * plain http to a host other than localhost is 400 ``insecure_transport``: the token and revocation
+      endpoints raise it before their error handling.
+    """
+
+    def create_token_response(self, request=None):
+        try:
+            return super().create_token_response(request)
+        except InsecureTransportError as error:
+            return self.handle_error_response(None, error)
+
+    def create_endpoint_response(self, name, request=None):
+        try:
+            return super().create_endpoint_response(name, request)
+        except InsecureTransportError as error:
+            return self.handle_error_response(None, error)
 
     def get_authorization_grant(self, request):
         response_type = request.payload.response_type

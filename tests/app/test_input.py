@@ -59,9 +59,9 @@ def test_nul_in_a_path_query_form_or_credentials_is_refused_at_the_door(app, cli
 def test_basic_credentials_that_are_not_utf8_are_refused(client):
     """Authlib decodes client_secret_basic strictly: invalid UTF-8 there was a 500."""
     header = "Basic " + base64.b64encode(b"\xff\xfe:secret").decode()
-    response = client.raw.post("/oauth/token", data={"grant_type": "authorization_code", "code": "x"},
-                               headers={"Authorization": header})
-    assert response.status_code == 400 and response.get_json()["error"] == "invalid_characters"
+    for path, form in (("/oauth/token", {"grant_type": "authorization_code", "code": "x"}), ("/oauth/revoke", {"token": "x"})):
+        response = client.raw.post(path, data=form, headers={"Authorization": header})
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_characters", path
 
 
 @pytest.mark.parametrize("bad", [NUL, SURROGATE, "\udfff", "ok" + NUL])

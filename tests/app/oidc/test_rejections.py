@@ -321,3 +321,14 @@ def test_clients_add_prints_exactly_one_json_object(app):
     refused = app.test_cli_runner().invoke(
         args=["clients", "add", "--name", "Y", "--redirect-uri", f"{RP}/cb", "--scope", "openid national_id"])
     assert refused.exit_code != 0
+
+
+def test_token_and_revocation_over_plain_http_to_another_host_are_refused_not_a_500(client, add_client):
+    """Authlib refuses http except to localhost, outside its error handling: a foreign Host header on an
+    http server (a proxy that does not say https, a fuzzer) made a 500 (found by the fuzz)."""
+    add_client()
+    for path, form in (("/oauth/token", {"grant_type": "authorization_code", "code": "x"}),
+                       ("/oauth/revoke", {"token": "x"})):
+        response = client.raw.post(path, data=form, base_url="http://evil.example")
+        assert response.status_code == 400, (path, response.status_code, response.data[:200])
+        assert response.get_json()["error"] == "insecure_transport"
