@@ -100,6 +100,12 @@ class Target:
         self.routes: list = []  # [rule, method, endpoint] of the app's url_map
         self._pg_name: str | None = None
         self._process: subprocess.Popen | None = None
+        # The demo PKI (CRL, OCSP, identity check) is served by a process of its own: a server that asks
+        # itself while answering starves once every thread waits on such a call (fuzzed card logins and
+        # registrations come eight at a time).
+        self.pki_port = free_port()
+        self.pki_url = f"http://localhost:{self.pki_port}"
+        self._pki_process: subprocess.Popen | None = None
         self.pki: DemoPKI | None = None
 
     # -- setting up -------------------------------------------------------------------------------------
@@ -118,8 +124,15 @@ class Target:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env = self._environment(self._database_url())
-        _, _, client, public, self.routes = self.flask(
-            ["pki", "init-demo"], ["db", "upgrade"],
+        self.flask(["pki", "init-demo"], env={**self.env, "MOCERT_PUBLIC_URL": self.pki_url})
+        from iccard.demo_pki import identity_check_token
+
+        self.env.update(
+            MOCERT_IDENTITY_CHECK_URL=f"{self.pki_url}/pki/demo/identity-check",
+            MOCERT_IDENTITY_CHECK_TOKEN=identity_check_token(self.instance / "demo-pki"),
+        )
+        _, client, public, self.routes = self.flask(
+            ["db", "upgrade"],
             ["clients", "add", "--name", "Fuzz RP", "--redirect-uri", RP_REDIRECT,
              "--post-logout-redirect-uri", "https://rp.example/bye"],
             ["clients", "add", "--name", "Fuzz public RP", "--public", "--redirect-uri", RP_REDIRECT,
@@ -170,11 +183,11 @@ class Target:
         )
         return env
 
-    def flask(self, *commands: list[str]) -> list:
+    def flask(self, *commands: list[str], env: dict[str, str] | None = None) -> list:
         """Run ``flask`` commands (argument lists) against this server's database and instance, in one
         process; returns their outputs."""
         result = subprocess.run([sys.executable, "-m", "fuzz.commands", *map(json.dumps, commands)], cwd=ROOT,
-                                env=self.env, capture_output=True, text=True, timeout=300)
+                                env=env or self.env, capture_output=True, text=True, timeout=300)
         last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
         if result.returncode != 0 or not last.startswith("["):
             raise TargetError(f"flask {commands} failed:\n{result.stdout}{result.stderr}")
@@ -182,33 +195,42 @@ class Target:
 
     def _serve(self) -> None:
         self._log = open(self.log_path, "ab")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers), "--threads", str(self.threads), "--worker-class", "gthread",
-             "--timeout", "120", "--graceful-timeout", "5", "--error-logfile", "-"],
+        self._pki_process = self._gunicorn(self.pki_port, workers=1, threads=4)
+        self._process = self._gunicorn(self.port, workers=self.workers, threads=self.threads)
+        for process, url in ((self._pki_process, self.pki_url), (self._process, self.url)):
+            self._wait_until_up(process, url)
+
+    def _gunicorn(self, port: int, *, workers: int, threads: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
+             "--timeout", "120", "--graceful-timeout", "5", "--error-logfile", "-", "--no-control-socket"],
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+    def _wait_until_up(self, process: subprocess.Popen, url: str) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise TargetError(f"gunicorn exited ({self._process.returncode}); see {self.log_path}")
+            if process.poll() is not None:
+                raise TargetError(f"gunicorn exited ({process.returncode}); see {self.log_path}")
             try:
-                if requests.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.3)
-        raise TargetError(f"gunicorn did not answer /healthz within 60 s; see {self.log_path}")
+        raise TargetError(f"gunicorn did not answer {url}/healthz within 60 s; see {self.log_path}")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGTERM)
-            try:
-                self._process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait(timeout=10)
-        self._process = None
+        for process in (self._process, self._pki_process):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+        self._process = self._pki_process = None
         if getattr(self, "_log", None) is not None:
             self._log.close()
             self._log = None
