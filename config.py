@@ -9,12 +9,39 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from iccard.origins import parse_origin
 
 BASE_DIR = Path(__file__).resolve().parent
+
+# gunicorn's master halts ("App failed to load.") when a worker exits with this status; any other status
+# and it boots a new worker, which is refused again, forever.
+APP_LOAD_ERROR = 4
+
+
+class RefusedConfiguration(SystemExit):
+    """A setting the server will not start with: the process exits with status 4 (APP_LOAD_ERROR), the
+    reason being its text. Raise it with :func:`refuse_to_start`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(APP_LOAD_ERROR)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def refuse_to_start(refusal: RefusedConfiguration | str) -> NoReturn:
+    """End the process with the reason on stderr: an integer exit status is printed by nobody (not Python,
+    not gunicorn, not flask run), so the reason is written here, where every one of them shows it."""
+    if isinstance(refusal, str):
+        refusal = RefusedConfiguration(refusal)
+    print(refusal.reason, file=sys.stderr, flush=True)
+    raise refusal
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -31,7 +58,7 @@ def _env_origins(name: str) -> tuple[str, ...]:
     try:
         return tuple(parse_origin(value) for value in (_env(name) or "").replace(",", " ").split())
     except ValueError as exc:
-        raise SystemExit(f"MOCERT_{name}: {exc}") from None
+        refuse_to_start(f"MOCERT_{name}: {exc}")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -189,7 +216,7 @@ def config_from_env() -> Config:
     try:
         return CONFIGS[name]()
     except KeyError:
-        raise SystemExit(f"MOCERT_ENV must be one of {', '.join(CONFIGS)}, not {name!r}") from None
+        refuse_to_start(f"MOCERT_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
 
 
 def _instance_secret(path: Path) -> str:

@@ -45,8 +45,10 @@ class MoCertFlask(Flask):
 
     def run(self, host=None, port=None, debug=None, load_dotenv=True, **options):
         if self.production:
+            # Flask's run() defaults the debugger and the reloader to the debug flag, however it was set.
+            debug = self.debug if debug is None else debug
             problems = debugging_problems(
-                debug, use_debugger=options.get("use_debugger", False), use_reloader=options.get("use_reloader", False)
+                debug, use_debugger=options.get("use_debugger", debug), use_reloader=options.get("use_reloader", debug)
             )
             if problems:
                 refuse(problems)

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 from flask import current_app, request
 from flask_babel import gettext as _
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadHost, BadRequest
 
 from .errors import ApiError
 
@@ -75,6 +75,10 @@ def check_request() -> None:
     texts += _basic_credentials()
     if not all(storable(text) for text in texts):
         raise UnstorableText()
+    try:
+        request.url  # Werkzeug decodes the host's IDNA labels here (Authlib and redirects ask for it)
+    except UnicodeError:  # bad punycode (xn--zz): routing took it, the decoding does not
+        raise BadHost() from None
 
 
 def _basic_credentials() -> list[str]:
@@ -84,6 +88,9 @@ def _basic_credentials() -> list[str]:
     scheme, _space, value = header.partition(" ")
     if scheme.lower() != "basic":
         return []
+    if not value.isascii():
+        # Not base64, and not something Authlib ignores: its b64decode raises a ValueError (a 500) for it.
+        raise UnstorableText()
     try:
         decoded = base64.b64decode(value.strip()).decode("utf-8")
     except binascii.Error:

@@ -3,42 +3,30 @@ per-worker limits."""
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from config import RefusedConfiguration, refuse_to_start
 from iccard.demo_pki import ISSUER_NAME, MOBILE_CA_NAME, ROOT_NAME
-
-
-# gunicorn's master halts ("App failed to load.") when a worker exits with this status; any other status
-# and it boots a new worker, which is refused again, forever.
-APP_LOAD_ERROR = 4
 
 SECRETS = ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY", "OIDC_PAIRWISE_KEY")
 
 
-class UnsafeConfiguration(SystemExit):
-    """The process exits with status 4 (see APP_LOAD_ERROR); the reason is its text. Raise it with refuse()."""
+class UnsafeConfiguration(RefusedConfiguration):
+    """Production's refusal, listing every problem found."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__(APP_LOAD_ERROR)
+        super().__init__("refusing to start in production:\n  - " + "\n  - ".join(problems))
         self.problems = problems
-        self.reason = "refusing to start in production:\n  - " + "\n  - ".join(problems)
-
-    def __str__(self) -> str:
-        return self.reason
 
 
-def refuse(problems: list[str]) -> None:
-    """End the process with the reason on stderr: an integer exit status is printed by nobody (not Python,
-    not gunicorn, not flask run), so the reason is written here, where every one of them shows it."""
-    refusal = UnsafeConfiguration(problems)
-    print(refusal.reason, file=sys.stderr, flush=True)
-    raise refusal
+def refuse(problems: list[str]) -> NoReturn:
+    refuse_to_start(UnsafeConfiguration(problems))
 
 
 # Every page: scripts and styles from this server only (translations travel as JSON data blocks, not

@@ -399,7 +399,7 @@ def _headers(route: Route, rng: random.Random, ctx: Context, me: Identity, reque
         headers.append((b"Authorization", rng.choice([
             b"Basic " + base64.b64encode(f"{client}:{seed.client_secret}".encode()),
             b"Basic " + base64.b64encode(f"{client}:wrong".encode()),
-            b"Basic " + base64.b64encode(b"\xff\xfe:\x00"), b"Basic !!!", b"Basic",
+            b"Basic " + base64.b64encode(b"\xff\xfe:\x00"), b"Basic !!!", b"Basic", b"Basic \xe9t\xe9",
             b"Basic " + base64.b64encode(b"nocolon"),
             b"Bearer " + seed.service_token.encode(), b"Bearer " + seed.service_token.encode() + b"x", b"Bearer",
             b"Bearer " + b"a" * 5000, b"Digest x", b"bearer \xe4\xb8\xad", b"Bearer %00",

@@ -1,5 +1,6 @@
-"""5xx causes already known (issue 10, being fixed on other branches): the report names them as known,
-so a new cause stands out. A cause is the last line of the server's traceback, or the route with it."""
+"""5xx causes found and fixed in issue 10: should one come back, the report names it as known (a
+regression), so that a new cause stands out. A cause is the last line of the server's traceback, or the
+route with it."""
 
 from __future__ import annotations
 

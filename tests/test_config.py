@@ -360,6 +360,20 @@ def test_gunicorn_ends_with_the_reason_when_production_is_refused(production_env
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [("MOCERT_CARD_REVOCATION_HOSTS", "ftp://crl.example", "MOCERT_CARD_REVOCATION_HOSTS"),
+     ("MOCERT_ENV", "staging", "MOCERT_ENV must be one of")],
+)
+def test_gunicorn_ends_with_the_reason_when_any_setting_is_refused(monkeypatch, tmp_path, name, value, reason):
+    """Not only production's checks: a setting refused while the configuration is read ends gunicorn too."""
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv(name, value)
+    status, output = _run_to_exit(_gunicorn(_free_port()))
+    assert status != 0 and reason in output
+    assert output.count("Booting worker") <= 2
+
+
 def test_gunicorn_serves_a_safe_production_configuration(safe_production_env):
     port = _free_port()
     process = subprocess.Popen(

@@ -11,6 +11,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from iccard.demo_pki import DemoPKI, identity_check_token
 
+from ..errors import ApiError
+from ..input_checks import json_value
+
 bp = Blueprint("demo_pki", __name__, url_prefix="/pki/demo")
 
 
@@ -40,7 +43,10 @@ def identity_check():
     expected = f"Bearer {identity_check_token(pki.directory)}"
     if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
         return jsonify(error="unauthorized"), 401
-    body = request.get_json(silent=True)
+    try:
+        body = json_value(request.get_data())
+    except ApiError:
+        body = None
     body = body if isinstance(body, dict) else {}
     certificate, national_id = body.get("certificate"), body.get("national_id")
     if not isinstance(certificate, str) or not isinstance(national_id, str):

@@ -375,18 +375,21 @@ class NoRequestObjects(OpenIDJWTAuthenticationRequest):
         try:
             super().parse_authorization_request(authorization_server, request)
         except OAuth2Error as error:
-            error.redirect_uri = _registered_redirect_uri(request)
+            error.redirect_uri = _error_redirect_uri(request)
             raise
 
 
-def _registered_redirect_uri(request) -> str | None:
-    client = query_client(request.payload.client_id)
+def _error_redirect_uri(request) -> str | None:
+    """Where an authorization error may go: only a redirect URI registered for a client that exists
+    (RFC 6749 §4.1.2.1); ``None`` means the error page. Never quotes the URI into an error: Authlib's
+    errors refuse descriptions holding " or \\ (a ValueError, a 500)."""
+    client = query_client(request.payload.client_id) if request.payload.client_id else None
     if client is None:
         return None
-    try:
-        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
-    except InvalidRequestError:
-        return None
+    requested = request.payload.redirect_uri
+    if requested:
+        return requested if client.check_redirect_uri(requested) else None
+    return client.get_default_redirect_uri()
 
 
 class PrivateKeyJwt(JWTBearerClientAssertion):
@@ -551,19 +554,9 @@ class AuthorizationServer(FlaskAuthorizationServer):
         response_type = request.payload.response_type
         if response_type and not _DESCRIBABLE.fullmatch(response_type):
             raise UnsupportedResponseType(
-                response_type, redirect_uri=self._checked_redirect_uri(request), state=request.payload.state
+                response_type, redirect_uri=_error_redirect_uri(request), state=request.payload.state
             )
         return super().get_authorization_grant(request)
-
-    def _checked_redirect_uri(self, request) -> str | None:
-        """Where the error may go: only a redirect URI registered for a client that exists (§4.1.2.1)."""
-        client = self.query_client(request.payload.client_id) if request.payload.client_id else None
-        if client is None:
-            return None
-        requested = request.payload.redirect_uri
-        if requested:
-            return requested if client.check_redirect_uri(requested) else None
-        return client.get_default_redirect_uri()
 
 
 def create_server(app: Flask) -> tuple[AuthorizationServer, ResourceProtector]:

@@ -233,8 +233,8 @@ def _prove_identity(login: CardLogin, card: CardCertificate, national_id: str, i
     """
     if login.identity_confirmed_hash is not None and hmac.compare_digest(login.identity_confirmed_hash, id_hash):
         return  # confirmed on an earlier try of this login (the form then lacked, say, an email)
+    der, last4 = card.der, _certificate_id_last4(card)
     attempts_left = _count_identity_check(login)
-    last4 = _certificate_id_last4(card)
     if last4 is not None and last4 != national_id[-4:]:
         raise _claim_refused(login, card, national_id, "id_last4_mismatch", attempts_left)
     client = IdentityCheckClient(
@@ -242,8 +242,10 @@ def _prove_identity(login: CardLogin, card: CardCertificate, national_id: str, i
         token=current_app.config["IDENTITY_CHECK_TOKEN"],
         timeout=current_app.config["IDENTITY_CHECK_TIMEOUT"],
     )
+    # No transaction (nor pooled connection) is held while the service takes its time to answer.
+    db.session.commit()
     try:
-        verdict = client.check(card.der, national_id)
+        verdict = client.check(der, national_id)
     except IdentityCheckUnavailable as exc:
         log.warning("identity check unavailable: %s", exc)
         db.session.execute(

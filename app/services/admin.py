@@ -517,7 +517,7 @@ def event_view(event: AuditEvent) -> dict:
     """An event for the pages, the API and the export. Text that UTF-8 cannot encode (a lone surrogate in
     rows from before the door refused it) is shown as U+FFFD, NUL too: one such row must not break the
     page it is on, nor cut an export short."""
-    details = make_storable(event.details or {})
+    details = event.details or {}
     return make_storable({
         "id": event.id,
         "occurred_at": _iso(event.occurred_at),

@@ -270,5 +270,10 @@ def test_the_demo_identity_check_wants_its_credential_and_a_well_formed_question
         assert client.raw.post("/pki/demo/identity-check", json=body, headers=bearer).status_code == 400
 
 
-def test_the_demo_identity_check_denies_an_id_no_text_could_store(client, pki):
-    assert _ask_demo(client, pki, card_of(pki, "A123456789"), "A12345678\ud800").get_json() == {"result": "denied"}
+def test_the_demo_identity_check_refuses_text_no_database_could_store_and_json_without_end(client, pki):
+    """Read as every JSON body is (app/input_checks.json_value): a 400, never a 500."""
+    unstorable = _ask_demo(client, pki, card_of(pki, "A123456789"), "A12345678\ud800")
+    assert unstorable.status_code == 400 and unstorable.get_json() == {"error": "bad_request"}
+    bearer = {"Authorization": f"Bearer {identity_check_token(pki.directory)}", "Content-Type": "application/json"}
+    deep = client.raw.post("/pki/demo/identity-check", data="[" * 30_000 + "]" * 30_000, headers=bearer)
+    assert deep.status_code == 400

@@ -4,6 +4,7 @@ a Host that is no host name, ids beyond the columns, and the answer when somethi
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from sqlalchemy import func, select
@@ -56,19 +57,19 @@ def test_nul_in_a_path_query_form_or_credentials_is_refused_at_the_door(app, cli
     assert _events(app) == before  # nothing audited, nothing changed
 
 
-def test_basic_credentials_that_are_not_utf8_are_refused(client):
-    """Authlib decodes client_secret_basic strictly: invalid UTF-8 there was a 500."""
-    header = "Basic " + base64.b64encode(b"\xff\xfe:secret").decode()
+@pytest.mark.parametrize("header", ["Basic " + base64.b64encode(b"\xff\xfe:secret").decode(), "Basic \xe9t\xe9"])
+def test_basic_credentials_that_are_not_utf8_or_not_ascii_are_refused(client, header):
+    """Authlib decodes client_secret_basic strictly: invalid UTF-8 there was a 500, and a header that is not
+    ASCII (gunicorn passes such bytes on) a ValueError from its base64 decoding on every route."""
     for path, form in (("/oauth/token", {"grant_type": "authorization_code", "code": "x"}), ("/oauth/revoke", {"token": "x"})):
         response = client.raw.post(path, data=form, headers={"Authorization": header})
         assert response.status_code == 400 and response.get_json()["error"] == "invalid_characters", path
+    assert client.raw.get("/", headers={"Authorization": header}).status_code == 400
 
 
 @pytest.mark.parametrize("bad", [NUL, SURROGATE, "\udfff", "ok" + NUL])
 def test_json_with_nul_or_a_lone_surrogate_is_refused_as_a_value_or_a_key(client, bad):
     escaped = bad.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
-    import json
-
     for body in ({"login_id": escaped}, {escaped: "x"}, {"x": [{"y": escaped}]}):
         raw = json.dumps(body)  # ensure_ascii: the bad text travels as \\u escapes
         response = client.post("/api/v1/card-login/complete", data=raw, content_type="application/json")
@@ -123,6 +124,18 @@ def test_a_host_header_label_over_63_characters_is_a_400(client, path):
         assert response.get_json()["error"] == "invalid_host"
     else:
         assert response.mimetype == "text/html" and "MoCert" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/oauth/revoke", "/oauth/token"])
+def test_a_host_header_of_bad_punycode_is_a_400(app, path):
+    """Routing takes ``xn--zz``; decoding it for the request's URL (Authlib asks for it) failed: a 500.
+    (Werkzeug's test client cannot send it: it decodes the URL itself, so the request goes in as WSGI.)"""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    environ = EnvironBuilder(path=path, method="POST", data={"token": "x"}).get_environ()
+    environ["HTTP_HOST"] = "xn--zz"
+    body, status, headers = run_wsgi_app(app, environ, buffered=True)
+    assert status.startswith("400") and json.loads(b"".join(body))["error"] == "invalid_host"
 
 
 def test_ids_beyond_the_32_bit_columns_are_404(app, client, pki):
