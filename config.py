@@ -103,7 +103,7 @@ class Config:
         # Phones: WebAuthn relying party (by default PUBLIC_URL's host and origin), binding, certificates.
         self.WEBAUTHN_RP_ID = _env("WEBAUTHN_RP_ID")
         self.WEBAUTHN_RP_NAME = _env("WEBAUTHN_RP_NAME", "MoCert")
-        self.WEBAUTHN_ORIGINS = _env_list("WEBAUTHN_ORIGINS")
+        self.WEBAUTHN_ORIGINS = _env_origins("WEBAUTHN_ORIGINS")  # URLs hold colons: not split on os.pathsep
         # Attestation trust: "any" (statements verified, no root required), "roots", or "mds3".
         self.WEBAUTHN_TRUST = _env("WEBAUTHN_TRUST", "any")
         self.WEBAUTHN_ATTESTATION_ROOTS = _env_list("WEBAUTHN_ATTESTATION_ROOTS")

@@ -54,6 +54,21 @@ def _create():
     return create_app()
 
 
+@pytest.mark.parametrize("value", ["https://a.example https://b.example", "https://a.example,https://b.example:443"])
+def test_webauthn_origins_are_a_list_of_origins(monkeypatch, tmp_path, value):
+    """Split on spaces or commas, never on ':' (os.pathsep made ``https://a.example`` into ``https`` and ``//a``)."""
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCERT_WEBAUTHN_ORIGINS", value)
+    assert config_from_env().WEBAUTHN_ORIGINS == ("https://a.example", "https://b.example")
+
+
+def test_a_webauthn_origin_that_is_no_origin_stops_the_start(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCERT_WEBAUTHN_ORIGINS", "https://a.example/login")
+    with pytest.raises(SystemExit, match="MOCERT_WEBAUTHN_ORIGINS"):
+        config_from_env()
+
+
 def test_settings_come_from_mocert_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
     monkeypatch.setenv("MOCERT_DATABASE_URL", "postgresql+psycopg://db.example/mocert")
