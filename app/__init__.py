@@ -66,6 +66,9 @@ def create_app(config: Config | None = None) -> Flask:
         app.production = True
         check_production(app.config)  # DEBUG here is FLASK_DEBUG, read by Flask() itself
 
+    from . import wiring
+
+    wiring.install(app)  # every part built now: a wrong setting stops the start, not a first request
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     app.url_value_preprocessor(ids_in_range)

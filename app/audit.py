@@ -8,6 +8,7 @@ record last, just before committing.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from flask import has_request_context, request
@@ -18,7 +19,9 @@ from .input_checks import make_storable
 from .models import Account, AuditEvent, utcnow
 
 
-class Tags:
+class Tags(StrEnum):
+    """Every event the trail knows; stored as its value (``"card:login:success"``)."""
+
     CARD_LOGIN_SUCCESS = "card:login:success"
     CARD_LOGIN_FAILURE = "card:login:failure"
     CARD_LINKED = "card:linked"
@@ -77,7 +80,7 @@ class Tags:
 
 
 def record(
-    tag: str,
+    tag: Tags,
     *,
     account: Account | None = None,
     actor: str | None = None,
@@ -93,7 +96,7 @@ def record(
         actor = f"account:{account.id}" if account is not None and account.id is not None else "anonymous"
     event = AuditEvent(
         occurred_at=utcnow(),  # set here, not at insert: the hash covers it
-        tag=tag,
+        tag=tag.value,
         actor=make_storable(actor),
         account_id=account.id if account is not None else None,
         details=audit_chain.as_stored(make_storable(details)),

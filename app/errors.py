@@ -18,7 +18,9 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import BadHost, HTTPException, InternalServerError
 
+from . import refusals
 from .extensions import db, login_manager
+from .services.refusals import Refusal
 
 RETRY_AFTER_SECONDS = 30
 # Not under /api/, but spoken to by programs that read JSON.
@@ -96,6 +98,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.errorhandler(Refusal)
+    def refused(exc: Refusal):
+        # A page's form that can show the refusal beside itself catches it in its view; what reaches here
+        # is answered in JSON for programs and as the error page for people.
+        if _wants_json() or request.is_json:
+            return refusals.json_response(exc)
+        return error_page(refusals.lookup(exc).status, refusals.message(exc))
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):

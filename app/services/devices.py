@@ -292,7 +292,7 @@ def resume(device: Device, *, actor: str, reason: str) -> Device:
 
 
 def revoke(
-    device: Device, *, actor: str, reason: str, tag: str = Tags.DEVICE_REVOKED, crl_reason: str = "keyCompromise"
+    device: Device, *, actor: str, reason: str, tag: Tags = Tags.DEVICE_REVOKED, crl_reason: str = "keyCompromise"
 ) -> Device:
     """Final: nothing brings the phone back; binding again makes a new device."""
     _transition(device, ("active", "suspended"), "revoked", _("This device is already unbound."),

@@ -1,0 +1,86 @@
+"""Ending sessions, and the login marker: one place for each.
+
+A MoCert session is a server-side :class:`~app.models.AuthSession`; the cookie holds only its token.
+Ending one sets ``ended_at`` (the session loader then refuses it); ending those of an account or a phone
+also revokes the OIDC tokens they issued, in the caller's transaction.
+
+The login marker is what the login page adds to an ``/authorize`` request once the person has logged in
+here, so ``/authorize`` can tell a fresh login (``prompt=login``, ``max_age``) from an old session. It is
+signed with the application's secret and good for an hour.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import AuthSession, OidcToken, utcnow
+
+
+def end(auth_session: AuthSession | None, *, now: datetime | None = None) -> None:
+    """End one session (not committed); one already ended keeps its time."""
+    if auth_session is not None and auth_session.ended_at is None:
+        auth_session.ended_at = now or utcnow()
+
+
+def end_all(*, account_id: int | None = None, device_id: int | None = None, now: datetime | None = None) -> dict:
+    """End every live session of an account or of a phone and revoke the OIDC tokens they hold (not committed).
+
+    Returns ``{"sessions_ended": n, "tokens_revoked": m}`` for the audit event.
+    """
+    if (account_id is None) == (device_id is None):
+        raise TypeError("end_all() takes an account_id or a device_id")
+    now = now or utcnow()
+    if account_id is not None:
+        sessions_of, tokens_of = AuthSession.account_id == account_id, OidcToken.account_id == account_id
+    else:
+        sessions_of = AuthSession.device_id == device_id
+        tokens_of = OidcToken.auth_session_id.in_(select(AuthSession.id).where(sessions_of).scalar_subquery())
+    tokens = db.session.execute(
+        update(OidcToken)
+        .where(tokens_of, OidcToken.revoked_at.is_(None))
+        .values(revoked_at=now, national_id_sealed=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    ended = db.session.execute(
+        update(AuthSession)
+        .where(sessions_of, AuthSession.ended_at.is_(None))
+        .values(ended_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return {"sessions_ended": ended, "tokens_revoked": tokens}
+
+
+class LoginMarker:
+    """Mints and reads the ``login_after`` parameter of an authorize request."""
+
+    NAME = "login_after"
+    MAX_AGE = 3600  # seconds: an authorize request resumed later than this asks for a login again
+
+    def __init__(self, secret_key: str) -> None:
+        self._serializer = URLSafeTimedSerializer(secret_key, salt="mocert-oidc-login")
+
+    def mint(self) -> str:
+        """A marker saying "logged in now"."""
+        return self._serializer.dumps(int(time.time()))
+
+    def read(self, value: object) -> int | None:
+        """When the marked login happened (epoch seconds), or ``None`` for no, a forged or an old marker."""
+        if not value or not isinstance(value, str):
+            return None
+        try:
+            return int(self._serializer.loads(value, max_age=self.MAX_AGE))
+        except (BadSignature, ValueError, TypeError):
+            return None
+
+    def strip(self, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The authorize parameters without any marker (a person's own or a stale one)."""
+        return [(k, v) for k, v in params if k != self.NAME]
+
+    def mark(self, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The authorize parameters with a fresh marker in place of any other."""
+        return [*self.strip(params), (self.NAME, self.mint())]
