@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime, timezone
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin
 from authlib.oauth2.rfc6749.util import list_to_scope, scope_to_list
@@ -242,37 +243,70 @@ def _audit_event_not_deleted(mapper: Any, connection: Any, target: AuditEvent) -
     raise RuntimeError(f"audit event {target.id} is append-only: it is never deleted")
 
 
-class Binding(db.Model):
-    """Binding a phone: a single-use token (the QR code) tied to an account and its card session."""
+class SingleUseTicket:
+    """A single-use ticket shown as a QR code: the phone's capability for one ceremony (a binding, a login).
 
-    __tablename__ = "bindings"
+    Only the token's SHA-256 is stored; ``public_id`` is what the page that asked polls. The phone first
+    asks for options (a challenge, ``scanned_at``), then answers once: the answer is taken by one
+    conditional UPDATE that sets ``consumed_at`` (``app/services/tickets.py``), so of two answers racing
+    exactly one is checked. What came of it is ``failure`` (a refusal's code) or the subclass's outcome.
+    """
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    DONE: ClassVar[str]  # the status once the ticket has served ("completed", "approved")
+
     public_id: Mapped[str] = mapped_column(String(64), unique=True)  # what the computer's page polls
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # the QR code's token, hashed
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
-    auth_session_id: Mapped[int] = mapped_column(ForeignKey("auth_sessions.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    challenge: Mapped[bytes | None] = mapped_column(LargeBinary)
+    challenge: Mapped[bytes | None] = mapped_column(LargeBinary)  # the phone's
     scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # an answer was taken (once)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failure: Mapped[str | None] = mapped_column(String(60))
+
+    def done(self) -> bool:
+        raise NotImplementedError
+
+    def status(self, now: datetime) -> str:
+        """pending, scanned, expired, failed, or :attr:`DONE`; what the asking page shows."""
+        if self.done():
+            return self.DONE
+        if self.failure is not None:
+            return "failed"
+        if self.consumed_at is not None:  # an answer is being checked: its outcome may land past expiry
+            return "scanned"
+        if self.expires_at <= now:
+            return "expired"
+        return "scanned" if self.scanned_at is not None else "pending"
+
+
+class Binding(SingleUseTicket, db.Model):
+    """Binding a phone: a single-use ticket (the QR code) tied to an account and its card session."""
+
+    __tablename__ = "bindings"
+    DONE = "completed"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    auth_session_id: Mapped[int] = mapped_column(ForeignKey("auth_sessions.id"))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
 
     account: Mapped[Account] = relationship()
     auth_session: Mapped[AuthSession] = relationship()
     device: Mapped[Device | None] = relationship()
 
-    def status(self, now: datetime) -> str:
-        if self.completed_at is not None:
-            return "completed"
-        if self.failure is not None:
-            return "failed"
-        if self.expires_at <= now:
-            return "expired"
-        return "scanned" if self.scanned_at is not None else "pending"
+    def done(self) -> bool:
+        return self.completed_at is not None
+
+
+class DeviceStatus(StrEnum):
+    """A phone's status, stored as its value. ``EXPIRED`` is never stored: an active phone whose mobile
+    certificate has run out (:meth:`Device.effective_status`)."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
 
 
 class Device(db.Model):
@@ -295,7 +329,7 @@ class Device(db.Model):
     backup_state: Mapped[bool] = mapped_column(default=False)
     bound_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(20), default="active")  # active | suspended | revoked
+    status: Mapped[str] = mapped_column(String(20), default=DeviceStatus.ACTIVE.value)  # a DeviceStatus, not expired
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revocation_reason: Mapped[str | None] = mapped_column(String(200))
     possibly_cloned: Mapped[bool] = mapped_column(default=False)
@@ -311,11 +345,11 @@ class Device(db.Model):
         """The newest mobile certificate (renewal adds one; the old ones stay on record)."""
         return self.certificates[0] if self.certificates else None
 
-    def effective_status(self, now: datetime) -> str:
-        if self.status != "active":
-            return self.status
+    def effective_status(self, now: datetime) -> DeviceStatus:
+        if self.status != DeviceStatus.ACTIVE:
+            return DeviceStatus(self.status)
         certificate = self.certificate
-        return "expired" if certificate is None or certificate.not_after <= now else "active"
+        return DeviceStatus.EXPIRED if certificate is None or certificate.not_after <= now else DeviceStatus.ACTIVE
 
 
 class MobileCertificate(db.Model):
@@ -545,31 +579,24 @@ class OidcClientAssertion(db.Model):
     __table_args__ = (UniqueConstraint("client_id", "jti"),)
 
 
-class LoginRequest(db.Model):
-    """Logging in at /authorize with a phone: a single-use token (the QR code) for one authorize request.
+class LoginRequest(SingleUseTicket, db.Model):
+    """Logging in at /authorize with a phone: a single-use ticket (the QR code) for one authorize request.
 
     Tied to the browser session that asked (a random value in its Flask session, kept here hashed) and to
-    the client; the phone approves it, and only that browser can then turn it into a MoCert session.
+    the client; the phone approves it, and only that browser can then turn it into a MoCert session
+    (``completed_at``).
     """
 
     __tablename__ = "login_requests"
+    DONE = "approved"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(64), unique=True)  # what the computer's page polls
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # the QR code's token, hashed
     browser_hash: Mapped[str] = mapped_column(String(64))  # the asking browser's proof, hashed
     client_id: Mapped[int] = mapped_column(ForeignKey("oidc_clients.id"), index=True)
     authorize_query: Mapped[str] = mapped_column(Text)  # the authorize request to go back to
     match_code: Mapped[str] = mapped_column(String(8))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    challenge: Mapped[bytes | None] = mapped_column(LargeBinary)  # the phone's (cross-device)
     passkey_challenge: Mapped[bytes | None] = mapped_column(LargeBinary)  # this device's (same device)
-    scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # an answer was taken (once)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the session was started
-    failure: Mapped[str | None] = mapped_column(String(60))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
 
@@ -579,16 +606,8 @@ class LoginRequest(db.Model):
 
     __table_args__ = (Index("ix_login_requests_expires_at", "expires_at"),)
 
-    def status(self, now: datetime) -> str:
-        if self.approved_at is not None:
-            return "approved"
-        if self.failure is not None:
-            return "failed"
-        if self.consumed_at is not None:  # an answer is being checked
-            return "scanned"
-        if self.expires_at <= now:
-            return "expired"
-        return "scanned" if self.scanned_at is not None else "pending"
+    def done(self) -> bool:
+        return self.approved_at is not None
 
 
 class ServiceToken(db.Model):

@@ -40,7 +40,64 @@ ANSWERS: dict[Key, Answer] = {
     # -- card login ----------------------------------------------------------------------------------------
     # -- registration, email and contact -----------------------------------------------------------------
     # -- devices and binding --------------------------------------------------------------------------------
+    ("card_login_required", "binding"): Answer(403, N_("Binding a phone needs a login with your IC card.")),
+    ("card_login_required", "renewal"): Answer(403, N_("Renewing needs a login with your IC card.")),
+    "email_not_verified": Answer(409, N_("Please confirm your email address before binding a phone.")),
+    "device_limit": Answer(409, N_("You already have %(limit)d devices. Unbind one first."), shown=("limit",)),
+    "binding_unknown": Answer(404, N_("This QR code is not valid.")),
+    ("binding_unknown", "status"): Answer(404, N_("There is no such binding.")),  # another account's, too
+    "binding_used": Answer(409, N_("This QR code was already used. Start binding again.")),
+    "binding_expired": Answer(410, N_("This QR code has expired. Start binding again on the computer.")),
+    ("binding_expired", "session_ended"): Answer(410, N_("The computer's session that started this binding has ended.")),
+    "binding_not_scanned": Answer(409, N_("Ask for the binding options first.")),
+    ("malformed_input", "phone_answer"): Answer(400, N_("The phone's answer could not be read.")),
+    "credential_exists": Answer(409, N_("This phone is already bound.")),
+    "invalid_device_name": Answer(400, N_("Please give the device a name.")),
+    ("invalid_device_name", "too_long"): Answer(400, N_("The device name is too long.")),
+    # The phone's attestation, refused by webauthn/ (its exc.reason is the code).
+    ("user_not_verified", "binding"): Answer(
+        400, N_("The phone did not verify you with fingerprint or face. Set up biometrics and try again.")
+    ),
+    ("origin_mismatch", "binding"): Answer(400, N_("The phone answered for another site.")),
+    ("rp_id_mismatch", "binding"): Answer(400, N_("The phone answered for another site.")),
+    (None, "binding"): Answer(400, N_("The phone's answer could not be verified. Start binding again.")),
+    "device_unknown": Answer(404, N_("There is no such device.")),  # the admin's device_action says the same
+    "certificate_unknown": Answer(404, N_("This device has no certificate.")),
+    # A status change refused because the device's status is not one it changes from (the code names it).
+    ("device_suspended", "suspend"): Answer(409, N_("Only an active device can be suspended.")),
+    ("device_revoked", "suspend"): Answer(409, N_("Only an active device can be suspended.")),
+    ("device_active", "resume"): Answer(409, N_("Only a suspended device can be resumed.")),
+    ("device_revoked", "resume"): Answer(409, N_("Only a suspended device can be resumed.")),
+    ("device_revoked", "revoke"): Answer(409, N_("This device is already unbound.")),
+    ("device_suspended", "renew"): Answer(409, N_("Only an active device can be renewed.")),
+    ("device_revoked", "renew"): Answer(409, N_("Only an active device can be renewed.")),
+    ("account_locked", "resume"): Answer(409, N_("Unlock the account before resuming its devices.")),
+    # A phone that may not log its person in (any login with it: the QR code or a passkey).
+    ("device_expired", "use"): Answer(
+        403, N_("This phone's mobile certificate has expired. Log in with your IC card to renew it.")
+    ),
+    ("device_suspended", "use"): Answer(403, N_("This phone is suspended. Contact support.")),
+    ("device_revoked", "use"): Answer(403, N_("This phone is no longer bound.")),
+    # The same answer as the card login's: the lead keeps one of the two entries at merge.
+    "account_locked": Answer(403, N_("This account is locked. Please contact the service desk.")),
+    # A login answer refused by webauthn/ (its exc.reason is the code).
+    ("sign_count_regression", "assertion"): Answer(401, N_("This phone's key may have been copied. Contact support.")),
+    (None, "assertion"): Answer(401, N_("The phone's answer could not be verified.")),
     # -- phone login -------------------------------------------------------------------------------------------
+    ("malformed_input", "login_request"): Answer(400, N_("The login request could not be read.")),
+    ("malformed_input", "passkey_answer"): Answer(400, N_("The answer could not be read.")),
+    ("invalid_client", "phone_login"): Answer(400, N_("This login request is not for a known site.")),
+    "login_request_unknown": Answer(404, N_("There is no such login request.")),
+    ("login_request_unknown", "qr"): Answer(404, N_("This QR code is not valid.")),
+    "login_request_used": Answer(409, N_("This login was already used. Start again.")),
+    ("login_request_used", "qr"): Answer(409, N_("This QR code was already used. Start again on the computer.")),
+    "login_request_expired": Answer(410, N_("This login has expired. Start again.")),
+    ("login_request_expired", "qr"): Answer(410, N_("This QR code has expired. Start again on the computer.")),
+    ("login_request_expired", "client_disabled"): Answer(410, N_("This site can no longer log in with MoCert.")),
+    "login_not_approved": Answer(409, N_("This login has not been approved on the phone.")),
+    "login_not_started": Answer(409, N_("Ask for the login options first.")),
+    "login_not_scanned": Answer(409, N_("Ask for the login options first.")),
+    "credential_unknown": Answer(401, N_("This phone is not bound to MoCert.")),
     # -- administration --------------------------------------------------------------------------------------
     # -- OpenID Connect clients ------------------------------------------------------------------------------
 }

@@ -2,57 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-
-from flask import Blueprint, Response, current_app, jsonify, request
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from iccard.demo_pki import DemoPKI, identity_check_token
-
-from ..errors import ApiError
-from ..input_checks import json_value
+from flask import Blueprint
 
 bp = Blueprint("demo_pki", __name__, url_prefix="/pki/demo")
 
-
-def _pki() -> DemoPKI:
-    return DemoPKI(current_app.config["DEMO_PKI_DIR"])
-
-
-@bp.get("/issuer.cer")
-def issuer_certificate():
-    return Response(_pki().issuer_certificate.public_bytes(Encoding.DER), mimetype="application/pkix-cert")
-
-
-@bp.get("/issuer.crl")
-def crl():
-    return Response(_pki().crl(), mimetype="application/pkix-crl")
-
-
-@bp.post("/ocsp")
-def ocsp():
-    return Response(_pki().ocsp_response(request.get_data()), mimetype="application/ocsp-response")
-
-
-@bp.post("/identity-check")
-def identity_check():
-    """The demo of MOICA's identity check, in the shape ``iccard/identity_check.py`` speaks."""
-    pki = _pki()
-    expected = f"Bearer {identity_check_token(pki.directory)}"
-    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
-        return jsonify(error="unauthorized"), 401
-    try:
-        body = json_value(request.get_data())
-    except ApiError:
-        body = None
-    body = body if isinstance(body, dict) else {}
-    certificate, national_id = body.get("certificate"), body.get("national_id")
-    if not isinstance(certificate, str) or not isinstance(national_id, str):
-        return jsonify(error="bad_request"), 400
-    try:
-        der = base64.b64decode(certificate, validate=True)
-    except (binascii.Error, ValueError):
-        return jsonify(error="bad_request"), 400
-    return jsonify(result="confirmed" if pki.confirms_identity(der, national_id) else "denied")
+from . import routes  # noqa: E402,F401 - the views register themselves on the blueprint

@@ -2,96 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, render_template
-from flask_login import current_user, login_required
+from flask import Blueprint
 
-from ..api import json_body
-from ..extensions import csrf, limiter
-from ..services import devices
+from ..extensions import csrf
 
 bp = Blueprint("devices", __name__)
 # The phone has no session with us: the token in its URL is the capability, so no CSRF token applies.
 phone_bp = Blueprint("phone", __name__)
 csrf.exempt(phone_bp)
 
-
-@bp.get("/account/devices/bind")
-@login_required
-def bind_page():
-    return render_template("bind.html")
-
-
-@bp.post("/api/v1/bindings")
-@login_required
-def create_binding():
-    binding, token = devices.create_binding(current_user, current_user.auth_session)
-    url = devices.binding_url(token)
-    return jsonify(
-        binding_id=binding.public_id,
-        url=url,
-        qr_svg=devices.qr_svg(url),
-        expires_in=int((binding.expires_at - binding.created_at).total_seconds()),
-    ), 201
-
-
-@bp.get("/api/v1/bindings/<binding_id>")
-@login_required
-def binding_status(binding_id: str):
-    return jsonify(devices.binding_status(current_user, binding_id))
-
-
-@bp.get("/api/v1/devices")
-@login_required
-def list_devices():
-    return jsonify(devices=[devices.device_view(d) for d in devices.list_devices(current_user)])
-
-
-@bp.patch("/api/v1/devices/<int:device_id>")
-@login_required
-def rename_device(device_id: int):
-    return jsonify(device=devices.device_view(devices.rename(current_user, device_id, json_body().get("name"))))
-
-
-@bp.delete("/api/v1/devices/<int:device_id>")
-@login_required
-def unbind_device(device_id: int):
-    return jsonify(device=devices.device_view(devices.unbind(current_user, device_id, json_body().get("reason"))))
-
-
-@bp.post("/api/v1/devices/<int:device_id>/renew")
-@login_required
-def renew_device(device_id: int):
-    device = devices.renew(current_user, current_user.auth_session, device_id)
-    return jsonify(device=devices.device_view(device))
-
-
-@bp.get("/api/v1/devices/<int:device_id>/certificate")
-@login_required
-def device_certificate(device_id: int):
-    filename, pem = devices.certificate_pem(current_user, device_id)
-    return Response(
-        pem, mimetype="application/x-pem-file", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
-    )
-
-
-@phone_bp.get("/m/bind/<token>")
-def phone_bind_page(token: str):
-    return render_template("phone_bind.html", token=token)
-
-
-def _phone_limit() -> str:
-    return current_app.config["PHONE_RATE_LIMIT"]
-
-
-@phone_bp.post("/api/v1/m/bind/<token>/options")
-@limiter.limit(_phone_limit)
-def phone_bind_options(token: str):
-    return jsonify(devices.binding_options(token))
-
-
-@phone_bp.post("/api/v1/m/bind/<token>/complete")
-@limiter.limit(_phone_limit)
-def phone_bind_complete(token: str):
-    body = json_body()
-    device = devices.complete_binding(token, body.get("credential"), body.get("device_name"))
-    return jsonify(device=devices.device_view(device)), 201
+from . import routes  # noqa: E402,F401 - the views register themselves on the blueprints

@@ -1,17 +1,26 @@
 """Logging in at /authorize: our login page (phone by QR code, a passkey on this device, or the IC card),
-its JSON API, and the phone's page and API. Thin views over ``services.mobile_login``."""
+its JSON API, and the phone's page and API. Thin views over ``services.mobile_login``.
+
+The browser that asks for a login request is known by a random value in its Flask session (the browser
+key, made here on its first request); only that browser can follow and complete the request.
+"""
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user
 
 from ..api import json_body
-from ..errors import ApiError
 from ..extensions import csrf, limiter
 from ..services import devices, mobile_login
+from ..services.mobile_login import LoggedIn
+from ..services.refusals import Refusal
+from ..services.tokens import new_token
+from ..wiring import parts
+
+BROWSER_KEY = "mocert_login_browser"  # the Flask-session value that ties login requests to this browser
 
 bp = Blueprint("oidc_login", __name__)
 # The phone has no session with us: the token in its URL is the capability, so no CSRF token applies.
@@ -23,21 +32,39 @@ def _phone_limit() -> str:
     return current_app.config["PHONE_RATE_LIMIT"]
 
 
+def _browser_key() -> str | None:
+    value = session.get(BROWSER_KEY)
+    return value if isinstance(value, str) else None
+
+
+def _request_facts() -> dict:
+    """What the new session records of the browser, and the session it replaces."""
+    replacing = current_user.auth_session if current_user.is_authenticated else None
+    return {"ip": request.remote_addr, "user_agent": request.user_agent.string, "replacing": replacing}
+
+
+def _logged_in(done: LoggedIn):
+    """Put the session the login opened in a fresh cookie (no fixation) and send the browser on."""
+    session.clear()
+    session.permanent = True
+    done.account.session_token, done.account.auth_session = done.token, done.auth_session
+    login_user(done.account)
+    return jsonify(status="logged_in", redirect=done.redirect)
+
+
 @bp.get("/authorize/login")
 def login_page():
     query = request.query_string.decode("utf-8", "replace")
+    logins = parts().mobile_logins
     try:
-        params = mobile_login.authorize_params(query)
+        params = logins.authorize_params(query)
         client = mobile_login.client_for(params)
-    except ApiError:
+    except Refusal:
         # Not a request we can log in for: /authorize says what is wrong with it, as it always does.
         return redirect("/authorize?" + query)
     card_url = None
     if client.allow_card_login:
-        from . import _login_marker_serializer
-
-        marker = _login_marker_serializer().dumps(int(time.time()))
-        marked = urlencode([*params, (mobile_login.LOGIN_MARKER, marker)])
+        marked = urlencode(parts().login_marker.mark(params))
         card_url = url_for("auth.login_page", next=f"/authorize?{marked}")
     return render_template("authorize_login.html", client=client, card_url=card_url, query=urlencode(params))
 
@@ -45,8 +72,12 @@ def login_page():
 @bp.post("/api/v1/login-requests")
 @limiter.limit(_phone_limit)  # each one is a row and a QR code: no more than a phone's worth of requests
 def create_login_request():
-    login, token = mobile_login.create(json_body().get("authorize"))
-    url = mobile_login.login_url(token)
+    logins = parts().mobile_logins
+    key = _browser_key() or new_token()
+    login, token = logins.create(json_body().get("authorize"), key)
+    if session.get(BROWSER_KEY) != key:
+        session[BROWSER_KEY] = key  # kept once there is a request to follow
+    url = logins.login_url(token)
     return jsonify(
         login_request_id=login.public_id,
         url=url,
@@ -59,22 +90,23 @@ def create_login_request():
 
 @bp.get("/api/v1/login-requests/<public_id>")
 def login_request_status(public_id: str):
-    return jsonify(mobile_login.status(public_id))
+    return jsonify(mobile_login.status(public_id, _browser_key()))
 
 
 @bp.post("/api/v1/login-requests/<public_id>/complete")
 def complete_login_request(public_id: str):
-    return jsonify(status="logged_in", redirect=mobile_login.complete(public_id))
+    return _logged_in(parts().mobile_logins.complete(public_id, _browser_key(), **_request_facts()))
 
 
 @bp.post("/api/v1/login-requests/<public_id>/passkey/options")
 def passkey_options(public_id: str):
-    return jsonify(mobile_login.passkey_options(public_id))
+    return jsonify(parts().mobile_logins.passkey_options(public_id, _browser_key()))
 
 
 @bp.post("/api/v1/login-requests/<public_id>/passkey/complete")
 def passkey_complete(public_id: str):
-    return jsonify(status="logged_in", redirect=mobile_login.passkey_complete(public_id, json_body().get("credential")))
+    credential = json_body().get("credential")
+    return _logged_in(parts().mobile_logins.passkey_complete(public_id, _browser_key(), credential, **_request_facts()))
 
 
 @phone_bp.get("/m/login/<token>")
@@ -85,10 +117,10 @@ def phone_login_page(token: str):
 @phone_bp.post("/api/v1/m/login/<token>/options")
 @limiter.limit(_phone_limit)
 def phone_login_options(token: str):
-    return jsonify(mobile_login.phone_options(token))
+    return jsonify(parts().mobile_logins.phone_options(token))
 
 
 @phone_bp.post("/api/v1/m/login/<token>/complete")
 @limiter.limit(_phone_limit)
 def phone_login_complete(token: str):
-    return jsonify(mobile_login.phone_complete(token, json_body().get("credential")))
+    return jsonify(parts().mobile_logins.phone_complete(token, json_body().get("credential")))

@@ -9,15 +9,14 @@ and the CA certificate; a CRL distribution point), under ``PUBLIC_URL``. A suspe
 are on hold (``certificateHold``) until it is resumed; a revoked device's are revoked for good; a
 certificate that a newer one of the same device replaces (renewal, reissue) is revoked as ``superseded``,
 so a device has one live certificate. Every change republishes the CRL in the same transaction; none of
-the functions here commits: the caller commits with its audit record.
+the methods here commits: the caller commits with its audit record.
+
+:class:`MobileCertificates` is built once at startup (``app/wiring.py``) around the configured CA.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +27,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
-from flask import Flask, current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -39,7 +37,8 @@ from iccard import ca_status
 
 from ..audit import Tags, record
 from ..extensions import db
-from ..models import Device, MobileCertificate, MobileCrl, utcnow
+from ..models import Device, DeviceStatus, MobileCertificate, MobileCrl, utcnow
+from .tokens import NationalIdHash
 
 CREDENTIAL_URN = "urn:mocert:credential:"
 PKI_PATH = "/pki/mobile"  # app/mobile_pki serves ca.cer, ca.crl and ocsp under it
@@ -92,12 +91,21 @@ class StatusUrls:
 class MobileCA:
     certificate: x509.Certificate
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-    status_urls: StatusUrls | None = None  # named by every certificate issued (mobile_ca() always sets them)
+    status_urls: StatusUrls | None = None  # named by every certificate issued (the configured CA always has them)
 
     @classmethod
     def load(cls, certificate_path: str, key_path: str, status_urls: StatusUrls | None = None) -> MobileCA:
+        """The CA from its PEM files. Raises ``ValueError`` (or ``OSError``) when either does not load or the
+        key is not the certificate's."""
         certificate = x509.load_pem_x509_certificate(Path(certificate_path).read_bytes())
         key = serialization.load_pem_private_key(Path(key_path).read_bytes(), None)
+        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+            raise ValueError(f"{key_path} is not an EC, RSA or Ed25519 key")
+        public = serialization.PublicFormat.SubjectPublicKeyInfo
+        if key.public_key().public_bytes(serialization.Encoding.DER, public) != certificate.public_key().public_bytes(
+            serialization.Encoding.DER, public
+        ):
+            raise ValueError(f"{key_path} is not the key of the certificate {certificate_path}")
         return cls(certificate, key, status_urls)
 
     @property
@@ -196,117 +204,7 @@ class MobileCA:
         return builder.sign(self.key, algorithm)
 
 
-def pseudonym(national_id_hash: str) -> str:
-    """A stable serial for the certificate subject that does not reveal (or lead to) the national ID."""
-    key = current_app.config["NATIONAL_ID_HMAC_KEY"].encode()
-    return hmac.new(key, f"mobile:{national_id_hash}".encode(), hashlib.sha256).hexdigest()[:16].upper()
-
-
-_lock = threading.Lock()
-
-
-def mobile_ca(app: Flask | None = None) -> MobileCA:
-    """The configured CA, loaded once per application on first use."""
-    app = app or current_app._get_current_object()
-    ca = app.extensions.get("mocert.mobile_ca")
-    if ca is None:
-        with _lock:
-            ca = app.extensions.get("mocert.mobile_ca")
-            if ca is None:
-                urls = StatusUrls.under(app.config["PUBLIC_URL"])
-                ca = MobileCA.load(app.config["MOBILE_CA_CERT"], app.config["MOBILE_CA_KEY"], urls)
-                app.extensions["mocert.mobile_ca"] = ca
-    return ca
-
-
-# -- status: hold, release, revoke; the CRL and OCSP -------------------------------------------------------
-
-
-def hold_certificates(device: Device) -> list[str]:
-    """Put the device's certificates on hold (its suspension); returns the serials that changed."""
-    now = _now()
-    changed = [c for c in device.certificates if c.revoked_at is None]
-    for certificate in changed:
-        certificate.revoked_at, certificate.revocation_reason = now, HOLD
-    return _republished(changed, now)
-
-
-def release_certificates(device: Device) -> list[str]:
-    """Take the device's held certificates off the CRL (its resumption); a revoked one stays revoked."""
-    changed = [c for c in device.certificates if c.on_hold]
-    for certificate in changed:
-        certificate.revoked_at, certificate.revocation_reason = None, None
-    return _republished(changed, _now())
-
-
-def revoke_certificates(device: Device, reason: str) -> list[str]:
-    """Revoke the device's certificates for good, for an RFC 5280 ``reason`` (``keyCompromise``,
-    ``cessationOfOperation``, …; see :data:`REVOCATION_REASONS`). Returns the serials that changed.
-
-    A held certificate keeps its hold time as the revocation time: it has not been trusted since.
-    Raises ValueError for a reason that is not a revocation reason.
-    """
-    _check_reason(reason)
-    now = _now()
-    changed = [c for c in device.certificates if not c.revoked]
-    for certificate in changed:
-        _revoke(certificate, reason, now)
-    return _republished(changed, now)
-
-
-def supersede_certificates(device: Device, current: MobileCertificate) -> list[str]:
-    """Revoke as ``superseded`` the device's certificates other than ``current`` (call it when renewing)."""
-    now = _now()
-    changed = [c for c in device.certificates if c is not current and not c.revoked]
-    for certificate in changed:
-        _revoke(certificate, x509.ReasonFlags.superseded.value, now)
-    return _republished(changed, now)
-
-
-def ca_certificate_der() -> bytes:
-    return mobile_ca().certificate.public_bytes(serialization.Encoding.DER)
-
-
-def current_crl(now: datetime | None = None) -> bytes:
-    """The published CRL (DER). One past or within half its validity of its nextUpdate is replaced by a
-    fresh one first (not committed: the caller commits), unless another request replaced it meanwhile:
-    fetches of a stale CRL at the same time sign one new CRL between them, and each serves it."""
-    now = now or _now()
-    crl = _stored_crl()
-    if crl is None or crl.next_update - now < current_app.config["MOBILE_CRL_VALIDITY"] / 2:
-        crl = _publish_crl(now, replacing=crl.crl_number if crl else 0) or _stored_crl(reread=True)
-    return crl.der
-
-
-def ocsp_response(request_der: bytes, now: datetime | None = None) -> bytes:
-    """The OCSP answer (DER) to ``request_der``, signed by the mobile CA itself: good, revoked (with its
-    time and reason; a hold is revoked/certificateHold) or unknown for a certificate that is not ours.
-    A request that cannot be read gets ``malformedRequest``."""
-    request = ca_status.load_ocsp_request(request_der)
-    if request is None:
-        return ca_status.malformed_request()
-    now = now or _now()
-    ca = mobile_ca()
-    certificate = None
-    if ca_status.names_issuer(request, ca.certificate):
-        certificate = db.session.scalar(
-            select(MobileCertificate).where(MobileCertificate.serial_hex == f"{request.serial_number:x}")
-        )
-    revocation = _revocation(certificate) if certificate is not None and certificate.revoked_at else None
-    if certificate is None:
-        status = ocsp.OCSPCertStatus.UNKNOWN
-    else:
-        status = ocsp.OCSPCertStatus.REVOKED if revocation else ocsp.OCSPCertStatus.GOOD
-    return ca_status.answer(
-        request,
-        ca.certificate,
-        ca.key,
-        status=status,
-        revocation=revocation,
-        this_update=now,
-        next_update=now + OCSP_VALIDITY,
-        certificates=[ca.certificate],
-    )
+# -- the CA's work: issuing, hold, release, revoke; the CRL and OCSP ---------------------------------------
 
 
 @dataclass(frozen=True)
@@ -316,70 +214,244 @@ class Reissued:
     superseded: tuple[str, ...]
 
 
-def reissue_with_status_urls(actor: str = "cli", now: datetime | None = None) -> list[Reissued]:
-    """Give every live device one live certificate that names the current status URLs.
+class MobileCertificates:
+    """The mobile CA at work: it issues a device's certificates, changes their status and publishes it.
 
-    A device's newest live (unrevoked, unexpired) certificate that does not name them is reissued (same
-    subject, key and notAfter, a new serial); the certificate it replaces, and any older live ones, are
-    revoked as superseded. Audited per device; idempotent. Not committed: the caller commits.
+    ``ca`` names the status URLs in what it signs (None: the demo's CA, not made yet); ``crl_validity`` is
+    how long a published CRL is good for (``MOCERT_MOBILE_CRL_VALIDITY``); ``national_id_hash`` keys the
+    subject's pseudonymous serial.
     """
-    now = now or _now()
-    live = db.session.scalars(
-        select(MobileCertificate)
-        .join(MobileCertificate.device)
-        .where(
-            Device.status != "revoked",
-            MobileCertificate.not_after > now,
-            or_(MobileCertificate.revoked_at.is_(None), MobileCertificate.revocation_reason == HOLD),
-        )
-        .options(selectinload(MobileCertificate.device).selectinload(Device.account))
-        .order_by(MobileCertificate.device_id, MobileCertificate.not_after.desc(), MobileCertificate.id.desc())
-    ).all()
-    by_device: dict[int, list[MobileCertificate]] = {}
-    for certificate in live:
-        by_device.setdefault(certificate.device_id, []).append(certificate)
 
-    done: list[Reissued] = []
-    for newest, *older in by_device.values():
-        if StatusUrls.named_by(x509.load_der_x509_certificate(newest.der)) == mobile_ca().status_urls:
-            replacement = None
-        else:
-            replacement = _reissue(newest, now)
-            older.insert(0, newest)
-        for certificate in older:
-            _revoke(certificate, x509.ReasonFlags.superseded.value, now)
-        if replacement is not None or older:
-            done.append(Reissued(newest.device_id, replacement and replacement.serial_hex,
-                                 tuple(c.serial_hex for c in older)))
-    if done:
-        _publish_crl(now)
-        devices = {c.device_id: c.device for c in live}
-        for item in done:
-            record(
-                Tags.DEVICE_CERTIFICATE_REISSUED if item.certificate else Tags.DEVICE_CERTIFICATE_SUPERSEDED,
-                account=devices[item.device_id].account,
-                actor=actor,
-                device=item.device_id,
-                certificate=item.certificate,
-                superseded=list(item.superseded),
+    def __init__(self, *, ca: MobileCA | None, crl_validity: timedelta, national_id_hash: NationalIdHash) -> None:
+        self._ca, self.crl_validity, self._national_id_hash = ca, crl_validity, national_id_hash
+
+    @property
+    def ca(self) -> MobileCA:
+        if self._ca is None:
+            raise RuntimeError(
+                "the demo mobile-certificate CA (MOCERT_MOBILE_CA_CERT) was not made when the server started: "
+                "run flask --app wsgi pki init-demo, then start the server again"
             )
-    return done
+        return self._ca
 
+    def pseudonym(self, national_id_hash: str) -> str:
+        """A stable serial for the certificate subject that does not reveal (or lead to) the national ID."""
+        return self._national_id_hash.derive("mobile", national_id_hash)[:16].upper()
 
-def _reissue(previous: MobileCertificate, now: datetime) -> MobileCertificate:
-    issued = mobile_ca().reissue(x509.load_der_x509_certificate(previous.der), now)
-    certificate = MobileCertificate(
-        device=previous.device,
-        serial_hex=f"{issued.serial_number:x}",
-        not_before=issued.not_valid_before_utc,
-        not_after=issued.not_valid_after_utc,
-        der=issued.public_bytes(serialization.Encoding.DER),
-        issued_at=now,
-    )
-    if previous.on_hold:  # the device is still suspended: so is its new certificate
-        certificate.revoked_at, certificate.revocation_reason = now, HOLD
-    db.session.add(certificate)
-    return certificate
+    def issue(self, device: Device, not_before: datetime) -> MobileCertificate:
+        """A year's certificate for the device's key (added and flushed, not committed)."""
+        account = device.account
+        issued = self.ca.issue(
+            cose_public_key=device.public_key,
+            name=account.name,
+            pseudonym=self.pseudonym(account.national_id_hash),
+            credential_id=device.credential_id,
+            not_before=not_before,
+        )
+        certificate = MobileCertificate(
+            device=device,
+            serial_hex=f"{issued.serial_number:x}",
+            not_before=issued.not_valid_before_utc,
+            not_after=issued.not_valid_after_utc,
+            der=issued.public_bytes(serialization.Encoding.DER),
+        )
+        db.session.add(certificate)
+        db.session.flush()
+        db.session.refresh(device, ["certificates"])
+        return certificate
+
+    def hold_certificates(self, device: Device) -> list[str]:
+        """Put the device's certificates on hold (its suspension); returns the serials that changed."""
+        now = _now()
+        changed = [c for c in device.certificates if c.revoked_at is None]
+        for certificate in changed:
+            certificate.revoked_at, certificate.revocation_reason = now, HOLD
+        return self._republished(changed, now)
+
+    def release_certificates(self, device: Device) -> list[str]:
+        """Take the device's held certificates off the CRL (its resumption); a revoked one stays revoked."""
+        changed = [c for c in device.certificates if c.on_hold]
+        for certificate in changed:
+            certificate.revoked_at, certificate.revocation_reason = None, None
+        return self._republished(changed, _now())
+
+    def revoke_certificates(self, device: Device, reason: str) -> list[str]:
+        """Revoke the device's certificates for good, for an RFC 5280 ``reason`` (``keyCompromise``,
+        ``cessationOfOperation``, …; see :data:`REVOCATION_REASONS`). Returns the serials that changed.
+
+        A held certificate keeps its hold time as the revocation time: it has not been trusted since.
+        Raises ValueError for a reason that is not a revocation reason.
+        """
+        _check_reason(reason)
+        now = _now()
+        changed = [c for c in device.certificates if not c.revoked]
+        for certificate in changed:
+            _revoke(certificate, reason, now)
+        return self._republished(changed, now)
+
+    def supersede_certificates(self, device: Device, current: MobileCertificate) -> list[str]:
+        """Revoke as ``superseded`` the device's certificates other than ``current`` (call it when renewing)."""
+        now = _now()
+        changed = [c for c in device.certificates if c is not current and not c.revoked]
+        for certificate in changed:
+            _revoke(certificate, x509.ReasonFlags.superseded.value, now)
+        return self._republished(changed, now)
+
+    def ca_certificate_der(self) -> bytes:
+        return self.ca.certificate.public_bytes(serialization.Encoding.DER)
+
+    def current_crl(self, now: datetime | None = None) -> bytes:
+        """The published CRL (DER). One past or within half its validity of its nextUpdate is replaced by a
+        fresh one first (not committed: the caller commits), unless another request replaced it meanwhile:
+        fetches of a stale CRL at the same time sign one new CRL between them, and each serves it."""
+        now = now or _now()
+        crl = self._stored_crl()
+        if crl is None or crl.next_update - now < self.crl_validity / 2:
+            crl = self._publish_crl(now, replacing=crl.crl_number if crl else 0) or self._stored_crl(reread=True)
+        return crl.der
+
+    def ocsp_response(self, request_der: bytes, now: datetime | None = None) -> bytes:
+        """The OCSP answer (DER) to ``request_der``, signed by the mobile CA itself: good, revoked (with its
+        time and reason; a hold is revoked/certificateHold) or unknown for a certificate that is not ours.
+        A request that cannot be read gets ``malformedRequest``."""
+        request = ca_status.load_ocsp_request(request_der)
+        if request is None:
+            return ca_status.malformed_request()
+        now = now or _now()
+        ca = self.ca
+        certificate = None
+        if ca_status.names_issuer(request, ca.certificate):
+            certificate = db.session.scalar(
+                select(MobileCertificate).where(MobileCertificate.serial_hex == f"{request.serial_number:x}")
+            )
+        revocation = _revocation(certificate) if certificate is not None and certificate.revoked_at else None
+        if certificate is None:
+            status = ocsp.OCSPCertStatus.UNKNOWN
+        else:
+            status = ocsp.OCSPCertStatus.REVOKED if revocation else ocsp.OCSPCertStatus.GOOD
+        return ca_status.answer(
+            request,
+            ca.certificate,
+            ca.key,
+            status=status,
+            revocation=revocation,
+            this_update=now,
+            next_update=now + OCSP_VALIDITY,
+            certificates=[ca.certificate],
+        )
+
+    def reissue_with_status_urls(self, actor: str = "cli", now: datetime | None = None) -> list[Reissued]:
+        """Give every live device one live certificate that names the current status URLs.
+
+        A device's newest live (unrevoked, unexpired) certificate that does not name them is reissued (same
+        subject, key and notAfter, a new serial); the certificate it replaces, and any older live ones, are
+        revoked as superseded. Audited per device; idempotent. Not committed: the caller commits.
+        """
+        now = now or _now()
+        live = db.session.scalars(
+            select(MobileCertificate)
+            .join(MobileCertificate.device)
+            .where(
+                Device.status != DeviceStatus.REVOKED,
+                MobileCertificate.not_after > now,
+                or_(MobileCertificate.revoked_at.is_(None), MobileCertificate.revocation_reason == HOLD),
+            )
+            .options(selectinload(MobileCertificate.device).selectinload(Device.account))
+            .order_by(MobileCertificate.device_id, MobileCertificate.not_after.desc(), MobileCertificate.id.desc())
+        ).all()
+        by_device: dict[int, list[MobileCertificate]] = {}
+        for certificate in live:
+            by_device.setdefault(certificate.device_id, []).append(certificate)
+
+        done: list[Reissued] = []
+        for newest, *older in by_device.values():
+            if StatusUrls.named_by(x509.load_der_x509_certificate(newest.der)) == self.ca.status_urls:
+                replacement = None
+            else:
+                replacement = self._reissue(newest, now)
+                older.insert(0, newest)
+            for certificate in older:
+                _revoke(certificate, x509.ReasonFlags.superseded.value, now)
+            if replacement is not None or older:
+                done.append(Reissued(newest.device_id, replacement and replacement.serial_hex,
+                                     tuple(c.serial_hex for c in older)))
+        if done:
+            self._publish_crl(now)
+            devices = {c.device_id: c.device for c in live}
+            for item in done:
+                record(
+                    Tags.DEVICE_CERTIFICATE_REISSUED if item.certificate else Tags.DEVICE_CERTIFICATE_SUPERSEDED,
+                    account=devices[item.device_id].account,
+                    actor=actor,
+                    device=item.device_id,
+                    certificate=item.certificate,
+                    superseded=list(item.superseded),
+                )
+        return done
+
+    def _reissue(self, previous: MobileCertificate, now: datetime) -> MobileCertificate:
+        issued = self.ca.reissue(x509.load_der_x509_certificate(previous.der), now)
+        certificate = MobileCertificate(
+            device=previous.device,
+            serial_hex=f"{issued.serial_number:x}",
+            not_before=issued.not_valid_before_utc,
+            not_after=issued.not_valid_after_utc,
+            der=issued.public_bytes(serialization.Encoding.DER),
+            issued_at=now,
+        )
+        if previous.on_hold:  # the device is still suspended: so is its new certificate
+            certificate.revoked_at, certificate.revocation_reason = now, HOLD
+        db.session.add(certificate)
+        return certificate
+
+    def _republished(self, changed: list[MobileCertificate], now: datetime) -> list[str]:
+        if changed:
+            self._publish_crl(now)
+        return [c.serial_hex for c in changed]
+
+    def _publish_crl(self, now: datetime, *, replacing: int | None = None) -> MobileCrl | None:
+        """Sign and store a new CRL of every unexpired certificate with a revocation time, numbered one more
+        than the last. Bumping the number first locks the CRL's row, so publications follow one another and
+        each lists what the ones before it committed.
+
+        With ``replacing`` (the number of the CRL seen stale; 0 when there was none), only that CRL is
+        replaced: if another transaction has published since, nothing is done and None is returned.
+        """
+        ca = self.ca
+        db.session.flush()  # this transaction's own changes are on the list
+        if not _bump_crl_number(ca.key_id, replacing):
+            dialect = db.session.get_bind().dialect.name
+            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            db.session.execute(  # the first CRL of this CA key, unless another transaction just made it
+                insert(MobileCrl)
+                .values(issuer_key_id=ca.key_id, crl_number=0, this_update=now, next_update=now, der=b"")
+                .on_conflict_do_nothing(index_elements=["issuer_key_id"])
+            )
+            if not _bump_crl_number(ca.key_id, replacing):
+                return None
+        crl = self._stored_crl(reread=True)
+        listed = db.session.scalars(
+            select(MobileCertificate)
+            .where(MobileCertificate.revoked_at.is_not(None), MobileCertificate.not_after > now)
+            .order_by(MobileCertificate.revoked_at, MobileCertificate.id)
+        )
+        crl.this_update, crl.next_update = now, now + self.crl_validity
+        crl.der = ca_status.sign_crl(
+            ca.certificate,
+            ca.key,
+            _revocations(listed),
+            number=crl.crl_number,
+            this_update=crl.this_update,
+            next_update=crl.next_update,
+        )
+        db.session.flush()
+        return crl
+
+    def _stored_crl(self, *, reread: bool = False) -> MobileCrl | None:
+        """The stored CRL of the CA's key; ``reread`` refreshes it from the database (a number just bumped, or
+        a CRL another transaction has committed) rather than keeping what this session has already read."""
+        query = select(MobileCrl).where(MobileCrl.issuer_key_id == self.ca.key_id)
+        return db.session.scalar(query.execution_options(populate_existing=True) if reread else query)
 
 
 def _now() -> datetime:
@@ -402,58 +474,6 @@ def _revocation(certificate: MobileCertificate) -> ca_status.Revocation:
         certificate.revoked_at.replace(microsecond=0),  # a device's revocation time, moved here by 0006
         x509.ReasonFlags(certificate.revocation_reason),
     )
-
-
-def _republished(changed: list[MobileCertificate], now: datetime) -> list[str]:
-    if changed:
-        _publish_crl(now)
-    return [c.serial_hex for c in changed]
-
-
-def _publish_crl(now: datetime, *, replacing: int | None = None) -> MobileCrl | None:
-    """Sign and store a new CRL of every unexpired certificate with a revocation time, numbered one more
-    than the last. Bumping the number first locks the CRL's row, so publications follow one another and
-    each lists what the ones before it committed.
-
-    With ``replacing`` (the number of the CRL seen stale; 0 when there was none), only that CRL is
-    replaced: if another transaction has published since, nothing is done and None is returned.
-    """
-    ca = mobile_ca()
-    db.session.flush()  # this transaction's own changes are on the list
-    if not _bump_crl_number(ca.key_id, replacing):
-        dialect = db.session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        db.session.execute(  # the first CRL of this CA key, unless another transaction just made it
-            insert(MobileCrl)
-            .values(issuer_key_id=ca.key_id, crl_number=0, this_update=now, next_update=now, der=b"")
-            .on_conflict_do_nothing(index_elements=["issuer_key_id"])
-        )
-        if not _bump_crl_number(ca.key_id, replacing):
-            return None
-    crl = _stored_crl(reread=True)
-    listed = db.session.scalars(
-        select(MobileCertificate)
-        .where(MobileCertificate.revoked_at.is_not(None), MobileCertificate.not_after > now)
-        .order_by(MobileCertificate.revoked_at, MobileCertificate.id)
-    )
-    crl.this_update, crl.next_update = now, now + current_app.config["MOBILE_CRL_VALIDITY"]
-    crl.der = ca_status.sign_crl(
-        ca.certificate,
-        ca.key,
-        _revocations(listed),
-        number=crl.crl_number,
-        this_update=crl.this_update,
-        next_update=crl.next_update,
-    )
-    db.session.flush()
-    return crl
-
-
-def _stored_crl(*, reread: bool = False) -> MobileCrl | None:
-    """The stored CRL of the CA's key; ``reread`` refreshes it from the database (a number just bumped, or
-    a CRL another transaction has committed) rather than keeping what this session has already read."""
-    query = select(MobileCrl).where(MobileCrl.issuer_key_id == mobile_ca().key_id)
-    return db.session.scalar(query.execution_options(populate_existing=True) if reread else query)
 
 
 def _bump_crl_number(key_id: str, replacing: int | None = None) -> bool:

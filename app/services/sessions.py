@@ -1,4 +1,4 @@
-"""Ending sessions, and the login marker: one place for each.
+"""Opening and ending sessions, and the login marker: one place for each.
 
 A MoCert session is a server-side :class:`~app.models.AuthSession`; the cookie holds only its token.
 Ending one sets ``ended_at`` (the session loader then refuses it); ending those of an account or a phone
@@ -12,13 +12,46 @@ signed with the application's secret and good for an hour.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..models import AuthSession, OidcToken, utcnow
+from ..models import Account, AuthSession, OidcToken, utcnow
+from .tokens import digest, new_token
+
+
+def open(  # noqa: A001 - sessions.open(), beside sessions.end()
+    account: Account,
+    *,
+    method: str,
+    lifetime: timedelta,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    card_certificate_id: int | None = None,
+    device_id: int | None = None,
+    replacing: AuthSession | None = None,
+    now: datetime | None = None,
+) -> tuple[str, AuthSession]:
+    """A new server-side session for ``account`` (added, not committed) and its token, for the view to put
+    in a fresh cookie (no fixation). ``replacing``, the browser's previous session, ends with it: a new
+    login replaces the session server-side too, not just in the cookie."""
+    now = now or utcnow()
+    token = new_token()
+    auth_session = AuthSession(
+        token_hash=digest(token),
+        account=account,
+        method=method,
+        card_certificate_id=card_certificate_id,
+        device_id=device_id,
+        expires_at=now + lifetime,
+        ip=ip,
+        user_agent=(user_agent or "")[:400] or None,
+    )
+    db.session.add(auth_session)
+    end(replacing, now=now)
+    return token, auth_session
 
 
 def end(auth_session: AuthSession | None, *, now: datetime | None = None) -> None:

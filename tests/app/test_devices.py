@@ -7,9 +7,10 @@ import pytest
 from cryptography import x509
 from sqlalchemy import func, select, update
 
-from app.errors import ApiError
+from app import refusals, wiring
 from app.extensions import db
 from app.models import AuditEvent, Binding, CardCertificate, Device, MobileCertificate, utcnow
+from app.services.refusals import Refusal
 from tests.support import card_login, card_of, make_account
 from webauthn.phone import PhoneBrowser, SoftwareAuthenticator
 
@@ -245,6 +246,7 @@ def test_binding_needs_a_confirmed_email(client, pki, app):
 
 def test_the_device_limit_gives_a_clear_error(person, phone_http, app):
     app.config["DEVICE_LIMIT"] = 2
+    wiring.install(app)  # the parts are built from the configuration
     for _ in range(2):
         _, token = _start(person)
         assert _bind(phone_http, PhoneBrowser(SoftwareAuthenticator(None)), token).status_code == 201
@@ -409,19 +411,18 @@ def _assertion(app, phone, challenge):
 def test_a_sign_counter_going_back_marks_the_device_possibly_cloned(person, phone_http, phone, app):
     import secrets
 
-    from app.services import devices
-
     device_id, _ = _bound_device(person, phone_http, phone, app)
     first_challenge, second_challenge = secrets.token_bytes(32), secrets.token_bytes(32)
     first = _assertion(app, phone, first_challenge)
     second = _assertion(app, phone, second_challenge)
     with app.test_request_context():
+        devices = wiring.parts().devices
         device = db.session.get(Device, device_id)
         devices.verify_assertion(device, second, second_challenge)
         db.session.commit()
         assert device.sign_count >= 1 and device.last_used_at is not None
         # A copy of the key answering with an older counter: refused, flagged, audited.
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(Refusal) as refused:
             devices.verify_assertion(device, first, first_challenge)
         assert refused.value.code == "sign_count_regression"
     with app.app_context():
@@ -432,24 +433,23 @@ def test_a_sign_counter_going_back_marks_the_device_possibly_cloned(person, phon
 def test_an_assertion_without_user_verification_or_from_an_unbound_device_is_refused(person, phone_http, app):
     import secrets
 
-    from app.services import devices
-
     authenticator = SoftwareAuthenticator(None)
     device_id, _ = _bound_device(person, phone_http, PhoneBrowser(authenticator), app)
     authenticator.user_verified = False
     challenge = secrets.token_bytes(32)
     no_uv = _assertion(app, PhoneBrowser(authenticator), challenge)
     with app.test_request_context():
+        devices = wiring.parts().devices
         device = db.session.get(Device, device_id)
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(Refusal) as refused:
             devices.verify_assertion(device, no_uv, challenge)
         assert refused.value.code == "user_not_verified"
         device.certificate.not_after = utcnow() - timedelta(seconds=1)
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(Refusal) as refused:
             devices.verify_assertion(device, no_uv, challenge)
-        assert refused.value.code == "device_expired" and "展期" in refused.value.message  # told to renew
+        assert refused.value.code == "device_expired" and "展期" in refusals.message(refused.value)  # told to renew
         device.status = "revoked"
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(Refusal) as refused:
             devices.verify_assertion(device, no_uv, challenge)
         assert refused.value.code == "device_revoked"
 
@@ -457,6 +457,7 @@ def test_an_assertion_without_user_verification_or_from_an_unbound_device_is_ref
 def test_a_trust_policy_requiring_roots_refuses_self_attested_phones(person, phone_http, phone, app, pki):
     app.config["WEBAUTHN_TRUST"] = "roots"
     app.config["WEBAUTHN_ATTESTATION_ROOTS"] = (str(pki.directory / "root.pem"),)
+    wiring.install(app)  # the parts are built from the configuration
     _, token = _start(person)
     response = _bind(phone_http, phone, token)
     assert response.status_code == 400 and response.get_json()["error"] == "attestation_untrusted"

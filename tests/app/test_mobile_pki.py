@@ -28,10 +28,10 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 from sqlalchemy import func, select, update
 from werkzeug.serving import make_server
 
+from app import wiring
 from app.extensions import db
 from app.models import AuditEvent, Device, MobileCertificate, MobileCrl, utcnow
-from app.services import mobile_certificates
-from app.services.mobile_certificates import MobileCA, StatusUrls
+from app.services.mobile_certificates import MobileCA, MobileCertificates, StatusUrls
 from tests.support import card_login, card_of, make_account, missing
 from webauthn.phone import PhoneBrowser, SoftwareAuthenticator
 
@@ -47,6 +47,7 @@ def served(app):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
     app.config.update(PUBLIC_URL=url, WEBAUTHN_RP_ID="localhost", WEBAUTHN_ORIGINS=(ORIGIN,))
+    wiring.install(app)  # the parts are built from the configuration: again, for the URL just chosen
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield url
@@ -183,9 +184,10 @@ def _certificate(app, device_id: int) -> x509.Certificate:
 
 
 def _change(app, device_id: int, action, *args) -> list[str]:
-    """Run a status change on the device's certificates and commit it, as a caller does."""
+    """Run a status change (a ``MobileCertificates`` method) on the device's certificates and commit it, as a
+    caller does."""
     with app.app_context():
-        changed = action(db.session.get(Device, device_id), *args)
+        changed = action(wiring.parts().mobile_certificates, db.session.get(Device, device_id), *args)
         db.session.commit()
         return changed
 
@@ -218,7 +220,7 @@ def test_a_revoked_certificate_is_revoked_on_the_crl_and_in_ocsp(served, person,
     before = _crl_text(openssl, files, served)
     assert certificate.serial_number not in _listed(before)
 
-    assert _change(app, device_id, mobile_certificates.revoke_certificates, "keyCompromise") == [
+    assert _change(app, device_id, MobileCertificates.revoke_certificates, "keyCompromise") == [
         f"{certificate.serial_number:x}"
     ]
 
@@ -239,21 +241,21 @@ def test_a_held_certificate_is_revoked_for_hold_until_released_and_a_revoked_one
     device_id = _bind(person, app)
     certificate = _certificate(app, device_id)
 
-    _change(app, device_id, mobile_certificates.hold_certificates)
+    _change(app, device_id, MobileCertificates.hold_certificates)
     answer = _ocsp_status(openssl, files, served, certificate)
     assert "cert.pem: revoked" in answer and "Reason: certificateHold" in answer
     assert _listed(_crl_text(openssl, files, served))[certificate.serial_number] == "Certificate Hold"
 
-    _change(app, device_id, mobile_certificates.release_certificates)
+    _change(app, device_id, MobileCertificates.release_certificates)
     assert "cert.pem: good" in _ocsp_status(openssl, files, served, certificate)
     assert certificate.serial_number not in _listed(_crl_text(openssl, files, served))
     assert _verify(openssl, files, certificate).returncode == 0
 
-    _change(app, device_id, mobile_certificates.hold_certificates)
+    _change(app, device_id, MobileCertificates.hold_certificates)
     with app.app_context():
         held_at = db.session.get(Device, device_id).certificate.revoked_at
-    _change(app, device_id, mobile_certificates.revoke_certificates, "cessationOfOperation")
-    assert _change(app, device_id, mobile_certificates.release_certificates) == []
+    _change(app, device_id, MobileCertificates.revoke_certificates, "cessationOfOperation")
+    assert _change(app, device_id, MobileCertificates.release_certificates) == []
     answer = _ocsp_status(openssl, files, served, certificate)
     assert "cert.pem: revoked" in answer and "Reason: cessationOfOperation" in answer
     with app.app_context():  # not trusted since it was held: the hold's time stays the revocation time
@@ -409,7 +411,7 @@ def test_the_crl_number_grows_with_every_change_and_a_stale_crl_is_replaced(serv
     assert fetch().public_bytes(serialization.Encoding.DER) == first.public_bytes(serialization.Encoding.DER)  # stored
     assert first.next_update_utc - first.last_update_utc == app.config["MOBILE_CRL_VALIDITY"]
     numbers = [number(first)]
-    for action in (mobile_certificates.hold_certificates, mobile_certificates.release_certificates):
+    for action in (MobileCertificates.hold_certificates, MobileCertificates.release_certificates):
         _change(app, device_id, action)
         numbers.append(number(fetch()))
     assert numbers == sorted(set(numbers)) and len(numbers) == 3
@@ -462,7 +464,7 @@ def test_revocations_at_the_same_time_each_get_a_crl_number_and_both_are_listed(
     def revoke(device_id):
         try:
             barrier.wait()
-            _change(app, device_id, mobile_certificates.revoke_certificates, "keyCompromise")
+            _change(app, device_id, MobileCertificates.revoke_certificates, "keyCompromise")
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -482,7 +484,7 @@ def test_a_reason_that_is_not_a_revocation_reason_is_refused_and_changes_nothing
     device_id = _bind(person, app)
     for reason in ("certificateHold", "removeFromCRL", "key_compromise", "lost"):
         with app.app_context(), pytest.raises(ValueError):
-            mobile_certificates.revoke_certificates(db.session.get(Device, device_id), reason)
+            wiring.parts().mobile_certificates.revoke_certificates(db.session.get(Device, device_id), reason)
     with app.app_context():
         assert db.session.get(Device, device_id).certificate.revoked_at is None
         assert db.session.scalar(select(func.count()).select_from(MobileCrl)) == 0
@@ -494,7 +496,7 @@ def test_a_renewed_devices_older_certificate_is_superseded(served, person, app, 
     assert person.post(f"/api/v1/devices/{device_id}/renew", json={}).status_code == 200
     with app.app_context():
         device = db.session.get(Device, device_id)
-        mobile_certificates.supersede_certificates(device, device.certificate)
+        wiring.parts().mobile_certificates.supersede_certificates(device, device.certificate)
         db.session.commit()
     new = _certificate(app, device_id)
     assert new.serial_number != old.serial_number
@@ -505,7 +507,7 @@ def test_a_renewed_devices_older_certificate_is_superseded(served, person, app, 
 def _make_legacy(app, device_id: int) -> x509.Certificate:
     """Replace the device's certificate with one as issued before certificates named their status URLs."""
     with app.app_context():
-        ca = mobile_certificates.mobile_ca()
+        ca = wiring.parts().mobile_certificates.ca
         device = db.session.get(Device, device_id)
         stored = device.certificate
         legacy = MobileCA(ca.certificate, ca.key).issue(
@@ -522,8 +524,8 @@ def _make_legacy(app, device_id: int) -> x509.Certificate:
 def test_reissue_gives_certificates_from_before_their_status_urls_once(served, person, app, openssl, files):
     live, suspended, revoked = (_bind(person, app) for _ in range(3))
     legacy = {device_id: _make_legacy(app, device_id) for device_id in (live, suspended, revoked)}
-    _change(app, suspended, mobile_certificates.hold_certificates)
-    _change(app, revoked, mobile_certificates.revoke_certificates, "cessationOfOperation")
+    _change(app, suspended, MobileCertificates.hold_certificates)
+    _change(app, revoked, MobileCertificates.revoke_certificates, "cessationOfOperation")
     with app.app_context():
         db.session.get(Device, revoked).status = "revoked"
         db.session.commit()

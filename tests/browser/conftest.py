@@ -40,6 +40,9 @@ def live_server(app):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     app.config["PUBLIC_URL"] = f"http://localhost:{server.server_port}"
+    from app import wiring
+
+    wiring.install(app)  # the parts are built from the configuration: again, for the port just chosen
     yield app.config["PUBLIC_URL"]
     server.shutdown()
 

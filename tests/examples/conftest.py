@@ -32,6 +32,9 @@ def mocert(app, tmp_path):
     ensure_keys(app.config["OIDC_KEYS_DIR"])
     server = _serve(app)
     app.config["PUBLIC_URL"] = f"http://localhost:{server.server_port}"
+    from app import wiring
+
+    wiring.install(app)  # the parts are built from the configuration: again, for the port just chosen
     yield app.config["PUBLIC_URL"]
     server.shutdown()
 

@@ -25,6 +25,9 @@ def issuer(app, tmp_path):
     ensure_keys(app.config["OIDC_KEYS_DIR"])
     server = make_server("localhost", 0, app, threaded=True)
     app.config["PUBLIC_URL"] = f"http://localhost:{server.server_port}"
+    from app import wiring
+
+    wiring.install(app)  # the parts are built from the configuration: again, for the port just chosen
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield app.config["PUBLIC_URL"]
     server.shutdown()
