@@ -69,6 +69,85 @@ def test_a_webauthn_origin_that_is_no_origin_stops_the_start(monkeypatch, tmp_pa
         config_from_env()
 
 
+@pytest.fixture
+def testing_env(monkeypatch, tmp_path, pki):
+    """A testing configuration from the environment over the demo PKI, so the app starts: a test changes one
+    thing and sees it refused."""
+    monkeypatch.setenv("MOCERT_ENV", "testing")
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCERT_DEMO_PKI_DIR", str(pki.directory))
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("MOCERT_WEBAUTHN_TRUST", "everything", "MOCERT_WEBAUTHN_TRUST: must be any, roots or mds3, not 'everything'"),
+        ("MOCERT_WEBAUTHN_TRUST", "mds3", "MOCERT_WEBAUTHN_TRUST: mds3 needs MOCERT_WEBAUTHN_MDS_BLOB"),
+    ],
+)
+def test_a_wrong_webauthn_trust_stops_the_start(testing_env, name, value, reason):
+    """Not a 500 at the first phone binding: create_app refuses, and so flask run and gunicorn."""
+    testing_env.setenv(name, value)
+    with pytest.raises(SystemExit, match=reason):
+        _create()
+
+
+def test_trust_roots_that_do_not_load_stop_the_start(testing_env, tmp_path):
+    testing_env.setenv("MOCERT_WEBAUTHN_TRUST", "roots")
+    testing_env.setenv("MOCERT_WEBAUTHN_ATTESTATION_ROOTS", str(tmp_path / "missing-root.pem"))
+    with pytest.raises(SystemExit, match="MOCERT_WEBAUTHN_TRUST: .*missing-root.pem"):
+        _create()
+
+
+def test_the_configured_trust_policy_and_origins_are_built_at_startup(testing_env, pki):
+    testing_env.setenv("MOCERT_WEBAUTHN_TRUST", "roots")
+    testing_env.setenv("MOCERT_WEBAUTHN_ATTESTATION_ROOTS", str(pki.directory / "root.pem"))
+    testing_env.setenv("MOCERT_WEBAUTHN_ORIGINS", "https://a.example https://b.example")
+    testing_env.setenv("MOCERT_PUBLIC_URL", "https://login.example.tw")
+    app = _create()
+    with app.app_context():
+        from app.wiring import parts
+
+        relying_party = parts().relying_party
+    assert relying_party.origins == ("https://a.example", "https://b.example")
+    assert relying_party.id == "login.example.tw"
+
+
+@pytest.mark.parametrize("setting", ["MOCERT_MOBILE_CA_CERT", "MOCERT_MOBILE_CA_KEY"])
+def test_a_mobile_ca_that_does_not_load_stops_the_start(testing_env, tmp_path, setting):
+    (tmp_path / "broken.pem").write_text("not a PEM file")
+    testing_env.setenv(setting, str(tmp_path / "broken.pem"))
+    with pytest.raises(SystemExit, match=setting):
+        _create()
+
+
+def test_a_mobile_ca_key_of_another_certificate_stops_the_start(testing_env, tmp_path):
+    _own_mobile_ca(tmp_path)  # its key, beside the demo's certificate
+    testing_env.setenv("MOCERT_MOBILE_CA_KEY", str(tmp_path / "mobile-ca.key.pem"))
+    with pytest.raises(SystemExit, match="MOCERT_MOBILE_CA_KEY: .* is not the key of the certificate"):
+        _create()
+
+
+def test_a_missing_mobile_ca_stops_the_start_unless_it_is_the_demos_not_made_yet(testing_env, tmp_path, pki):
+    testing_env.setenv("MOCERT_MOBILE_CA_CERT", str(tmp_path / "nowhere.pem"))
+    with pytest.raises(SystemExit, match="MOCERT_MOBILE_CA_CERT"):
+        _create()
+    # A fresh checkout: `make run` migrates the database (so starts the app) before `flask pki init-demo`.
+    testing_env.delenv("MOCERT_MOBILE_CA_CERT")
+    testing_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(pki.directory / "root.pem"))
+    testing_env.setenv("MOCERT_CARD_INTERMEDIATES", str(pki.directory / "issuer.pem"))
+    testing_env.setenv("MOCERT_DEMO_PKI_DIR", str(tmp_path / "demo-pki-to-come"))
+    assert _create() is not None
+
+
+def test_gunicorn_ends_with_the_reason_when_the_webauthn_trust_is_wrong(testing_env):
+    testing_env.setenv("MOCERT_WEBAUTHN_TRUST", "everything")
+    status, output = _run_to_exit(_gunicorn(_free_port()))
+    assert status != 0 and "MOCERT_WEBAUTHN_TRUST" in output
+    assert output.count("Booting worker") <= 2
+
+
 def test_settings_come_from_mocert_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
     monkeypatch.setenv("MOCERT_DATABASE_URL", "postgresql+psycopg://db.example/mocert")
