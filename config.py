@@ -62,7 +62,19 @@ def _env_origins(name: str) -> tuple[str, ...]:
 
 
 def _env_int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
+    value = _env(name, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        refuse_to_start(f"MOCERT_{name} must be a whole number, not {value!r}")
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name, str(default))
+    try:
+        return float(value)
+    except ValueError:
+        refuse_to_start(f"MOCERT_{name} must be a number, not {value!r}")
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -86,7 +98,7 @@ class Config:
         self.CARD_INTERMEDIATES = _env_list("CARD_INTERMEDIATES") or (str(self.DEMO_PKI_DIR / "issuer.pem"),)
         self.CARD_POLICY_OIDS = _env_list("CARD_POLICY_OIDS", "2.16.886.101.0.3.3")
         self.CARD_REVOCATION_MODE = _env("CARD_REVOCATION_MODE", "hard-fail")
-        self.CARD_REVOCATION_TIMEOUT = float(_env("CARD_REVOCATION_TIMEOUT", "5"))
+        self.CARD_REVOCATION_TIMEOUT = _env_float("CARD_REVOCATION_TIMEOUT", 5)
         # OCSP/CRL origins (scheme://host[:port]) allowed besides those the configured CA certificates name.
         self.CARD_REVOCATION_HOSTS = _env_origins("CARD_REVOCATION_HOSTS")
         self.CARD_LOGIN_CHALLENGE_TTL = timedelta(seconds=_env_int("CARD_LOGIN_CHALLENGE_TTL", 120))
@@ -97,7 +109,7 @@ class Config:
         # Who holds which card: no national ID is claimed without this service's yes (see README).
         self.IDENTITY_CHECK_URL = _env("IDENTITY_CHECK_URL")
         self.IDENTITY_CHECK_TOKEN = _env("IDENTITY_CHECK_TOKEN")
-        self.IDENTITY_CHECK_TIMEOUT = float(_env("IDENTITY_CHECK_TIMEOUT", "5"))
+        self.IDENTITY_CHECK_TIMEOUT = _env_float("IDENTITY_CHECK_TIMEOUT", 5)
         self.IDENTITY_CHECK_MAX_ATTEMPTS = _env_int("IDENTITY_CHECK_MAX_ATTEMPTS", 5)
 
         # Phones: WebAuthn relying party (by default PUBLIC_URL's host and origin), binding, certificates.
@@ -122,7 +134,7 @@ class Config:
         self.SMTP_USERNAME = _env("SMTP_USERNAME")
         self.SMTP_PASSWORD = _env("SMTP_PASSWORD")
         self.SMTP_STARTTLS = _env_bool("SMTP_STARTTLS", False)
-        self.SMTP_TIMEOUT = float(_env("SMTP_TIMEOUT", "10"))
+        self.SMTP_TIMEOUT = _env_float("SMTP_TIMEOUT", 10)
         self.MAIL_FROM = _env("MAIL_FROM", "MoCert <no-reply@localhost>")
         # In development mail also goes to the console, so a newcomer needs no mail server.
         self.MAIL_TO_CONSOLE = _env_bool("MAIL_TO_CONSOLE", self.ENV_NAME == "development")

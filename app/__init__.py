@@ -14,7 +14,7 @@ from .extensions import babel, csrf, db, limiter, login_manager, migrate
 from .i18n import LANGUAGE_LABELS, select_locale
 from .input_checks import check_request
 from .models import ID_MAX
-from .security import add_security_headers, check_production, debugging_problems, refuse
+from .security import add_security_headers, check_production, check_settings, debugging_problems, refuse
 
 
 def ids_in_range(endpoint: str | None, values: dict | None) -> None:
@@ -62,6 +62,7 @@ def create_app(config: Config | None = None) -> Flask:
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    check_settings(app.config)
     if config.ENV_NAME == "production":
         app.production = True
         check_production(app.config)  # DEBUG here is FLASK_DEBUG, read by Flask() itself

@@ -1,32 +1,97 @@
-"""Production refuses to start with development secrets, the demo PKI or identity check, the debugger or
-per-worker limits."""
+"""Every environment refuses settings that cannot work; production also refuses development secrets, the
+demo PKI or identity check, the debugger, per-worker limits and anything else that weakens a check."""
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import NoReturn
 
 import click
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from limits import parse_many
+
 from config import RefusedConfiguration, refuse_to_start
 from iccard.demo_pki import ISSUER_NAME, MOBILE_CA_NAME, ROOT_NAME
+from iccard.validation import REVOCATION_MODES
 
 SECRETS = ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY", "OIDC_PAIRWISE_KEY")
 
 
-class UnsafeConfiguration(RefusedConfiguration):
-    """Production's refusal, listing every problem found."""
+# Settings whose variable is not MOCERT_<key>: the unit is in the variable's name.
+VARIABLES = {
+    "SQLALCHEMY_DATABASE_URI": "DATABASE_URL",
+    "REGISTRATION_TTL": "REGISTRATION_TTL_MINUTES",
+    "EMAIL_CODE_TTL": "EMAIL_CODE_TTL_MINUTES",
+    "EMAIL_CODE_LOCKOUT": "EMAIL_CODE_LOCKOUT_MINUTES",
+    "SESSION_LIFETIME": "SESSION_HOURS",
+    "ADMIN_IDLE_TIMEOUT": "ADMIN_IDLE_MINUTES",
+    "OIDC_REFRESH_TOKEN_TTL": "OIDC_REFRESH_TOKEN_DAYS",
+}
+# At least this much of each, or the feature cannot work at all (a code that expires as it is sent).
+DURATIONS = (
+    "CARD_LOGIN_CHALLENGE_TTL", "REGISTRATION_TTL", "BINDING_TTL", "MOBILE_LOGIN_TTL", "MOBILE_CRL_VALIDITY",
+    "EMAIL_CODE_TTL", "EMAIL_CODE_LOCKOUT", "SESSION_LIFETIME", "ADMIN_IDLE_TIMEOUT", "OIDC_TOKEN_TTL",
+    "OIDC_REFRESH_TOKEN_TTL", "OIDC_CODE_TTL", "OIDC_KEY_RETIRE_AFTER",
+)
+COUNTS = ("DEVICE_LIMIT", "EMAIL_CODE_MAX_ATTEMPTS", "IDENTITY_CHECK_MAX_ATTEMPTS")
+TIMEOUTS = ("CARD_REVOCATION_TIMEOUT", "IDENTITY_CHECK_TIMEOUT", "SMTP_TIMEOUT")
+RATE_LIMITS = ("CARD_LOGIN_RATE_LIMIT", "REGISTRATION_RATE_LIMIT", "PHONE_RATE_LIMIT")
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("refusing to start in production:\n  - " + "\n  - ".join(problems))
+
+def variable(key: str) -> str:
+    """The environment variable that sets ``key``."""
+    return f"MOCERT_{VARIABLES.get(key, key)}"
+
+
+class UnsafeConfiguration(RefusedConfiguration):
+    """A refusal listing every problem found (production's, or any environment's unusable settings)."""
+
+    def __init__(self, problems: list[str], *, where: str = "in production") -> None:
+        super().__init__(f"refusing to start {where}:\n  - " + "\n  - ".join(problems))
         self.problems = problems
 
 
 def refuse(problems: list[str]) -> NoReturn:
     refuse_to_start(UnsafeConfiguration(problems))
+
+
+def check_settings(config) -> None:
+    """Settings no environment can run with, all named at once: each would otherwise fail later, on the
+    request that first needs it (a rate limit Flask-Limiter cannot parse, a code that expires at once)."""
+    problems = []
+    for key in DURATIONS:
+        if not isinstance(config.get(key), timedelta) or config[key] <= timedelta(0):
+            problems.append(f"{variable(key)} must be a positive duration")
+    for key in COUNTS:
+        if config.get(key, 0) < 1:
+            problems.append(f"{variable(key)} must be at least 1")
+    for key in TIMEOUTS:
+        if not config.get(key, 0) > 0:
+            problems.append(f"{variable(key)} must be a positive number of seconds")
+    for key in RATE_LIMITS:
+        try:
+            parse_many(config.get(key) or "")
+        except ValueError:
+            problems.append(f"{variable(key)} must be a rate limit such as 30/minute, not {config.get(key)!r}")
+    if config.get("CARD_REVOCATION_MODE") not in REVOCATION_MODES:
+        problems.append(f"MOCERT_CARD_REVOCATION_MODE must be one of {', '.join(REVOCATION_MODES)}, "
+                        f"not {config.get('CARD_REVOCATION_MODE')!r}")
+    public = urlsplit(config.get("PUBLIC_URL") or "")
+    if public.scheme not in ("http", "https") or not public.hostname or public.path or public.query:
+        problems.append(f"MOCERT_PUBLIC_URL must be an origin such as https://login.example.tw, "
+                        f"not {config.get('PUBLIC_URL')!r}")
+    if not 0 < config.get("SMTP_PORT", 0) < 65536:
+        problems.append("MOCERT_SMTP_PORT must be a port number")
+    if config.get("TRUSTED_PROXIES", 0) < 0:
+        problems.append("MOCERT_TRUSTED_PROXIES must be 0 or more")
+    if problems:
+        refuse_to_start(UnsafeConfiguration(problems, where="with these settings"))
 
 
 # Every page: scripts and styles from this server only (translations travel as JSON data blocks, not
@@ -97,6 +162,17 @@ def check_production(config) -> None:
         problems.append("MOCERT_IDENTITY_CHECK_TOKEN must be set (the identity-check service's credential)")
     if not config["PUBLIC_URL"].startswith("https://"):
         problems.append("MOCERT_PUBLIC_URL must be https:// in production")
+    if config.get("CARD_REVOCATION_MODE") != "hard-fail":
+        # soft-fail logs a card in when its CA cannot say whether it was revoked: a stolen card that way too.
+        problems.append("MOCERT_CARD_REVOCATION_MODE must be hard-fail in production")
+    if config.get("MAIL_TO_CONSOLE"):
+        problems.append("MOCERT_MAIL_TO_CONSOLE must be off in production (it writes confirmation codes to the log)")
+    if config.get("SMTP_USERNAME") and not config.get("SMTP_STARTTLS") and config.get("SMTP_HOST") not in LOOPBACK:
+        problems.append("MOCERT_SMTP_STARTTLS must be on when MOCERT_SMTP_USERNAME logs in to a mail server "
+                        "on another machine (the password would cross the network in the clear)")
+    for origin in config.get("WEBAUTHN_ORIGINS") or ():
+        if not origin.startswith("https://"):
+            problems.append(f"MOCERT_WEBAUTHN_ORIGINS must hold https:// origins in production, not {origin}")
     if not config.get("RATELIMIT_ENABLED"):
         # The limits are what stop guessing: login challenges, phone codes, typed national IDs.
         problems.append("MOCERT_RATELIMIT_ENABLED must stay on in production")

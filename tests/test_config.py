@@ -514,3 +514,70 @@ def test_flask_run_with_the_debugger_is_refused_in_production(safe_production_en
     assert status != 0
     assert "refusing to start in production" in output and reason in output
     assert "Running on" not in output
+
+
+# -- settings no environment runs with -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MOCERT_CARD_LOGIN_RATE_LIMIT", "30 a minute"),
+        ("MOCERT_BINDING_TTL", "0"),
+        ("MOCERT_EMAIL_CODE_TTL_MINUTES", "-5"),
+        ("MOCERT_DEVICE_LIMIT", "0"),
+        ("MOCERT_IDENTITY_CHECK_TIMEOUT", "0"),
+        ("MOCERT_CARD_REVOCATION_MODE", "off"),
+        ("MOCERT_PUBLIC_URL", "login.example.tw"),
+        ("MOCERT_PUBLIC_URL", "https://login.example.tw/mocert"),
+    ],
+)
+def test_a_setting_that_cannot_work_stops_the_start_and_is_named(monkeypatch, tmp_path, variable, value):
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit, match=variable) as refused:
+        _create()
+    assert refused.value.code == 4
+
+
+def test_every_unworkable_setting_is_named_at_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCERT_PHONE_RATE_LIMIT", "often")
+    monkeypatch.setenv("MOCERT_SESSION_HOURS", "0")
+    with pytest.raises(SystemExit) as refused:
+        _create()
+    assert "MOCERT_PHONE_RATE_LIMIT" in str(refused.value) and "MOCERT_SESSION_HOURS" in str(refused.value)
+
+
+@pytest.mark.parametrize("variable", ["MOCERT_DEVICE_LIMIT", "MOCERT_SMTP_TIMEOUT"])
+def test_a_number_that_is_no_number_stops_the_start_and_is_named(monkeypatch, tmp_path, variable):
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv(variable, "five")
+    with pytest.raises(SystemExit, match=f"{variable} must be") as refused:
+        config_from_env()
+    assert refused.value.code == 4
+
+
+@pytest.mark.parametrize(
+    ("settings", "refusal"),
+    [
+        ({"MOCERT_CARD_REVOCATION_MODE": "soft-fail"}, "MOCERT_CARD_REVOCATION_MODE must be hard-fail"),
+        ({"MOCERT_MAIL_TO_CONSOLE": "1"}, "MOCERT_MAIL_TO_CONSOLE must be off"),
+        ({"MOCERT_SMTP_HOST": "mail.example.tw", "MOCERT_SMTP_USERNAME": "mocert"}, "MOCERT_SMTP_STARTTLS must be on"),
+        ({"MOCERT_WEBAUTHN_ORIGINS": "https://login.example.tw http://login.example.tw"}, "MOCERT_WEBAUTHN_ORIGINS must"),
+    ],
+)
+def test_production_refuses_settings_that_weaken_a_check(safe_production_env, settings, refusal):
+    for name, value in settings.items():
+        safe_production_env.setenv(name, value)
+    with pytest.raises(SystemExit, match=refusal):
+        _create()
+
+
+def test_production_sends_mail_with_a_password_over_starttls_or_on_this_machine(safe_production_env):
+    safe_production_env.setenv("MOCERT_SMTP_USERNAME", "mocert")
+    safe_production_env.setenv("MOCERT_SMTP_HOST", "localhost")
+    _create()
+    safe_production_env.setenv("MOCERT_SMTP_HOST", "mail.example.tw")
+    safe_production_env.setenv("MOCERT_SMTP_STARTTLS", "1")
+    _create()
