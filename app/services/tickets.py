@@ -44,13 +44,14 @@ def by_token(kind: type[T], token: object) -> T | None:
 
 
 def claim(
-    ticket: SingleUseTicket,
+    ticket: db.Model,
     *still: Any,
     count: InstrumentedAttribute | None = None,
     below: int | None = None,
     **values: Any,
 ) -> bool:
-    """Set ``values`` on the ticket's row if the conditions ``still`` hold, in one statement; committed.
+    """Set ``values`` on the ticket's row (any row with an ``id``) if the conditions ``still`` hold, in one
+    statement; committed.
 
     ``count`` (an integer column) is counted up in the same statement, and the claim refused once it has
     reached ``below``: a ticket that allows a few attempts (a code typed, a result polled) counts them
