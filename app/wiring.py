@@ -15,6 +15,7 @@ from flask import Flask, current_app
 
 from config import refuse_to_start
 
+from .oidc.keys import CachedKeyRing
 from .services.sessions import LoginMarker
 from .services.tokens import NationalIdHash
 
@@ -25,6 +26,7 @@ T = TypeVar("T")
 class Parts:
     national_id_hash: NationalIdHash
     login_marker: LoginMarker
+    oidc_keys: CachedKeyRing  # the provider's signing keys, read now and again when a key is added
 
 
 def built_from(setting: str, build: Callable[[], T]) -> T:
@@ -39,6 +41,7 @@ def build(config: Mapping[str, Any]) -> Parts:
     return Parts(
         national_id_hash=built_from("NATIONAL_ID_HMAC_KEY", lambda: NationalIdHash(config["NATIONAL_ID_HMAC_KEY"].encode())),
         login_marker=LoginMarker(config["SECRET_KEY"]),
+        oidc_keys=built_from("OIDC_KEYS_DIR", lambda: CachedKeyRing.loaded(config["OIDC_KEYS_DIR"])),
     )
 
 
