@@ -91,8 +91,9 @@ def register_oidc_cli(app: Flask) -> None:
     def add(name, redirect_uris, logout_uris, public, scopes, allow_national_id, no_card_login,
             token_endpoint_auth_method, jwks_file, subject_type, sector, id_token_alg, client_id) -> None:
         """Register a client; prints one JSON object {"client_id", "client_secret"} (the secret only now)."""
-        from .errors import ApiError
+        from . import refusals
         from .services import clients as client_service
+        from .services.refusals import Refusal
 
         method = token_endpoint_auth_method or ("none" if public else "client_secret_basic")
         if public != (method == "none"):
@@ -114,8 +115,8 @@ def register_oidc_cli(app: Flask) -> None:
                 id_token_alg=id_token_alg,
                 client_id=client_id,
             )
-        except ApiError as exc:
-            raise click.UsageError(f"{exc.code}: {exc.message}") from None
+        except Refusal as refusal:
+            raise click.UsageError(f"{refusal.code}: {refusals.message(refusal)}") from None
         click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret}))
 
     @clients.command("list")
@@ -129,12 +130,12 @@ def register_oidc_cli(app: Flask) -> None:
     @click.argument("client_id")
     def disable(client_id: str) -> None:
         """The client can no longer authorize, get tokens or use them."""
-        from .errors import ApiError
         from .services import clients as client_service
+        from .services.refusals import Refusal
 
         try:
             client_service.disable(client_service.get(client_id), actor="cli", reason="flask clients disable")
-        except ApiError:
+        except Refusal:
             raise click.UsageError(f"no client {client_id}") from None
         click.echo(f"client {client_id} disabled")
 

@@ -17,6 +17,7 @@ from flask import Flask, current_app
 
 from config import refuse_to_start
 
+from .oidc.keys import CachedKeyRing
 from .services.devices import Devices, RelyingParty, trust_policy
 from .services.mobile_certificates import MobileCA, MobileCertificates, StatusUrls
 from .services.mobile_login import MobileLogins
@@ -30,6 +31,7 @@ T = TypeVar("T")
 class Parts:
     national_id_hash: NationalIdHash
     login_marker: LoginMarker
+    oidc_keys: CachedKeyRing  # the provider's signing keys, read now and again when a key is added
     # -- phones: the relying party, the mobile CA, binding and phone login
     relying_party: RelyingParty
     mobile_certificates: MobileCertificates
@@ -74,6 +76,7 @@ def build(config: Mapping[str, Any]) -> Parts:
     return Parts(
         national_id_hash=national_id_hash,
         login_marker=login_marker,
+        oidc_keys=built_from("OIDC_KEYS_DIR", lambda: CachedKeyRing.loaded(config["OIDC_KEYS_DIR"])),
         relying_party=relying_party,
         mobile_certificates=certificates,
         devices=devices,

@@ -148,6 +148,24 @@ def test_gunicorn_ends_with_the_reason_when_the_webauthn_trust_is_wrong(testing_
     assert output.count("Booting worker") <= 2
 
 
+def test_an_oidc_signing_key_that_does_not_load_stops_the_start(monkeypatch, tmp_path):
+    """Read when the app is made, not at the first token (a 500 then): the refusal names the setting and the file."""
+    keys = tmp_path / "oidc-keys"
+    keys.mkdir()
+    (keys / "1700000000-bad.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match="MOCERT_OIDC_KEYS_DIR: .*1700000000-bad.pem"):
+        _create()
+
+
+def test_oidc_keys_in_a_file_instead_of_a_directory_stop_the_start(monkeypatch, tmp_path):
+    (tmp_path / "keys.pem").write_text("a file, not the directory of keys")
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCERT_OIDC_KEYS_DIR", str(tmp_path / "keys.pem"))
+    with pytest.raises(SystemExit, match="MOCERT_OIDC_KEYS_DIR: .* is not a directory"):
+        _create()
+
+
 def test_settings_come_from_mocert_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
     monkeypatch.setenv("MOCERT_DATABASE_URL", "postgresql+psycopg://db.example/mocert")

@@ -1,5 +1,6 @@
 """The administration API, ``/api/v1/admin``: the console's operations as JSON, for an admin session or a
-scoped service token. Views are thin: ``services.admin`` and ``services.clients`` hold the rules."""
+scoped service token. Views are thin: the services (``staff``, ``account_admin``, ``service_tokens``,
+``audit_trail``, ``clients``) hold the rules, and what they refuse is answered from ``app/refusals.py``."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import itertools
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
+from .. import wiring
 from ..api import json_body
 from ..extensions import csrf
-from ..services import admin, clients
+from ..services import account_admin, audit_trail, clients, service_tokens, staff
+from ..services.staff import Operator
 from .auth import current_operator
+from .query import audit_filter
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 csrf.exempt(bp)  # checked in current_operator for sessions; a service token is not sent by browsers
 
 
-def _operator(scope: str) -> admin.Operator:
+def _operator(scope: str) -> Operator:
     operator = current_operator(allow_token=True)
     operator.require(scope)
     return operator
@@ -33,50 +37,60 @@ def me():
 
 @bp.get("/accounts")
 def find_accounts():
-    operator = _operator(admin.READ)
-    return jsonify(accounts=[admin.account_summary(a) for a in admin.find_accounts(operator, request.args)])
+    operator = _operator(staff.READ)
+    return jsonify(accounts=[account_admin.account_summary(a) for a in _find(operator, request.args)])
 
 
 @bp.post("/accounts/search")
 def search_accounts():
     """The same search with the value in the body, so a national ID stays out of URLs and access logs."""
-    operator = _operator(admin.READ)
-    return jsonify(accounts=[admin.account_summary(a) for a in admin.find_accounts(operator, json_body())])
+    operator = _operator(staff.READ)
+    return jsonify(accounts=[account_admin.account_summary(a) for a in _find(operator, json_body())])
+
+
+def _find(operator: Operator, query):
+    return account_admin.find_accounts(operator, query, national_id_hash=wiring.parts().national_id_hash)
 
 
 @bp.get("/accounts/<int:account_id>")
 def account(account_id: int):
-    operator = _operator(admin.READ)
-    return jsonify(account=admin.account_detail(admin.get_account(operator, account_id)))
+    operator = _operator(staff.READ)
+    return jsonify(account=account_admin.account_detail(account_admin.get_account(operator, account_id)))
 
 
 @bp.post("/accounts/<int:account_id>/lock")
 def lock_account(account_id: int):
-    operator = _operator(admin.ACCOUNTS_WRITE)
-    account = admin.lock_account(operator, admin.get_account(operator, account_id), json_body().get("reason"))
-    return jsonify(account=admin.account_summary(account))
+    operator = _operator(staff.ACCOUNTS_WRITE)
+    account = account_admin.get_account(operator, account_id)
+    account = account_admin.lock_account(operator, account, json_body().get("reason"),
+                                         certificates=wiring.parts().mobile_certificates)
+    return jsonify(account=account_admin.account_summary(account))
 
 
 @bp.post("/accounts/<int:account_id>/unlock")
 def unlock_account(account_id: int):
-    operator = _operator(admin.ACCOUNTS_WRITE)
-    account = admin.unlock_account(operator, admin.get_account(operator, account_id), json_body().get("reason"))
-    return jsonify(account=admin.account_summary(account))
+    operator = _operator(staff.ACCOUNTS_WRITE)
+    account = account_admin.get_account(operator, account_id)
+    account = account_admin.unlock_account(operator, account, json_body().get("reason"),
+                                           certificates=wiring.parts().mobile_certificates)
+    return jsonify(account=account_admin.account_summary(account))
 
 
 @bp.post("/accounts/<int:account_id>/role")
 def set_role(account_id: int):
-    operator = _operator(admin.ROLES_WRITE)
+    operator = _operator(staff.ROLES_WRITE)
     body = json_body()
-    account = admin.set_role(operator, admin.get_account(operator, account_id), body.get("role"), body.get("reason"))
-    return jsonify(account=admin.account_summary(account))
+    account = account_admin.get_account(operator, account_id)
+    account = account_admin.set_role(operator, account, body.get("role"), body.get("reason"))
+    return jsonify(account=account_admin.account_summary(account))
 
 
 @bp.post("/devices/<int:device_id>/<any(suspend, resume, revoke):action>")
 def device_action(device_id: int, action: str):
-    operator = _operator(admin.DEVICES_WRITE)
-    device = admin.device_action(operator, device_id, action, json_body().get("reason"))
-    return jsonify(device=admin.device_detail(device))
+    operator = _operator(staff.DEVICES_WRITE)
+    device = account_admin.device_action(operator, device_id, action, json_body().get("reason"),
+                                         phones=wiring.parts().devices)
+    return jsonify(device=account_admin.device_detail(device))
 
 
 # -- relying parties ------------------------------------------------------------------------------------
@@ -84,17 +98,17 @@ def device_action(device_id: int, action: str):
 
 @bp.get("/clients")
 def list_clients():
-    _operator(admin.READ)
+    _operator(staff.READ)
     return jsonify(clients=[clients.client_view(c) for c in clients.list_all()])
 
 
 @bp.post("/clients")
 def create_client():
-    operator = _operator(admin.CLIENTS_WRITE)
+    operator = _operator(staff.CLIENTS_WRITE)
     body = json_body()
     client, secret = clients.create(
         actor=operator.actor,
-        reason=admin.reason_of(body.get("reason")),
+        reason=staff.reason_of(body.get("reason")),
         name=body.get("name"),
         redirect_uris=body.get("redirect_uris"),
         post_logout_redirect_uris=body.get("post_logout_redirect_uris") or [],
@@ -112,17 +126,17 @@ def create_client():
 
 @bp.patch("/clients/<client_id>")
 def update_client(client_id: str):
-    operator = _operator(admin.CLIENTS_WRITE)
+    operator = _operator(staff.CLIENTS_WRITE)
     body = json_body()
-    reason = admin.reason_of(body.pop("reason", None))
+    reason = staff.reason_of(body.pop("reason", None))
     client = clients.update(clients.get(client_id), body, actor=operator.actor, reason=reason)
     return jsonify(client=clients.client_view(client))
 
 
 @bp.post("/clients/<client_id>/<any('rotate-secret', disable, enable):action>")
 def client_action(client_id: str, action: str):
-    operator = _operator(admin.CLIENTS_WRITE)
-    reason = admin.reason_of(json_body().get("reason"))
+    operator = _operator(staff.CLIENTS_WRITE)
+    reason = staff.reason_of(json_body().get("reason"))
     client = clients.get(client_id)
     if action == "rotate-secret":
         secret = clients.rotate_secret(client, actor=operator.actor, reason=reason)
@@ -136,22 +150,22 @@ def client_action(client_id: str, action: str):
 
 @bp.get("/audit")
 def audit():
-    operator = _operator(admin.READ)
-    audit_filter = admin.AuditFilter.from_args(request.args)
-    events = admin.audit_events(operator, audit_filter)
-    more = len(events) == audit_filter.limit
-    return jsonify(events=[admin.event_view(e) for e in events], next_before=events[-1].id if more else None)
+    operator = _operator(staff.READ)
+    wanted = audit_filter(request.args)
+    events = audit_trail.events(operator, wanted)
+    more = len(events) == wanted.limit
+    return jsonify(events=[audit_trail.event_view(e) for e in events], next_before=events[-1].id if more else None)
 
 
 @bp.get("/audit.csv")
 def audit_csv():
-    operator = _operator(admin.READ)
-    return audit_csv_response(operator, admin.AuditFilter.from_args(request.args))
+    operator = _operator(staff.READ)
+    return audit_csv_response(operator, audit_filter(request.args))
 
 
-def audit_csv_response(operator: admin.Operator, audit_filter: admin.AuditFilter) -> Response:
+def audit_csv_response(operator: Operator, wanted: audit_trail.AuditFilter) -> Response:
     """The export as a streamed download (the console's too)."""
-    rows = admin.audit_csv(operator, audit_filter)
+    rows = audit_trail.csv_rows(operator, wanted)
     first = next(rows)  # checks and records the export before the response starts
     return Response(stream_with_context(itertools.chain((first,), rows)), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
@@ -162,22 +176,22 @@ def audit_csv_response(operator: admin.Operator, audit_filter: admin.AuditFilter
 
 @bp.get("/service-tokens")
 def list_service_tokens():
-    _operator(admin.READ)
-    return jsonify(tokens=[admin.service_token_view(t) for t in admin.list_service_tokens()])
+    _operator(staff.READ)
+    return jsonify(tokens=[service_tokens.view(t) for t in service_tokens.list_all()])
 
 
 @bp.post("/service-tokens")
 def create_service_token():
-    operator = _operator(admin.TOKENS_WRITE)
+    operator = _operator(staff.TOKENS_WRITE)
     body = json_body()
-    token, raw = admin.create_service_token(
+    token, raw = service_tokens.create(
         actor=operator.actor, name=body.get("name"), scopes=body.get("scopes"), expires_in_days=body.get("expires_in_days")
     )
-    return jsonify(token=admin.service_token_view(token), service_token=raw), 201
+    return jsonify(token=service_tokens.view(token), service_token=raw), 201
 
 
 @bp.post("/service-tokens/<int:token_id>/revoke")
 def revoke_service_token(token_id: int):
-    operator = _operator(admin.TOKENS_WRITE)
-    token = admin.revoke_service_token(operator, token_id, json_body().get("reason"))
-    return jsonify(token=admin.service_token_view(token))
+    operator = _operator(staff.TOKENS_WRITE)
+    token = service_tokens.revoke(operator, token_id, json_body().get("reason"))
+    return jsonify(token=service_tokens.view(token))

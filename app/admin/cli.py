@@ -13,8 +13,9 @@ from flask import Flask
 
 
 def register_admin_cli(app: Flask) -> None:
-    from ..errors import ApiError
-    from ..services import admin
+    from .. import refusals, wiring
+    from ..services import account_admin, service_tokens, staff
+    from ..services.refusals import Refusal
 
     @app.cli.group("admin")
     def admin_group() -> None:
@@ -22,12 +23,12 @@ def register_admin_cli(app: Flask) -> None:
 
     @admin_group.command("grant")
     @click.argument("national_id")
-    @click.option("--role", type=click.Choice(sorted(admin.ROLES)), required=True)
+    @click.option("--role", type=click.Choice(sorted(staff.ROLES)), required=True)
     @click.option("--reason", default="granted with flask admin grant", show_default=True)
     def grant(national_id: str, role: str, reason: str) -> None:
         """Give the person with this national ID (registered already) the role."""
         account = _account(national_id)
-        admin.grant_role(account, role, actor="cli", reason=reason)
+        account_admin.grant_role(account, role, actor="cli", reason=reason)
         click.echo(f"{account.name} ({account.national_id_masked}) is now {role}")
 
     @admin_group.command("remove")
@@ -36,14 +37,16 @@ def register_admin_cli(app: Flask) -> None:
     def remove(national_id: str, reason: str) -> None:
         """Take the person's role away."""
         account = _account(national_id)
-        admin.grant_role(account, None, actor="cli", reason=reason)
+        account_admin.grant_role(account, None, actor="cli", reason=reason)
         click.echo(f"{account.name} ({account.national_id_masked}) has no role now")
 
     def _account(national_id: str):
         from iccard.national_id import InvalidNationalId
 
         try:
-            account = admin.account_by_national_id(national_id)
+            account = account_admin.account_by_national_id(
+                national_id, national_id_hash=wiring.parts().national_id_hash
+            )
         except InvalidNationalId:
             raise click.UsageError("that is not a valid national ID") from None
         if account is None:
@@ -56,21 +59,21 @@ def register_admin_cli(app: Flask) -> None:
 
     @token.command("create")
     @click.option("--name", required=True)
-    @click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(admin.TOKEN_SCOPES))
+    @click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(staff.TOKEN_SCOPES))
     @click.option("--expires-days", type=int, default=None, help="Default: until revoked.")
     def create(name: str, scopes: tuple[str, ...], expires_days: int | None) -> None:
         """Prints one JSON object {"id", "service_token"}; the token is shown only now."""
         try:
-            row, raw = admin.create_service_token(actor="cli", name=name, scopes=list(scopes),
-                                                  expires_in_days=expires_days)
-        except ApiError as exc:
-            raise click.UsageError(exc.message) from None
+            row, raw = service_tokens.create(actor="cli", name=name, scopes=list(scopes),
+                                             expires_in_days=expires_days)
+        except Refusal as refusal:
+            raise click.UsageError(refusals.message(refusal)) from None
         click.echo(json.dumps({"id": row.id, "service_token": raw}))
 
     @token.command("list")
     def list_() -> None:
         """One line per token: id, state, scopes, name."""
-        for row in admin.list_service_tokens():
+        for row in service_tokens.list_all():
             state = "revoked" if row.revoked_at else "active"
             click.echo(f"{row.id}\t{state}\t{' '.join(row.scopes)}\t{row.name}")
 
@@ -78,9 +81,9 @@ def register_admin_cli(app: Flask) -> None:
     @click.argument("token_id", type=int)
     @click.option("--reason", default="revoked with flask admin token revoke", show_default=True)
     def revoke(token_id: str, reason: str) -> None:
-        cli_operator = admin.Operator("cli", frozenset({admin.TOKENS_WRITE}))
+        cli_operator = staff.Operator("cli", frozenset({staff.TOKENS_WRITE}))
         try:
-            admin.revoke_service_token(cli_operator, token_id, reason)
-        except ApiError as exc:
-            raise click.UsageError(exc.message) from None
+            service_tokens.revoke(cli_operator, token_id, reason)
+        except Refusal as refusal:
+            raise click.UsageError(refusals.message(refusal)) from None
         click.echo(f"token {token_id} revoked")

@@ -3,13 +3,13 @@
 Plain HTML forms that work without JavaScript, for an admin or auditor logged in here (never a service
 token). Every change is a POST with the CSRF token and a reason. It answers with a redirect and a flashed
 message (post/redirect/get), or, when the service refuses, with the same page again showing why, at the
-refusal's 4xx status, having changed nothing. Secrets (a client's, a service token) are the exception:
+refusal's 4xx status, having changed nothing: each such view catches the :class:`Refusal` itself and
+answers with :func:`_shown_again`. Secrets (a client's, a service token) are the exception:
 shown once on the POST's own answer and kept nowhere, not even in the session cookie.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -20,17 +20,19 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 
-from ..errors import ApiError
+from .. import refusals, wiring
 from ..extensions import db
 from ..models import Account, Device, utcnow
 from ..oidc import claims as oidc_claims
-from ..services import admin, clients
+from ..services import account_admin, audit_trail, clients, service_tokens, staff
+from ..services.refusals import Refusal
 from .api import audit_csv_response
 from .auth import current_operator
+from .query import audit_filter
 
 bp = Blueprint("admin_console", __name__, url_prefix="/admin")
 
-SEARCH_KINDS = ("national_id", "email", "phone", "name")
+SEARCH_KINDS = account_admin.SEARCH_KINDS
 FILTER_FIELDS = ("account", "device", "site", "event", "actor", "since", "until")
 AUDIT_PAGE = 50
 RECENT_EVENTS = 20
@@ -52,22 +54,18 @@ def _not_cached(response: Response) -> Response:
 
 @bp.context_processor
 def _globals() -> dict:
-    return {"operator": g.get("operator"), "admin": admin}
+    return {"operator": g.get("operator"), "staff": staff}
 
 
-@bp.errorhandler(ApiError)
-def _refused(exc: ApiError):
-    if exc.status == 401:
+@bp.errorhandler(Refusal)
+def _refused(refusal: Refusal):
+    """A refusal no view shows on its own page: who is operating (before any view), or the page itself."""
+    status = refusals.lookup(refusal).status
+    if status == 401:
         here = request.full_path.rstrip("?") if request.method == "GET" else url_for(".index")
         return redirect(url_for("auth.login_page", next=here))
     db.session.rollback()  # whatever the refused change touched stays as it was
-    page = g.pop("redisplay", None)
-    if page is not None:
-        try:
-            return page(error=exc.message), exc.status
-        except ApiError as again:  # the page itself cannot be shown (say, the account is gone)
-            exc = again
-    return render_template("error.html", status=exc.status, message=exc.message), exc.status
+    return render_template("error.html", status=status, message=refusals.message(refusal)), status
 
 
 @bp.errorhandler(CSRFError)
@@ -76,9 +74,11 @@ def _csrf_failed(exc: CSRFError):
     return render_template("error.html", status=400, message=message), 400
 
 
-def _redisplay(page: Callable[..., str], *args, **kwargs) -> None:
-    """Should the service refuse this change, show ``page`` again with its message (see ``_refused``)."""
-    g.redisplay = functools.partial(page, *args, **kwargs)
+def _shown_again(refusal: Refusal, page: Callable[..., str], *args, **kwargs):
+    """``page`` again with why the service refused, at the refusal's status, having changed nothing. Should
+    the page itself be refused (say, the account is gone), ``_refused`` shows that instead."""
+    db.session.rollback()  # whatever the refused change touched stays as it was
+    return page(*args, error=refusals.message(refusal), **kwargs), refusals.lookup(refusal).status
 
 
 def _done(message: str, endpoint: str, **values) -> Response:
@@ -87,7 +87,7 @@ def _done(message: str, endpoint: str, **values) -> Response:
 
 
 def _reason() -> str:
-    return admin.reason_of(request.form.get("reason"))
+    return staff.reason_of(request.form.get("reason"))
 
 
 @bp.app_template_filter("console_time")
@@ -120,13 +120,16 @@ def search():
     # A POST although nothing changes: a national ID, email or phone number must not sit in URLs (access
     # logs, browser history). The answer is the results page itself; there is nothing to redirect to.
     kind, value = request.form.get("by", ""), request.form.get("q", "")
-    _redisplay(_search_page, kind=kind, value=value)
-    accounts = admin.find_accounts(g.operator, {kind: value})
+    try:
+        accounts = account_admin.find_accounts(g.operator, {kind: value},
+                                               national_id_hash=wiring.parts().national_id_hash)
+    except Refusal as refusal:
+        return _shown_again(refusal, _search_page, kind=kind, value=value)
     return _search_page(kind=kind, value=value, accounts=accounts)
 
 
 def _search_page(*, kind: str = "national_id", value: str = "", accounts=None, error: str | None = None) -> str:
-    g.operator.require(admin.READ)
+    g.operator.require(staff.READ)
     return render_template("admin/index.html", kinds=SEARCH_KINDS, kind=kind, value=value, accounts=accounts,
                            error=error)
 
@@ -141,25 +144,28 @@ def account(account_id: int):
 
 def _account_page(account_id: int, *, error: str | None = None) -> str:
     operator = g.operator
-    detail = admin.account_detail(admin.get_account(operator, account_id), events=RECENT_EVENTS)
+    detail = account_admin.account_detail(account_admin.get_account(operator, account_id), events=RECENT_EVENTS)
     return render_template(
         "admin/account.html",
         account=detail,
         own=operator.account_id == account_id,
         people=_people(detail["events"]),
-        roles=sorted(admin.ROLES),
+        roles=sorted(staff.ROLES),
         error=error,
     )
 
 
 @bp.post("/accounts/<int:account_id>/devices/<int:device_id>/<any(suspend, resume, revoke):action>")
 def device_action(account_id: int, device_id: int, action: str):
-    _redisplay(_account_page, account_id)
-    admin.get_account(g.operator, account_id)
-    device = db.session.get(Device, device_id)
-    if device is None or device.account_id != account_id:  # the form names the person it was shown for
-        raise ApiError(404, "device_unknown", _("There is no such device."))
-    device = admin.device_action(g.operator, device_id, action, request.form.get("reason"))
+    try:
+        account_admin.get_account(g.operator, account_id)
+        device = db.session.get(Device, device_id)
+        if device is None or device.account_id != account_id:  # the form names the person it was shown for
+            raise Refusal("device_unknown")
+        device = account_admin.device_action(g.operator, device_id, action, request.form.get("reason"),
+                                             phones=wiring.parts().devices)
+    except Refusal as refusal:
+        return _shown_again(refusal, _account_page, account_id)
     if action == "suspend":
         message = _("“%(name)s” is suspended: it cannot log in and its mobile certificate is on hold.",
                     name=device.name)
@@ -172,22 +178,31 @@ def device_action(account_id: int, device_id: int, action: str):
 
 @bp.post("/accounts/<int:account_id>/<any(lock, unlock):action>")
 def lock_account(account_id: int, action: str):
-    _redisplay(_account_page, account_id)
-    account = admin.get_account(g.operator, account_id)
+    try:
+        account = account_admin.get_account(g.operator, account_id)
+        if action == "lock":
+            account_admin.lock_account(g.operator, account, request.form.get("reason"),
+                                       certificates=wiring.parts().mobile_certificates)
+        else:
+            account_admin.unlock_account(g.operator, account, request.form.get("reason"),
+                                         certificates=wiring.parts().mobile_certificates)
+    except Refusal as refusal:
+        return _shown_again(refusal, _account_page, account_id)
     if action == "lock":
-        admin.lock_account(g.operator, account, request.form.get("reason"))
         message = _("The account is locked: its sessions have ended and its tokens are revoked.")
     else:
-        admin.unlock_account(g.operator, account, request.form.get("reason"))
         message = _("The account is unlocked.")
     return _done(message, ".account", account_id=account_id)
 
 
 @bp.post("/accounts/<int:account_id>/role")
 def set_role(account_id: int):
-    _redisplay(_account_page, account_id)
     role = request.form.get("role") or None  # the empty choice takes the role away
-    admin.set_role(g.operator, admin.get_account(g.operator, account_id), role, request.form.get("reason"))
+    try:
+        account = account_admin.get_account(g.operator, account_id)
+        account_admin.set_role(g.operator, account, role, request.form.get("reason"))
+    except Refusal as refusal:
+        return _shown_again(refusal, _account_page, account_id)
     return _done(_("The role is saved."), ".account", account_id=account_id)
 
 
@@ -200,7 +215,7 @@ def clients_page():
 
 
 def _clients_page(*, form: Mapping[str, str] | None = None, error: str | None = None) -> str:
-    g.operator.require(admin.READ)
+    g.operator.require(staff.READ)
     return render_template(
         "admin/clients.html",
         clients=clients.list_all(),
@@ -214,20 +229,22 @@ def _clients_page(*, form: Mapping[str, str] | None = None, error: str | None = 
 
 @bp.post("/clients")
 def create_client():
-    g.operator.require(admin.CLIENTS_WRITE)
+    g.operator.require(staff.CLIENTS_WRITE)
     form = request.form
-    _redisplay(_clients_page, form=form)
-    client, secret = clients.create(
-        actor=g.operator.actor,
-        reason=_reason(),
-        name=form.get("name"),
-        redirect_uris=form.get("redirect_uris", ""),
-        post_logout_redirect_uris=form.get("post_logout_redirect_uris", ""),
-        scopes=_scopes_of(form),
-        allow_national_id="allow_national_id" in form,
-        allow_card_login="allow_card_login" in form,
-        token_endpoint_auth_method=form.get("token_endpoint_auth_method") or "client_secret_basic",
-    )
+    try:
+        client, secret = clients.create(
+            actor=g.operator.actor,
+            reason=_reason(),
+            name=form.get("name"),
+            redirect_uris=form.get("redirect_uris", ""),
+            post_logout_redirect_uris=form.get("post_logout_redirect_uris", ""),
+            scopes=_scopes_of(form),
+            allow_national_id="allow_national_id" in form,
+            allow_card_login="allow_card_login" in form,
+            token_endpoint_auth_method=form.get("token_endpoint_auth_method") or "client_secret_basic",
+        )
+    except Refusal as refusal:
+        return _shown_again(refusal, _clients_page, form=form)
     # Shown on this POST's answer, not after a redirect: the secret must not travel through the session.
     return render_template("admin/secret.html", kind="client", client=client, secret=secret), 201
 
@@ -239,17 +256,16 @@ def client_page(client_id: str):
 
 def _client_page(client_id: str, *, form: Mapping[str, str] | None = None, error: str | None = None) -> str:
     client = clients.get(client_id)
-    recent = admin.audit_events(g.operator, admin.AuditFilter(client=client_id, limit=RECENT_EVENTS))
-    events = [admin.event_view(event) for event in recent]
+    recent = audit_trail.events(g.operator, audit_trail.AuditFilter(client=client_id, limit=RECENT_EVENTS))
+    events = [audit_trail.event_view(event) for event in recent]
     return render_template("admin/client.html", client=client, form=form, scopes=_offered_scopes(),
                            events=events, people=_people(events), error=error)
 
 
 @bp.post("/clients/<client_id>")
 def update_client(client_id: str):
-    g.operator.require(admin.CLIENTS_WRITE)
+    g.operator.require(staff.CLIENTS_WRITE)
     form = request.form
-    _redisplay(_client_page, client_id, form=form)
     changes = {
         "name": form.get("name"),
         "redirect_uris": form.get("redirect_uris", ""),
@@ -258,30 +274,37 @@ def update_client(client_id: str):
         "allow_national_id": "allow_national_id" in form,
         "allow_card_login": "allow_card_login" in form,
     }
-    clients.update(clients.get(client_id), changes, actor=g.operator.actor, reason=_reason())
+    try:
+        clients.update(clients.get(client_id), changes, actor=g.operator.actor, reason=_reason())
+    except Refusal as refusal:
+        return _shown_again(refusal, _client_page, client_id, form=form)
     return _done(_("The site's settings are saved."), ".client_page", client_id=client_id)
 
 
 @bp.post("/clients/<client_id>/rotate-secret")
 def rotate_client_secret(client_id: str):
-    g.operator.require(admin.CLIENTS_WRITE)
-    _redisplay(_client_page, client_id)
-    client = clients.get(client_id)
-    secret = clients.rotate_secret(client, actor=g.operator.actor, reason=_reason())
+    g.operator.require(staff.CLIENTS_WRITE)
+    try:
+        client = clients.get(client_id)
+        secret = clients.rotate_secret(client, actor=g.operator.actor, reason=_reason())
+    except Refusal as refusal:
+        return _shown_again(refusal, _client_page, client_id)
     # As at creation: the new secret is on this answer only.
     return render_template("admin/secret.html", kind="rotated", client=client, secret=secret)
 
 
 @bp.post("/clients/<client_id>/<any(disable, enable):action>")
 def client_switch(client_id: str, action: str):
-    g.operator.require(admin.CLIENTS_WRITE)
-    _redisplay(_client_page, client_id)
-    client = clients.get(client_id)
+    g.operator.require(staff.CLIENTS_WRITE)
+    try:
+        client = clients.get(client_id)
+        switch = clients.disable if action == "disable" else clients.enable
+        switch(client, actor=g.operator.actor, reason=_reason())
+    except Refusal as refusal:
+        return _shown_again(refusal, _client_page, client_id)
     if action == "disable":
-        clients.disable(client, actor=g.operator.actor, reason=_reason())
         message = _("The site is disabled: it can no longer log people in or use its tokens.")
     else:
-        clients.enable(client, actor=g.operator.actor, reason=_reason())
         message = _("The site is enabled again.")
     return _done(message, ".client_page", client_id=client_id)
 
@@ -301,16 +324,18 @@ def _scopes_of(form) -> list[str]:
 @bp.get("/audit")
 def audit():
     filters = {name: request.args.get(name, "").strip() for name in FILTER_FIELDS}
-    _redisplay(_audit_page, filters, None)
-    audit_filter = _audit_filter(request.args, limit=AUDIT_PAGE)
-    return _audit_page(filters, admin.audit_events(g.operator, audit_filter))
+    try:
+        events = audit_trail.events(g.operator, _audit_filter(request.args, limit=AUDIT_PAGE))
+    except Refusal as refusal:
+        return _shown_again(refusal, _audit_page, filters, None)
+    return _audit_page(filters, events)
 
 
 def _audit_page(filters: dict, events, *, error: str | None = None) -> str:
-    g.operator.require(admin.READ)
+    g.operator.require(staff.READ)
     given = {name: value for name, value in filters.items() if value}
     older = events[-1].id if events and len(events) == AUDIT_PAGE else None
-    views = [admin.event_view(event) for event in events or ()]
+    views = [audit_trail.event_view(event) for event in events or ()]
     return render_template(
         "admin/audit.html",
         filters=filters,
@@ -327,18 +352,20 @@ def _audit_page(filters: dict, events, *, error: str | None = None) -> str:
 @bp.get("/audit.csv")
 def audit_csv():
     filters = {name: request.args.get(name, "").strip() for name in FILTER_FIELDS}
-    _redisplay(_audit_page, filters, None)
-    return audit_csv_response(g.operator, _audit_filter(request.args))
+    try:
+        return audit_csv_response(g.operator, _audit_filter(request.args))
+    except Refusal as refusal:
+        return _shown_again(refusal, _audit_page, filters, None)
 
 
-def _audit_filter(args: Mapping[str, str], *, limit: int | None = None) -> admin.AuditFilter:
+def _audit_filter(args: Mapping[str, str], *, limit: int | None = None) -> audit_trail.AuditFilter:
     """The service's filter from the form. Times typed without a zone are in the zone the pages show."""
     values = {name: args.get(name, "") for name in FILTER_FIELDS}
     for name in ("since", "until"):
         values[name] = _zoned(values[name])
     if limit is not None:
         values.update(before=args.get("before", ""), limit=str(limit))
-    return admin.AuditFilter.from_args(values)
+    return audit_filter(values)
 
 
 def _zoned(value: str) -> str:
@@ -375,23 +402,25 @@ def tokens():
 
 
 def _tokens_page(*, form: Mapping[str, str] | None = None, error: str | None = None) -> str:
-    g.operator.require(admin.TOKENS_WRITE)
-    tokens = admin.list_service_tokens()
-    return render_template("admin/tokens.html", tokens=tokens, scopes=admin.TOKEN_SCOPES, form=form, now=utcnow(),
+    g.operator.require(staff.TOKENS_WRITE)
+    tokens = service_tokens.list_all()
+    return render_template("admin/tokens.html", tokens=tokens, scopes=staff.TOKEN_SCOPES, form=form, now=utcnow(),
                            people=_people({"actor": token.created_by} for token in tokens), error=error)
 
 
 @bp.post("/tokens")
 def create_token():
-    g.operator.require(admin.TOKENS_WRITE)
+    g.operator.require(staff.TOKENS_WRITE)
     form = request.form
-    _redisplay(_tokens_page, form=form)
-    token, raw = admin.create_service_token(
-        actor=g.operator.actor,
-        name=form.get("name"),
-        scopes=form.getlist("scope"),
-        expires_in_days=_days(form.get("expires_in_days", "")),
-    )
+    try:
+        token, raw = service_tokens.create(
+            actor=g.operator.actor,
+            name=form.get("name"),
+            scopes=form.getlist("scope"),
+            expires_in_days=_days(form.get("expires_in_days", "")),
+        )
+    except Refusal as refusal:
+        return _shown_again(refusal, _tokens_page, form=form)
     # Shown on this POST's answer only, like a client secret.
     return render_template("admin/secret.html", kind="token", token=token, secret=raw), 201
 
@@ -407,7 +436,9 @@ def _days(value: str) -> int | str | None:
 
 @bp.post("/tokens/<int:token_id>/revoke")
 def revoke_token(token_id: int):
-    g.operator.require(admin.TOKENS_WRITE)
-    _redisplay(_tokens_page)
-    token = admin.revoke_service_token(g.operator, token_id, request.form.get("reason"))
+    g.operator.require(staff.TOKENS_WRITE)
+    try:
+        token = service_tokens.revoke(g.operator, token_id, request.form.get("reason"))
+    except Refusal as refusal:
+        return _shown_again(refusal, _tokens_page)
     return _done(_("The token “%(name)s” is revoked.", name=token.name), ".tokens")

@@ -11,7 +11,6 @@ import hmac
 from urllib.parse import urlsplit
 
 
-
 def N_(message: str) -> str:
     """Marks a message for extraction; the view translates it (``gettext``) when it shows it."""
     return message
@@ -43,6 +42,14 @@ SCOPE_DESCRIPTIONS = {
     "national_id": N_("Your national ID number, which you confirm below (and its masked form, A12****789)"),
     "offline_access": N_("Keep access while you are not using the site (until you revoke it)"),
 }
+
+
+NATIONAL_ID_SCOPE = "national_id"
+
+
+def releases_national_id(client, scopes: list[str]) -> bool:
+    """Whether the full ID may go to this client for these scopes: it is allowed it AND the scope was granted."""
+    return bool(client.allow_national_id) and NATIONAL_ID_SCOPE in scopes
 
 
 def acr_amr(method: str) -> tuple[str, list[str]]:

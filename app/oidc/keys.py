@@ -2,11 +2,13 @@
 
 The newest key of an algorithm signs; an older one stays published in the JWKS until
 ``OIDC_KEY_RETIRE_AFTER`` after its successor took over, so tokens it signed still verify. Keys are
-parsed once and kept until the directory changes (``oidc rotate-key`` adds a file). Imports no Flask.
+parsed at startup (a key that does not load stops it, naming ``MOCERT_OIDC_KEYS_DIR``) and again only
+when the directory changes (``oidc rotate-key`` adds a file). Imports no Flask.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -19,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 ALGORITHMS = ("RS256", "ES256")
+
+log = logging.getLogger(__name__)
 
 
 class NoSigningKey(Exception):
@@ -74,13 +78,21 @@ def _algorithm_of(private_key) -> str:
 
 
 def read_keys(directory: Path) -> KeyRing:
+    """The keys in ``directory`` (none if it does not exist). Raises ``ValueError`` naming a file that does
+    not hold an unencrypted RSA or EC P-256 private key, or when ``directory`` is not a directory."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} is not a directory")
     keys = []
-    for path in sorted(Path(directory).glob("*.pem")) if Path(directory).is_dir() else []:
+    for path in sorted(directory.glob("*.pem")) if directory.is_dir() else []:
         created, _, kid = path.stem.partition("-")
         if not created.isdigit() or not kid:
             continue
-        private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        alg = _algorithm_of(private_key)
+        try:
+            private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            alg = _algorithm_of(private_key)
+        except (ValueError, TypeError, OSError) as exc:  # TypeError: an encrypted key
+            raise ValueError(f"{path} is not a signing key MoCert can use: {exc}") from None
         key_class = RSAKey if alg == "RS256" else ECKey
         jwk = key_class.import_key(private_key, {"kid": kid, "alg": alg, "use": "sig"})
         keys.append(SigningKey(kid=kid, alg=alg, created=int(created), key=jwk))
@@ -122,6 +134,13 @@ class CachedKeyRing:
         self._stamp: tuple | None = None
         self._ring = KeyRing([])
 
+    @classmethod
+    def loaded(cls, directory: Path) -> CachedKeyRing:
+        """A cache with the directory read now: what :func:`read_keys` refuses raises here, at startup."""
+        cache = cls(directory)
+        cache._ring, cache._stamp = read_keys(cache.directory), cache._current_stamp()
+        return cache
+
     def _current_stamp(self) -> tuple:
         try:
             stat = self.directory.stat()
@@ -134,7 +153,12 @@ class CachedKeyRing:
         if stamp != self._stamp:
             with self._lock:
                 if stamp != self._stamp:
-                    self._ring, self._stamp = read_keys(self.directory), stamp
+                    try:
+                        self._ring = read_keys(self.directory)
+                    except ValueError:
+                        # A bad file dropped in while serving: keep signing with the keys that loaded.
+                        log.exception("the OIDC signing keys in %s could not be read again", self.directory)
+                    self._stamp = stamp
         return self._ring
 
 

@@ -32,8 +32,11 @@ from iccard import national_id as nid
 from ..audit import Tags, record
 from ..extensions import db, limiter
 from ..models import Account
+from ..services.refusals import Refusal
+from .. import wiring
+from .claims import NATIONAL_ID_SCOPE, releases_national_id
 
-SCOPE = "national_id"
+SCOPE = NATIONAL_ID_SCOPE
 CODE = "authorization_code"  # what a sealed value is for: the code's row…
 TOKEN = "token"  # …or the token's
 
@@ -51,19 +54,9 @@ class InvalidSeal(Exception):
     """A sealed value that does not open: another row's, altered, or sealed under another key."""
 
 
-class NotConfirmed(Exception):
-    """The typed ID was not accepted. ``reason``: ``missing``, ``invalid`` (not an ID), ``mismatch`` (not
-    this person's) or ``locked`` (no attempts left: the authorization is refused)."""
-
-    def __init__(self, reason: str, attempts_left: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.attempts_left = attempts_left
-
-
 def releasable(client, scope: str) -> bool:
-    """Whether the full ID may go to this client for this scope: it is allowed it AND the scope was granted."""
-    return bool(client.allow_national_id) and SCOPE in scope_to_list(scope or "")
+    """Whether the full ID may go to this client for this scope (a space-separated scope string)."""
+    return releases_national_id(client, scope_to_list(scope or ""))
 
 
 # -- sealing -----------------------------------------------------------------------------------------
@@ -124,9 +117,12 @@ def _key() -> bytes:
 def confirm(account, client, typed: object) -> str:
     """The national ID the person typed, normalised, when it is theirs (compared as keyed hashes).
 
-    Raises :class:`NotConfirmed`. A wrong ID costs an attempt and is audited (``oidc:national_id:mismatch``,
-    with no trace of what was typed); with none left, ``oidc:national_id:locked`` and reason ``locked``.
-    A typo that is no ID at all (format, check digit) costs nothing. The caller commits a success.
+    Refuses ``national_id_not_confirmed`` (:func:`not_confirmed`), its case saying why: ``missing``,
+    ``invalid`` (not an ID), ``mismatch`` (not this person's) or ``locked`` (no attempts left: the
+    authorization is refused); ``attempts_left`` is None while rate limits are off. A wrong ID costs an
+    attempt and is audited (``oidc:national_id:mismatch``, with no trace of what was typed); with none left,
+    ``oidc:national_id:locked``. A typo that is no ID at all (format, check digit) costs nothing. The caller
+    commits a success.
     """
     # Parallel guesses for one person wait for each other here (PostgreSQL), so each sees the count the
     # one before it left: a burst of requests cannot try more IDs than the limits allow.
@@ -135,27 +131,31 @@ def confirm(account, client, typed: object) -> str:
     if left == 0:
         _locked(account, client)
     if not isinstance(typed, str) or not typed.strip():
-        raise NotConfirmed("missing", left)
+        raise not_confirmed("missing", left)
     try:
         national_id = nid.normalize(typed)
     except nid.InvalidNationalId:
-        raise NotConfirmed("invalid", left) from None
-    typed_hash = nid.keyed_hash(national_id, current_app.config["NATIONAL_ID_HMAC_KEY"].encode())
+        raise not_confirmed("invalid", left) from None
+    typed_hash = wiring.parts().national_id_hash(national_id)
     if not hmac.compare_digest(typed_hash, account.national_id_hash):
         left = _spend_attempt(account)
         record(Tags.OIDC_NATIONAL_ID_MISMATCH, account=account, client=client.client_id, attempts_left=left)
         db.session.commit()
         if left == 0:
             _locked(account, client)
-        raise NotConfirmed("mismatch", left)
+        raise not_confirmed("mismatch", left)
     record(Tags.OIDC_NATIONAL_ID_CONFIRMED, account=account, client=client.client_id)
     return national_id
+
+
+def not_confirmed(case: str, attempts_left: int | None) -> Refusal:
+    return Refusal("national_id_not_confirmed", case=case, attempts_left=attempts_left)
 
 
 def _locked(account, client) -> None:
     record(Tags.OIDC_NATIONAL_ID_LOCKED, account=account, client=client.client_id, limits=ATTEMPT_LIMITS)
     db.session.commit()
-    raise NotConfirmed("locked", 0)
+    raise not_confirmed("locked", 0)
 
 
 def _attempts_left(account) -> int | None:

@@ -1,12 +1,12 @@
 """All of the Authlib wiring in one place: the grants, client authentication, storage, the ID token.
 
-``create_server(app)`` builds one authorization server per application; the views in ``__init__``
-call it and stay thin. Codes and tokens are stored only as SHA-256 hashes.
+``create_server(app)`` builds one authorization server per application (in ``create_app``, through
+``oidc.init_app``), its clients looked up by :func:`query_client`; the views in ``routes`` call it and stay
+thin. Codes and tokens are stored only as their SHA-256 (``tokens.digest``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from datetime import datetime, timezone
@@ -52,24 +52,19 @@ from ..models import (
     OidcToken,
     utcnow,
 )
+from .. import wiring
 from ..services.card_login import device_still_trusted
+from ..services.tokens import digest
 from . import claims as oidc_claims
 from . import national_id as oidc_national_id
-from .keys import CachedKeyRing, KeyRing
+from .keys import KeyRing
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
 
-def hash_secret(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
 def key_ring() -> KeyRing:
-    app = current_app._get_current_object()
-    cached = app.extensions.get("mocert.oidc_keys")
-    if cached is None or cached.directory != app.config["OIDC_KEYS_DIR"]:
-        cached = app.extensions["mocert.oidc_keys"] = CachedKeyRing(app.config["OIDC_KEYS_DIR"])
-    return cached.get()
+    """The signing keys, read at startup (``wiring``) and again when ``oidc rotate-key`` adds one."""
+    return wiring.parts().oidc_keys.get()
 
 
 def issuer() -> str:
@@ -125,8 +120,8 @@ def save_token(token: dict, request) -> None:
         auth_session_id=origin.auth_session_id,
         auth_method=origin.auth_method,
         authorization_code_id=origin.id if request.authorization_code else origin.authorization_code_id,
-        access_token_hash=hash_secret(token["access_token"]),
-        refresh_token_hash=hash_secret(refresh) if refresh else None,
+        access_token_hash=digest(token["access_token"]),
+        refresh_token_hash=digest(refresh) if refresh else None,
         scope=token.get("scope", ""),
         issued_at=now,
         expires_at=now + current_app.config["OIDC_TOKEN_TTL"],
@@ -210,7 +205,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             sealed = None
         db.session.add(
             OidcAuthorizationCode(
-                code_hash=hash_secret(code),
+                code_hash=digest(code),
                 client_id=client.id,
                 account_id=account.id,
                 auth_session_id=auth_session.id,
@@ -235,7 +230,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """Consume the code atomically. A second use revokes what the first one obtained (RFC 6749 §4.1.2)."""
         if not isinstance(code, str):
             return None
-        code_hash, now = hash_secret(code), utcnow()
+        code_hash, now = digest(code), utcnow()
         consumed = db.session.execute(
             update(OidcAuthorizationCode)
             .where(
@@ -294,7 +289,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> OidcToken | None:
         if not isinstance(refresh_token, str):
             return None
-        row = db.session.scalar(_live_tokens().where(OidcToken.refresh_token_hash == hash_secret(refresh_token)))
+        row = db.session.scalar(_live_tokens().where(OidcToken.refresh_token_hash == digest(refresh_token)))
         if row is None or row.client_id != self.request.client.id:
             return None
         now = utcnow()
@@ -428,9 +423,9 @@ class Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> OidcToken | None:
-        digest = hash_secret(token_string)
+        hashed = digest(token_string)
         return db.session.scalar(
-            select(OidcToken).where(or_(OidcToken.access_token_hash == digest, OidcToken.refresh_token_hash == digest))
+            select(OidcToken).where(or_(OidcToken.access_token_hash == hashed, OidcToken.refresh_token_hash == hashed))
         )
 
     def revoke_token(self, token: OidcToken, request) -> None:
@@ -448,7 +443,7 @@ class BearerValidator(BearerTokenValidator):
         return db.session.scalar(
             _live_tokens()
             .options(contains_eager(OidcToken.client), contains_eager(OidcToken.account))
-            .where(OidcToken.access_token_hash == hash_secret(token_string))
+            .where(OidcToken.access_token_hash == digest(token_string))
         )
 
 
@@ -575,4 +570,4 @@ def create_server(app: Flask) -> tuple[AuthorizationServer, ResourceProtector]:
     return server, protector
 
 
-__all__ = ["create_server", "hash_secret", "id_token", "key_ring", "query_client", "user_info"]
+__all__ = ["create_server", "id_token", "key_ring", "query_client", "user_info"]

@@ -10,16 +10,15 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
-from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..audit import Tags, record
-from ..errors import ApiError
 from ..extensions import db
 from ..models import OidcClient, utcnow
 from ..oidc import claims as oidc_claims
 from ..oidc import keys as oidc_keys
-from ..oidc.oauth2 import hash_secret
+from .refusals import Refusal
+from .tokens import digest, new_token
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -48,29 +47,28 @@ def create(
     """Register a client (committed). Returns it and its secret, which exists nowhere else afterwards."""
     method = _choice(token_endpoint_auth_method, AUTH_METHODS, "token_endpoint_auth_method")
     if (method == "private_key_jwt") != (jwks is not None):
-        raise _invalid("jwks", _("private_key_jwt needs the client's public JWKS, and only it takes one."))
+        raise _invalid("jwks", "jwks_method")
     if jwks is not None:
         try:
             oidc_keys.check_client_jwks(jwks)
         except ValueError as exc:
-            raise _invalid("jwks", _("The JWKS is not a set of public keys: %(error)s", error=str(exc)[:200])) from None
+            raise _invalid("jwks", "jwks_keys", error=str(exc)[:200]) from None
     uris = _uris(redirect_uris, "redirect_uris", required=True)
     allowed = _scopes(scopes, allow_national_id)
     try:
         sector = sector or oidc_claims.sector_of(uris)
     except ValueError:
-        raise _invalid("sector", _("The redirect URIs have different hosts; give the sector explicitly.")) from None
+        raise _invalid("sector", "sector") from None
     # Hex: a random id never starts with "-", which a command line would read as an option.
     client_id = client_id or secrets.token_hex(16)
     if not CLIENT_ID.fullmatch(client_id):
-        raise _invalid("client_id", _("A client ID is 1 to 64 letters, digits, dots, underscores or hyphens, "
-                                      "not starting with a hyphen."))
+        raise _invalid("client_id", "client_id")
     if db.session.scalar(select(OidcClient.id).where(OidcClient.client_id == client_id)) is not None:
-        raise ApiError(409, "client_exists", _("A client with this ID exists."))
-    secret = None if method in ("none", "private_key_jwt") else secrets.token_urlsafe(32)
+        raise Refusal("client_exists")
+    secret = None if method in ("none", "private_key_jwt") else new_token()
     client = OidcClient(
         client_id=client_id,
-        client_secret_hash=hash_secret(secret) if secret else None,
+        client_secret_hash=digest(secret) if secret else None,
         name=_name(name),
         redirect_uris=uris,
         post_logout_redirect_uris=_uris(post_logout_redirect_uris, "post_logout_redirect_uris"),
@@ -97,7 +95,7 @@ def update(client: OidcClient, changes: dict, *, actor: str, reason: str) -> Oid
     """Change what ``EDITABLE`` names. The sector stays: pairwise subjects must not change under a site."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
-        raise _invalid(sorted(unknown)[0], _("This setting cannot be changed here."))
+        raise _invalid(sorted(unknown)[0], "fixed")
     new = {}
     if "name" in changes:
         new["name"] = _name(changes["name"])
@@ -108,7 +106,7 @@ def update(client: OidcClient, changes: dict, *, actor: str, reason: str) -> Oid
     for flag in ("allow_national_id", "allow_card_login"):
         if flag in changes:
             if not isinstance(changes[flag], bool):
-                raise _invalid(flag, _("This setting is yes or no."))
+                raise _invalid(flag, "yes_or_no")
             new[flag] = changes[flag]
     allow_national_id = new.get("allow_national_id", client.allow_national_id)
     scopes = changes.get("allowed_scopes", [s for s in client.allowed_scopes if s != "national_id"])
@@ -127,9 +125,9 @@ def update(client: OidcClient, changes: dict, *, actor: str, reason: str) -> Oid
 def rotate_secret(client: OidcClient, *, actor: str, reason: str) -> str:
     """A new secret at once; the old one stops working now (shown once, like the first)."""
     if client.client_secret_hash is None:
-        raise ApiError(409, "client_has_no_secret", _("This client authenticates without a shared secret."))
-    secret = secrets.token_urlsafe(32)
-    client.client_secret_hash = hash_secret(secret)
+        raise Refusal("client_has_no_secret")
+    secret = new_token()
+    client.client_secret_hash = digest(secret)
     record(Tags.OIDC_CLIENT_SECRET_ROTATED, actor=actor, client=client.client_id, reason=reason)
     db.session.commit()
     return secret
@@ -155,7 +153,7 @@ def enable(client: OidcClient, *, actor: str, reason: str) -> OidcClient:
 def get(client_id: str) -> OidcClient:
     client = db.session.scalar(select(OidcClient).where(OidcClient.client_id == client_id))
     if client is None:
-        raise ApiError(404, "client_unknown", _("There is no such client."))
+        raise Refusal("client_unknown")
     return client
 
 
@@ -184,19 +182,20 @@ def client_view(client: OidcClient) -> dict:
 # -- validation -----------------------------------------------------------------------------------------
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(400, f"invalid_{field}", message, field=field)
+def _invalid(field: str, case: str, **params: object) -> Refusal:
+    """``invalid_<field>``, the field named in the body too; ``case`` says what is wrong with it."""
+    return Refusal(f"invalid_{field}", case=f"client_{case}", field=field, **params)
 
 
 def _choice(value: object, choices: tuple[str, ...], field: str) -> str:
     if value not in choices:
-        raise _invalid(field, _("Choose one of: %(choices)s.", choices=", ".join(choices)))
+        raise _invalid(field, "choice", choices=", ".join(choices))
     return value
 
 
 def _name(value: object) -> str:
     if not isinstance(value, str) or not value.strip() or len(value.strip()) > NAME_MAX:
-        raise _invalid("name", _("Give the site a name of at most %(max)d characters.", max=NAME_MAX))
+        raise _invalid("name", "name", max=NAME_MAX)
     return value.strip()
 
 
@@ -205,10 +204,10 @@ def _uris(value: object, field: str, *, required: bool = False) -> list[str]:
     if isinstance(value, str):
         value = value.split()
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value) or len(value) > URIS_MAX:
-        raise _invalid(field, _("Give a list of URLs."))
+        raise _invalid(field, "uri_list")
     uris = list(dict.fromkeys(v.strip() for v in value if v.strip()))
     if required and not uris:
-        raise _invalid(field, _("Give at least one redirect URI."))
+        raise _invalid(field, "no_redirect_uri")
     for uri in uris:
         try:
             parts = urlsplit(uri)
@@ -217,7 +216,7 @@ def _uris(value: object, field: str, *, required: bool = False) -> list[str]:
             hostname = None
         secure = hostname and (parts.scheme == "https" or (parts.scheme == "http" and hostname in LOOPBACK_HOSTS))
         if not secure or parts.fragment or len(uri) > 2000:
-            raise _invalid(field, _("%(uri)s is not an HTTPS URL without a fragment.", uri=uri[:200]))
+            raise _invalid(field, "insecure_uri", uri=uri[:200])
     return uris
 
 
@@ -227,13 +226,12 @@ def _scopes(value: object, allow_national_id: bool) -> list[str]:
     if isinstance(value, str):
         value = value.split()
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise _invalid("allowed_scopes", _("Give a list of scopes."))
+        raise _invalid("allowed_scopes", "scope_list")
     scopes = list(dict.fromkeys(value))
     if allow_national_id and "national_id" not in scopes:
         scopes.append("national_id")
     if "national_id" in scopes and not allow_national_id:
-        raise _invalid("allowed_scopes", _("The national_id scope needs the client to be allowed the national ID."))
+        raise _invalid("allowed_scopes", "national_id_scope")
     if set(scopes) - set(oidc_claims.SCOPES_SUPPORTED) or "openid" not in scopes:
-        raise _invalid("allowed_scopes", _("Scopes must include openid and be among %(scopes)s.",
-                                           scopes=", ".join(oidc_claims.SCOPES_SUPPORTED)))
+        raise _invalid("allowed_scopes", "scopes_supported", scopes=", ".join(oidc_claims.SCOPES_SUPPORTED))
     return scopes

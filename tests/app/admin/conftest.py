@@ -8,7 +8,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Account
-from app.services import admin
+from app.services.staff import TOKEN_SCOPES
 from tests.app.oidc.conftest import Browser, add_client, discovery, issuer, person  # noqa: F401 (fixtures)
 from tests.app.oidc.test_phone_login import computer, phone, rp_client  # noqa: F401 (fixtures)
 from tests.support import card_of, make_account
@@ -60,7 +60,7 @@ def service_token(app):
 
     def create(*scopes: str) -> str:
         args = ["admin", "token", "create", "--name", "automation"]
-        for scope in scopes or admin.TOKEN_SCOPES:
+        for scope in scopes or TOKEN_SCOPES:
             args += ["--scope", scope]
         result = app.test_cli_runner().invoke(args=args)
         assert result.exit_code == 0, result.output

@@ -19,9 +19,9 @@ RP = "https://rp.example"
 
 
 @pytest.fixture
-def issuer(app, tmp_path):
-    """The app on http://localhost:<port>, with its own signing keys; returns the issuer URL."""
-    app.config["OIDC_KEYS_DIR"] = tmp_path / "oidc-keys"
+def issuer(app):
+    """The app on http://localhost:<port>, with its own signing keys (in the test's directory the app was
+    made with, ``app_config``); returns the issuer URL."""
     ensure_keys(app.config["OIDC_KEYS_DIR"])
     server = make_server("localhost", 0, app, threaded=True)
     app.config["PUBLIC_URL"] = f"http://localhost:{server.server_port}"

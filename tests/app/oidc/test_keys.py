@@ -35,3 +35,11 @@ def test_production_refuses_to_start_without_a_signing_key(app_config, tmp_path)
     config["OIDC_KEYS_DIR"] = tmp_path / "empty"
     with pytest.raises(UnsafeConfiguration, match="no OIDC signing key"):
         check_production(config)
+
+
+def test_a_key_added_later_that_does_not_load_leaves_the_keys_that_did(tmp_path):
+    ensure_keys(tmp_path)
+    cache = CachedKeyRing.loaded(tmp_path)
+    signing = cache.get().signing_key("RS256").kid
+    (tmp_path / "9999999999-bad.pem").write_text("not a key")
+    assert cache.get().signing_key("RS256").kid == signing
