@@ -6,7 +6,8 @@ handler ask :func:`answer` for the status, the translated message and the JSON b
 message in its own layout. A code missing here is a bug, and ``tests/app/test_refusals.py`` fails on it.
 
 Entries are keyed ``code`` or ``(code, case)``; ``(None, case)`` is the answer for a code of that family
-the table does not list (a WebAuthn or card reason added in a later release).
+the table does not list (a WebAuthn or card reason added in a later release). Looked up in that order:
+``(code, case)``, then the family ``(None, case)``, then the plain ``code``.
 """
 
 from __future__ import annotations
@@ -113,7 +114,6 @@ ANSWERS: dict[Key, Answer] = {
     **{(f"invalid_{field}", "search"): Answer(400, N_("The email address or mobile number is not valid."))
        for field in ("email", "phone")},
     "account_unknown": Answer(404, N_("There is no such account.")),
-    "device_unknown": Answer(404, N_("There is no such device.")),
     "own_device": Answer(403, N_("Manage your own devices from your account page.")),
     "own_account": Answer(403, N_("Administrators cannot change their own account here.")),
     ("account_locked", "already_locked"): Answer(409, N_("This account is already locked.")),
@@ -171,8 +171,9 @@ ANSWERS: dict[Key, Answer] = {
 
 def lookup(refusal: Refusal) -> Answer:
     """The table's entry for ``refusal``; ``KeyError`` when there is none (a bug, answered as a 500)."""
-    for key in ((refusal.code, refusal.case), refusal.code, (None, refusal.case)):
-        if key in ANSWERS and (key != (None, None)):
+    # A case names where the refusal was raised: its family's answer fits better than the code's plain one.
+    for key in ((refusal.code, refusal.case), (None, refusal.case), refusal.code):
+        if key in ANSWERS and key != (None, None):
             return ANSWERS[key]
     raise KeyError(f"no answer for the refusal {refusal!r}")
 
