@@ -47,7 +47,8 @@ $(BIN)/.installed-test: $(BIN)/.installed requirements-test.txt requirements-age
 # requirements.txt again from pyproject.toml's dependencies, keeping its pins (LOCK_ARGS=--upgrade to move
 # them), with pip-tools in a venv of its own.
 lock:
-	test -x $(VENV)-lock/bin/pip-compile || ($(PYTHON) -m venv $(VENV)-lock && $(VENV)-lock/bin/pip install --quiet pip-tools)
+	test -x $(VENV)-lock/bin/pip-compile || \
+	  ($(PYTHON) -m venv $(VENV)-lock && $(VENV)-lock/bin/pip install --quiet pip-tools)
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)-lock/bin/pip-compile --quiet --strip-extras --generate-hashes \
 	  --allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(LOCK_ARGS) \
 	  -o requirements.txt pyproject.toml
