@@ -154,7 +154,8 @@ def test_unpacked_outside_the_tree_it_migrates_and_serves_with_instance_in_the_c
     env |= {"PYTHONPATH": str(site), "MOCERT_ENV": "development", "MOCERT_PUBLIC_URL": "http://localhost:5999"}
 
     def run(*args: str) -> str:
-        done = subprocess.run([sys.executable, *args], cwd=elsewhere, env=env, capture_output=True, text=True, check=False)
+        command = [sys.executable, *args]
+        done = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout + done.stderr
 
