@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test fuzz setup setup-test translations db demo-pki mobile-certificates marketplace-client clean
+.PHONY: run test fuzz setup setup-test lock translations db demo-pki mobile-certificates marketplace-client clean
 
 AGENT_PORT ?= 61161
 MARKET_PORT ?= 5001
@@ -32,17 +32,26 @@ test: setup-test translations
 fuzz: setup-test translations
 	$(BIN)/python -m fuzz $(FUZZ_ARGS)
 
-# The venv is rebuilt only when the pinned requirements change.
+# The venv is rebuilt only when the pinned requirements change: the lock, every file checked by its hash.
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.txt
 	touch $@
 
 # The suite also drives the card agent through PC/SC: pyscard needs libpcsclite-dev and swig (Debian).
 $(BIN)/.installed-test: $(BIN)/.installed requirements-test.txt requirements-agent.txt
-	$(BIN)/python -m pip install --quiet -r requirements-test.txt -r requirements-agent.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-test.txt -r requirements-agent.txt
 	touch $@
+
+# requirements.txt again from pyproject.toml's dependencies, keeping its pins (LOCK_ARGS=--upgrade to move
+# them), with pip-tools in a venv of its own.
+lock:
+	test -x $(VENV)-lock/bin/pip-compile || \
+	  ($(PYTHON) -m venv $(VENV)-lock && $(VENV)-lock/bin/pip install --quiet pip-tools)
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)-lock/bin/pip-compile --quiet --strip-extras --generate-hashes \
+	  --allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(LOCK_ARGS) \
+	  -o requirements.txt pyproject.toml
 
 setup: $(BIN)/.installed
 setup-test: $(BIN)/.installed-test
@@ -63,4 +72,4 @@ mobile-certificates: db demo-pki
 	MOCERT_PUBLIC_URL=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)} $(FLASK) mobile-certificates reissue
 
 clean:
-	rm -rf $(VENV) instance
+	rm -rf $(VENV) $(VENV)-lock instance build

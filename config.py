@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from iccard.origins import parse_origin
 
-BASE_DIR = Path(__file__).resolve().parent
+BASE_DIR = Path(__file__).resolve().parent  # beside config.py: app/, migrations/ (source tree or site-packages)
 
 # gunicorn's master halts ("App failed to load.") when a worker exits with this status; any other status
 # and it boots a new worker, which is refused again, forever.
@@ -42,6 +42,15 @@ def refuse_to_start(refusal: RefusedConfiguration | str) -> NoReturn:
         refusal = RefusedConfiguration(refusal)
     print(refusal.reason, file=sys.stderr, flush=True)
     raise refusal
+
+
+def default_instance_dir() -> Path:
+    """Where secrets, the SQLite database and the demo PKI go without MOCERT_INSTANCE_DIR: a source tree's
+    own ``instance/``; for an installed package (no pyproject.toml beside config.py) ``instance/`` in the
+    directory the server starts in, since an installation must not write into site-packages."""
+    if (BASE_DIR / "pyproject.toml").is_file():
+        return BASE_DIR / "instance"
+    return Path.cwd() / "instance"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -85,7 +94,7 @@ class Config:
     ENV_NAME = "base"
 
     def __init__(self) -> None:
-        self.INSTANCE_DIR = instance = Path(_env("INSTANCE_DIR", str(BASE_DIR / "instance")))
+        self.INSTANCE_DIR = instance = Path(_env("INSTANCE_DIR") or default_instance_dir())
         self.SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL", f"sqlite:///{instance / 'mocert.db'}")
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.PUBLIC_URL = (_env("PUBLIC_URL", f"http://localhost:{os.environ.get('PORT', '5000')}")).rstrip("/")
