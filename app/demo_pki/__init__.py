@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from iccard.demo_pki import DemoPKI, identity_check_token
 
-from ..errors import ApiError
 from ..input_checks import json_value
+from ..services.refusals import Refusal
 
 bp = Blueprint("demo_pki", __name__, url_prefix="/pki/demo")
 
@@ -45,7 +45,7 @@ def identity_check():
         return jsonify(error="unauthorized"), 401
     try:
         body = json_value(request.get_data())
-    except ApiError:
+    except Refusal:
         body = None
     body = body if isinstance(body, dict) else {}
     certificate, national_id = body.get("certificate"), body.get("national_id")
