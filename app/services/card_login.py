@@ -68,7 +68,7 @@ class CardVerifier(Protocol):
 
 
 class NoTrustedIssuer:
-    """The verifier while no card CA is trusted yet (development before ``flask pki init-demo`` made the
+    """The verifier while no card CA is trusted yet (development before ``pki init-demo`` made the
     demo's root): every card is refused as not issued by a trusted authority."""
 
     def read(self, response: dict) -> CardAnswer:
