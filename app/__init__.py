@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from flask import Flask, abort, redirect, request, url_for
 from flask_babel import get_locale
-from flask_babel import gettext as _
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import BASE_DIR, Config, config_from_env
 
-from .errors import error_response, register_error_handlers
+from . import refusals
+from .errors import register_error_handlers
 from .extensions import babel, csrf, db, limiter, login_manager, migrate
 from .i18n import LANGUAGE_LABELS, select_locale
 from .input_checks import check_request
 from .models import ID_MAX
 from .security import add_security_headers, check_production, check_settings, debugging_problems, refuse
+from .services.refusals import Refusal
 
 
 def ids_in_range(endpoint: str | None, values: dict | None) -> None:
@@ -81,14 +82,14 @@ def create_app(config: Config | None = None) -> Flask:
     login_manager.login_view = "auth.login_page"
     login_manager.session_protection = None  # sessions are server-side records; see services.card_login
 
-    from .services.card_login import load_session_account
-
-    login_manager.user_loader(load_session_account)
+    # Flask-Login has one loader per process, and a process may hold several apps (the tests do): each
+    # request asks its own app's sessions.
+    login_manager.user_loader(lambda token: wiring.parts().login_sessions.load(token))
 
     @login_manager.unauthorized_handler
     def unauthorized():
         if request.path.startswith("/api/"):
-            return error_response(401, "login_required", _("Please log in first."))
+            return refusals.json_response(Refusal("login_required"))
         return redirect(url_for("auth.login_page"))
 
     from . import account, admin, auth, demo_pki, devices, main, oidc

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from flask import request
-from flask_babel import gettext as _
 
-from .errors import ApiError
 from .input_checks import json_value
+from .services.refusals import Refusal
 
 
 def json_body() -> dict:
@@ -14,7 +13,7 @@ def json_body() -> dict:
     depth, only text the database can store)."""
     data = json_value(request.get_data(cache=True)) if request.is_json else None
     if not isinstance(data, dict):
-        raise ApiError(400, "malformed_input", _("The request body must be a JSON object."))
+        raise Refusal("malformed_input")
     return data
 
 

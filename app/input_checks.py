@@ -25,7 +25,7 @@ from flask import current_app, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import BadHost, BadRequest
 
-from .errors import ApiError
+from .services.refusals import Refusal
 
 MAX_JSON_DEPTH = 32  # our bodies are a few levels deep (a WebAuthn credential, a JWKS)
 REPLACEMENT = "\ufffd"
@@ -101,14 +101,14 @@ def _basic_credentials() -> list[str]:
 
 
 def json_value(raw: bytes) -> Any:
-    """The JSON document in ``raw``; an :class:`ApiError` (400) if it is not JSON, nested deeper than
+    """The JSON document in ``raw``; a :class:`Refusal` (a 400) if it is not JSON, nested deeper than
     :data:`MAX_JSON_DEPTH`, or holds unstorable text in a key or a value."""
     try:
         value = json.loads(raw)
     except RecursionError:
         raise _too_deep() from None
     except ValueError:  # includes invalid UTF-8 and integers past Python's 4,300 digits
-        raise ApiError(400, "malformed_input", _("The request body must be a JSON object.")) from None
+        raise Refusal("malformed_input") from None
     pending = [(value, 1)]
     while pending:  # iterative: the check itself must not recurse
         item, depth = pending.pop()
@@ -125,10 +125,9 @@ def json_value(raw: bytes) -> Any:
     return value
 
 
-def _too_deep() -> ApiError:
-    return ApiError(400, "json_too_deep",
-                    _("The JSON is nested too deeply (at most %(depth)d levels).", depth=MAX_JSON_DEPTH))
+def _too_deep() -> Refusal:
+    return Refusal("json_too_deep", depth=MAX_JSON_DEPTH)
 
 
-def _unstorable_json() -> ApiError:
-    return ApiError(400, UnstorableText.error_code, UnstorableText().description)
+def _unstorable_json() -> Refusal:
+    return Refusal(UnstorableText.error_code)

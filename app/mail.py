@@ -1,4 +1,5 @@
-"""Sending mail over SMTP (``MOCERT_SMTP_*``). The only module that talks to the mail server."""
+"""Sending mail over SMTP (``MOCERT_SMTP_*``), and the mails MoCert writes. The only module that talks to the
+mail server."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from flask import current_app
+from flask_babel import gettext as _
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +41,29 @@ def send_mail(to: str, subject: str, body: str) -> None:
         log.warning("mail to %s not sent: %s", to, exc)
         if not config["MAIL_TO_CONSOLE"]:
             raise MailError(str(exc)) from exc
+
+
+class Letters:
+    """The mails to a person, in the request's language: the services say what to tell, this says it.
+
+    Each raises :class:`MailError` when the mail could not be handed over.
+    """
+
+    def confirmation_code(self, to: str, *, code: str, minutes: int) -> None:
+        body = _(
+            "Your MoCert confirmation code is %(code)s. It is valid for %(minutes)d minutes.\n"
+            "If you did not register with MoCert, ignore this mail.",
+            code=code,
+            minutes=minutes,
+        )
+        send_mail(to, _("MoCert email confirmation code: %(code)s", code=code), body)
+
+    def card_not_linked(self, to: str, *, masked: str) -> None:
+        body = _(
+            "Someone logged in to MoCert with an IC card issued for the national ID of your account (%(masked)s) "
+            "and tried to link it to your account. The name on that card differs from your account's, so the card "
+            "was not linked and your account is unchanged.\n"
+            "Whether or not this was you, please contact the service desk to resolve it.",
+            masked=masked,
+        )
+        send_mail(to, _("MoCert: a card could not be linked to your account"), body)

@@ -7,22 +7,34 @@ lazily on a first request. Views reach the parts through :func:`parts`; services
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask, current_app
 
 from config import refuse_to_start
+from iccard.card_login import CardLoginVerifier
+from iccard.demo_pki import DemoPKI
+from iccard.identity_check import IdentityCheckClient
+from iccard.origins import origin_of
+from iccard.validation import CardCertificateValidator, TrustSettings
 
+from .mail import Letters
 from .oidc.keys import CachedKeyRing
+from .services.accounts import Accounts
+from .services.card_login import CardLogins, CardVerifier, LoginSessions, NoTrustedIssuer
 from .services.devices import Devices, RelyingParty, trust_policy
 from .services.mobile_certificates import MobileCA, MobileCertificates, StatusUrls
 from .services.mobile_login import MobileLogins
 from .services.sessions import LoginMarker
 from .services.tokens import NationalIdHash
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -37,6 +49,10 @@ class Parts:
     mobile_certificates: MobileCertificates
     devices: Devices
     mobile_logins: MobileLogins
+    # -- people: sessions, card login, registration
+    login_sessions: LoginSessions
+    card_logins: CardLogins
+    accounts: Accounts
 
 
 def built_from(setting: str, build: Callable[[], T]) -> T:
@@ -51,6 +67,7 @@ def build(config: Mapping[str, Any]) -> Parts:
     national_id_hash = built_from("NATIONAL_ID_HMAC_KEY", lambda: NationalIdHash(config["NATIONAL_ID_HMAC_KEY"].encode()))
     login_marker = LoginMarker(config["SECRET_KEY"])
     public_url = config["PUBLIC_URL"]
+    login_sessions = LoginSessions(lifetime=config["SESSION_LIFETIME"], staff_idle_timeout=config["ADMIN_IDLE_TIMEOUT"])
     relying_party = RelyingParty.of(
         public_url=public_url,
         rp_id=config["WEBAUTHN_RP_ID"],
@@ -88,6 +105,27 @@ def build(config: Mapping[str, Any]) -> Parts:
             ttl=config["MOBILE_LOGIN_TTL"],
             session_lifetime=config["SESSION_LIFETIME"],
         ),
+        login_sessions=login_sessions,
+        card_logins=CardLogins(
+            verifier=card_verifier(config),
+            public_url=public_url,
+            challenge_ttl=config["CARD_LOGIN_CHALLENGE_TTL"],
+            sessions=login_sessions,
+        ),
+        accounts=Accounts(
+            national_id_hash=national_id_hash,
+            identity_check=IdentityCheckClient(
+                config["IDENTITY_CHECK_URL"], token=config["IDENTITY_CHECK_TOKEN"], timeout=config["IDENTITY_CHECK_TIMEOUT"]
+            ),
+            identity_check_attempts=config["IDENTITY_CHECK_MAX_ATTEMPTS"],
+            registration_ttl=config["REGISTRATION_TTL"],
+            sessions=login_sessions,
+            letters=Letters(),
+            code_key=config["SECRET_KEY"].encode(),
+            email_code_ttl=config["EMAIL_CODE_TTL"],
+            email_code_attempts=config["EMAIL_CODE_MAX_ATTEMPTS"],
+            email_code_lockout=config["EMAIL_CODE_LOCKOUT"],
+        ),
     )
 
 
@@ -106,6 +144,64 @@ def _mobile_ca(config: Mapping[str, Any]) -> MobileCA | None:
     urls = StatusUrls.under(config["PUBLIC_URL"])
     built_from("MOBILE_CA_CERT", lambda: x509.load_pem_x509_certificate(Path(certificate).read_bytes()))
     return built_from("MOBILE_CA_KEY", lambda: MobileCA.load(certificate, key, urls))
+
+
+# -- the card verifier ---------------------------------------------------------------------------------
+
+
+def card_verifier(config: Mapping[str, Any]) -> CardVerifier:
+    """The verifier of card logins, from the configured trust anchors, intermediates and revocation policy.
+
+    Before ``flask pki init-demo`` has made the demo's root (development's default anchor), no card is
+    trusted yet: every card login is refused until the server restarts with it.
+    """
+    settings = trust_settings(config)
+    if not settings.anchors:
+        log.warning("no card trust anchor exists yet: card logins are refused until the demo PKI is made")
+        return NoTrustedIssuer()
+    return CardLoginVerifier(built_from("CARD_TRUST_ANCHORS", lambda: CardCertificateValidator(settings)))
+
+
+def trust_settings(config: Mapping[str, Any]) -> TrustSettings:
+    origins = list(config["CARD_REVOCATION_HOSTS"])
+    # The demo cards name the address their PKI was made with; while this server serves it, that is allowed.
+    if config["SERVE_DEMO_PKI"] and DemoPKI.exists(config["DEMO_PKI_DIR"]):
+        demo = origin_of(DemoPKI(config["DEMO_PKI_DIR"]).manifest["base_url"])
+        if demo is not None and demo not in origins:
+            origins.append(demo)
+    return TrustSettings(
+        anchors=_certificates(config, "CARD_TRUST_ANCHORS"),
+        intermediates=_certificates(config, "CARD_INTERMEDIATES"),
+        policy_oids=tuple(config["CARD_POLICY_OIDS"]),
+        revocation_mode=config["CARD_REVOCATION_MODE"],
+        fetch_timeout=config["CARD_REVOCATION_TIMEOUT"],
+        revocation_origins=tuple(origins),
+    )
+
+
+def _certificates(config: Mapping[str, Any], setting: str) -> tuple[bytes, ...]:
+    """The DER of each certificate file a setting lists (PEM or DER); a file that is missing or no certificate
+    stops the start, except the files of a demo PKI not made yet."""
+    demo = Path(config["DEMO_PKI_DIR"])
+    not_made_yet = not DemoPKI.exists(demo)
+    loaded = []
+    for path in map(Path, config[setting]):
+        if not_made_yet and path.parent == demo and not path.exists():
+            continue
+        loaded.append(built_from(setting, lambda path=path: _certificate(path)))
+    return tuple(loaded)
+
+
+def _certificate(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read ({exc.strerror})") from None
+    try:
+        cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise ValueError(f"{path} is not a certificate (PEM or DER)") from None
+    return cert.public_bytes(Encoding.DER)
 
 
 def install(app: Flask) -> None:

@@ -164,6 +164,24 @@ def test_oidc_keys_in_a_file_instead_of_a_directory_stop_the_start(monkeypatch, 
     monkeypatch.setenv("MOCERT_OIDC_KEYS_DIR", str(tmp_path / "keys.pem"))
     with pytest.raises(SystemExit, match="MOCERT_OIDC_KEYS_DIR: .* is not a directory"):
         _create()
+@pytest.mark.parametrize("name", ["MOCERT_CARD_TRUST_ANCHORS", "MOCERT_CARD_INTERMEDIATES"])
+def test_a_card_trust_file_that_is_no_certificate_stops_the_start(monkeypatch, tmp_path, name):
+    """The card verifier is built at startup: a wrong file is a refusal to start, not a 500 at a first login."""
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    not_a_certificate = tmp_path / "root.pem"
+    not_a_certificate.write_text("-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv(name, str(not_a_certificate))
+    with pytest.raises(SystemExit, match=f"{name}: .*root.pem is not a certificate") as refused:
+        _create()
+    assert refused.value.code == 4  # APP_LOAD_ERROR: gunicorn halts
+
+
+def test_development_starts_before_its_demo_pki_is_made(monkeypatch, tmp_path):
+    """``flask db upgrade`` and ``flask pki init-demo`` run before the demo's root exists: no card is trusted yet."""
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    from app.services.card_login import NoTrustedIssuer
+
+    assert isinstance(_create().extensions["mocert"].card_logins.verifier, NoTrustedIssuer)
 
 
 def test_settings_come_from_mocert_environment_variables(monkeypatch, tmp_path):

@@ -9,11 +9,19 @@ import email_validator
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
+from .refusals import Refusal
 
-class InvalidContact(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+
+class InvalidContact(Refusal):
+    """``invalid_email`` or ``invalid_phone`` (case ``contact``); ``detail`` says what is wrong, in English.
+
+    A :class:`Refusal`, so a form can let it through as it is; ``field`` lets a caller that answers
+    otherwise (the console's search) tell which one it was.
+    """
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"invalid_{field}", case="contact", detail=detail)
+        self.field, self.detail = field, detail
 
 
 def normalize_email(value: object) -> str:

@@ -321,7 +321,7 @@ def test_a_demo_card_whose_revocation_host_is_not_allowed_is_not_checked_there(
 
 
 def test_the_demo_pki_address_is_an_allowed_revocation_host_while_this_server_serves_it(app_config, pki):
-    from app.services.card_login import trust_settings
+    from app.wiring import trust_settings
 
     app_config.CARD_REVOCATION_HOSTS = ("https://crl-moica.moi.gov.tw",)
     settings = trust_settings(vars(app_config))

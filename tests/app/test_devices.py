@@ -371,7 +371,7 @@ def test_an_expired_card_leaves_the_device_working(person, phone_http, phone, ap
 def test_a_revoked_card_leaves_the_device_working(person, phone_http, phone, app, pki, revoked_card):
     device_id, der = _bound_device(person, phone_http, phone, app)
     person.post("/api/v1/logout")
-    app.extensions.pop("mocert.card_verifier")  # forget the cached "good" OCSP answer from the login
+    app.extensions["mocert"].card_logins.verifier._validator.revocation_cache.clear()  # the login's "good" OCSP answer
     refused = card_login(person, pki, revoked_card)
     assert refused.get_json()["error"] == "certificate_revoked"  # the card is done for…
     _assert_device_still_works(app, phone, device_id, der)  # …the phone is not

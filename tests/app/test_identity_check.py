@@ -133,10 +133,14 @@ def test_an_unavailable_identity_check_is_a_503_and_the_card_login_can_try_again
 
 
 def test_an_identity_check_with_the_wrong_credentials_is_unavailable_not_denied(client, pki, app):
-    app.config["IDENTITY_CHECK_TOKEN"] = "not-the-demo-token"
+    from iccard.identity_check import IdentityCheckClient
+
+    accounts = app.extensions["mocert"].accounts  # its client is built at startup, from the settings
+    good = accounts.identity_check
+    accounts.identity_check = IdentityCheckClient(good.url, token="not-the-demo-token", timeout=good.timeout)
     _pending_login(client, pki, card_of(pki, "A123456789"))
     assert _claim(client, "A123456789").status_code == 503
-    app.config["IDENTITY_CHECK_TOKEN"] = identity_check_token(pki.directory)
+    accounts.identity_check = good
     assert _claim(client, "A123456789").status_code == 201
 
 
