@@ -1,6 +1,7 @@
 """One shape for every API error: ``{"error": "<code>", "message": "<text>"}`` with a 4xx status.
 
-Services raise :class:`ApiError` (or a domain error the views translate); handlers here make sure
+Services raise :class:`~app.services.refusals.Refusal`, answered from the table in ``app/refusals.py``
+(as are the refusals of the framework's own: CSRF, a bad Host, 500 and 503); handlers here make sure
 that nothing under ``/api/`` ever answers with an HTML page or a 500 for bad input, and that whatever
 fails anyway answers in the same shape: a JSON error for the API (and the OAuth endpoints), a page in the
 person's language elsewhere — 503 "briefly unavailable" while the database does not answer, 500 for a
@@ -13,7 +14,6 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, jsonify, render_template, request
 from flask.globals import request_ctx
-from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import BadHost, HTTPException, InternalServerError
@@ -50,12 +50,6 @@ FALLBACK_TEXT = {
     500: ("伺服器錯誤", "伺服器無法處理這個請求，請稍後再試。", "Server error",
           "The server could not handle the request. Please try again later."),
 }
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
 def error_response(status: int, code: str, message: str, **extra: object):
@@ -95,10 +89,6 @@ def _rollback() -> None:
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
-
     @app.errorhandler(Refusal)
     def refused(exc: Refusal):
         # A page's form that can show the refusal beside itself catches it in its view; what reaches here
@@ -109,7 +99,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
-        return error_response(400, "csrf_failed", _("The page is out of date. Please reload it and try again."))
+        return refusals.json_response(Refusal("csrf_failed"))  # the pages' scripts read it, forms included
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -120,7 +110,7 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 413:
             code = "payload_too_large"
         if isinstance(exc, BadHost):
-            code, description = "invalid_host", _("The Host header is not a valid host name.")
+            return refused(Refusal("invalid_host"))
         if _wants_json():
             return error_response(exc.code or 400, code, description or exc.name)
         return error_page(exc.code or 400, description)
@@ -129,19 +119,12 @@ def register_error_handlers(app: Flask) -> None:
     def internal_error(exc: InternalServerError):
         # Flask has logged the original exception; the answer says nothing about it.
         _rollback()
-        message = _("The server could not handle the request. Please try again later.")
-        if _wants_json():
-            return error_response(500, "internal_error", message)
-        return error_page(500, message)
+        return refused(Refusal("internal_error"))
 
     def database_unavailable(exc: Exception):
         app.logger.error("the database is unavailable: %s", exc)
         _rollback()
-        message = _("The service is briefly unavailable. Please try again in a moment.")
-        if _wants_json():
-            response = error_response(503, "service_unavailable", message)
-        else:
-            response = app.make_response(error_page(503, message))
+        response = app.make_response(refused(Refusal("service_unavailable")))
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 

@@ -35,7 +35,11 @@ class Answer:
 Key = str | tuple[str | None, str | None]
 
 ANSWERS: dict[Key, Answer] = {
-    # -- the door: bodies and requests ------------------------------------------------------------------
+    # -- the door: bodies and requests, and what the framework refuses --------------------------------------
+    "csrf_failed": Answer(400, N_("The page is out of date. Please reload it and try again.")),
+    "invalid_host": Answer(400, N_("The Host header is not a valid host name.")),
+    "internal_error": Answer(500, N_("The server could not handle the request. Please try again later.")),
+    "service_unavailable": Answer(503, N_("The service is briefly unavailable. Please try again in a moment.")),
     "malformed_input": Answer(400, N_("The request body must be a JSON object.")),
     "json_too_deep": Answer(400, N_("The JSON is nested too deeply (at most %(depth)d levels).")),
     "invalid_characters": Answer(

@@ -28,3 +28,33 @@ def test_domain_packages_import_nothing_from_flask_or_the_app(package):
 
 def test_no_local_package_shadows_pyscards_smartcard():
     assert not (ROOT / "smartcard").exists()
+
+
+HTTP_MODULES = ("flask", "flask_babel", "flask_login", "flask_wtf", "werkzeug")
+REQUEST_GLOBALS = {"request", "session", "current_app", "g", "current_user"}
+
+
+def _relative_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "app/services").glob("*.py")), ids=lambda p: p.name)
+def test_services_speak_the_domain_not_http(path):
+    """No Flask, no translated text, no HTTP errors, no request globals: a service can be called from a
+    command or a test as well as a view, and its refusals are answered by the one table in app/refusals.py."""
+    tree = ast.parse(path.read_text(), str(path))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    assert not imported & set(HTTP_MODULES)
+    assert not {m for m in _relative_imports(path) if m.rstrip(".").endswith("errors") and m.startswith("..")}
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert not names & REQUEST_GLOBALS  # a bare name: db.session, an attribute, is SQLAlchemy's
+    assert "ApiError" not in names

@@ -16,7 +16,7 @@ PENDING_REGISTRATION_KEY = "pending_card_login"
 def browser() -> Browser:
     """The request's browser: its address, its user agent, and the session it holds now (a login ends it)."""
     held = current_user.auth_session if current_user.is_authenticated else None
-    return Browser(ip=request.remote_addr, user_agent=request.user_agent.string or None, session=held)
+    return Browser(ip=request.remote_addr, user_agent=request.user_agent.string or None, held=held)
 
 
 def log_in(account: Account) -> None:

@@ -37,7 +37,7 @@ class Browser:
 
     ip: str | None = None
     user_agent: str | None = None
-    session: AuthSession | None = None  # the MoCert session it holds now: a new login ends it
+    held: AuthSession | None = None  # the MoCert session it holds now: a new login ends it
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class LoginSessions:
             user_agent=browser.user_agent,
             card_certificate_id=card.id if card is not None else None,
             device_id=device_id,
-            replacing=browser.session,
+            replacing=browser.held,
         )
         db.session.commit()
         account.session_token, account.auth_session = token, auth_session
@@ -211,7 +211,7 @@ class CardLogins:
         if card.account is None:
             login.outcome = "registration_required"
             record(Tags.CARD_LOGIN_SUCCESS, login_id=login.id, card=card.fingerprint, registration_required=True)
-            sessions.end(browser.session)
+            sessions.end(browser.held)
             db.session.commit()
             return Completed("registration_required", pending_login=login.id)
 

@@ -314,15 +314,15 @@ class MobileCertificates:
         """The OCSP answer (DER) to ``request_der``, signed by the mobile CA itself: good, revoked (with its
         time and reason; a hold is revoked/certificateHold) or unknown for a certificate that is not ours.
         A request that cannot be read gets ``malformedRequest``."""
-        request = ca_status.load_ocsp_request(request_der)
-        if request is None:
+        ocsp_request = ca_status.load_ocsp_request(request_der)
+        if ocsp_request is None:
             return ca_status.malformed_request()
         now = now or _now()
         ca = self.ca
         certificate = None
-        if ca_status.names_issuer(request, ca.certificate):
+        if ca_status.names_issuer(ocsp_request, ca.certificate):
             certificate = db.session.scalar(
-                select(MobileCertificate).where(MobileCertificate.serial_hex == f"{request.serial_number:x}")
+                select(MobileCertificate).where(MobileCertificate.serial_hex == f"{ocsp_request.serial_number:x}")
             )
         revocation = _revocation(certificate) if certificate is not None and certificate.revoked_at else None
         if certificate is None:
@@ -330,7 +330,7 @@ class MobileCertificates:
         else:
             status = ocsp.OCSPCertStatus.REVOKED if revocation else ocsp.OCSPCertStatus.GOOD
         return ca_status.answer(
-            request,
+            ocsp_request,
             ca.certificate,
             ca.key,
             status=status,
