@@ -7,6 +7,7 @@ lazily on a first request. Views reach the parts through :func:`parts`; services
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The brief's contacts; a deployment names its own in MOCERT_SUPPORT_CONTACTS_FILE (a JSON list).
+DEMO_SUPPORT_CONTACTS = (
+    {
+        "name": "內政部憑證管理中心 MOICA",
+        "phone": "0800-080-117",
+        "hours": ["【平日】AM 07:00–PM 11:00", "【例假日】AM 08:30–PM 05:30"],
+        "url": "https://moica.nat.gov.tw/",
+    },
+)
+
 
 @dataclass(frozen=True)
 class Parts:
@@ -53,6 +64,7 @@ class Parts:
     login_sessions: LoginSessions
     card_logins: CardLogins
     accounts: Accounts
+    support_contacts: tuple[dict, ...]  # shown on the help page
 
 
 def built_from(setting: str, build: Callable[[], T]) -> T:
@@ -126,7 +138,17 @@ def build(config: Mapping[str, Any]) -> Parts:
             email_code_attempts=config["EMAIL_CODE_MAX_ATTEMPTS"],
             email_code_lockout=config["EMAIL_CODE_LOCKOUT"],
         ),
+        support_contacts=built_from("SUPPORT_CONTACTS_FILE", lambda: _support_contacts(config["SUPPORT_CONTACTS"])),
     )
+
+
+def _support_contacts(path: str | None) -> tuple[dict, ...]:
+    if not path:
+        return DEMO_SUPPORT_CONTACTS
+    contacts = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(contacts, list) or not all(isinstance(c, dict) and c.get("name") for c in contacts):
+        raise ValueError(f"{path} must hold a JSON list of contacts, each with a name")
+    return tuple(contacts)
 
 
 def _mobile_ca(config: Mapping[str, Any]) -> MobileCA | None:

@@ -617,3 +617,12 @@ def test_production_sends_mail_with_a_password_over_starttls_or_on_this_machine(
     safe_production_env.setenv("MOCERT_SMTP_HOST", "mail.example.tw")
     safe_production_env.setenv("MOCERT_SMTP_STARTTLS", "1")
     _create()
+
+
+@pytest.mark.parametrize("content", ["not json", '{"name": "a desk"}', '[{"phone": "02-1234-5678"}]'])
+def test_a_support_contacts_file_that_is_no_list_of_contacts_stops_the_start(monkeypatch, tmp_path, content):
+    (tmp_path / "contacts.json").write_text(content)
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCERT_SUPPORT_CONTACTS_FILE", str(tmp_path / "contacts.json"))
+    with pytest.raises(SystemExit, match="MOCERT_SUPPORT_CONTACTS_FILE"):
+        _create()

@@ -5,6 +5,7 @@ import json
 import pytest
 from sqlalchemy import select
 
+from app import wiring
 from app.extensions import db
 from app.models import AuditEvent
 from tests.support import card_login, card_of
@@ -43,6 +44,7 @@ def test_help_shows_the_contacts_a_deployment_configures(app, tmp_path):
     contacts = tmp_path / "contacts.json"
     contacts.write_text(json.dumps([{"name": "本機關服務台", "phone": "02-1234-5678", "hours": ["平日 9-17"], "url": ""}]))
     app.config["SUPPORT_CONTACTS"] = str(contacts)
+    wiring.install(app)  # the contacts are read at startup
     page = app.test_client().get("/help").get_data(as_text=True)
     assert "本機關服務台" in page and "02-1234-5678" in page and "0800-080-117" not in page
 
