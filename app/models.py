@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from iccard.certificate import CitizenCertificate
 
 from .extensions import db
+from .services import tokens
 
 
 # The id columns are INTEGER: 32 bits on PostgreSQL. A larger id names nothing, and the driver refuses it.
@@ -446,8 +446,7 @@ class OidcClient(db.Model, ClientMixin):
     def check_client_secret(self, client_secret: str) -> bool:
         if self.client_secret_hash is None or not isinstance(client_secret, str):
             return False
-        digest = hashlib.sha256(client_secret.encode()).hexdigest()
-        return hmac.compare_digest(self.client_secret_hash, digest)
+        return hmac.compare_digest(self.client_secret_hash, tokens.digest(client_secret))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.token_endpoint_auth_method
