@@ -155,13 +155,7 @@ def _mobile_ca(config: Mapping[str, Any]) -> MobileCA | None:
     """The configured mobile CA; None only for the demo's own CA not made yet (``flask pki init-demo``
     makes it, and runs this factory first), which then refuses to issue until the next start."""
     certificate, key = config["MOBILE_CA_CERT"], config["MOBILE_CA_KEY"]
-    demo = Path(config["DEMO_PKI_DIR"])
-    if (
-        config.get("ENV_NAME") != "production"
-        and (Path(certificate), Path(key)) == (demo / "mobile-ca.pem", demo / "mobile-ca.key.pem")
-        and not Path(certificate).exists()
-        and not Path(key).exists()
-    ):
+    if _demo_to_come(config, certificate, key):
         return None
     urls = StatusUrls.under(config["PUBLIC_URL"])
     built_from("MOBILE_CA_CERT", lambda: x509.load_pem_x509_certificate(Path(certificate).read_bytes()))
@@ -204,14 +198,24 @@ def trust_settings(config: Mapping[str, Any]) -> TrustSettings:
 def _certificates(config: Mapping[str, Any], setting: str) -> tuple[bytes, ...]:
     """The DER of each certificate file a setting lists (PEM or DER); a file that is missing or no certificate
     stops the start, except the files of a demo PKI not made yet."""
-    demo = Path(config["DEMO_PKI_DIR"])
-    not_made_yet = not DemoPKI.exists(demo)
     loaded = []
     for path in map(Path, config[setting]):
-        if not_made_yet and path.parent == demo and not path.exists():
+        if _demo_to_come(config, path):
             continue
         loaded.append(built_from(setting, lambda path=path: _certificate(path)))
     return tuple(loaded)
+
+
+def _demo_to_come(config: Mapping[str, Any], *paths: str | Path) -> bool:
+    """Whether ``paths`` are files of the demo PKI that ``flask pki init-demo`` has not made yet: a fresh
+    checkout's ``make run`` migrates the database (so builds these parts) before it makes the demo PKI.
+    Never in production, which refuses the demo PKI anyway."""
+    demo = Path(config["DEMO_PKI_DIR"])
+    return (
+        config.get("ENV_NAME") != "production"
+        and not DemoPKI.exists(demo)
+        and all(Path(path).parent == demo and not Path(path).exists() for path in paths)
+    )
 
 
 def _certificate(path: Path) -> bytes:
