@@ -10,7 +10,8 @@ from sqlalchemy import func, select, update
 from app.errors import ApiError
 from app.extensions import db
 from app.models import AuditEvent, Binding, CardCertificate, Device, MobileCertificate, utcnow
-from tests.support import card_login, card_of, make_account
+from tests.factories import make_account
+from tests.support import card_login, card_of
 from webauthn.phone import PhoneBrowser, SoftwareAuthenticator
 
 ORIGIN = "http://localhost"
@@ -144,7 +145,7 @@ def test_a_binding_ends_with_the_computer_session_that_made_it(person, phone_htt
 
 def test_another_accounts_binding_cannot_be_followed_or_answered_with_its_options(person, phone_http, phone, pki, app):
     binding_id, token = _start(person)
-    from tests.conftest import ApiClient
+    from tests.support import ApiClient
 
     other = ApiClient(app.test_client())
     with app.app_context():
@@ -283,7 +284,7 @@ def test_devices_are_listed_renamed_and_unbound_with_audit(person, phone_http, p
 def test_one_cannot_manage_someone_elses_device(person, phone_http, phone, pki, app):
     _, token = _start(person)
     device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
-    from tests.conftest import ApiClient
+    from tests.support import ApiClient
 
     other = ApiClient(app.test_client())
     with app.app_context():

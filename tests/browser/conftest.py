@@ -13,6 +13,7 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
+from tests.factories import make_staff
 from tests.support import missing
 
 CHROMIUM = os.environ.get("MOCERT_CHROMIUM", "/usr/bin/chromium")
@@ -28,9 +29,15 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(params=["sqlite"])
-def database_url(request, tmp_path):
+def database_url(sqlite_database):
     # The pages are the same on either database; the API tests cover both.
-    return f"sqlite:///{tmp_path / 'mocert.db'}"
+    return sqlite_database
+
+
+@pytest.fixture
+def staff(app, pki):
+    """陳美玲 an admin and 林志豪 an auditor (tests/factories.py)."""
+    return make_staff(app, pki)
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.app.admin.conftest import ADMIN_ID, staff  # noqa: F401  (the staff fixture)
-from tests.app.oidc.conftest import Browser
+from tests.app.oidc.support import Browser
+from tests.factories import ADMIN_ID
 from tests.support import browser_card_login
 from webauthn.phone import PhoneBrowser, PhoneClient, SoftwareAuthenticator
 

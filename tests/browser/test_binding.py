@@ -6,7 +6,8 @@ import io
 import pytest
 from playwright.sync_api import expect
 
-from tests.support import browser_card_login, card_of, make_account
+from tests.factories import make_account
+from tests.support import browser_card_login, card_of
 
 VIRTUAL_PHONE = {
     "protocol": "ctap2",

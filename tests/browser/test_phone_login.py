@@ -18,7 +18,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from playwright.sync_api import expect
 
 from app.oidc.keys import ensure_keys
-from tests.app.oidc.test_flow import verify_id_token
+from tests.app.oidc.support import verify_id_token
 from tests.support import browser_card_login
 
 from .test_binding import _verified_account, phone  # noqa: F401  (the phone fixture)
