@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from werkzeug.serving import make_server
 
 from iccard.demo_pki import DemoPKI, identity_check_token
-from tests.support import ApiClient, RequestRecorder, make_config, migrate, missing
+from tests.support import ApiClient, DemoPKIKeysKept, RequestRecorder, make_config, migrate, missing
 
 POSTGRES_ADMIN_URL = os.environ.get("MOCERT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -86,7 +86,7 @@ def revocation_server(instance_dir):
 
 @pytest.fixture(scope="session")
 def pki(revocation_server, instance_dir) -> DemoPKI:
-    return DemoPKI(instance_dir / "demo-pki")
+    return DemoPKIKeysKept(instance_dir / "demo-pki")
 
 
 @pytest.fixture

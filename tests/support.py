@@ -8,6 +8,7 @@ conftest.py or another test module.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import threading
 from pathlib import Path
@@ -29,6 +30,20 @@ def missing(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"required under CI: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+class DemoPKIKeysKept(DemoPKI):
+    """The demo PKI, parsing each card key file once per run: loading an RSA key checks it (50 ms), and the
+    suite signs with the same few cards over a thousand times. Keyed by the file's bytes, so a card issued
+    anew (a replacement card) is read afresh."""
+
+    def card_key(self, card: DemoCard):
+        return _parsed_key((self.directory / "cards" / f"{card.card_number}.key.pem").read_bytes())
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_key(pem: bytes):
+    return serialization.load_pem_private_key(pem, None)
 
 
 def make_config(instance_dir: Path, database_url: str, **overrides) -> TestingConfig:
@@ -170,3 +185,17 @@ def browser_card_login(page, base_url: str, pki: DemoPKI, national_id: str, stat
         headers={"X-CSRF-Token": csrf},
     )
     return response.json()
+
+
+def client_data_with(monkeypatch, **members):
+    """Make the software phone's browser add ``members`` to the clientDataJSON it has the authenticator sign."""
+    import json
+
+    from webauthn.phone import browser
+
+    plain = browser._client_data
+
+    def with_members(kind, challenge, origin):
+        return json.dumps({**json.loads(plain(kind, challenge, origin)), **members}, separators=(",", ":")).encode()
+
+    monkeypatch.setattr(browser, "_client_data", with_members)

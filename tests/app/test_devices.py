@@ -12,6 +12,7 @@ from app.extensions import db
 from app.models import AuditEvent, Binding, CardCertificate, Device, MobileCertificate, utcnow
 from tests.factories import make_account
 from tests.support import card_login, card_of
+from tests.support import client_data_with as _client_data_with
 from webauthn.phone import PhoneBrowser, SoftwareAuthenticator
 
 ORIGIN = "http://localhost"
@@ -486,17 +487,3 @@ def test_a_binding_whose_client_data_says_token_binding_is_supported_binds(perso
     _, token = _start(person)
     _client_data_with(monkeypatch, tokenBinding={"status": "supported"})
     assert _bind(phone_http, phone, token).status_code == 201
-
-
-def _client_data_with(monkeypatch, **members):
-    """Make the software phone's browser add ``members`` to the clientDataJSON it has the authenticator sign."""
-    import json
-
-    from webauthn.phone import browser
-
-    plain = browser._client_data
-
-    def with_members(kind, challenge, origin):
-        return json.dumps({**json.loads(plain(kind, challenge, origin)), **members}, separators=(",", ":")).encode()
-
-    monkeypatch.setattr(browser, "_client_data", with_members)

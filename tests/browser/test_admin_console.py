@@ -12,7 +12,7 @@ from tests.factories import ADMIN_ID
 from tests.support import browser_card_login
 from webauthn.phone import PhoneBrowser, PhoneClient, SoftwareAuthenticator
 
-from .test_binding import _verified_account
+from .support import verified_account as _verified_account
 
 SCREENS = {
     "computer": {"viewport": {"width": 1100, "height": 900}},

@@ -5,15 +5,12 @@ from __future__ import annotations
 import secrets
 
 import requests
-from authlib.integrations.requests_client import OAuth2Session
-from joserfc import jwt
-from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEvent, AuthSession
 
-from .support import RP, login, query, rp_session, verify_id_token
+from .support import RP, login, rp_session
 
 
 def test_login_userinfo_refresh_and_logout_with_authlib_client(app, browser, discovery, add_client):

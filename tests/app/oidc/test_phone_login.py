@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import html
 import re
-import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -12,10 +10,10 @@ import pytest
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import Account, AuditEvent, AuthSession, Device, LoginRequest, utcnow
+from app.models import AuditEvent, AuthSession, Device, LoginRequest, utcnow
 from webauthn.phone import NotAllowedError, PhoneBrowser, PhoneClient, ServerError, SoftwareAuthenticator
 
-from .support import Browser, Computer, query, rp_session, verify_id_token
+from .support import Computer, query, verify_id_token
 from .support import rp_authorization as _authorize_url
 
 
@@ -205,7 +203,7 @@ def test_a_phone_answer_with_an_invalid_token_binding_is_refused(
 ):
     """WebAuthn L2 §7.2 step 14. The login token is consumed before its answer is checked (the challenge is
     single use), so the refusal fails this login request; the computer shows why."""
-    from tests.app.test_devices import _client_data_with
+    from tests.support import client_data_with as _client_data_with
 
     _, url, *_ = _authorize_url(discovery, rp_client)
     started = computer.start(url)
@@ -219,7 +217,7 @@ def test_a_phone_answer_with_an_invalid_token_binding_is_refused(
 
 
 def test_a_phone_answer_whose_token_binding_is_supported_logs_in(discovery, rp_client, phone, computer, monkeypatch):
-    from tests.app.test_devices import _client_data_with
+    from tests.support import client_data_with as _client_data_with
 
     _, url, *_ = _authorize_url(discovery, rp_client)
     started = computer.start(url)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import json
 import re
 import secrets
 import time
-from urllib.parse import urlencode
 
 import requests
 from joserfc import jwt
