@@ -1,8 +1,9 @@
 """Shared fixtures: a demo PKI with its CRL, OCSP and identity check served over real HTTP, real databases,
 a real SMTP server.
 
-Every test that takes ``app`` runs once on SQLite and once on PostgreSQL (a database made for this run
-and dropped afterwards), each on a database of its own or emptied for it (see "databases" below). Without PostgreSQL the PostgreSQL runs skip, except under CI, where they fail.
+Every test that takes ``app`` runs once on SQLite and once on PostgreSQL (a database made for this run and
+dropped afterwards), on a database migrated once and given to it as new (see "databases" below). Without
+PostgreSQL the PostgreSQL runs skip, except under CI, where they fail.
 """
 
 from __future__ import annotations
