@@ -1,13 +1,15 @@
 """Shared fixtures: a demo PKI with its CRL, OCSP and identity check served over real HTTP, real databases,
 a real SMTP server.
 
-Every test that takes ``app`` runs once on SQLite and once on PostgreSQL (a database made for this run
-and dropped afterwards). Without PostgreSQL the PostgreSQL runs skip, except under CI, where they fail.
+Every test that takes ``app`` runs once on SQLite and once on PostgreSQL (a database made for this run and
+dropped afterwards), on a database migrated once and given to it as new (see "databases" below). Without
+PostgreSQL the PostgreSQL runs skip, except under CI, where they fail.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import uuid
@@ -15,12 +17,12 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from werkzeug.serving import make_server
 
-from config import TestingConfig
 from iccard.demo_pki import DemoPKI, identity_check_token
-from tests.support import missing
+from tests.support import ApiClient, DemoPKIKeysKept, RequestRecorder, make_config, migrate, missing
 
 POSTGRES_ADMIN_URL = os.environ.get("MOCERT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -62,7 +64,7 @@ class RevocationServer:
 
 
 @pytest.fixture(scope="session")
-def shared_trust() -> Path:
+def real_trust() -> Path:
     """The real GRCA G3 and MOICA G3 certificates the project ships in iccard/trust/ (public documents)."""
     path = Path(__file__).resolve().parents[1] / "iccard" / "trust"
     assert (path / "GRCA-G3.cer").is_file(), f"{path} should hold the real CA certificates"
@@ -78,38 +80,14 @@ def instance_dir(tmp_path_factory) -> Path:
 def revocation_server(instance_dir):
     server = RevocationServer(instance_dir / "demo-pki")
     DemoPKI.create(instance_dir / "demo-pki", server.url)
-    server.start(_config(instance_dir, f"sqlite:///{instance_dir / 'pki-server.db'}"))
+    server.start(make_config(instance_dir, f"sqlite:///{instance_dir / 'pki-server.db'}"))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def pki(revocation_server, instance_dir) -> DemoPKI:
-    return DemoPKI(instance_dir / "demo-pki")
-
-
-class RequestRecorder:
-    """An HTTP server on 127.0.0.1 that answers 404 to everything and remembers each request: the address a
-    stranger's certificate names, to show that nothing was fetched from it."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.redirect_to: str | None = None  # answer 302 to this address instead
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _wsgi(self, environ, start_response):
-        self.requests.append(f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO', '')}")
-        if self.redirect_to:
-            start_response("302 Found", [("Location", self.redirect_to), ("Content-Length", "0")])
-            return [b""]
-        start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
-        return [b""]
+    return DemoPKIKeysKept(instance_dir / "demo-pki")
 
 
 @pytest.fixture
@@ -163,55 +141,132 @@ def mailbox(smtp_server):
 
 
 # -- databases -----------------------------------------------------------------------------------------
+#
+# The migrations run once per database per run (tests/app/test_migrations.py runs each of them up and down
+# on databases of its own). SQLite: every test gets a copy of a migrated template file. PostgreSQL: the run's
+# database, migrated once, is emptied before each test (every row deleted past the audit trail's append-only
+# trigger, the rows the migrations seed put back, the sequences restarted: a few milliseconds, where a
+# database copied from a template took 200); a test that changed the schema (a downgrade, ``drop_all``)
+# leaves it to be migrated again.
 
 
 @pytest.fixture(scope="session")
-def postgres_database():
-    """A fresh PostgreSQL database for this test run, dropped at the end."""
-    import sqlalchemy as sa
+def sqlite_template(tmp_path_factory, pki, revocation_server) -> Path:
+    """A SQLite file brought to the latest migration once for the run."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "mocert.db"
+    migrate(make_config(pki.directory.parent, f"sqlite:///{path}"))
+    return path
 
-    name = f"mocert_test_{uuid.uuid4().hex[:12]}"
+
+@pytest.fixture
+def sqlite_database(sqlite_template, tmp_path) -> str:
+    """A migrated SQLite database of this test's own."""
+    path = tmp_path / "mocert.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+class MigratedPostgres:
+    """The run's PostgreSQL database, migrated once; ``empty()`` brings it back to just-migrated."""
+
+    def __init__(self, url: str, config) -> None:
+        self.url, self._config = url, config
+        self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        migrate(self._config)
+        with self._engine.connect() as connection:
+            self.head = connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
+            metadata = sa.MetaData()
+            metadata.reflect(connection)
+            self._tables = [table for name, table in metadata.tables.items() if name != "alembic_version"]
+            seeded = {table: [row._asdict() for row in connection.execute(sa.select(table))] for table in self._tables}
+        self._seeded = {table: rows for table, rows in seeded.items() if rows}
+
+    def _intact(self) -> bool:
+        try:
+            with self._engine.connect() as connection:
+                version = connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
+                tables = set(connection.scalars(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+        except sa.exc.DBAPIError:
+            return False
+        return version == self.head and tables >= {table.name for table in self._tables}
+
+    def empty(self) -> None:
+        if not self._intact():
+            with self._engine.begin() as connection:
+                connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+                connection.execute(sa.text("CREATE SCHEMA public"))
+            self._migrate()
+        with self._engine.begin() as connection:
+            connection.execute(sa.text("SET LOCAL lock_timeout = '10s'"))  # a connection left open fails, not hangs
+            connection.execute(sa.text("SET LOCAL session_replication_role = replica"))  # no trigger, no FK check
+            for table in self._tables:
+                connection.execute(table.delete())
+            for table, rows in self._seeded.items():
+                connection.execute(table.insert(), rows)
+            connection.execute(sa.text(
+                "SELECT setval(c.oid, 1, false) FROM pg_class c "
+                "WHERE c.relkind = 'S' AND c.relnamespace = 'public'::regnamespace"
+            ))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """``new_database()``: a fresh PostgreSQL database; all of them are dropped at the end of the run."""
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        missing(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
+    made = []
+
+    def new_database() -> str:
+        name = f"mocert_test_{uuid.uuid4().hex[:12]}"
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        except sa.exc.OperationalError as exc:
+            missing(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+        made.append(name)
+        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    yield new_database
     with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for name in made:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
 
-def _config(instance_dir: Path, database_url: str, **overrides):
-    config = TestingConfig()
-    config.INSTANCE_DIR = instance_dir
-    config.SQLALCHEMY_DATABASE_URI = database_url
-    config.DEMO_PKI_DIR = instance_dir / "demo-pki"
-    config.CARD_TRUST_ANCHORS = (str(config.DEMO_PKI_DIR / "root.pem"),)
-    config.CARD_INTERMEDIATES = (str(config.DEMO_PKI_DIR / "issuer.pem"),)
-    config.MOBILE_CA_CERT = str(config.DEMO_PKI_DIR / "mobile-ca.pem")
-    config.MOBILE_CA_KEY = str(config.DEMO_PKI_DIR / "mobile-ca.key.pem")
-    config.PUBLIC_URL = "http://localhost"
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_server, pki, revocation_server):
+    url = postgres_server()
+    database = MigratedPostgres(url, make_config(pki.directory.parent, url))
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def postgres_database(migrated_postgres) -> str:
+    """The run's PostgreSQL database, migrated and empty for this test."""
+    migrated_postgres.empty()
+    return migrated_postgres.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
+def database_url(request):
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'mocert.db'}"
+        return request.getfixturevalue("sqlite_database")
     return request.getfixturevalue("postgres_database")
 
 
 @pytest.fixture
 def app_config(instance_dir, database_url, smtp_server, pki, revocation_server, tmp_path):
-    return _config(
+    return make_config(
         instance_dir,
         database_url,
+        # The signing keys are read when the app is made: a test that wants them makes them here.
+        OIDC_KEYS_DIR=tmp_path / "oidc-keys",
         # The signing keys are read when the app is made: a test that wants them makes them here.
         OIDC_KEYS_DIR=tmp_path / "oidc-keys",
         SMTP_HOST="127.0.0.1",
@@ -224,42 +279,19 @@ def app_config(instance_dir, database_url, smtp_server, pki, revocation_server, 
 
 @pytest.fixture
 def app(app_config):
-    from flask_migrate import downgrade, upgrade
-
     from app import create_app
     from app.extensions import db
 
-    application = create_app(app_config)
-    with application.app_context():
-        upgrade()  # the real migrations, on the real database
+    application = create_app(app_config)  # on a database already migrated (see above)
     yield application
     with application.app_context():
         db.session.remove()
-        if app_config.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
-            downgrade(revision="base")  # the session's PostgreSQL database is shared by tests
         db.engine.dispose()
 
 
 @pytest.fixture
 def client(app):
     return ApiClient(app.test_client())
-
-
-class ApiClient:
-    """The test client, sending the CSRF header the way the pages do."""
-
-    def __init__(self, client) -> None:
-        self.raw = client
-
-    def csrf(self) -> str:
-        return self.raw.get("/api/v1/csrf").get_json()["csrf_token"]
-
-    def get(self, path, **kwargs):
-        return self.raw.get(path, **kwargs)
-
-    def post(self, path, json=None, **kwargs):
-        headers = {"X-CSRF-Token": self.csrf(), **kwargs.pop("headers", {})}
-        return self.raw.post(path, json=json, headers=headers, **kwargs)
 
 
 # -- the local card agent ------------------------------------------------------------------------------

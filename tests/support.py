@@ -1,9 +1,17 @@
-"""Test helpers: a card that answers MakeSignature as the cross-platform component does."""
+"""Test helpers: the test configuration, the API client the pages are, a card that answers MakeSignature as
+the cross-platform component does, and the card login and registration flows over the API.
+
+Test modules import helpers from here, tests/factories.py and the support modules beside them; never from a
+conftest.py or another test module.
+"""
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -11,13 +19,102 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from werkzeug.serving import make_server
+
+from config import TestingConfig
 from iccard.demo_pki import DemoCard, DemoPKI
+
 
 def missing(reason: str) -> None:
     """A part of the machine a test needs is missing: skip, or fail under CI (where nothing may skip)."""
     if os.environ.get("CI"):
         pytest.fail(f"required under CI: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+class DemoPKIKeysKept(DemoPKI):
+    """The demo PKI, parsing each card key file once per run: loading an RSA key checks it (50 ms), and the
+    suite signs with the same few cards over a thousand times. Keyed by the file's bytes, so a card issued
+    anew (a replacement card) is read afresh."""
+
+    def card_key(self, card: DemoCard):
+        return _parsed_key((self.directory / "cards" / f"{card.card_number}.key.pem").read_bytes())
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_key(pem: bytes):
+    return serialization.load_pem_private_key(pem, None)
+
+
+def make_config(instance_dir: Path, database_url: str, **overrides) -> TestingConfig:
+    """The testing configuration on ``database_url``, with the demo PKI under ``instance_dir``."""
+    config = TestingConfig()
+    config.INSTANCE_DIR = instance_dir
+    config.SQLALCHEMY_DATABASE_URI = database_url
+    config.DEMO_PKI_DIR = instance_dir / "demo-pki"
+    config.CARD_TRUST_ANCHORS = (str(config.DEMO_PKI_DIR / "root.pem"),)
+    config.CARD_INTERMEDIATES = (str(config.DEMO_PKI_DIR / "issuer.pem"),)
+    config.MOBILE_CA_CERT = str(config.DEMO_PKI_DIR / "mobile-ca.pem")
+    config.MOBILE_CA_KEY = str(config.DEMO_PKI_DIR / "mobile-ca.key.pem")
+    config.PUBLIC_URL = "http://localhost"
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def migrate(config) -> None:
+    """Bring the configuration's database to the latest migration (the real migrations, on the real database)."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+
+    application = create_app(config)
+    with application.app_context():
+        upgrade()
+        db.session.remove()
+        db.engine.dispose()
+
+
+class ApiClient:
+    """The test client, sending the CSRF header the way the pages do."""
+
+    def __init__(self, client) -> None:
+        self.raw = client
+
+    def csrf(self) -> str:
+        return self.raw.get("/api/v1/csrf").get_json()["csrf_token"]
+
+    def get(self, path, **kwargs):
+        return self.raw.get(path, **kwargs)
+
+    def post(self, path, json=None, **kwargs):
+        headers = {"X-CSRF-Token": self.csrf(), **kwargs.pop("headers", {})}
+        return self.raw.post(path, json=json, headers=headers, **kwargs)
+
+
+class RequestRecorder:
+    """An HTTP server on 127.0.0.1 that answers 404 to everything and remembers each request: the address a
+    stranger's certificate names, to show that nothing was fetched from it."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.redirect_to: str | None = None  # answer 302 to this address instead
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _wsgi(self, environ, start_response):
+        self.requests.append(f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO', '')}")
+        if self.redirect_to:
+            start_response("302 Found", [("Location", self.redirect_to), ("Content-Length", "0")])
+            return [b""]
+        start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+        return [b""]
 
 
 _HASHES = {"SHA256": hashes.SHA256, "SHA384": hashes.SHA384, "SHA512": hashes.SHA512}
@@ -76,31 +173,6 @@ def register(client, pki: DemoPKI, national_id: str = "A123456789", status: str 
     return client.post("/api/v1/account/register", json={**REGISTRATION, "national_id": national_id, **fields})
 
 
-def make_account(pki: DemoPKI, card: DemoCard, *, name: str | None = None, link_card: bool = True):
-    """An account as an earlier registration with ``card`` left it (call inside an app context)."""
-    from flask import current_app
-
-    from app.extensions import db
-    from app.models import Account, CardCertificate
-    from iccard import national_id as nid
-    from iccard.certificate import CitizenCertificate
-
-    citizen = CitizenCertificate.from_certificate(pki.card_certificate(card))
-    account = Account(
-        national_id_hash=nid.keyed_hash(card.national_id, current_app.config["NATIONAL_ID_HMAC_KEY"].encode()),
-        national_id_masked=nid.mask(card.national_id),
-        name=name or card.name,
-        email="person@example.com",
-        phone="+886912345678",
-    )
-    db.session.add(account)
-    if link_card:
-        db.session.add(CardCertificate.from_citizen(citizen, account))
-    db.session.commit()
-    db.session.refresh(account)
-    return account
-
-
 def browser_card_login(page, base_url: str, pki: DemoPKI, national_id: str, status: str = "valid") -> dict:
     """A card login made with the browser page's own cookies, signed as the component would (the popup
     itself is tested with the agent)."""
@@ -113,3 +185,17 @@ def browser_card_login(page, base_url: str, pki: DemoPKI, national_id: str, stat
         headers={"X-CSRF-Token": csrf},
     )
     return response.json()
+
+
+def client_data_with(monkeypatch, **members):
+    """Make the software phone's browser add ``members`` to the clientDataJSON it has the authenticator sign."""
+    import json
+
+    from webauthn.phone import browser
+
+    plain = browser._client_data
+
+    def with_members(kind, challenge, origin):
+        return json.dumps({**json.loads(plain(kind, challenge, origin)), **members}, separators=(",", ":")).encode()
+
+    monkeypatch.setattr(browser, "_client_data", with_members)

@@ -35,10 +35,10 @@ def production_env(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def safe_production_env(production_env, shared_trust, tmp_path):
+def safe_production_env(production_env, real_trust, tmp_path):
     """Everything production asks for, so the app starts: a test changes one thing and sees it refused."""
-    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(shared_trust / "GRCA-G3.cer"))
-    production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(shared_trust / "MOICA-G3.cer"))
+    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(real_trust / "GRCA-G3.cer"))
+    production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(real_trust / "MOICA-G3.cer"))
     _own_mobile_ca(tmp_path)
     production_env.setenv("MOCERT_MOBILE_CA_CERT", str(tmp_path / "mobile-ca.pem"))
     production_env.setenv("MOCERT_MOBILE_CA_KEY", str(tmp_path / "mobile-ca.key.pem"))
@@ -254,15 +254,15 @@ def _own_mobile_ca(directory):
     )
 
 
-def test_production_refuses_the_demo_mobile_ca(production_env, pki, shared_trust):
-    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(shared_trust / "GRCA-G3.cer"))
-    production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(shared_trust / "MOICA-G3.cer"))
+def test_production_refuses_the_demo_mobile_ca(production_env, pki, real_trust):
+    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", str(real_trust / "GRCA-G3.cer"))
+    production_env.setenv("MOCERT_CARD_INTERMEDIATES", str(real_trust / "MOICA-G3.cer"))
     production_env.setenv("MOCERT_MOBILE_CA_CERT", str(pki.directory / "mobile-ca.pem"))
     with pytest.raises(SystemExit, match="demo mobile-certificate CA"):
         _create()
 
 
-def test_production_refuses_rate_limits_switched_off(production_env, shared_trust, tmp_path):
+def test_production_refuses_rate_limits_switched_off(production_env, real_trust, tmp_path):
     production_env.setenv("MOCERT_RATELIMIT_ENABLED", "false")
     with pytest.raises(SystemExit, match="RATELIMIT_ENABLED must stay on"):
         _create()

@@ -9,7 +9,8 @@ from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import Account, AuditEvent, CardCertificate, CardLogin, EmailVerification, utcnow
-from tests.support import REGISTRATION, card_login, card_of, make_account, register
+from tests.factories import make_account
+from tests.support import REGISTRATION, card_login, card_of, register
 
 
 def _tags(app):
@@ -199,7 +200,7 @@ def test_a_new_code_can_be_sent_but_not_in_a_burst(client, pki, app, mailbox):
 def test_registration_survives_a_mail_server_that_is_down(app_config, pki, mailbox):
     from app import create_app
     from app.extensions import db as database
-    from tests.conftest import ApiClient
+    from tests.support import ApiClient
 
     app_config.SMTP_PORT = 9  # nothing listens there
     app = create_app(app_config)

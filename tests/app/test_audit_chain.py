@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from enum import StrEnum
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +16,17 @@ from app.audit_chain import GENESIS, event_hash
 from app.extensions import db
 from app.models import AuditChainHead, AuditEvent, utcnow
 
+
+class ChainTags(StrEnum):
+    """Events no code records, appended here to see the chain hold them."""
+
+    EVENT = "test:event"
+    FIRST = "test:first"
+    SECOND = "test:second"
+    THIRD = "test:third"
+    ROLLED_BACK = "test:rolled_back"
+    CONCURRENT = "test:concurrent"
+
 postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
@@ -22,7 +34,7 @@ def _record(app, count: int) -> list[int]:
     """Record ``count`` events, each committed on its own; returns the ids of the whole trail."""
     with app.app_context():
         for number in range(count):
-            record("test:event", actor="test", number=number)
+            record(ChainTags.EVENT, actor="test", number=number)
             db.session.commit()
         return list(db.session.scalars(select(AuditEvent.id).order_by(AuditEvent.id)))
 
@@ -70,9 +82,9 @@ def _recomputed(event: AuditEvent) -> str:
 def test_events_of_one_transaction_link_in_order(app):
     with app.app_context():
         recorded = [
-            record("test:first", actor="test", items=(1, 2), place="臺灣"),
-            record("test:second", actor="test", by_number={1: "one"}),
-            record("test:third", actor="test"),
+            record(ChainTags.FIRST, actor="test", items=(1, 2), place="臺灣"),
+            record(ChainTags.SECOND, actor="test", by_number={1: "one"}),
+            record(ChainTags.THIRD, actor="test"),
         ]
         assert recorded[0].details == {"items": [1, 2], "place": "臺灣"}  # as the database will give it back
         db.session.commit()
@@ -86,12 +98,12 @@ def test_events_of_one_transaction_link_in_order(app):
 
 def test_events_of_separate_transactions_link_and_a_rolled_back_one_leaves_no_trace(app):
     with app.app_context():
-        record("test:first", actor="test")
+        record(ChainTags.FIRST, actor="test")
         db.session.commit()
-        record("test:rolled_back", actor="test")
+        record(ChainTags.ROLLED_BACK, actor="test")
         db.session.rollback()
     with app.test_request_context(headers={"User-Agent": "Test/1.0"}, environ_base={"REMOTE_ADDR": "192.0.2.7"}):
-        record("test:second", actor="test", detail="with request")
+        record(ChainTags.SECOND, actor="test", detail="with request")
         db.session.commit()
 
     events = _events(app)
@@ -258,7 +270,7 @@ def test_concurrent_appends_leave_one_chain(app):
             with app.app_context():  # its own session and connection
                 start.wait()
                 for index in range(each):
-                    record("test:concurrent", actor=f"thread:{number}", index=index)
+                    record(ChainTags.CONCURRENT, actor=f"thread:{number}", index=index)
                     db.session.commit()
         except Exception as exc:  # the assertion below shows it
             errors.append(exc)

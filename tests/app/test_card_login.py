@@ -216,7 +216,7 @@ def test_logout_ends_the_server_session_so_a_copied_cookie_is_worthless(client, 
 def test_card_login_is_rate_limited_per_client(app_config, pki):
     from app import create_app
     from app.extensions import db as database
-    from tests.conftest import ApiClient
+    from tests.support import ApiClient
 
     app_config.RATELIMIT_ENABLED = True
     app_config.CARD_LOGIN_RATE_LIMIT = "3/minute"
@@ -233,7 +233,7 @@ def test_card_login_is_rate_limited_per_client(app_config, pki):
 def test_two_racing_completions_of_one_challenge_log_in_once(client, pki, app):
     import threading
 
-    from tests.support import make_account
+    from tests.factories import make_account
 
     with app.app_context():
         make_account(pki, card_of(pki, "A123456789"))
@@ -261,7 +261,7 @@ def test_two_racing_completions_of_one_challenge_log_in_once(client, pki, app):
 
 
 def test_a_new_login_ends_the_session_it_replaces(client, pki, app):
-    from tests.support import make_account
+    from tests.factories import make_account
 
     with app.app_context():
         make_account(pki, card_of(pki, "A123456789"))

@@ -11,7 +11,9 @@ from app import refusals, wiring
 from app.extensions import db
 from app.models import AuditEvent, Binding, CardCertificate, Device, MobileCertificate, utcnow
 from app.services.refusals import Refusal
-from tests.support import card_login, card_of, make_account
+from tests.factories import make_account
+from tests.support import card_login, card_of
+from tests.support import client_data_with as _client_data_with
 from webauthn.phone import PhoneBrowser, SoftwareAuthenticator
 
 ORIGIN = "http://localhost"
@@ -145,7 +147,7 @@ def test_a_binding_ends_with_the_computer_session_that_made_it(person, phone_htt
 
 def test_another_accounts_binding_cannot_be_followed_or_answered_with_its_options(person, phone_http, phone, pki, app):
     binding_id, token = _start(person)
-    from tests.conftest import ApiClient
+    from tests.support import ApiClient
 
     other = ApiClient(app.test_client())
     with app.app_context():
@@ -285,7 +287,7 @@ def test_devices_are_listed_renamed_and_unbound_with_audit(person, phone_http, p
 def test_one_cannot_manage_someone_elses_device(person, phone_http, phone, pki, app):
     _, token = _start(person)
     device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
-    from tests.conftest import ApiClient
+    from tests.support import ApiClient
 
     other = ApiClient(app.test_client())
     with app.app_context():
@@ -486,17 +488,3 @@ def test_a_binding_whose_client_data_says_token_binding_is_supported_binds(perso
     _, token = _start(person)
     _client_data_with(monkeypatch, tokenBinding={"status": "supported"})
     assert _bind(phone_http, phone, token).status_code == 201
-
-
-def _client_data_with(monkeypatch, **members):
-    """Make the software phone's browser add ``members`` to the clientDataJSON it has the authenticator sign."""
-    import json
-
-    from webauthn.phone import browser
-
-    plain = browser._client_data
-
-    def with_members(kind, challenge, origin):
-        return json.dumps({**json.loads(plain(kind, challenge, origin)), **members}, separators=(",", ":")).encode()
-
-    monkeypatch.setattr(browser, "_client_data", with_members)

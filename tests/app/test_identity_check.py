@@ -11,8 +11,8 @@ from app.extensions import db
 from app.models import Account, AuditEvent, CardCertificate, CardLogin
 from iccard.certificate import CitizenCertificate
 from iccard.demo_pki import identity_check_token
-from tests.conftest import ApiClient
-from tests.support import REGISTRATION, card_login, card_of, make_account
+from tests.factories import make_account
+from tests.support import REGISTRATION, ApiClient, card_login, card_of
 
 # 黃俊傑's card, like some real ones, does not carry the last four digits of his ID (C123456781).
 HOLDER_ID = "C123456781"

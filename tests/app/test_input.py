@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEvent, Binding, Device
-from tests.support import card_login, card_of, make_account, register
+from tests.factories import make_account
+from tests.support import card_login, card_of, register
 
 NUL, SURROGATE = "\x00", "\ud800"
 

@@ -32,7 +32,8 @@ from app import wiring
 from app.extensions import db
 from app.models import AuditEvent, Device, MobileCertificate, MobileCrl, utcnow
 from app.services.mobile_certificates import MobileCA, MobileCertificates, StatusUrls
-from tests.support import card_login, card_of, make_account, missing
+from tests.factories import make_account
+from tests.support import card_login, card_of, missing
 from webauthn.phone import PhoneBrowser, SoftwareAuthenticator
 
 ORIGIN = "http://localhost"

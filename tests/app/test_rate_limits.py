@@ -58,7 +58,7 @@ def redis_prefix():
 def shared_database(tmp_path, pki):
     from app import create_app
     from app.extensions import db
-    from tests.conftest import _config
+    from tests.support import make_config as _config
 
     url = f"sqlite:///{tmp_path / 'mocert.db'}"
     app = create_app(_config(pki.directory.parent, url))

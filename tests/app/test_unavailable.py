@@ -15,8 +15,9 @@ import pytest
 
 from app import create_app
 from app.extensions import db
-from tests.conftest import _config
-from tests.support import card_login, card_of, make_account
+from tests.factories import make_account
+from tests.support import card_login, card_of
+from tests.support import make_config as _config
 
 
 class Relay:
@@ -99,7 +100,7 @@ def _assert_back(http) -> None:
 
 
 def _logged_in(application, pki):
-    from tests.conftest import ApiClient
+    from tests.support import ApiClient
 
     with application.app_context():
         make_account(pki, card_of(pki, "A123456789"))
@@ -187,6 +188,6 @@ def test_sqlite_unreadable_is_a_503_and_back_is_served_again(migrated, pki, tmp_
 
 
 def _with_csrf(http):
-    from tests.conftest import ApiClient
+    from tests.support import ApiClient
 
     return ApiClient(http)

@@ -9,11 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from werkzeug.serving import make_server
 
+from tests.factories import make_staff
 from tests.support import missing
+
+from .support import VIRTUAL_PHONE
 
 CHROMIUM = os.environ.get("MOCERT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,9 +33,15 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(params=["sqlite"])
-def database_url(request, tmp_path):
+def database_url(sqlite_database):
     # The pages are the same on either database; the API tests cover both.
-    return f"sqlite:///{tmp_path / 'mocert.db'}"
+    return sqlite_database
+
+
+@pytest.fixture
+def staff(app, pki):
+    """陳美玲 an admin and 林志豪 an auditor (tests/factories.py)."""
+    return make_staff(app, pki)
 
 
 @pytest.fixture
@@ -66,3 +77,47 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def phone(browser):
+    """A second browser context playing the phone, with a user-verifying platform authenticator."""
+    context = browser.new_context(
+        locale="zh-TW",
+        viewport={"width": 390, "height": 844},
+        user_agent="Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156 Mobile",
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_PHONE})
+    page.authenticator = (cdp, authenticator["authenticatorId"])
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def relying_party():
+    """A tiny site that records the query of each request to its redirect URI."""
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            parts = urlsplit(self.path)
+            if parts.path == "/cb":  # not the browser's /favicon.ico
+                seen.append({k: v[0] for k, v in parse_qs(parts.query).items()})
+            body = b"<!doctype html><title>RP</title><p id=rp>back at the site</p>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", seen
+    server.shutdown()

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.app.admin.conftest import ADMIN_ID, staff  # noqa: F401  (the staff fixture)
-from tests.app.oidc.conftest import Browser
+from tests.app.oidc.support import Browser
+from tests.factories import ADMIN_ID
 from tests.support import browser_card_login
 from webauthn.phone import PhoneBrowser, PhoneClient, SoftwareAuthenticator
 
-from .test_binding import _verified_account
+from .support import verified_account as _verified_account
 
 SCREENS = {
     "computer": {"viewport": {"width": 1100, "height": 900}},

@@ -3,19 +3,11 @@ with its platform authenticator (Chromium's virtual one), and the computer's pag
 
 import io
 
-import pytest
 from playwright.sync_api import expect
 
-from tests.support import browser_card_login, card_of, make_account
+from tests.support import browser_card_login
 
-VIRTUAL_PHONE = {
-    "protocol": "ctap2",
-    "transport": "internal",
-    "hasResidentKey": True,
-    "hasUserVerification": True,
-    "isUserVerified": True,
-    "automaticPresenceSimulation": True,
-}
+from .support import verified_account as _verified_account
 
 
 def _decode_qr(page) -> str:
@@ -25,34 +17,6 @@ def _decode_qr(page) -> str:
     png = page.locator("#bind-qr").screenshot()
     [barcode] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
     return barcode.text
-
-
-@pytest.fixture
-def phone(browser):
-    """A second browser context playing the phone, with a user-verifying platform authenticator."""
-    context = browser.new_context(
-        locale="zh-TW",
-        viewport={"width": 390, "height": 844},
-        user_agent="Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156 Mobile",
-    )
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    cdp = context.new_cdp_session(page)
-    cdp.send("WebAuthn.enable")
-    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_PHONE})
-    page.authenticator = (cdp, authenticator["authenticatorId"])
-    yield page
-    context.close()
-
-
-def _verified_account(app, pki, national_id="A123456789"):
-    from app.extensions import db
-    from app.models import utcnow
-
-    with app.app_context():
-        account = make_account(pki, card_of(pki, national_id))
-        account.email_verified_at = utcnow()
-        db.session.commit()
 
 
 def test_the_phone_scans_the_qr_code_and_the_computer_sees_it_completed(page, phone, live_server, pki, app):

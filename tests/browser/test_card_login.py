@@ -5,7 +5,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.support import card_of, make_account
+from tests.factories import make_account
+from tests.support import card_of
 
 
 @pytest.fixture

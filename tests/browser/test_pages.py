@@ -4,7 +4,8 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.support import browser_card_login, card_of, make_account
+from tests.factories import make_account
+from tests.support import browser_card_login, card_of
 
 
 def test_a_new_person_registers_confirms_the_email_and_sees_the_account(page, live_server, pki, mailbox):

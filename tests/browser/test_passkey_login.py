@@ -16,11 +16,11 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from app.oidc.keys import ensure_keys
-from tests.app.oidc.test_flow import verify_id_token
+from tests.app.oidc.support import verify_id_token
 from tests.support import browser_card_login
 
-from .test_binding import VIRTUAL_PHONE, _verified_account
-from .test_phone_login import relying_party  # noqa: F401  (the fixture)
+from .support import VIRTUAL_PHONE
+from .support import verified_account as _verified_account
 
 
 @pytest.fixture

@@ -8,20 +8,16 @@ from __future__ import annotations
 import io
 import json
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from urllib.parse import parse_qs, urlsplit
 
-import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 from playwright.sync_api import expect
 
 from app.oidc.keys import ensure_keys
-from tests.app.oidc.test_flow import verify_id_token
+from tests.app.oidc.support import verify_id_token
 from tests.support import browser_card_login
 
-from .test_binding import _verified_account, phone  # noqa: F401  (the phone fixture)
+from .support import verified_account as _verified_account
 
 
 def _decode_qr(page, selector: str = "#bind-qr") -> str:
@@ -31,32 +27,6 @@ def _decode_qr(page, selector: str = "#bind-qr") -> str:
     png = page.locator(selector).screenshot()
     [barcode] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
     return barcode.text
-
-
-@pytest.fixture
-def relying_party():
-    """A tiny site that records the query of each request to its redirect URI."""
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            parts = urlsplit(self.path)
-            if parts.path == "/cb":  # not the browser's /favicon.ico
-                seen.append({k: v[0] for k, v in parse_qs(parts.query).items()})
-            body = b"<!doctype html><title>RP</title><p id=rp>back at the site</p>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", seen
-    server.shutdown()
 
 
 def test_a_person_logs_in_to_a_site_with_the_phone_by_qr_code(  # noqa: F811  (phone: the fixture)

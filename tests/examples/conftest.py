@@ -10,13 +10,14 @@ from werkzeug.serving import make_server
 from app.oidc.keys import ensure_keys
 from examples.marketplace.app import create_app as create_marketplace
 from examples.marketplace.registration import register
-from tests.support import card_of, make_account
+from tests.factories import make_account
+from tests.support import card_of
 
 
 @pytest.fixture(params=["sqlite"])
-def database_url(request, tmp_path):
+def database_url(sqlite_database):
     # The relying party's view is the same on either database; tests/app/oidc covers both.
-    return f"sqlite:///{tmp_path / 'mocert.db'}"
+    return sqlite_database
 
 
 def _serve(wsgi_app):

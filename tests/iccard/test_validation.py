@@ -97,9 +97,9 @@ def test_a_ca_certificate_cannot_log_in_as_a_card(pki, validator):
         validator.validate(pki.issuer_certificate)
 
 
-def test_the_real_grca_g3_and_moica_g3_certificates_parse_and_chain(shared_trust):
-    grca = x509.load_der_x509_certificate((shared_trust / "GRCA-G3.cer").read_bytes())
-    moica = x509.load_der_x509_certificate((shared_trust / "MOICA-G3.cer").read_bytes())
+def test_the_real_grca_g3_and_moica_g3_certificates_parse_and_chain(real_trust):
+    grca = x509.load_der_x509_certificate((real_trust / "GRCA-G3.cer").read_bytes())
+    moica = x509.load_der_x509_certificate((real_trust / "MOICA-G3.cer").read_bytes())
     moica.verify_directly_issued_by(grca)
     aki = moica.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     ski = grca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
@@ -165,7 +165,7 @@ def test_revocation_hosts_added_by_configuration_are_asked(pki, request_recorder
 
 
 def test_an_allowed_revocation_host_cannot_redirect_elsewhere(pki, request_recorder):
-    from tests.conftest import RequestRecorder
+    from tests.support import RequestRecorder
 
     elsewhere = RequestRecorder()
     try:
@@ -180,9 +180,9 @@ def test_an_allowed_revocation_host_cannot_redirect_elsewhere(pki, request_recor
         elsewhere.stop()
 
 
-def test_revocation_hosts_come_from_the_configured_ca_certificates_and_the_setting(shared_trust):
-    grca = (shared_trust / "GRCA-G3.cer").read_bytes()
-    moica = (shared_trust / "MOICA-G3.cer").read_bytes()
+def test_revocation_hosts_come_from_the_configured_ca_certificates_and_the_setting(real_trust):
+    grca = (real_trust / "GRCA-G3.cer").read_bytes()
+    moica = (real_trust / "MOICA-G3.cer").read_bytes()
     validator = CardCertificateValidator(
         TrustSettings(
             anchors=(grca,),

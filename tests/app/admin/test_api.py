@@ -16,9 +16,9 @@ from app.extensions import db
 from app.models import Account, AuditEvent, AuthSession, Device, MobileCertificate, OidcClient, ServiceToken, utcnow
 from webauthn.phone import ServerError
 
-from ..oidc.conftest import RP, Browser, query
-from ..oidc.test_phone_login import Computer, _authorize_url
-from .conftest import ADMIN_ID, AdminBrowser
+from ..oidc.support import RP, Browser, Computer, query
+from ..oidc.support import rp_authorization as _authorize_url
+from .support import ADMIN_ID, AdminBrowser
 
 pytestmark = pytest.mark.usefixtures("staff")
 

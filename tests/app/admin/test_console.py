@@ -20,54 +20,10 @@ from app.audit import record
 from app.extensions import db
 from app.models import Account, AuditEvent, Device, OidcClient, ServiceToken, utcnow
 
-from ..oidc.conftest import RP, Browser
-from .conftest import AdminBrowser
+from ..oidc.support import RP, Browser
+from .support import ZH, AdminBrowser, Console, forms
 
 pytestmark = pytest.mark.usefixtures("staff")
-
-ZH = {"Accept-Language": "zh-TW"}
-
-
-class ExtraTags(StrEnum):
-    """An event no code records, written here to see how the trail shows it."""
-
-    PAGING = "test:paging"
-
-
-def forms(page: requests.Response) -> dict[str, dict[str, str]]:
-    """The page's forms by action, each with its hidden fields."""
-    found = {}
-    for attributes, body in re.findall(r"<form\b([^>]*)>(.*?)</form>", page.text, re.S):
-        action = html.unescape(re.search(r'action="([^"]*)"', attributes).group(1))
-        found[action] = {name: html.unescape(value) for name, value in
-                         re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', body)}
-    return found
-
-
-class Console:
-    """A staff member's browser on the console pages; forms are submitted as the page shows them."""
-
-    def __init__(self, browser: AdminBrowser) -> None:
-        self.browser, self.issuer = browser, browser.issuer
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return self.browser.http.get(self.issuer + path, allow_redirects=False, timeout=30,
-                                     headers={**ZH, **kwargs.pop("headers", {})}, **kwargs)
-
-    def submit(self, page: requests.Response, action: str, **fields) -> requests.Response:
-        shown = forms(page)
-        assert action in shown, f"no form for {action} on the page"
-        return self.post(action, {**shown[action], **fields})
-
-    def post(self, path: str, data: dict) -> requests.Response:
-        return self.browser.http.post(self.issuer + path, data=data, headers=ZH, allow_redirects=False, timeout=30)
-
-    def follow(self, response: requests.Response) -> requests.Response:
-        assert response.status_code in (302, 303), response.text
-        return self.get(urlsplit(response.headers["Location"]).path)
-
-    def csrf(self) -> str:
-        return forms(self.get("/admin"))["/admin"]["csrf_token"]
 
 
 @pytest.fixture
@@ -78,6 +34,12 @@ def admin_console(admin_browser) -> Console:
 @pytest.fixture
 def auditor_console(auditor_browser) -> Console:
     return Console(auditor_browser)
+
+
+class ExtraTags(StrEnum):
+    """An event no code records, written here to see how the trail shows it."""
+
+    PAGING = "test:paging"
 
 
 def _wang(app) -> int:

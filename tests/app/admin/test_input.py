@@ -15,8 +15,8 @@ from app.audit import record
 from app.extensions import db
 from app.models import AuditEvent, ServiceToken, utcnow
 
-from ..oidc.conftest import RP
-from .test_console import Console
+from ..oidc.support import RP
+from .support import Console
 
 pytestmark = pytest.mark.usefixtures("staff")
 

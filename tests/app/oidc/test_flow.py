@@ -5,49 +5,12 @@ from __future__ import annotations
 import secrets
 
 import requests
-from authlib.integrations.requests_client import OAuth2Session
-from joserfc import jwt
-from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEvent, AuthSession
 
-from .conftest import RP, query
-
-
-def rp_session(client: dict, scope: str = "openid profile email phone offline_access", **kwargs) -> OAuth2Session:
-    return OAuth2Session(
-        client["client_id"],
-        client["client_secret"],
-        scope=scope,
-        redirect_uri=f"{RP}/cb",
-        code_challenge_method="S256",
-        **kwargs,
-    )
-
-
-def verify_id_token(discovery: dict, id_token: str, client_id: str, nonce: str | None = None) -> dict:
-    keys = KeySet.import_key_set(requests.get(discovery["jwks_uri"], timeout=10).json())
-    token = jwt.decode(id_token, keys, algorithms=discovery["id_token_signing_alg_values_supported"])
-    checks = {"iss": {"essential": True, "value": discovery["issuer"]}, "aud": {"essential": True, "value": client_id}}
-    if nonce:
-        checks["nonce"] = {"essential": True, "value": nonce}
-    jwt.JWTClaimsRegistry(**checks, exp={"essential": True}).validate(token.claims)
-    return {"header": token.header, **token.claims}
-
-
-def login(browser, discovery, client, scope="openid profile email phone offline_access", **params):
-    """The full code flow: returns (token response, verified ID token claims, the RP session)."""
-    rp = rp_session(client, scope=scope)
-    verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
-    url, state = rp.create_authorization_url(
-        discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce, **params
-    )
-    callback = browser.authorize(url)
-    assert query(callback)["state"] == state
-    token = rp.fetch_token(discovery["token_endpoint"], authorization_response=callback, code_verifier=verifier)
-    return token, verify_id_token(discovery, token["id_token"], client["client_id"], nonce), rp
+from .support import RP, login, rp_session
 
 
 def test_login_userinfo_refresh_and_logout_with_authlib_client(app, browser, discovery, add_client):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from .conftest import RP, query
-from .test_rejections import authorize_url, pkce
+from .support import RP, authorize_url, pkce, query
 
 # Authlib quotes some parameters in its error descriptions and then refuses what RFC 6749 §4.1.2.1 forbids
 # there (", \ and anything outside printable ASCII) with a ValueError.
@@ -22,7 +21,7 @@ TOKEN_PARAMETERS = ("grant_type", "code", "redirect_uri", "code_verifier", "scop
 def test_authorize_parameters_with_forbidden_characters_get_an_oauth_error(
         request, issuer, discovery, add_client, pki, person, logged_in):
     """``/authorize?response_type=%22`` was a ValueError in Authlib (500)."""
-    from .conftest import Browser
+    from .support import Browser
 
     client = add_client()
     browser = Browser(issuer, pki)

@@ -16,8 +16,7 @@ from app.extensions import db
 from app.models import AuditEvent, OidcAuthorizationCode, OidcToken
 from app.oidc import national_id as oidc_national_id
 
-from .conftest import RP, query
-from .test_flow import rp_session, verify_id_token
+from .support import RP, query, rp_session, verify_id_token
 
 NATIONAL_ID = "A123456789"  # the person's (王小明, the browser fixture's card)
 SOMEONE_ELSES = "B223456782"  # a valid ID, but not theirs

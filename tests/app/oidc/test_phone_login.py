@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import html
 import re
-import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -12,77 +10,11 @@ import pytest
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import Account, AuditEvent, AuthSession, Device, LoginRequest, utcnow
+from app.models import AuditEvent, AuthSession, Device, LoginRequest, utcnow
 from webauthn.phone import NotAllowedError, PhoneBrowser, PhoneClient, ServerError, SoftwareAuthenticator
 
-from .conftest import Browser, query
-from .test_flow import rp_session, verify_id_token
-
-
-@pytest.fixture
-def phone(issuer, pki, person, app):
-    """The software phone, bound to 王小明 through the real binding flow (card login, QR token)."""
-    with app.app_context():
-        db.session.get(Account, person).email_verified_at = utcnow()
-        db.session.commit()
-    computer = Browser(issuer, pki)
-    computer.card_login()
-    binding = computer.http.post(
-        f"{issuer}/api/v1/bindings", json={}, headers={"X-CSRF-Token": computer.csrf()}, timeout=10
-    )
-    assert binding.status_code == 201, binding.text
-    client = PhoneClient(PhoneBrowser(SoftwareAuthenticator(None)))
-    client.bind(binding.json()["url"], "我的手機")
-    return client
-
-
-class Computer(Browser):
-    """A browser without a MoCert session that logs in at /authorize with a phone."""
-
-    def login_page(self, authorize_url: str):
-        to_login = self.get(authorize_url)
-        assert to_login.status_code == 302, to_login.text
-        location = to_login.headers["Location"]
-        assert location.startswith("/authorize/login?")
-        return location, self.get(self.issuer + location)
-
-    def start(self, authorize_url: str) -> dict:
-        location, page = self.login_page(authorize_url)
-        assert page.status_code == 200
-        authorize = html.unescape(re.search(r'data-authorize-query="([^"]*)"', page.text).group(1))
-        created = self.post("/api/v1/login-requests", {"authorize": authorize})
-        assert created.status_code == 201, created.text
-        return created.json()
-
-    def post(self, path: str, body: dict):
-        return self.http.post(
-            self.issuer + path, json=body, headers={"X-CSRF-Token": self.csrf()}, allow_redirects=False, timeout=30
-        )
-
-    def status(self, login_id: str):
-        return self.get(f"{self.issuer}/api/v1/login-requests/{login_id}")
-
-    def complete(self, login_id: str):
-        return self.post(f"/api/v1/login-requests/{login_id}/complete", {})
-
-
-@pytest.fixture
-def computer(issuer, pki) -> Computer:
-    return Computer(issuer, pki)
-
-
-@pytest.fixture
-def rp_client(add_client):
-    return add_client()
-
-
-def _authorize_url(discovery, client, **params):
-    rp = rp_session(client)
-    verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
-    url, state = rp.create_authorization_url(
-        discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce, **params
-    )
-    return rp, url, state, verifier, nonce
+from .support import Computer, query, verify_id_token
+from .support import rp_authorization as _authorize_url
 
 
 def _events(app, tag):
@@ -271,7 +203,7 @@ def test_a_phone_answer_with_an_invalid_token_binding_is_refused(
 ):
     """WebAuthn L2 §7.2 step 14. The login token is consumed before its answer is checked (the challenge is
     single use), so the refusal fails this login request; the computer shows why."""
-    from tests.app.test_devices import _client_data_with
+    from tests.support import client_data_with as _client_data_with
 
     _, url, *_ = _authorize_url(discovery, rp_client)
     started = computer.start(url)
@@ -285,7 +217,7 @@ def test_a_phone_answer_with_an_invalid_token_binding_is_refused(
 
 
 def test_a_phone_answer_whose_token_binding_is_supported_logs_in(discovery, rp_client, phone, computer, monkeypatch):
-    from tests.app.test_devices import _client_data_with
+    from tests.support import client_data_with as _client_data_with
 
     _, url, *_ = _authorize_url(discovery, rp_client)
     started = computer.start(url)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import json
 import re
 import secrets
 import time
-from urllib.parse import urlencode
 
 import requests
 from joserfc import jwt
@@ -20,38 +17,7 @@ from app.extensions import db
 from app.models import AuditEvent
 from app.oidc.keys import read_keys
 
-from .conftest import RP, query
-from .test_flow import login, verify_id_token
-
-
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
-def authorize_url(discovery, client_id, *, redirect_uri=f"{RP}/cb", scope="openid", challenge=None, **extra):
-    params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": scope,
-              "state": "st", **extra}
-    if challenge:
-        params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
-    return f"{discovery['authorization_endpoint']}?{urlencode(params)}"
-
-
-def code_for(browser, discovery, client, scope="openid", **extra):
-    verifier, challenge = pkce()
-    url = authorize_url(discovery, client["client_id"], scope=scope, challenge=challenge, **extra)
-    callback = browser.authorize(url)
-    return query(callback)["code"], verifier
-
-
-def exchange(discovery, client, code, verifier, **extra):
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": f"{RP}/cb", "code_verifier": verifier,
-            **extra}
-    auth = (client["client_id"], client["client_secret"]) if client["client_secret"] else None
-    if auth is None and "client_assertion" not in data:
-        data["client_id"] = client["client_id"]
-    return requests.post(discovery["token_endpoint"], data=data, auth=auth, timeout=30)
+from .support import RP, authorize_url, code_for, exchange, login, pkce, query, verify_id_token
 
 
 def userinfo(discovery, access_token):
@@ -141,7 +107,7 @@ def test_consent_form_needs_its_csrf_token(browser, discovery, add_client):
 def test_without_a_session_prompt_none_says_login_required_and_otherwise_login_comes_first(
     issuer, pki, person, discovery, add_client
 ):
-    from .conftest import Browser
+    from .support import Browser
 
     client = add_client()
     browser = Browser(issuer, pki)

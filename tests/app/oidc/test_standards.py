@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import requests
 
-from .conftest import RP, query
-from .test_rejections import authorize_url, code_for, exchange, pkce
+from .support import RP, authorize_url, code_for, exchange, pkce, query
 
 
 @pytest.fixture
 def anonymous(issuer, pki):
-    from .conftest import Browser
+    from .support import Browser
 
     return Browser(issuer, pki)  # no MoCert session: the refusal comes before any login
 

@@ -26,7 +26,7 @@ from webauthn.phone import (
 )
 from webauthn.phone.encoding import b64url_decode, b64url_encode
 
-from .conftest import ORIGIN, USER
+from .support import ORIGIN, USER
 
 ROOT = Path(__file__).resolve().parents[3]
 

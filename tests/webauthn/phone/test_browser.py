@@ -17,7 +17,7 @@ from webauthn.phone import (
 )
 from webauthn.phone.encoding import b64url_decode, b64url_encode
 
-from .conftest import ORIGIN
+from .support import ORIGIN
 
 
 def _options(rp_id: str | None = "example.com", **changes) -> dict:

@@ -1,0 +1,84 @@
+"""The provider served over real HTTP, relying parties registered by the CLI, a person with a card, and
+their phone: the ground of tests/app/oidc and tests/app/admin (helpers in tests/app/oidc/support.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from app import wiring
+from app.extensions import db
+from app.models import Account, utcnow
+from app.oidc.keys import ensure_keys
+from tests.app.oidc.support import Browser, Computer
+from tests.factories import make_account, make_oidc_client
+from tests.support import card_of
+from webauthn.phone import PhoneBrowser, PhoneClient, SoftwareAuthenticator
+
+
+@pytest.fixture
+def issuer(app):
+    """The app on http://localhost:<port>, with its own signing keys (in the test's directory the app was
+    made with, ``app_config``); returns the issuer URL."""
+    ensure_keys(app.config["OIDC_KEYS_DIR"])
+    server = make_server("localhost", 0, app, threaded=True)
+    app.config["PUBLIC_URL"] = f"http://localhost:{server.server_port}"
+    wiring.install(app)  # the parts are built from the configuration: again, for the port just chosen
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield app.config["PUBLIC_URL"]
+    server.shutdown()
+
+
+@pytest.fixture
+def discovery(issuer) -> dict:
+    return requests.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+
+
+@pytest.fixture
+def add_client(app):
+    """``add_client("--name", "X", ...)``: runs ``flask clients add`` and returns its JSON."""
+    return lambda *args: make_oidc_client(app, *args)
+
+
+@pytest.fixture
+def person(app, pki):
+    """王小明's account id (registered with the demo card A123456789)."""
+    with app.app_context():
+        return make_account(pki, card_of(pki, "A123456789")).id
+
+
+@pytest.fixture
+def browser(issuer, pki, person) -> Browser:
+    browser = Browser(issuer, pki)
+    browser.card_login()
+    return browser
+
+
+@pytest.fixture
+def phone(issuer, pki, person, app):
+    """The software phone, bound to 王小明 through the real binding flow (card login, QR token)."""
+    with app.app_context():
+        db.session.get(Account, person).email_verified_at = utcnow()
+        db.session.commit()
+    computer = Browser(issuer, pki)
+    computer.card_login()
+    binding = computer.http.post(
+        f"{issuer}/api/v1/bindings", json={}, headers={"X-CSRF-Token": computer.csrf()}, timeout=10
+    )
+    assert binding.status_code == 201, binding.text
+    client = PhoneClient(PhoneBrowser(SoftwareAuthenticator(None)))
+    client.bind(binding.json()["url"], "我的手機")
+    return client
+
+
+@pytest.fixture
+def computer(issuer, pki) -> Computer:
+    return Computer(issuer, pki)
+
+
+@pytest.fixture
+def rp_client(add_client):
+    return add_client()
