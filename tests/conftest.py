@@ -267,8 +267,6 @@ def app_config(instance_dir, database_url, smtp_server, pki, revocation_server, 
         database_url,
         # The signing keys are read when the app is made: a test that wants them makes them here.
         OIDC_KEYS_DIR=tmp_path / "oidc-keys",
-        # The signing keys are read when the app is made: a test that wants them makes them here.
-        OIDC_KEYS_DIR=tmp_path / "oidc-keys",
         SMTP_HOST="127.0.0.1",
         SMTP_PORT=smtp_server.port,
         # The demo identity check, served over HTTP beside the demo CRL and OCSP.
