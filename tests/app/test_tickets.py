@@ -13,7 +13,8 @@ from app.extensions import db
 from app.models import Binding, CardLogin, utcnow
 from app.services import sessions, tickets
 from app.services.tokens import digest
-from tests.support import card_of, make_account
+from tests.factories import make_account
+from tests.support import card_of
 
 
 @pytest.fixture
