@@ -25,8 +25,11 @@ marketplace-client: db
 	MARKETPLACE_PORT=$(MARKET_PORT) MARKETPLACE_MOCERT_URL=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)} \
 	  $(BIN)/python -m examples.marketplace register
 
+# The tests run in parallel workers (pytest-xdist), each with its own databases, servers and browser; those
+# that need pcscd's one vpcd reader take turns on a lock. TEST_WORKERS=0 runs them all in one process.
+TEST_WORKERS ?= 3
 test: setup-test translations
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Every route, 1,000 requests each, against gunicorn on SQLite and PostgreSQL (FUZZ_ARGS="--seed 1 -n 200").
 fuzz: setup-test translations

@@ -63,6 +63,7 @@ class RevocationServer:
         return self._app(environ, start_response)
 
 
+
 @pytest.fixture(scope="session")
 def real_trust() -> Path:
     """The real GRCA G3 and MOICA G3 certificates the project ships in iccard/trust/ (public documents)."""

@@ -8,6 +8,7 @@ running before); a pcscd that was already running is left alone.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import shutil
@@ -33,6 +34,7 @@ PKCS11_MODULE_GLOBS = (
 STARTUP_TIMEOUT = 10.0  # pcscd starting, a card showing up or going away
 OPENSC_TOOLS = ("opensc-tool", "pkcs15-tool", "pkcs11-tool")
 PCSCD_PATHS = ("/usr/sbin/pcscd", "/sbin/pcscd")  # not on PATH for every user
+VPCD_LOCK = Path(os.environ.get("MOCERT_VPCD_LOCK", "/tmp/mocert-vpcd.lock"))
 
 
 # -- in-process ----------------------------------------------------------------------------------------
@@ -105,6 +107,18 @@ def _vpcd_reader(friendly_name: str, slot: int) -> str | None:
     except ReaderUnavailable:
         return None
     return next((n for n in names if n.startswith(friendly_name) and n.endswith(f" {slot:02d}")), None)
+
+
+@pytest.fixture(autouse=True)
+def _one_test_at_a_time_on_vpcd(request):
+    """vpcd's reader listens on one fixed port: a test that uses it holds this machine-wide lock throughout,
+    so the parallel workers (and any other run on the machine) take turns rather than feed it two cards."""
+    if "pcsc_stack" not in request.fixturenames:
+        yield
+        return
+    with open(VPCD_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")

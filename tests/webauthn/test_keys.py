@@ -45,6 +45,8 @@ def _ec2(changes):
         cbor.encode({1: 1, 3: -8, -1: 7, -2: b"\x01" * 57}),  # Ed448
         cbor.encode({1: 4, 3: -7}),
     ],
+    ids=["es384", "ps256-label-on-ec", "p384-id-p256-point", "off-curve", "short-x", "no-alg", "rsa-1024", "ed448",
+         "symmetric"],  # the keys are random: ids from them would differ between the parallel workers
 )
 def test_other_keys_are_unsupported_algorithm(cose):
     with pytest.raises(WebAuthnError) as caught:
