@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -267,14 +267,18 @@ class SingleUseTicket:
     def done(self) -> bool:
         raise NotImplementedError
 
+    # How long past expiry an answer taken in time may still be checked; one that never finished (a crash
+    # between taking and recording it) is expired after that, so the asking page stops waiting.
+    CHECK_GRACE = timedelta(minutes=1)
+
     def status(self, now: datetime) -> str:
         """pending, scanned, expired, failed, or :attr:`DONE`; what the asking page shows."""
         if self.done():
             return self.DONE
         if self.failure is not None:
             return "failed"
-        if self.consumed_at is not None:  # an answer is being checked: its outcome may land past expiry
-            return "scanned"
+        if self.consumed_at is not None and now < self.expires_at + self.CHECK_GRACE:
+            return "scanned"  # an answer is being checked: its outcome may land just past expiry
         if self.expires_at <= now:
             return "expired"
         return "scanned" if self.scanned_at is not None else "pending"

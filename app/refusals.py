@@ -53,7 +53,7 @@ ANSWERS: dict[Key, Answer] = {
     "reason_required": Answer(400, N_("Please give a reason.")),
     "reason_too_long": Answer(400, N_("The reason can be at most %(max)d characters.")),
     # -- card login ----------------------------------------------------------------------------------------
-    # A body that cannot be a component's answer, refused before it spends the challenge (English, as ever).
+    # A body that cannot be a component's answer, refused before it spends the challenge.
     ("malformed_input", "card_login_id"): Answer(400, N_("login_id is required")),
     ("malformed_input", "card_signature_type"): Answer(400, N_("signatureType must be one of %(types)s")),
     ("malformed_input", "card_signature"): Answer(
@@ -154,8 +154,6 @@ ANSWERS: dict[Key, Answer] = {
     ),
     ("device_suspended", "use"): Answer(403, N_("This phone is suspended. Contact support.")),
     ("device_revoked", "use"): Answer(403, N_("This phone is no longer bound.")),
-    # The same answer as the card login's: the lead keeps one of the two entries at merge.
-    "account_locked": Answer(403, N_("This account is locked. Please contact the service desk.")),
     # A login answer refused by webauthn/ (its exc.reason is the code).
     ("sign_count_regression", "assertion"): Answer(401, N_("This phone's key may have been copied. Contact support.")),
     (None, "assertion"): Answer(401, N_("The phone's answer could not be verified.")),

@@ -70,8 +70,8 @@ def _refused(refusal: Refusal):
 
 @bp.errorhandler(CSRFError)
 def _csrf_failed(exc: CSRFError):
-    message = _("The page is out of date. Please reload it and try again.")
-    return render_template("error.html", status=400, message=message), 400
+    refusal = Refusal("csrf_failed")
+    return render_template("error.html", status=400, message=refusals.message(refusal)), 400
 
 
 def _shown_again(refusal: Refusal, page: Callable[..., str], *args, **kwargs):

@@ -12,6 +12,7 @@ from flask import Response, current_app, jsonify, request
 from iccard.demo_pki import DemoPKI, identity_check_token
 
 from ..input_checks import json_value
+from ..services.refusals import Refusal
 from . import bp
 
 
@@ -43,7 +44,7 @@ def identity_check():
         return jsonify(error="unauthorized"), 401
     try:
         body = json_value(request.get_data())
-    except Exception:  # noqa: BLE001 - whatever the door refuses the body with, the demo answers bad_request
+    except Refusal:  # whatever the door refuses the body with, the demo answers bad_request
         body = None
     body = body if isinstance(body, dict) else {}
     certificate, national_id = body.get("certificate"), body.get("national_id")

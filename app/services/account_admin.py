@@ -26,14 +26,14 @@ from .refusals import Refusal
 
 SEARCH_KINDS = ("national_id", "email", "phone", "name")
 SEARCH_LIMIT = 50
-NationalIdHash = Callable[[str], str]  # tokens.NationalIdHash: normalises, raises InvalidNationalId
+IdHasher = Callable[[str], str]  # tokens.NationalIdHash: normalises, raises InvalidNationalId
 
 
 # -- finding people -------------------------------------------------------------------------------------
 
 
 def find_accounts(operator: staff.Operator, query: Mapping[str, object], *,
-                  national_id_hash: NationalIdHash) -> list[Account]:
+                  national_id_hash: IdHasher) -> list[Account]:
     """By exactly one of: full national ID (through its keyed hash), email, mobile number, or name."""
     operator.require(staff.READ)
     given = {key: value for key, value in query.items() if key in SEARCH_KINDS and value}
@@ -65,7 +65,7 @@ def find_accounts(operator: staff.Operator, query: Mapping[str, object], *,
     return accounts
 
 
-def account_by_national_id(value: str, *, national_id_hash: NationalIdHash) -> Account | None:
+def account_by_national_id(value: str, *, national_id_hash: IdHasher) -> Account | None:
     """The account registered with this national ID (raises ``InvalidNationalId``)."""
     return db.session.scalar(select(Account).where(Account.national_id_hash == national_id_hash(value)))
 

@@ -377,7 +377,7 @@ def ensure_usable(device: Device, now: datetime) -> None:
     if status != DeviceStatus.ACTIVE:
         raise Refusal(f"device_{status}", case="use")
     if device.account.locked_at is not None:
-        raise Refusal("account_locked")
+        raise Refusal("account_locked", case="login")
 
 
 def certificate_pem(account: Account, device_id: int) -> tuple[str, bytes]:

@@ -46,6 +46,10 @@ def test_a_ticket_is_consumed_once_and_never_once_expired(app, binding):
         assert tickets.consume(ticket) is True
         assert tickets.consume(ticket) is False
         assert ticket.consumed_at is not None and ticket.status(utcnow()) == "scanned"  # its answer is checked
+        just_past = ticket.expires_at + Binding.CHECK_GRACE / 2
+        assert ticket.status(just_past) == "scanned"  # an answer taken in time may finish past expiry
+        # One that never finished (the checking request died) is expired, so the computer stops waiting.
+        assert ticket.status(ticket.expires_at + Binding.CHECK_GRACE) == "expired"
         tickets.fail(ticket, "user_not_verified")
         db.session.commit()
         assert ticket.status(utcnow()) == "failed"

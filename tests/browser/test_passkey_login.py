@@ -51,7 +51,6 @@ def device(page, live_server, pki, app):
 
 
 def _site_sends_the_browser_to_authorize(page, app, tmp_path, live_server, rp_url):
-    app.config["OIDC_KEYS_DIR"] = tmp_path / "oidc-keys"
     ensure_keys(app.config["OIDC_KEYS_DIR"])
     result = app.test_cli_runner().invoke(
         args=["clients", "add", "--name", "好市集 Marketplace", "--redirect-uri", f"{rp_url}/cb"]

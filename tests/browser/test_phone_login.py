@@ -32,7 +32,6 @@ def _decode_qr(page, selector: str = "#bind-qr") -> str:
 def test_a_person_logs_in_to_a_site_with_the_phone_by_qr_code(  # noqa: F811  (phone: the fixture)
     page, phone, live_server, pki, app, tmp_path, relying_party
 ):
-    app.config["OIDC_KEYS_DIR"] = tmp_path / "oidc-keys"
     ensure_keys(app.config["OIDC_KEYS_DIR"])
     rp_url, seen = relying_party
     result = app.test_cli_runner().invoke(

@@ -29,7 +29,6 @@ def _serve(wsgi_app):
 @pytest.fixture
 def mocert(app, tmp_path):
     """MoCert on http://localhost:<port> with its own signing keys; returns its URL (the issuer)."""
-    app.config["OIDC_KEYS_DIR"] = tmp_path / "oidc-keys"
     ensure_keys(app.config["OIDC_KEYS_DIR"])
     server = _serve(app)
     app.config["PUBLIC_URL"] = f"http://localhost:{server.server_port}"
