@@ -7,7 +7,7 @@ from flask import request, session
 from flask_login import current_user, login_user, logout_user
 
 from ..models import Account
-from ..services.card_login import Browser
+from ..services.sessions import Browser
 
 # The card login a registration must name, kept in the cookie between the login and the form.
 PENDING_REGISTRATION_KEY = "pending_card_login"

@@ -10,7 +10,7 @@ from ..api import json_body, local_path
 from ..audit import Tags, record
 from ..extensions import db, limiter
 from ..services import accounts, sessions
-from ..wiring import parts
+from .. import wiring
 from . import bp
 from .login import await_registration, browser, log_in, log_out
 
@@ -32,7 +32,7 @@ def _card_login_limit() -> str:
 @bp.post("/api/v1/card-login/begin")
 @limiter.limit(_card_login_limit)
 def card_login_begin():
-    challenge = parts().card_logins.begin()
+    challenge = wiring.parts().card_logins.begin()
     return jsonify(
         login_id=challenge.login_id,
         tbs=challenge.tbs,
@@ -45,7 +45,7 @@ def card_login_begin():
 @bp.post("/api/v1/card-login/complete")
 @limiter.limit(_card_login_limit)
 def card_login_complete():
-    done = parts().card_logins.complete(json_body(), browser())
+    done = wiring.parts().card_logins.complete(json_body(), browser())
     body: dict = {"status": done.status}
     if done.account is not None:
         log_in(done.account)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user
 
 from ..api import json_body
+from ..auth.login import browser, log_in
 from ..extensions import csrf, limiter
 from ..services import devices, mobile_login
 from ..services.mobile_login import LoggedIn
@@ -37,18 +37,9 @@ def _browser_key() -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _request_facts() -> dict:
-    """What the new session records of the browser, and the session it replaces."""
-    replacing = current_user.auth_session if current_user.is_authenticated else None
-    return {"ip": request.remote_addr, "user_agent": request.user_agent.string, "replacing": replacing}
-
-
 def _logged_in(done: LoggedIn):
     """Put the session the login opened in a fresh cookie (no fixation) and send the browser on."""
-    session.clear()
-    session.permanent = True
-    done.account.session_token, done.account.auth_session = done.token, done.auth_session
-    login_user(done.account)
+    log_in(done.account)
     return jsonify(status="logged_in", redirect=done.redirect)
 
 
@@ -95,7 +86,7 @@ def login_request_status(public_id: str):
 
 @bp.post("/api/v1/login-requests/<public_id>/complete")
 def complete_login_request(public_id: str):
-    return _logged_in(parts().mobile_logins.complete(public_id, _browser_key(), **_request_facts()))
+    return _logged_in(parts().mobile_logins.complete(public_id, _browser_key(), browser()))
 
 
 @bp.post("/api/v1/login-requests/<public_id>/passkey/options")
@@ -106,7 +97,7 @@ def passkey_options(public_id: str):
 @bp.post("/api/v1/login-requests/<public_id>/passkey/complete")
 def passkey_complete(public_id: str):
     credential = json_body().get("credential")
-    return _logged_in(parts().mobile_logins.passkey_complete(public_id, _browser_key(), credential, **_request_facts()))
+    return _logged_in(parts().mobile_logins.passkey_complete(public_id, _browser_key(), credential, browser()))
 
 
 @phone_bp.get("/m/login/<token>")

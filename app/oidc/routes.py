@@ -15,14 +15,15 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from flask import current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import current_app, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext, ngettext
-from flask_login import current_user, logout_user
+from flask_login import current_user
 from joserfc import jwt
 from joserfc.errors import JoseError
 
 from .. import refusals, wiring
 from ..audit import Tags, record
+from ..auth.login import log_out
 from ..extensions import csrf, db
 from ..services import consent, sessions
 from ..services.refusals import Refusal
@@ -286,5 +287,4 @@ def _end_session(client) -> None:
     sessions.end(current_user.auth_session)
     record(Tags.OIDC_LOGOUT, account=current_user, client=client.client_id if client else None)
     db.session.commit()
-    logout_user()
-    session.clear()
+    log_out()

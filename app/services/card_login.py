@@ -23,21 +23,13 @@ from ..audit import Tags, record
 from ..extensions import db
 from ..models import Account, AuthSession, CardCertificate, CardLogin, Device, utcnow
 from . import sessions
+from .sessions import Browser
 from .refusals import Refusal
 from .tokens import digest, new_token
 
 # The refusals of the card verifier (``CardLoginError.code``) are the table's "card" family: a code it
 # does not list answers as the family's fallback.
 CARD = "card"
-
-
-@dataclass(frozen=True)
-class Browser:
-    """The browser a login happens in, as the view read it from the request."""
-
-    ip: str | None = None
-    user_agent: str | None = None
-    held: AuthSession | None = None  # the MoCert session it holds now: a new login ends it
 
 
 @dataclass(frozen=True)
@@ -121,7 +113,6 @@ class LoginSessions:
             replacing=browser.held,
         )
         db.session.commit()
-        account.session_token, account.auth_session = token, auth_session
         return token
 
     def load(self, token: str) -> Account | None:

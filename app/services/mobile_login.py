@@ -36,7 +36,7 @@ from ..models import Account, AuthSession, Device, LoginRequest, OidcClient, utc
 from . import sessions, tickets
 from .devices import Devices, RelyingParty, ensure_usable
 from .refusals import Refusal
-from .sessions import LoginMarker
+from .sessions import Browser, LoginMarker
 from .tokens import digest
 
 MATCH_LETTERS = "ACDEFHJKLMNPRTUVWXY"  # no I/O (1/0), no B/S/G/Z (8/5/6/2), no Q
@@ -99,12 +99,8 @@ class MobileLogins:
         db.session.commit()
         return login, token
 
-    def complete(
-        self, public_id: object, browser_key: str | None, *, ip: str | None, user_agent: str | None,
-        replacing: AuthSession | None = None,
-    ) -> LoggedIn:
-        """Turn an approved request into a MoCert session for this browser (ending ``replacing``, the one
-        it had)."""
+    def complete(self, public_id: object, browser_key: str | None, browser: Browser) -> LoggedIn:
+        """Turn an approved request into a MoCert session for this browser (ending the one it held)."""
         login = _mine(public_id, browser_key)
         now = utcnow()
         if login.approved_at is None:
@@ -115,7 +111,7 @@ class MobileLogins:
             raise Refusal("login_request_expired")
         if not tickets.claim(login, LoginRequest.completed_at.is_(None), completed_at=now):
             raise Refusal("login_request_used")
-        return self._open_session(login, ip=ip, user_agent=user_agent, replacing=replacing)
+        return self._open_session(login, browser)
 
     # -- the same device (a passkey on this computer or phone) ---------------------------------------------
 
@@ -127,8 +123,7 @@ class MobileLogins:
         return self._request_options(challenge)
 
     def passkey_complete(
-        self, public_id: object, browser_key: str | None, credential: object, *, ip: str | None,
-        user_agent: str | None, replacing: AuthSession | None = None,
+        self, public_id: object, browser_key: str | None, credential: object, browser: Browser,
     ) -> LoggedIn:
         login = _mine(public_id, browser_key)
         if not isinstance(credential, dict):
@@ -139,7 +134,7 @@ class MobileLogins:
         _consume(login)
         self._approve(login, credential, login.passkey_challenge)
         login.completed_at = login.approved_at
-        return self._open_session(login, ip=ip, user_agent=user_agent, replacing=replacing)
+        return self._open_session(login, browser)
 
     # -- the phone's side (no cookie: the token is the capability) -------------------------------------------
 
@@ -204,9 +199,7 @@ class MobileLogins:
             device=device.id,
         )
 
-    def _open_session(
-        self, login: LoginRequest, *, ip: str | None, user_agent: str | None, replacing: AuthSession | None
-    ) -> LoggedIn:
+    def _open_session(self, login: LoginRequest, browser: Browser) -> LoggedIn:
         """A fresh MoCert session (method "mobile"), committed with the login's success.
 
         The login marker is made before the session, so /authorize sees a session at least as new as it.
@@ -229,8 +222,8 @@ class MobileLogins:
             device=device.id,
         )
         token, auth_session = sessions.open(
-            account, method="mobile", device_id=device.id, lifetime=self.session_lifetime, ip=ip,
-            user_agent=user_agent, replacing=replacing,
+            account, method="mobile", device_id=device.id, lifetime=self.session_lifetime,
+            ip=browser.ip, user_agent=browser.user_agent, replacing=browser.held,
         )
         db.session.commit()
         return LoggedIn(account, token, auth_session, redirect)

@@ -12,6 +12,7 @@ signed with the application's secret and good for an hour.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -20,6 +21,15 @@ from sqlalchemy import select, update
 from ..extensions import db
 from ..models import Account, AuthSession, OidcToken, utcnow
 from .tokens import digest, new_token
+
+
+@dataclass(frozen=True)
+class Browser:
+    """The browser a login happens in, as the view read it from the request."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    held: AuthSession | None = None  # the MoCert session it holds now: a new login ends it
 
 
 def open(  # noqa: A001 - sessions.open(), beside sessions.end()
@@ -51,6 +61,7 @@ def open(  # noqa: A001 - sessions.open(), beside sessions.end()
     )
     db.session.add(auth_session)
     end(replacing, now=now)
+    account.session_token, account.auth_session = token, auth_session  # what Flask-Login's get_id gives
     return token, auth_session
 
 
