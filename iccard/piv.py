@@ -92,6 +92,8 @@ RSA_2048_BYTES = 256
 
 # DER prefixes of DigestInfo (RFC 8017 §9.2, note 1); the digest follows.
 DIGEST_INFO_PREFIXES = {
+    # SHA-1 only for the sites a person has allowed it for (iccard.agent); never for a MoCert login.
+    "SHA1": bytes.fromhex("3021300906052b0e03021a05000414"),
     "SHA256": bytes.fromhex("3031300d060960864801650304020105000420"),
     "SHA384": bytes.fromhex("3041300d060960864801650304020205000430"),
     "SHA512": bytes.fromhex("3051300d060960864801650304020305000440"),

@@ -1,6 +1,6 @@
 """MakeSignature with a card: what the cross-platform component does between the page and the card.
 
-Given a PIV session (over a reader or the emulator), sign a to-be-signed text the way the component's
+Given a card (:class:`iccard.cards.Card`: PIV, emulated, PKCS#11), sign a to-be-signed text the way the component's
 ``MakeSignature`` does: hash it, then either a raw PKCS#1 v1.5 signature (``PKCS1``) or CMS SignedData
 with the signer's certificate (``PKCS7``). The private key never leaves the card, so ``cryptography``'s
 CMS builder (which wants the key object) cannot be used: the SignedData is assembled with asn1crypto
@@ -20,7 +20,8 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .piv import PivSession, Slot, digest_info
+from .cards import Card
+from .piv import digest_info
 
 # Hash names as MakeSignature takes them. SHA-1 (which old pages still ask for) is refused: a login or
 # a document signed over SHA-1 proves too little today.
@@ -80,25 +81,25 @@ class Signature:
     card_number: str
 
 
-def sign(session: PivSession, pin: str, request: SignRequest, *, now: datetime | None = None) -> Signature:
+def sign(card: Card, pin: str, request: SignRequest, *, now: datetime | None = None) -> Signature:
     """Verify the PIN, then sign ``request`` with the card's signing key.
 
     Raises the card's errors (:class:`~iccard.errors.WrongPin`, :class:`~iccard.errors.PinBlocked`,
     :class:`~iccard.errors.CardRemoved`, ...) unchanged.
     """
-    certificate = session.get_certificate(Slot.SIGNATURE)
-    card_number = session.card_number()
-    session.verify_pin(pin)
+    certificate = card.signing_certificate()
+    card_number = card.card_number()
+    card.verify_pin(pin)
     if request.signature_type == "PKCS1":
         digest = hashlib.new(request.hash_name, request.tbs).digest()
-        signature = session.sign_pkcs1v15(Slot.SIGNATURE, digest_info(request.hash_name, digest))
+        signature = card.sign(digest_info(request.hash_name, digest))
     else:
-        signature = _signed_data(session, certificate, card_number, request, now or datetime.now(timezone.utc))
+        signature = _signed_data(card, certificate, card_number, request, now or datetime.now(timezone.utc))
     return Signature(signature, certificate, card_number)
 
 
 def _signed_data(
-    session: PivSession, certificate: x509.Certificate, card_number: str, request: SignRequest, now: datetime
+    card: Card, certificate: x509.Certificate, card_number: str, request: SignRequest, now: datetime
 ) -> bytes:
     cert = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
     attributes = [
@@ -116,7 +117,7 @@ def _signed_data(
     # The signature covers the attributes' DER as a SET OF (RFC 5652 §5.4); asn1crypto sorts them.
     to_sign = signed_attrs.dump()
     digest = hashlib.new(request.hash_name, to_sign).digest()
-    raw = session.sign_pkcs1v15(Slot.SIGNATURE, digest_info(request.hash_name, digest))
+    raw = card.sign(digest_info(request.hash_name, digest))
     signer = cms.SignerInfo(
         {
             "version": "v1",

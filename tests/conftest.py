@@ -301,6 +301,7 @@ def start_agent(pki, tmp_path):
     """Start MoCert's card agent over the emulated demo cards: ``start_agent(cards=[...], trusted=[...])``."""
     from iccard.agent.component import LocalComponent
     from iccard.agent.server import AgentServer
+    from iccard.cards import PivSlot
     from iccard.agent.trust import TrustList
     from iccard.emulator import InProcessReader, PivCardEmulator
 
@@ -313,7 +314,8 @@ def start_agent(pki, tmp_path):
             InProcessReader(PivCardEmulator.from_demo(pki, card, state / "cards"), name=f"Test Reader {index}")
             for index, card in enumerate(chosen, start=1)
         ]
-        component = LocalComponent(lambda: list(readers), TrustList(state / "trusted-sites.json", tuple(trusted)))
+        slots = [PivSlot(reader) for reader in readers]
+        component = LocalComponent(lambda: list(slots), TrustList(state / "trusted-sites.json", tuple(trusted)))
         server = AgentServer(("127.0.0.1", 0), component)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         server.readers = readers

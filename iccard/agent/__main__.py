@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ..cards import PivSlot
 from .component import LocalComponent
 from .server import AgentServer
 from .trust import TrustList
@@ -36,16 +37,17 @@ def main(argv: list[str] | None = None) -> int:
 
         readers = emulated_readers(args.pki_dir, args.state_dir / "cards")
         source = f"{len(readers())} emulated demo cards from {args.pki_dir}"
+        slots = lambda: [PivSlot(reader) for reader in readers()]  # noqa: E731
     else:
         try:
             from ..pcsc import list_readers
         except ImportError as exc:
             print(f"cannot read cards through PC/SC: {exc}", file=sys.stderr)
             return 2
-        readers = list_readers
+        slots = lambda: [PivSlot(reader) for reader in list_readers()]  # noqa: E731
         source = "PC/SC readers"
 
-    component = LocalComponent(readers, TrustList(args.state_dir / "trusted-sites.json", tuple(args.trust)))
+    component = LocalComponent(slots, TrustList(args.state_dir / "trusted-sites.json", tuple(args.trust)))
     try:
         server = AgentServer((args.host, args.port), component)
     except OSError as exc:

@@ -8,9 +8,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from .. import signer
+from ..cards import CardSlot
 from ..errors import CardError, NoCard
-from ..piv import PivSession, Slot
-from ..transport import Reader
 from . import protocol
 from .trust import TrustList
 
@@ -18,10 +17,10 @@ PIN_FORMAT = re.compile(r"^[0-9]{6,8}$")
 
 
 class LocalComponent:
-    """What the HTTP agent serves. ``readers`` is asked afresh each time: cards come and go."""
+    """What the HTTP agent serves. ``slots`` is asked afresh each time: cards come and go."""
 
-    def __init__(self, readers: Callable[[], Sequence[Reader]], trust: TrustList) -> None:
-        self._readers = readers
+    def __init__(self, slots: Callable[[], Sequence[CardSlot]], trust: TrustList) -> None:
+        self._slots = slots
         self.trust = trust
         # One card conversation at a time: a PIN check and a signature must not interleave.
         self._card_lock = threading.Lock()
@@ -48,11 +47,11 @@ class LocalComponent:
         slots = []
         with self._card_lock:
             try:
-                readers = self._readers()
+                present = self._slots()
             except CardError as exc:  # no PC/SC service: say so rather than list nothing
                 return protocol.card_failure("pkcs11info", exc)
-            for reader in readers:
-                slots.append({"slotDescription": reader.name, "token": self._token(reader, with_cert)})
+            for slot in present:
+                slots.append({"slotDescription": slot.name, "token": self._token(slot, with_cert)})
         return {"func": "pkcs11info", "ret_code": protocol.OK, "last_error": 0, "version": protocol.VERSION, "slots": slots}
 
     def make_signature(self, request: dict) -> dict:
@@ -66,41 +65,32 @@ class LocalComponent:
             return protocol.failure("sign", protocol.BAD_REQUEST, protocol.CKR_ARGUMENTS_BAD, str(exc))
         with self._card_lock:
             try:
-                reader = self._pick(request.get("slotDescription"))
-                if reader is None:
+                slot = self._pick(request.get("slotDescription"))
+                if slot is None:
                     return protocol.card_failure("sign", NoCard("no card in the reader"))
-                connection = reader.connect()
-                try:
-                    session = PivSession(connection)
-                    certificate = session.get_certificate(Slot.SIGNATURE)
+                with slot.open() as card:
+                    certificate = card.signing_certificate()
                     if certificate.not_valid_after_utc <= datetime.now(timezone.utc):
                         return protocol.failure("sign", protocol.CARD_EXPIRED, 0, "the card has expired")
-                    result = signer.sign(session, pin, sign_request)
-                finally:
-                    connection.close()
+                    result = signer.sign(card, pin, sign_request)
             except CardError as exc:
                 return protocol.card_failure("sign", exc)
         return protocol.sign_response(result.signature, result.certificate, result.card_number)
 
-    def _pick(self, description: object) -> Reader | None:
-        present = [reader for reader in self._readers() if reader.has_card()]
+    def _pick(self, description: object) -> CardSlot | None:
+        present = [slot for slot in self._slots() if slot.has_card()]
         if isinstance(description, str) and description:
-            return next((reader for reader in present if reader.name == description), None)
+            return next((slot for slot in present if slot.name == description), None)
         return present[0] if present else None
 
-    def _token(self, reader: Reader, with_cert: bool) -> dict | None:
-        if not reader.has_card():
+    def _token(self, slot: CardSlot, with_cert: bool) -> dict | None:
+        if not slot.has_card():
             return None
         try:
-            connection = reader.connect()
-            try:
-                session = PivSession(connection)
-                token: dict = {"serialNumber": session.card_number()}
+            with slot.open() as card:
+                token: dict = {"serialNumber": card.card_number()}
                 if with_cert:
-                    certificate = session.get_certificate(Slot.SIGNATURE)
-                    token["certs"] = [protocol.certificate_entry("cert1", certificate)]
-            finally:
-                connection.close()
+                    token["certs"] = [protocol.certificate_entry("cert1", card.signing_certificate())]
         except CardError:
             return None
         return token

@@ -9,13 +9,15 @@ import requests
 from iccard.agent.component import LocalComponent
 from iccard.agent.server import AgentServer
 from iccard.agent.trust import TrustList
+from iccard.cards import PivSlot
 from iccard.signature import verify_pkcs7
 
 
 def test_the_agent_lists_and_signs_with_a_card_in_a_pcsc_reader(pcsc_stack, virtual_card, pki, demo_card, tmp_path):
     from iccard import pcsc
 
-    server = AgentServer(("127.0.0.1", 0), LocalComponent(pcsc.list_readers, TrustList(tmp_path / "trusted.json")))
+    component = LocalComponent(lambda: [PivSlot(r) for r in pcsc.list_readers()], TrustList(tmp_path / "trusted.json"))
+    server = AgentServer(("127.0.0.1", 0), component)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         info = requests.get(f"{server.url}/pkcs11info?withcert=true", timeout=30).json()
