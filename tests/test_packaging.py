@@ -97,7 +97,7 @@ def test_the_wheel_requires_what_the_lock_pins_at_the_top(wheel):
 
 def test_the_agent_extra_is_the_agent_lock(wheel):
     agent = [r for r in _requirements(wheel) if r.marker is not None and r.marker.evaluate({"extra": "agent"})]
-    assert {canonicalize_name(r.name) for r in agent} == set(_pins("requirements-agent.txt")) == {"pyscard"}
+    assert {canonicalize_name(r.name) for r in agent} == set(_pins("requirements-agent.txt")) == {"pyscard", "python-pkcs11"}
     pins = _pins("requirements-agent.txt")
     for requirement in agent:
         assert requirement.specifier.contains(pins[canonicalize_name(requirement.name)])
