@@ -96,10 +96,14 @@ class UnsupportedCard(CardError):
 
 
 class WrongPin(CardError):
+    """A wrong PIN, counted by the card. ``tries_left`` is None when the card (or its PKCS#11 module) does not
+    say how many tries are left: PKCS#11 tells only "the final try" and "fewer than the maximum"."""
+
     code = "wrong_pin"
 
-    def __init__(self, tries_left: int) -> None:
-        super().__init__(f"wrong PIN, {tries_left} tries left")
+    def __init__(self, tries_left: int | None) -> None:
+        told = "the card does not say how many tries are left" if tries_left is None else f"{tries_left} tries left"
+        super().__init__(f"wrong PIN, {told}")
         self.tries_left = tries_left
 
 
@@ -121,6 +125,12 @@ class ReaderUnavailable(CardError):
     """The smart-card service (pcscd) or the reader itself cannot be reached."""
 
     code = "reader_unavailable"
+
+
+class ModuleUnavailable(ReaderUnavailable):
+    """A PKCS#11 module (the card vendor's, OpenSC's, SoftHSM) cannot be loaded or initialized."""
+
+    code = "module_unavailable"
 
 
 class CardInUse(CardError):

@@ -1,7 +1,9 @@
 """``python -m iccard.agent``: serve the local card component on http://localhost:61161.
 
-``--emulate`` serves the demo cards (no reader, no PC/SC needed); otherwise cards are read through
-PC/SC readers (install the ``agent`` extra: pyscard).
+``--emulate`` serves the demo cards (no reader, no PC/SC needed); ``--pkcs11 MODULE`` reads cards through a
+PKCS#11 module (the card vendor's: HiCOS for MOICA's citizen cards; OpenSC's ``opensc-pkcs11.so`` for PIV
+cards; SoftHSM); otherwise cards are read as PIV cards in PC/SC readers. Both need the ``agent`` extra
+(pyscard, python-pkcs11).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..cards import PivSlot
+from ..errors import CardError
 from .component import LocalComponent
 from .server import AgentServer
 from .trust import TrustList
@@ -22,6 +25,8 @@ DEFAULT_PORT = 61161
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iccard.agent", description=__doc__.splitlines()[0])
     parser.add_argument("--emulate", action="store_true", help="serve the demo cards instead of PC/SC readers")
+    parser.add_argument("--pkcs11", type=Path, metavar="MODULE",
+                        help="read cards through this PKCS#11 module (e.g. the card vendor's libHicos_p11v1.so)")
     parser.add_argument("--pki-dir", type=Path, default=Path("instance/demo-pki"), help="the demo PKI (--emulate)")
     parser.add_argument("--state-dir", type=Path, default=Path("instance/agent"),
                         help="where the trusted sites (and emulated PIN counters) are kept")
@@ -32,7 +37,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(message)s")
 
-    if args.emulate:
+    if args.emulate and args.pkcs11:
+        parser.error("--emulate and --pkcs11 exclude each other")
+    if args.pkcs11:
+        try:
+            from ..pkcs11 import Pkcs11Module
+        except ImportError as exc:
+            print(f"cannot read cards through PKCS#11: {exc}", file=sys.stderr)
+            return 2
+        try:
+            slots = Pkcs11Module(args.pkcs11)
+        except CardError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        source = f"PKCS#11 module {args.pkcs11}: {slots.description}"
+    elif args.emulate:
         from .emulated import emulated_readers
 
         readers = emulated_readers(args.pki_dir, args.state_dir / "cards")

@@ -199,3 +199,53 @@ def opensc(pcsc_stack) -> Path:
     if module is None:
         missing("OpenSC's PKCS#11 module opensc-pkcs11.so was not found (Debian package opensc-pkcs11)")
     return module
+
+
+# -- PKCS#11: SoftHSM2 tokens, OpenSC's module, the agent over them -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def softhsm(pki, tmp_path_factory):
+    """SoftHSM2 holding every demo card as a token (tests/pkcs11_tokens.py), for this process and its children.
+
+    SOFTHSM2_CONF is set for the whole session before anything loads the module: SoftHSM reads it once, at
+    C_Initialize, and a process initializes a module once. ``softhsm.tokens(cards)`` makes other token
+    directories, for agents started as processes of their own.
+    """
+    from tests.pkcs11_tokens import SoftHsm, find_softhsm, tools_missing
+
+    module = find_softhsm()
+    if module is None:
+        missing("SoftHSM2's PKCS#11 module libsofthsm2.so was not found (Debian package softhsm2)")
+    if absent := tools_missing():
+        missing(f"{', '.join(absent)} not found (Debian packages softhsm2, opensc)")
+    hsm = SoftHsm(module, tmp_path_factory.mktemp("softhsm"), pki)
+    hsm.config = hsm.tokens(pki.cards)
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(hsm.config)
+    yield hsm
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+
+
+@pytest.fixture
+def pkcs11_agent(tmp_path):
+    """``pkcs11_agent(module, env=..., trusted=[...])``: ``python -m iccard.agent --pkcs11 module`` as a process
+    of its own, with an empty HOME (no OpenSC file cache from elsewhere); stopped after the test."""
+    from tests.agent_process import AgentProcess
+
+    agents = []
+
+    def start(module, *, env=None, trusted=()):
+        home = tmp_path / f"agent-home-{len(agents)}"
+        home.mkdir()
+        agent = AgentProcess(["--pkcs11", str(module)], state_dir=tmp_path / f"agent-state-{len(agents)}",
+                             env={**(env or os.environ), "HOME": str(home)}, trusted=tuple(trusted))
+        agents.append(agent)
+        return agent
+
+    yield start
+    for agent in agents:
+        agent.stop()

@@ -1,0 +1,239 @@
+"""Cards through PKCS#11 modules we did not write: SoftHSM2 holding the demo cards, and OpenSC's module
+reading the emulated PIV card through pcscd and vpcd.
+
+Both modules are loaded in this process, once each (SoftHSM with the session's token directory, see the
+``softhsm`` fixture). What each module reports, and so what these tests pin:
+
+- SoftHSM: the token label is what it was initialized with (the card number); the serial number is its own
+  hex; a wrong PIN sets CKF_USER_PIN_COUNT_LOW and nothing else, and SoftHSM never locks a PIN.
+- OpenSC's PIV emulation: label the holder's name, serial the hex of the card number's last 8 characters,
+  the card number in the CHUID data object; a wrong PIN shows no flag until the final try
+  (CKF_USER_PIN_FINAL_TRY), then CKF_USER_PIN_LOCKED.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from iccard import signer
+from iccard.errors import CardRemoved, MalformedPin, ModuleUnavailable, NoCard, PinBlocked, PinRequired, WrongPin
+from iccard.signature import verify_pkcs1, verify_pkcs7
+from tests.support import card_of
+
+TBS = "登入 MoCert 的挑戰 through PKCS#11"
+
+
+def _request(signature_type: str) -> signer.SignRequest:
+    return signer.SignRequest.from_make_signature(
+        {"tbs": TBS, "tbsEncoding": "NONE", "hashAlgorithm": "SHA256", "signatureType": signature_type}
+    )
+
+
+def _verifies(signature_type: str, result: signer.Signature) -> object:
+    if signature_type == "PKCS1":
+        der = result.certificate.public_bytes(Encoding.DER)
+        return verify_pkcs1(TBS.encode(), result.signature, der, "sha256")
+    return verify_pkcs7(TBS.encode(), result.signature)
+
+
+# -- SoftHSM2 ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def softhsm_module(softhsm):
+    from iccard.pkcs11 import Pkcs11Module
+
+    return Pkcs11Module(softhsm.module)
+
+
+@pytest.fixture
+def token_of(softhsm_module):
+    """The slot holding a demo card's token, by national ID."""
+
+    def find(pki, national_id: str, status: str = "valid"):
+        card = card_of(pki, national_id, status)
+        for slot in softhsm_module():
+            with slot.open() as token:
+                if token.card_number() == card.card_number:
+                    return slot, card
+        raise AssertionError(f"no SoftHSM token holds {card.card_number}")
+
+    return find
+
+
+def test_every_softhsm_token_holding_a_card_is_a_slot_and_the_free_slot_is_not(softhsm_module, pki):
+    slots = softhsm_module()
+    numbers = []
+    for slot in slots:
+        assert slot.name.startswith("SoftHSM slot ID 0x") and slot.has_card()
+        with slot.open() as card:
+            numbers.append(card.card_number())
+    assert sorted(numbers) == sorted(card.card_number for card in pki.cards)  # SoftHSM's empty token is left out
+
+
+def test_the_module_is_loaded_once_per_process(softhsm, softhsm_module):
+    from iccard.pkcs11 import Pkcs11Module
+
+    again = Pkcs11Module(softhsm.module)
+    assert again._lib is softhsm_module._lib  # one C_Initialize: a second would answer CKR_CRYPTOKI_ALREADY_INITIALIZED
+
+
+def test_a_softhsm_token_gives_the_cards_certificates(token_of, pki, softhsm):
+    slot, demo = token_of(pki, "A123456789")
+    with slot.open() as card:
+        assert card.card_number() == demo.card_number  # from the label: SoftHSM's serial is its own hex
+        assert card.signing_certificate() == pki.card_certificate(demo)
+        assert card.encryption_certificate() == softhsm.encryption_pair(demo)[1]
+        assert card.ca_certificates() == [pki.issuer_certificate]
+
+
+@pytest.mark.parametrize("signature_type", ["PKCS1", "PKCS7"])
+def test_a_softhsm_token_signs_and_the_signature_verifies(token_of, pki, signature_type):
+    slot, demo = token_of(pki, "B223456782")
+    with slot.open() as card:
+        result = signer.sign(card, demo.pin, _request(signature_type))
+    assert result.card_number == demo.card_number
+    assert _verifies(signature_type, result) == pki.card_certificate(demo)
+
+
+def test_a_softhsm_token_decrypts_what_was_encrypted_to_its_encryption_certificate(token_of, pki, softhsm):
+    slot, demo = token_of(pki, "A123456789")
+    secret = b"a session key for DecryptData"
+    ciphertext = softhsm.encryption_pair(demo)[1].public_key().encrypt(secret, padding.PKCS1v15())
+    with slot.open() as card:
+        card.verify_pin(demo.pin)
+        assert card.decrypt(ciphertext) == secret
+
+
+def test_a_wrong_pin_is_refused_without_a_count_softhsm_does_not_give(token_of, pki):
+    slot, demo = token_of(pki, "A123456789")
+    with slot.open() as card:
+        with pytest.raises(WrongPin) as refused:
+            card.verify_pin("000000")
+    assert refused.value.tries_left is None  # SoftHSM says only CKF_USER_PIN_COUNT_LOW
+    with slot.open() as card:
+        card.verify_pin(demo.pin)  # and never locks
+
+
+def test_a_pin_not_of_6_to_8_digits_never_reaches_the_token(token_of, pki):
+    slot, _ = token_of(pki, "A123456789")
+    with slot.open() as card:
+        for pin in ("12345", "123456789", "12345a"):
+            with pytest.raises(MalformedPin):
+                card.verify_pin(pin)
+
+
+def test_signing_before_the_pin_is_refused(token_of, pki):
+    slot, _ = token_of(pki, "A123456789")
+    with slot.open() as card, pytest.raises(PinRequired):
+        card.sign(b"\x30" * 51)
+
+
+def test_a_changed_pin_works_and_the_old_one_is_refused(token_of, pki):
+    slot, demo = token_of(pki, "F131313136")  # 林志豪's valid card: no other test signs with it
+    with slot.open() as card:
+        card.change_pin(demo.pin, "24681357")
+    try:
+        with slot.open() as card:
+            with pytest.raises(WrongPin):
+                card.verify_pin(demo.pin)
+            card.verify_pin("24681357")
+            assert verify_pkcs7(TBS.encode(), signer.sign(card, "24681357", _request("PKCS7")).signature)
+    finally:
+        with slot.open() as card:
+            card.change_pin("24681357", demo.pin)
+
+
+def test_a_pin_change_with_a_wrong_old_pin_counts_as_a_wrong_pin(token_of, pki):
+    slot, demo = token_of(pki, "F131313136")
+    with slot.open() as card, pytest.raises(WrongPin):
+        card.change_pin("000000", "24681357")
+    with slot.open() as card:
+        card.verify_pin(demo.pin)
+
+
+def test_a_module_that_does_not_exist_is_named_in_the_error(tmp_path):
+    from iccard.pkcs11 import Pkcs11Module
+
+    with pytest.raises(ModuleUnavailable, match="no-such-module.so"):
+        Pkcs11Module(tmp_path / "no-such-module.so")
+
+
+def test_a_library_that_is_no_pkcs11_module_is_refused_with_the_reason(tmp_path):
+    from iccard.pkcs11 import Pkcs11Module
+
+    not_a_module = tmp_path / "libnotpkcs11.so"
+    not_a_module.write_bytes(b"\x7fELF not really")
+    with pytest.raises(ModuleUnavailable, match=r"libnotpkcs11\.so.*: .+"):
+        Pkcs11Module(not_a_module)
+
+
+# -- OpenSC's module over the emulated PIV card in vpcd ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def opensc_module(opensc):
+    from iccard.pkcs11 import Pkcs11Module
+
+    return Pkcs11Module(opensc)
+
+
+@pytest.fixture
+def opensc_slot(opensc_module, pcsc_stack, virtual_card):
+    return next(slot for slot in opensc_module() if slot.name == pcsc_stack.reader_name)
+
+
+def test_opensc_lists_the_card_reader_with_the_card_and_the_empty_reader_too(opensc_module, opensc_slot):
+    slots = opensc_module()
+    assert opensc_slot.has_card()
+    empty = [slot for slot in slots if not slot.has_card()]
+    assert all(slot.name.startswith("Virtual PCD") for slot in empty)  # vpcd's second reader: "insert a card"
+
+
+def test_opensc_gives_the_card_number_from_the_chuid_and_the_certificate(opensc_slot, pki, demo_card):
+    with opensc_slot.open() as card:
+        # OpenSC's token label is 王小明 and its serial 3030303030303031: the CHUID says TEST000000000001.
+        assert card.card_number() == demo_card.card_number
+        assert card.signing_certificate() == pki.card_certificate(demo_card)
+
+
+@pytest.mark.parametrize("signature_type", ["PKCS1", "PKCS7"])
+def test_opensc_signs_with_the_emulated_card_and_the_signature_verifies(opensc_slot, pki, demo_card, signature_type):
+    with opensc_slot.open() as card:
+        result = signer.sign(card, demo_card.pin, _request(signature_type))
+    assert result.card_number == demo_card.card_number
+    assert _verifies(signature_type, result) == pki.card_certificate(demo_card)
+
+
+def test_opensc_tells_the_final_try_and_then_the_blocked_pin(opensc_slot, emulator, demo_card):
+    with opensc_slot.open() as card:
+        with pytest.raises(WrongPin) as first:
+            card.verify_pin("000000")
+        assert first.value.tries_left is None  # 2 left, but OpenSC does not know PIV's maximum: no flag
+        with pytest.raises(WrongPin) as second:
+            card.verify_pin("000000")
+        assert second.value.tries_left == 1  # CKF_USER_PIN_FINAL_TRY
+        with pytest.raises(PinBlocked):  # CKR_PIN_INCORRECT, and the flags say CKF_USER_PIN_LOCKED
+            card.verify_pin("000000")
+    assert emulator.pin_tries_left == 0
+    with opensc_slot.open() as card, pytest.raises(PinBlocked):  # CKR_PIN_LOCKED, even for the right PIN
+        card.verify_pin(demo_card.pin)
+
+
+def test_opensc_says_the_card_was_removed_during_a_conversation(opensc_module, opensc_slot, pcsc_stack,
+                                                                  virtual_card, demo_card):
+    with opensc_slot.open() as card:
+        card.verify_pin(demo_card.pin)
+        virtual_card.remove()
+        pcsc_stack.wait_for_card(present=False)
+        with pytest.raises((CardRemoved, NoCard)):
+            card.sign(bytes.fromhex("3031300d060960864801650304020105000420") + bytes(32))
+    time.sleep(0.5)
+    assert opensc_slot.name not in [slot.name for slot in opensc_module() if slot.has_card()]
+    with pytest.raises(NoCard):
+        with opensc_slot.open():
+            pass

@@ -1,0 +1,145 @@
+"""Demo cards as PKCS#11 tokens in SoftHSM2 (Debian's softhsm2), written with OpenSC's pkcs11-tool.
+
+SoftHSM reads its configuration (``SOFTHSM2_CONF``: where the tokens live) once, at C_Initialize, and a
+process initializes a module once: so a process sees one token directory. :meth:`SoftHsm.tokens` makes a
+directory of tokens and the configuration naming it; the test process gets one for the session
+(``tests/iccard/conftest.py``), an agent started as a subprocess gets the configuration it is given.
+
+Each card is a token labelled with its card number, user PIN the demo PIN, holding what a citizen card
+holds: the signing key and certificate (CKA_ID 01), the encryption key and certificate (02), and the issuing
+CA's certificate (03, no key). SoftHSM makes up the token's serial number; the label carries the card number.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from iccard.demo_pki import DemoCard, DemoPKI
+
+SOFTHSM_MODULE_GLOBS = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/*/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+)
+SO_PIN = "12345678"
+SIGNING_ID, ENCRYPTION_ID, CA_ID = "01", "02", "03"
+
+
+def find_softhsm() -> Path | None:
+    configured = os.environ.get("MOCERT_SOFTHSM_MODULE")
+    candidates = [configured] if configured else [p for g in SOFTHSM_MODULE_GLOBS for p in sorted(glob.glob(g))]
+    return next((Path(p) for p in candidates if p and os.path.isfile(p)), None)
+
+
+class SoftHsm:
+    """SoftHSM token directories holding demo cards, under ``root``."""
+
+    def __init__(self, module: Path, root: Path, pki: DemoPKI) -> None:
+        self.module, self.root, self.pki = module, root, pki
+        self._made = 0
+
+    def tokens(self, cards: list[DemoCard]) -> Path:
+        """A new token directory with one token per card; returns the SOFTHSM2_CONF file naming it."""
+        self._made += 1
+        directory = self.root / f"tokens-{self._made}"
+        directory.mkdir(parents=True)
+        config = self.root / f"softhsm2-{self._made}.conf"
+        config.write_text(
+            f"directories.tokendir = {directory}\nobjectstore.backend = file\nlog.level = ERROR\n"
+            "slots.removable = false\n"
+        )
+        env = self.env(config)
+        for card in cards:
+            _run(["softhsm2-util", "--init-token", "--free", "--label", card.card_number,
+                  "--so-pin", SO_PIN, "--pin", card.pin], env)
+            self._write(card, env)
+        return config
+
+    def env(self, config: Path) -> dict[str, str]:
+        return {**os.environ, "SOFTHSM2_CONF": str(config)}
+
+    def _write(self, card: DemoCard, env: dict[str, str]) -> None:
+        files = self.root / "objects" / card.card_number
+        if not files.is_dir():
+            files.mkdir(parents=True)
+            key, certificate = self.pki.card_key(card), self.pki.card_certificate(card)
+            encryption_key, encryption_certificate = self.encryption_pair(card)
+            _der_files(files / "sign", key, certificate)
+            _der_files(files / "keyx", encryption_key, encryption_certificate)
+            (files / "ca.cert.der").write_bytes(self.pki.issuer_certificate.public_bytes(serialization.Encoding.DER))
+        tool = ["pkcs11-tool", "--module", str(self.module), "--token-label", card.card_number, "--login",
+                "--pin", card.pin]
+        for name, object_id, label in (("sign", SIGNING_ID, "SIGN"), ("keyx", ENCRYPTION_ID, "KEYX")):
+            for kind in ("privkey", "pubkey", "cert"):
+                _run([*tool, "--write-object", str(files / f"{name}.{kind}.der"), "--type", kind,
+                      "--id", object_id, "--label", label], env)
+        _run([*tool, "--write-object", str(files / "ca.cert.der"), "--type", "cert", "--id", CA_ID,
+              "--label", "CACert"], env)
+
+    def encryption_pair(self, card: DemoCard) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+        """The card's encryption key and certificate: the demo PKI's when it makes them, else made here once."""
+        if hasattr(self.pki, "card_encryption_certificate"):
+            return self.pki.card_encryption_key(card), self.pki.card_encryption_certificate(card)
+        key_file = self.root / "encryption" / f"{card.card_number}.key.der"
+        cert_file = key_file.with_name(f"{card.card_number}.cert.der")
+        if not key_file.is_file():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key, certificate = _encryption_certificate(self.pki, card)
+            key_file.write_bytes(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+            cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+        return (serialization.load_der_private_key(key_file.read_bytes(), None),
+                x509.load_der_x509_certificate(cert_file.read_bytes()))
+
+
+def _encryption_certificate(pki: DemoPKI, card: DemoCard) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """An encryption certificate as a citizen card's cert2: the signing one's subject, keyEncipherment and
+    dataEncipherment."""
+    signing = pki.card_certificate(card)
+    issuer_key = serialization.load_pem_private_key((pki.directory / "issuer.key.pem").read_bytes(), None)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(signing.subject)
+        .issuer_name(pki.issuer_certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(signing.not_valid_before_utc)  # an expired card's both certificates have expired
+        .not_valid_after(signing.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=True,
+                          data_encipherment=True, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                          encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return key, certificate
+
+
+def _der_files(stem: Path, key: rsa.RSAPrivateKey, certificate: x509.Certificate) -> None:
+    stem.with_suffix(".privkey.der").write_bytes(
+        key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    stem.with_suffix(".pubkey.der").write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    stem.with_suffix(".cert.der").write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+
+
+def _run(args: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def tools_missing() -> list[str]:
+    return [tool for tool in ("softhsm2-util", "pkcs11-tool") if shutil.which(tool) is None]
