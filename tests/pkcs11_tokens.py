@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from iccard.demo_pki import DemoCard, DemoPKI
@@ -71,9 +71,8 @@ class SoftHsm:
         if not files.is_dir():
             files.mkdir(parents=True)
             key, certificate = self.pki.card_key(card), self.pki.card_certificate(card)
-            encryption_key, encryption_certificate = self.encryption_pair(card)
             _der_files(files / "sign", key, certificate)
-            _der_files(files / "keyx", encryption_key, encryption_certificate)
+            _der_files(files / "keyx", self.pki.card_encryption_key(card), self.pki.card_encryption_certificate(card))
             (files / "ca.cert.der").write_bytes(self.pki.issuer_certificate.public_bytes(serialization.Encoding.DER))
         tool = ["pkcs11-tool", "--module", str(self.module), "--token-label", card.card_number, "--login",
                 "--pin", card.pin]
@@ -83,47 +82,6 @@ class SoftHsm:
                       "--id", object_id, "--label", label], env)
         _run([*tool, "--write-object", str(files / "ca.cert.der"), "--type", "cert", "--id", CA_ID,
               "--label", "CACert"], env)
-
-    def encryption_pair(self, card: DemoCard) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-        """The card's encryption key and certificate: the demo PKI's when it makes them, else made here once."""
-        if hasattr(self.pki, "card_encryption_certificate"):
-            return self.pki.card_encryption_key(card), self.pki.card_encryption_certificate(card)
-        key_file = self.root / "encryption" / f"{card.card_number}.key.der"
-        cert_file = key_file.with_name(f"{card.card_number}.cert.der")
-        if not key_file.is_file():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            key, certificate = _encryption_certificate(self.pki, card)
-            key_file.write_bytes(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-            cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
-        return (serialization.load_der_private_key(key_file.read_bytes(), None),
-                x509.load_der_x509_certificate(cert_file.read_bytes()))
-
-
-def _encryption_certificate(pki: DemoPKI, card: DemoCard) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    """An encryption certificate as a citizen card's cert2: the signing one's subject, keyEncipherment and
-    dataEncipherment."""
-    signing = pki.card_certificate(card)
-    issuer_key = serialization.load_pem_private_key((pki.directory / "issuer.key.pem").read_bytes(), None)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(signing.subject)
-        .issuer_name(pki.issuer_certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(signing.not_valid_before_utc)  # an expired card's both certificates have expired
-        .not_valid_after(signing.not_valid_after_utc)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=True,
-                          data_encipherment=True, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                          encipher_only=False, decipher_only=False),
-            critical=True,
-        )
-        .sign(issuer_key, hashes.SHA256())
-    )
-    return key, certificate
 
 
 def _der_files(stem: Path, key: rsa.RSAPrivateKey, certificate: x509.Certificate) -> None:

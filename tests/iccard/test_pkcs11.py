@@ -87,7 +87,7 @@ def test_a_softhsm_token_gives_the_cards_certificates(token_of, pki, softhsm):
     with slot.open() as card:
         assert card.card_number() == demo.card_number  # from the label: SoftHSM's serial is its own hex
         assert card.signing_certificate() == pki.card_certificate(demo)
-        assert card.encryption_certificate() == softhsm.encryption_pair(demo)[1]
+        assert card.encryption_certificate() == pki.card_encryption_certificate(demo)
         assert card.ca_certificates() == [pki.issuer_certificate]
 
 
@@ -103,7 +103,7 @@ def test_a_softhsm_token_signs_and_the_signature_verifies(token_of, pki, signatu
 def test_a_softhsm_token_decrypts_what_was_encrypted_to_its_encryption_certificate(token_of, pki, softhsm):
     slot, demo = token_of(pki, "A123456789")
     secret = b"a session key for DecryptData"
-    ciphertext = softhsm.encryption_pair(demo)[1].public_key().encrypt(secret, padding.PKCS1v15())
+    ciphertext = pki.card_encryption_certificate(demo).public_key().encrypt(secret, padding.PKCS1v15())
     with slot.open() as card:
         card.verify_pin(demo.pin)
         assert card.decrypt(ciphertext) == secret
