@@ -15,8 +15,8 @@ What PKCS#11 does not say, and what we do about it:
 - Which certificate is for what. Certificates are told apart by their content: a CA certificate by its
   basicConstraints, the signing one by keyUsage digitalSignature, the encryption one by keyEncipherment
   or dataEncipherment, each of the latter two only with a key of the same CKA_ID on the token.
-- The card number. MOICA's module reports it as the token's serial number; SoftHSM's tokens carry it as
-  their label; OpenSC's PIV emulation has neither (label: the holder's name, serial: the hex of the last 8
+- The card number. MOICA's module (HiCOS) reports it as the token's serial number; SoftHSM's tokens carry
+  it as their label; OpenSC's PIV emulation has neither (label: the holder's name, serial: the hex of the last 8
   characters of the card number) but shows the card's CHUID as a data object, whose GUID holds it.
 """
 
@@ -56,7 +56,9 @@ from .errors import (
 from .piv import TAG_GUID, TAG_OBJECT_DATA
 
 _PIN_FORMAT = re.compile(r"[0-9]{6,8}")
-_CARD_NUMBER = re.compile(r"[A-Z]{4}[0-9]{12}")
+# A card number as printed on the card: 16 characters, two letters first. MOICA's are two letters and 14
+# digits (HiCOS reports e.g. TP07240513100000 as the token serial), the demo cards' TEST and 12 digits.
+_CARD_NUMBER = re.compile(r"[A-Z]{2}[A-Z0-9]{2}[0-9]{12}")
 
 # The PIV CHUID's OID (SP 800-73-4 part 1, table 3), as OpenSC gives it in CKA_OBJECT_ID: the bare
 # content octets, or (as PKCS#11 says it should be) the whole DER.

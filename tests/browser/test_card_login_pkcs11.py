@@ -26,7 +26,8 @@ def softhsm_tokens(pki, tmp_path_factory):
     """SoftHSM token directories for agents of their own (this process never loads SoftHSM)."""
     module = find_softhsm()
     if module is None or tools_missing():
-        missing("SoftHSM2 (libsofthsm2.so, softhsm2-util) and OpenSC's pkcs11-tool are needed: apt-get install softhsm2 opensc")
+        missing("SoftHSM2 (libsofthsm2.so, softhsm2-util) and OpenSC's pkcs11-tool are needed: "
+                "apt-get install softhsm2 opensc")
     return SoftHsm(module, tmp_path_factory.mktemp("softhsm"), pki)
 
 

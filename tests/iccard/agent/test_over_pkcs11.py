@@ -78,7 +78,8 @@ def test_the_agent_over_opensc_reads_and_signs_with_the_emulated_card(pkcs11_age
 def test_the_agent_over_opensc_counts_wrong_pins_as_far_as_opensc_says(pkcs11_agent, opensc, pcsc_stack,
                                                                          virtual_card, emulator):
     agent = pkcs11_agent(opensc)
-    request = {"tbs": "over OpenSC", "signatureType": "PKCS1", "pin": "000000", "slotDescription": pcsc_stack.reader_name}
+    request = {"tbs": "over OpenSC", "signatureType": "PKCS1", "pin": "000000",
+               "slotDescription": pcsc_stack.reader_name}
     answers = [agent.sign(**request) for _ in range(3)]
     assert [a["last_error"] for a in answers] == [protocol.CKR_PIN_INCORRECT] * 2 + [protocol.CKR_PIN_LOCKED]
     assert [a["tries_left"] for a in answers] == [None, 1, 0]
