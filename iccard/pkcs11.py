@@ -91,8 +91,9 @@ class Pkcs11Module:
         if not Path(self.path).is_file():
             raise ModuleUnavailable(f"cannot load the PKCS#11 module {self.path}: no such file")
         try:
-            # python-pkcs11 keeps one library object per path and calls C_Initialize only on the first.
-            self._lib = _pkcs11.lib(self.path)
+            # python-pkcs11 keeps one library object per path, initialized once: the same file by another
+            # name (a symlink) would be initialized again and answer CKR_CRYPTOKI_ALREADY_INITIALIZED.
+            self._lib = _pkcs11.lib(str(Path(self.path).resolve()))
         except _p11.PKCS11Error as exc:
             raise ModuleUnavailable(f"cannot load the PKCS#11 module {self.path}: {_reason(exc)}") from exc
         self.description = f"{self._lib.manufacturer_id.strip()} {self._lib.library_description.strip()}".strip()

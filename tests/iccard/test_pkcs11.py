@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from iccard import signer
-from iccard.errors import CardRemoved, MalformedPin, ModuleUnavailable, NoCard, PinBlocked, PinRequired, WrongPin
+from iccard.errors import CardError, CardRemoved, MalformedPin, ModuleUnavailable, NoCard, PinBlocked, PinRequired, WrongPin
 from iccard.signature import verify_pkcs1, verify_pkcs7
 from tests.support import card_of
 
@@ -75,11 +75,14 @@ def test_every_softhsm_token_holding_a_card_is_a_slot_and_the_free_slot_is_not(s
     assert sorted(numbers) == sorted(card.card_number for card in pki.cards)  # SoftHSM's empty token is left out
 
 
-def test_the_module_is_loaded_once_per_process(softhsm, softhsm_module):
+def test_the_module_is_loaded_once_per_process_by_whatever_name(softhsm, softhsm_module, tmp_path):
     from iccard.pkcs11 import Pkcs11Module
 
-    again = Pkcs11Module(softhsm.module)
-    assert again._lib is softhsm_module._lib  # one C_Initialize: a second would answer CKR_CRYPTOKI_ALREADY_INITIALIZED
+    (tmp_path / "libsofthsm2.so").symlink_to(softhsm.module)
+    for again in (Pkcs11Module(softhsm.module), Pkcs11Module(tmp_path / "libsofthsm2.so")):
+        # one C_Initialize: a second would answer CKR_CRYPTOKI_ALREADY_INITIALIZED
+        assert again._lib is softhsm_module._lib
+        assert len(again()) == len(softhsm_module())
 
 
 def test_a_softhsm_token_gives_the_cards_certificates(token_of, pki, softhsm):
@@ -107,6 +110,15 @@ def test_a_softhsm_token_decrypts_what_was_encrypted_to_its_encryption_certifica
     with slot.open() as card:
         card.verify_pin(demo.pin)
         assert card.decrypt(ciphertext) == secret
+
+
+def test_a_decryption_the_token_refuses_is_a_card_error_naming_the_pkcs11_reason(token_of, pki):
+    slot, demo = token_of(pki, "A123456789")
+    with slot.open() as card:
+        card.verify_pin(demo.pin)
+        # SoftHSM answers a block without PKCS#1 v1.5 padding with CKR_GENERAL_ERROR
+        with pytest.raises(CardError, match="the PKCS#11 module answered CKR_GENERAL_ERROR"):
+            card.decrypt(bytes(255) + b"\x02")  # 256 bytes, but no PKCS#1 v1.5 padding inside
 
 
 def test_a_wrong_pin_is_refused_without_a_count_softhsm_does_not_give(token_of, pki):
