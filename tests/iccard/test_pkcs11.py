@@ -249,3 +249,19 @@ def test_opensc_says_the_card_was_removed_during_a_conversation(opensc_module, o
     with pytest.raises(NoCard):
         with opensc_slot.open():
             pass
+
+
+def test_only_iccard_pkcs11_imports_the_binding():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    importers = set()
+    for package in ("iccard", "app", "webauthn"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+                if any(name.split(".")[0] == "pkcs11" for name in names):
+                    importers.add(str(path.relative_to(root)))
+    assert importers == {"iccard/pkcs11.py"}
