@@ -127,7 +127,7 @@ def _certificate_object(certificate: x509.Certificate) -> bytes:
 def _new_pin(block: bytes) -> bytes | None:
     """The digits of a PIN block as PIV wants a new PIN: 6 to 8 ASCII digits, FF-padded to 8 (else None)."""
     digits = block.rstrip(bytes([PIN_PAD]))
-    if len(block) != PIN_LENGTH or not 6 <= len(digits) <= PIN_LENGTH or not digits.isdigit() or not digits.isascii():
+    if len(block) != PIN_LENGTH or not 6 <= len(digits) <= PIN_LENGTH or not digits.isdigit():  # ASCII digits
         return None
     return digits
 
@@ -264,6 +264,7 @@ class PivCardEmulator:
         # owner, as it may hold the PIN's hash.
         temporary = self._state_file.with_suffix(".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # also when a leftover temporary file had other permissions
         with os.fdopen(descriptor, "w") as file:
             file.write(json.dumps(state) + "\n")
         os.replace(temporary, self._state_file)
@@ -445,7 +446,7 @@ class PivCardEmulator:
         self._pin_hash = self._hash_pin(new)
         self._pin_changed = True
         self._store_state(MAX_PIN_TRIES)
-        return b"", SW_OK
+        return b"", SW_OK  # and the PIN is not verified by this: a VERIFY of the new one is the way in
 
     def _verify(self, command: CommandApdu, data: bytes) -> tuple[bytes, int]:
         if command.p2 != PIN_REFERENCE:
