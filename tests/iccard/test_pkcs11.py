@@ -8,7 +8,7 @@ Both modules are loaded in this process, once each (SoftHSM with the session's t
   hex; a wrong PIN sets CKF_USER_PIN_COUNT_LOW and nothing else, and SoftHSM never locks a PIN.
 - OpenSC's PIV emulation: label the holder's name, serial the hex of the card number's last 8 characters,
   the card number in the CHUID data object; a wrong PIN shows no flag until the final try
-  (CKF_USER_PIN_FINAL_TRY), then CKF_USER_PIN_LOCKED.
+  (CKF_USER_PIN_FINAL_TRY), then CKF_USER_PIN_LOCKED; a private key for every certificate, the CA's too.
 """
 
 from __future__ import annotations
@@ -211,6 +211,27 @@ def test_opensc_gives_the_card_number_from_the_chuid_and_the_certificate(opensc_
         # OpenSC's token label is 王小明 and its serial 3030303030303031: the CHUID says TEST000000000001.
         assert card.card_number() == demo_card.card_number
         assert card.signing_certificate() == pki.card_certificate(demo_card)
+        assert card.encryption_certificate() == pki.card_encryption_certificate(demo_card)  # 9D
+        # 5FC10D; OpenSC makes up a private key beside it, which must not make it a signing certificate
+        assert card.ca_certificates() == [pki.issuer_certificate]
+
+
+def test_opensc_decrypts_with_the_emulated_cards_encryption_key(opensc_slot, pki, demo_card):
+    secret = b"a session key for DecryptData"
+    ciphertext = pki.card_encryption_certificate(demo_card).public_key().encrypt(secret, padding.PKCS1v15())
+    with opensc_slot.open() as card:
+        card.verify_pin(demo_card.pin)
+        assert card.decrypt(ciphertext) == secret
+
+
+def test_opensc_changes_the_pin_on_the_emulated_card(opensc_slot, emulator, demo_card):
+    with opensc_slot.open() as card:
+        card.change_pin(demo_card.pin, "24681357")
+    with opensc_slot.open() as card:
+        with pytest.raises(WrongPin):
+            card.verify_pin(demo_card.pin)
+        card.verify_pin("24681357")
+    assert emulator.pin_tries_left == 3  # the right PIN counted the wrong one off again
 
 
 @pytest.mark.parametrize("signature_type", ["PKCS1", "PKCS7"])
