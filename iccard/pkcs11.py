@@ -98,6 +98,13 @@ class Pkcs11Module:
             raise ModuleUnavailable(f"cannot load the PKCS#11 module {self.path}: {_reason(exc)}") from exc
         self.description = f"{self._lib.manufacturer_id.strip()} {self._lib.library_description.strip()}".strip()
 
+    def close(self) -> None:
+        """C_Finalize: the module closes its sessions and lets go of the readers (pcscd counts a handle OpenSC
+        keeps on a card that is gone, and refuses others the reader). For every object of this path: a later
+        ``Pkcs11Module(path)`` initializes it again."""
+        with suppress(_p11.PKCS11Error):
+            self._lib.finalize()
+
     def __call__(self) -> list[Pkcs11Slot]:
         try:
             slots = self._lib.get_slots()

@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         server.server_close()
+        if args.pkcs11:
+            slots.close()  # C_Finalize: the vendor's module lets go of the card and the reader
     return 0
 
 

@@ -20,7 +20,16 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from iccard import signer
-from iccard.errors import CardError, CardRemoved, MalformedPin, ModuleUnavailable, NoCard, PinBlocked, PinRequired, WrongPin
+from iccard.errors import (
+    CardError,
+    CardRemoved,
+    MalformedPin,
+    ModuleUnavailable,
+    NoCard,
+    PinBlocked,
+    PinRequired,
+    WrongPin,
+)
 from iccard.signature import verify_pkcs1, verify_pkcs7
 from tests.support import card_of
 
@@ -187,11 +196,15 @@ def test_a_library_that_is_no_pkcs11_module_is_refused_with_the_reason(tmp_path)
 # -- OpenSC's module over the emulated PIV card in vpcd ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def opensc_module(opensc):
+@pytest.fixture
+def opensc_module(opensc, pcsc_stack):
+    """OpenSC's module for one test, finalized afterwards (still under the vpcd lock): a handle OpenSC kept
+    on the card would stop the next test in another worker from connecting to the reader."""
     from iccard.pkcs11 import Pkcs11Module
 
-    return Pkcs11Module(opensc)
+    module = Pkcs11Module(opensc)
+    yield module
+    module.close()
 
 
 @pytest.fixture
