@@ -438,6 +438,17 @@ GRCA_SUBJECTS = {
         ]
     ),
 }
+# The real CAs' subject key identifiers (as published, and as the certificates in iccard/trust/ carry them). A
+# certificate with one of the names above and another key is a MOICA-profile demo CA (or a forgery).
+REAL_KEY_IDENTIFIERS = {
+    MOICA_SUBJECT: frozenset(
+        {
+            bytes.fromhex("FA9B3467090A9822F762488B8226A645C5C322A4"),  # MOICA G2
+            bytes.fromhex("4720A3B1264BCD6D48ACF2640886972C7454115F"),  # MOICA G3
+        }
+    ),
+    GRCA_SUBJECTS["G3"]: frozenset({bytes.fromhex("3A908EE741471973DC9CBDA37ED83D3E83091F03")}),
+}
 GENERATIONS = ("G2", "G3")
 _ROOT_KEY_BITS = {"G2": 4096, "G3": 4096}
 _MOICA_KEY_BITS = {"G2": 2048, "G3": 4096}
