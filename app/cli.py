@@ -43,8 +43,11 @@ def register_cli(app: Flask) -> None:
         for key in ensure_keys(current_app.config["OIDC_KEYS_DIR"]):
             click.echo(f"OIDC {key.alg} signing key {key.kid} created in {current_app.config['OIDC_KEYS_DIR']}")
         if DemoPKI.exists(directory) and not force:
-            if DemoPKI(directory).ensure_mobile_ca():
+            existing = DemoPKI(directory)
+            if existing.ensure_mobile_ca():
                 click.echo(f"demo mobile-certificate CA added to {directory}")
+            for card_number in existing.ensure_card_encryption():
+                click.echo(f"  {card_number}: encryption certificate added")
             click.echo(f"demo PKI already in {directory}")
             return
         click.echo("creating the demo PKI (root, issuing CA, 5 cards)…")

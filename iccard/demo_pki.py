@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
@@ -45,8 +45,11 @@ class DemoCard:
     card_number: str  # 4 letters + 12 digits, as printed on real cards
     subject_serial: str  # 16 digits, the subject's serialNumber
     status: str  # valid | expired | revoked
-    certificate_serial: int
+    certificate_serial: int  # the signing certificate's
     pin: str = DEMO_PIN
+    # The encryption certificate's serial. None only in a manifest from before cards had one, until the next
+    # ``init-demo`` (:meth:`DemoPKI.ensure_card_encryption`) gives them theirs.
+    encryption_serial: int | None = None
 
 
 # The demo people of the README. 林志豪 has two cards: the expired one and its replacement.
@@ -176,21 +179,53 @@ class DemoPKI:
                 subject_serial=f"{index:016d}",
                 status=status,
                 certificate_serial=x509.random_serial_number(),
+                encryption_serial=x509.random_serial_number(),
             )
             cert = _citizen_certificate(card, key, issuer, issuer_key, not_before, not_after, base_url)
             (target / "cards" / f"{card.card_number}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
             _write_private(target / "cards" / f"{card.card_number}.key.pem", _pem_key(key))
+            _write_encryption_pair(target / "cards", card, issuer, issuer_key, not_before, not_after, base_url)
             cards.append(asdict(card))
             if status == "revoked":
-                revoked.append(
-                    {"serial": card.certificate_serial, "revoked_at": now.isoformat(), "reason": "key_compromise"}
-                )
+                # A revoked card is revoked whole: both its certificates, as MOICA revokes them together.
+                for serial in (card.certificate_serial, card.encryption_serial):
+                    revoked.append({"serial": serial, "revoked_at": now.isoformat(), "reason": "key_compromise"})
         manifest = {"base_url": base_url, "created_at": now.isoformat(), "cards": cards, "revoked": revoked}
         (target / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
         pki = cls(target)
         pki.ensure_mobile_ca(now)
         identity_check_token(target)
         return pki
+
+    def ensure_card_encryption(self) -> list[str]:
+        """Give each card that has none its encryption certificate and key; the card numbers given one.
+
+        A demo PKI made before cards had encryption certificates gets them on the next ``init-demo``. Each
+        gets the validity period of its card's signing certificate, so an expired card stays expired.
+        """
+        added, cards, revoked = [], [], list(self.manifest["revoked"])
+        revoked_serials = {entry["serial"]: entry for entry in revoked}
+        for card in self.cards:
+            if card.encryption_serial is None or not (self.directory / "cards" / f"{card.card_number}.enc.pem").is_file():
+                signing = self.card_certificate(card)
+                card = replace(card, encryption_serial=card.encryption_serial or x509.random_serial_number())
+                _write_encryption_pair(
+                    self.directory / "cards", card, self.issuer_certificate, self._issuer_key,
+                    signing.not_valid_before_utc, signing.not_valid_after_utc, self.manifest["base_url"],
+                    id_last4=_has_extension(signing, ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES),
+                )
+                entry = revoked_serials.get(card.certificate_serial)
+                if entry is not None and card.encryption_serial not in revoked_serials:
+                    revoked.append({**entry, "serial": card.encryption_serial})
+                added.append(card.card_number)
+            cards.append(asdict(card))
+        if added:
+            self._write_manifest({**self.manifest, "cards": cards, "revoked": revoked})
+        return added
+
+    def _write_manifest(self, manifest: dict) -> None:
+        (self.directory / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+        self.__dict__.pop("manifest", None)  # re-read on next use
 
     def ensure_mobile_ca(self, now: datetime | None = None) -> bool:
         """Create the demo mobile-certificate CA under the demo root if it is missing; True if created.
@@ -255,8 +290,21 @@ class DemoPKI:
         return x509.load_pem_x509_certificate((self.directory / "cards" / f"{card.card_number}.pem").read_bytes())
 
     def card_key(self, card: DemoCard) -> rsa.RSAPrivateKey:
+        """The private key of the card's signing certificate."""
         return serialization.load_pem_private_key(
             (self.directory / "cards" / f"{card.card_number}.key.pem").read_bytes(), None
+        )
+
+    def card_encryption_certificate(self, card: DemoCard) -> x509.Certificate:
+        """The card's second certificate, for encryption (keyEncipherment + dataEncipherment), as real cards have."""
+        return x509.load_pem_x509_certificate(
+            (self.directory / "cards" / f"{card.card_number}.enc.pem").read_bytes()
+        )
+
+    def card_encryption_key(self, card: DemoCard) -> rsa.RSAPrivateKey:
+        """The private key of the card's encryption certificate."""
+        return serialization.load_pem_private_key(
+            (self.directory / "cards" / f"{card.card_number}.enc.key.pem").read_bytes(), None
         )
 
     def issue_card(
@@ -275,16 +323,20 @@ class DemoPKI:
             subject_serial=f"{len(self.cards) + 1:016d}",
             status="valid",
             certificate_serial=x509.random_serial_number(),
+            encryption_serial=x509.random_serial_number(),
         )
+        not_before, not_after = now - timedelta(minutes=1), now + timedelta(days=5 * 365)
         cert = _citizen_certificate(
-            card, key, self.issuer_certificate, self._issuer_key, now - timedelta(minutes=1),
-            now + timedelta(days=5 * 365), self.manifest["base_url"], id_last4=id_last4,
+            card, key, self.issuer_certificate, self._issuer_key, not_before, not_after, self.manifest["base_url"],
+            id_last4=id_last4,
         )
         (self.directory / "cards" / f"{card_number}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_private(self.directory / "cards" / f"{card_number}.key.pem", _pem_key(key))
-        manifest = {**self.manifest, "cards": [*self.manifest["cards"], asdict(card)]}
-        (self.directory / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-        self.__dict__.pop("manifest", None)  # re-read on next use
+        _write_encryption_pair(
+            self.directory / "cards", card, self.issuer_certificate, self._issuer_key, not_before, not_after,
+            self.manifest["base_url"], id_last4=id_last4,
+        )
+        self._write_manifest({**self.manifest, "cards": [*self.manifest["cards"], asdict(card)]})
         return card
 
     # -- the identity check -----------------------------------------------------------------------
@@ -326,7 +378,7 @@ class DemoPKI:
         request = ca_status.load_ocsp_request(request_der)
         if request is None:
             return ca_status.malformed_request()
-        issued = {card.certificate_serial for card in self.cards}
+        issued = {serial for card in self.cards for serial in (card.certificate_serial, card.encryption_serial)}
         if request.serial_number not in issued or not ca_status.names_issuer(request, self.issuer_certificate):
             return ca_status.unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
         entry = self._revoked.get(request.serial_number)
@@ -362,6 +414,53 @@ def _ca_key_usage() -> x509.KeyUsage:
     )
 
 
+def citizen_key_usage(purpose: str) -> x509.KeyUsage:
+    """MOICA's key usage of a card's ``purpose`` "signing" or "encryption" certificate."""
+    if purpose not in ("signing", "encryption"):
+        raise ValueError(f"no citizen certificate for {purpose!r}")
+    signing = purpose == "signing"
+    return x509.KeyUsage(
+        digital_signature=signing,
+        content_commitment=False,  # nonRepudiation: not on real cards' certificates
+        key_encipherment=not signing,
+        data_encipherment=not signing,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _has_extension(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> bool:
+    try:
+        certificate.extensions.get_extension_for_oid(oid)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+def _write_encryption_pair(
+    cards_dir: Path,
+    card: DemoCard,
+    issuer: x509.Certificate,
+    issuer_key: rsa.RSAPrivateKey,
+    not_before: datetime,
+    not_after: datetime,
+    base_url: str,
+    *,
+    id_last4: bool = True,
+) -> None:
+    """The card's encryption key pair and certificate: ``<card_number>.enc.pem`` and ``.enc.key.pem``."""
+    key = _new_key()
+    cert = _citizen_certificate(
+        card, key, issuer, issuer_key, not_before, not_after, base_url,
+        id_last4=id_last4, purpose="encryption", serial=card.encryption_serial,
+    )
+    (cards_dir / f"{card.card_number}.enc.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(cards_dir / f"{card.card_number}.enc.key.pem", _pem_key(key))
+
+
 def _citizen_certificate(
     card: DemoCard,
     key: rsa.RSAPrivateKey,
@@ -372,7 +471,12 @@ def _citizen_certificate(
     base_url: str,
     *,
     id_last4: bool = True,
+    purpose: str = "signing",
+    serial: int | None = None,
 ) -> x509.Certificate:
+    """A citizen certificate in MOICA's profile: ``purpose`` "signing" (key usage digitalSignature alone, as
+    real cards: a login is an authentication, not a signed document, so nonRepudiation is absent) or
+    "encryption" (keyEncipherment + dataEncipherment)."""
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
@@ -385,23 +489,10 @@ def _citizen_certificate(
         .subject_name(subject)
         .issuer_name(issuer.subject)
         .public_key(key.public_key())
-        .serial_number(card.certificate_serial)
+        .serial_number(serial if serial is not None else card.certificate_serial)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,  # nonRepudiation
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(citizen_key_usage(purpose), critical=True)
         .add_extension(
             x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(MOICA_POLICY_OID), None)]),
             critical=False,

@@ -181,7 +181,9 @@ class CardCertificateValidator:
         )
         validator = CertificateValidator(end_entity, validation_context=context, pkix_params=self._pkix_params)
         try:
-            _run_sync(validator.async_validate_usage({"digital_signature", "non_repudiation"}))
+            # digitalSignature alone: a login is an authentication. nonRepudiation is for signing documents,
+            # and real MOICA cards' signing certificates do not state it.
+            _run_sync(validator.async_validate_usage({"digital_signature"}))
         except pv_errors.RevokedError as exc:
             raise CertificateRevoked(str(exc)) from exc
         except pv_errors.InsufficientRevinfoError as exc:

@@ -40,6 +40,26 @@ class DemoPKIKeysKept(DemoPKI):
     def card_key(self, card: DemoCard):
         return _parsed_key((self.directory / "cards" / f"{card.card_number}.key.pem").read_bytes())
 
+    def card_encryption_key(self, card: DemoCard):
+        return _parsed_key((self.directory / "cards" / f"{card.card_number}.enc.key.pem").read_bytes())
+
+
+def demo_pki_of_before_encryption_certificates(directory: Path) -> DemoPKI:
+    """A demo PKI as ``init-demo`` made it before cards had encryption certificates: no ``.enc`` files, no
+    encryption serials in the manifest, only the signing certificate of the revoked card on the CRL."""
+    import json
+
+    pki = DemoPKI.create(directory, "http://127.0.0.1:9")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    for card in manifest["cards"]:
+        del card["encryption_serial"]
+        (directory / "cards" / f"{card['card_number']}.enc.pem").unlink()
+        (directory / "cards" / f"{card['card_number']}.enc.key.pem").unlink()
+    signing_serials = {card["certificate_serial"] for card in manifest["cards"]}
+    manifest["revoked"] = [entry for entry in manifest["revoked"] if entry["serial"] in signing_serials]
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return DemoPKI(pki.directory)
+
 
 @functools.lru_cache(maxsize=64)
 def _parsed_key(pem: bytes):

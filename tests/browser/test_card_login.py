@@ -105,3 +105,63 @@ def test_a_person_registering_on_the_way_to_a_site_carries_on_there(page, start_
     page.fill("#phone", "0987654321")
     page.click("#register-form button[type=submit]")
     page.wait_for_url(f"{live_server}/help")
+
+
+# The real component (HiPKI) is not on this machine: a stand-in popup answers exactly what its pages test for.
+REAL_COMPONENT_POPUP = """<!doctype html><meta charset="utf-8"><title>stand-in component</title><script>
+const answer = ANSWER;
+window.addEventListener("message", (e) => { window.opener.postMessage(JSON.stringify(answer), e.origin); window.close(); });
+window.opener.postMessage(JSON.stringify({func: "getTbs"}), "*");
+</script>"""
+
+
+@pytest.fixture
+def real_component():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import json
+    import threading
+
+    answers = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = REAL_COMPONENT_POPUP.replace("ANSWER", json.dumps(answers["next"])).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def answering(answer: dict) -> str:
+        answers["next"] = {"func": "sign", **answer}
+        return f"http://localhost:{server.server_address[1]}"
+
+    yield answering
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        ({"ret_code": 0x76100006, "last_error": -2147483646}, "PIN 碼錯誤。 還可嘗試 2 次"),
+        ({"ret_code": 0x76100006, "last_error": -2147483647}, "還可嘗試 1 次"),
+        ({"ret_code": 0x76100006, "last_error": 160}, "PIN 碼錯誤"),
+        ({"ret_code": 0x76100006, "last_error": 164}, "戶政事務所"),
+        ({"ret_code": 0x76000006, "last_error": 0}, "讀卡機中沒有卡片"),
+        ({"ret_code": 0x76100003, "last_error": 0}, "找不到讀卡機"),
+        ({"ret_code": 0x7600000F, "last_error": 0}, "信任"),
+        ({"ret_code": 1984954370, "last_error": 0}, "卡片已逾期"),
+    ],
+    ids=["two-tries", "one-try", "wrong-pin", "pin-locked", "no-card", "no-reader", "not-trusted", "expired"],
+)
+def test_the_real_components_answers_are_told_in_words(login_page, real_component, answer, shown):
+    page = login_page(real_component(answer))
+    _submit_pin(page, "123456")
+    expect(page.locator("#login-status")).to_contain_text(shown)

@@ -13,8 +13,8 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID, SignatureAlgorithmOID
 
 from iccard.certificate import CitizenCertificate
-from iccard.demo_pki import DEMO_PEOPLE, ISSUER_NAME, MOICA_POLICY_OID, ROOT_NAME
-from tests.support import card_of
+from iccard.demo_pki import DEMO_PEOPLE, ISSUER_NAME, MOICA_POLICY_OID, ROOT_NAME, DemoPKI, citizen_key_usage
+from tests.support import card_of, demo_pki_of_before_encryption_certificates
 
 
 def test_the_chain_is_root_then_an_issuing_ca_limited_to_path_length_zero(pki):
@@ -36,8 +36,9 @@ def test_citizen_certificates_look_like_moicas(pki):
     assert cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value.isdigit()
     assert len(cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value) == 16
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
-    assert usage.critical and usage.value.digital_signature and usage.value.content_commitment
-    assert not usage.value.key_encipherment
+    # The real profile: digitalSignature alone (no nonRepudiation, no encipherment).
+    assert usage.critical and usage.value == citizen_key_usage("signing")
+    assert usage.value.digital_signature and not usage.value.content_commitment and not usage.value.key_encipherment
     policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
     assert [p.policy_identifier.dotted_string for p in policies] == [MOICA_POLICY_OID]
     citizen = CitizenCertificate.from_certificate(cert)
@@ -50,6 +51,54 @@ def test_citizen_certificates_look_like_moicas(pki):
     ocsp_urls = [d.access_location.value for d in aia if d.access_method == AuthorityInformationAccessOID.OCSP]
     assert crl_urls == [f"{pki.manifest['base_url']}/pki/demo/issuer.crl"]
     assert ocsp_urls == [f"{pki.manifest['base_url']}/pki/demo/ocsp"]
+
+
+def test_each_card_has_an_encryption_certificate_beside_its_signing_one_as_real_cards_do(pki):
+    for card in pki.cards:
+        signing, encryption = pki.card_certificate(card), pki.card_encryption_certificate(card)
+        encryption.verify_directly_issued_by(pki.issuer_certificate)
+        assert encryption.subject == signing.subject
+        assert encryption.serial_number == card.encryption_serial != signing.serial_number == card.certificate_serial
+        assert encryption.public_key().public_numbers() != signing.public_key().public_numbers()
+        assert encryption.public_key().public_numbers() == pki.card_encryption_key(card).public_key().public_numbers()
+        assert encryption.public_key().key_size == 2048
+        usage = encryption.extensions.get_extension_for_class(x509.KeyUsage)
+        assert usage.critical and usage.value.key_encipherment and usage.value.data_encipherment
+        assert not usage.value.digital_signature and not usage.value.content_commitment
+        for kind in (x509.CertificatePolicies, x509.CRLDistributionPoints, x509.AuthorityInformationAccess,
+                     x509.AuthorityKeyIdentifier):
+            assert encryption.extensions.get_extension_for_class(kind) == signing.extensions.get_extension_for_class(kind)
+        assert (encryption.not_valid_before_utc, encryption.not_valid_after_utc) == (
+            signing.not_valid_before_utc, signing.not_valid_after_utc
+        )
+        same_person = ("name", "subject_serial", "id_last4", "issuer")
+        assert [getattr(CitizenCertificate.from_certificate(encryption), a) for a in same_person] == [
+            getattr(CitizenCertificate.from_certificate(signing), a) for a in same_person
+        ]
+
+
+def test_a_demo_pki_made_before_encryption_certificates_gets_them_on_the_next_init_demo(tmp_path):
+    import json
+
+    old = demo_pki_of_before_encryption_certificates(tmp_path / "old")
+    manifest = json.loads((old.directory / "manifest.json").read_text())
+    signing_before = {c["card_number"]: (old.directory / "cards" / f"{c['card_number']}.pem").read_bytes()
+                      for c in manifest["cards"]}
+
+    upgraded = DemoPKI(old.directory)
+    assert upgraded.ensure_card_encryption() == [c["card_number"] for c in manifest["cards"]]
+    assert DemoPKI(old.directory).ensure_card_encryption() == []  # once only
+    again = DemoPKI(old.directory)
+    for card in again.cards:
+        assert (again.directory / "cards" / f"{card.card_number}.pem").read_bytes() == signing_before[card.card_number]
+        assert again.card_encryption_certificate(card).serial_number == card.encryption_serial
+        assert stat.S_IMODE((again.directory / "cards" / f"{card.card_number}.enc.key.pem").stat().st_mode) == 0o600
+    expired = next(c for c in again.cards if c.status == "expired")
+    assert again.card_encryption_certificate(expired).not_valid_after_utc < datetime.now(timezone.utc)
+    gone = next(c for c in again.cards if c.status == "revoked")
+    assert {e.serial_number for e in x509.load_der_x509_crl(again.crl())} == {
+        gone.certificate_serial, gone.encryption_serial
+    }
 
 
 def test_the_demo_people_and_their_cards_are_the_readmes(pki):
@@ -72,7 +121,10 @@ def test_the_crl_lists_exactly_the_revoked_card(pki):
     crl = x509.load_der_x509_crl(pki.crl())
     assert crl.is_signature_valid(pki.issuer_certificate.public_key())
     revoked = card_of(pki, "K120000006", "revoked")
-    assert [entry.serial_number for entry in crl] == [revoked.certificate_serial]
+    # Both of its certificates: a revoked card is revoked whole.
+    assert sorted(entry.serial_number for entry in crl) == sorted(
+        [revoked.certificate_serial, revoked.encryption_serial]
+    )
     assert crl.next_update_utc > crl.last_update_utc
 
 
@@ -86,6 +138,11 @@ def test_the_ocsp_responder_says_good_revoked_or_unauthorized(pki):
     revoked = ask(pki.card_certificate(card_of(pki, "K120000006", "revoked")))
     assert revoked.certificate_status == ocsp.OCSPCertStatus.REVOKED
     assert revoked.revocation_reason == x509.ReasonFlags.key_compromise
+    good_encryption = ask(pki.card_encryption_certificate(card_of(pki, "A123456789")))
+    assert good_encryption.certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert good_encryption.serial_number == card_of(pki, "A123456789").encryption_serial
+    revoked_encryption = ask(pki.card_encryption_certificate(card_of(pki, "K120000006", "revoked")))
+    assert revoked_encryption.certificate_status == ocsp.OCSPCertStatus.REVOKED
     stranger = ask(pki.issuer_certificate)  # not one of this CA's cards
     assert stranger.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
     garbage = ocsp.load_der_ocsp_response(pki.ocsp_response(b"garbage"))

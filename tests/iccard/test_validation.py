@@ -201,3 +201,10 @@ def test_revocation_hosts_come_from_the_configured_ca_certificates_and_the_setti
 def test_a_revocation_host_setting_that_is_not_an_http_origin_is_refused(pki, origin):
     with pytest.raises(ValueError):
         CardCertificateValidator(_settings(pki, revocation_origins=(origin,)))
+
+
+def test_a_cards_encryption_certificate_cannot_log_in(validator, pki, revocation_server):
+    # Same person, same issuer, but keyEncipherment + dataEncipherment: not a key to authenticate with.
+    with pytest.raises(errors.CertificateNotAccepted):
+        validator.validate(pki.card_encryption_certificate(card_of(pki, "A123456789")))
+    assert revocation_server.requests == []  # refused before anyone is asked

@@ -19,8 +19,14 @@
   const CLOSE_GRACE_MS = 1000;
   const SITE_NOT_TRUSTED = [0x76000031, 0x7600000f];
   const CARD_EXPIRED = 1984954370;
-  const PIN_ERRORS = [160, 164]; // PKCS#11 CKR_PIN_INCORRECT, CKR_PIN_LOCKED
-  const NO_CARD = 224; // PKCS#11 CKR_TOKEN_NOT_PRESENT
+  // last_error as the real component gives it (its own pages test these): PKCS#11's CKR_PIN_INCORRECT and
+  // CKR_PIN_LOCKED, and two of its own for a wrong PIN with two or one tries left.
+  const PIN_INCORRECT = 160;
+  const PIN_LOCKED = 164;
+  const TRIES_LEFT = { [-2147483646]: 2, [-2147483647]: 1 };
+  const NO_CARD = 0x76000006; // ret_code "未插入IC卡"
+  const NO_READER = 0x76100003; // ret_code "無可用讀卡機"
+  const CKR_TOKEN_NOT_PRESENT = 224; // last_error, as older MoCert agents answered
 
   // Errors whose message is meant for the person; anything else is a bug.
   class LoginError extends Error {
@@ -97,18 +103,20 @@
     const ret = Number(reply.ret_code);
     if (ret === 0) return null;
     const lastError = Number(reply.last_error);
-    // tries_left and pin_blocked are extras that MoCert's own component adds.
-    const hasTries = reply.tries_left !== undefined && reply.tries_left !== null;
+    // tries_left and pin_blocked are extras that MoCert's own component adds; the real one says it in last_error.
+    let tries = reply.tries_left !== undefined && reply.tries_left !== null ? Number(reply.tries_left) : null;
+    if (tries === null && lastError in TRIES_LEFT) tries = TRIES_LEFT[lastError];
     if (SITE_NOT_TRUSTED.includes(ret)) return new LoginError(t("siteNotTrusted"), helpLink);
     if (ret === CARD_EXPIRED) return new LoginError(t("cardExpired"));
-    if (reply.pin_blocked === true || (hasTries && Number(reply.tries_left) <= 0)) {
+    if (reply.pin_blocked === true || lastError === PIN_LOCKED || tries === 0) {
       return new LoginError(t("pinBlocked"));
     }
-    if (PIN_ERRORS.includes(lastError) || lastError < 0 || hasTries) {
-      const detail = hasTries ? t("triesLeft", { n: reply.tries_left }) : t("pinMaybeBlocked");
+    if (lastError === PIN_INCORRECT || lastError < 0 || tries !== null) {
+      const detail = tries !== null ? t("triesLeft", { n: tries }) : t("pinMaybeBlocked");
       return new LoginError(t("wrongPin") + " " + detail);
     }
-    if (lastError === NO_CARD) return new LoginError(t("noCard"));
+    if (ret === NO_CARD || lastError === CKR_TOKEN_NOT_PRESENT) return new LoginError(t("noCard"));
+    if (ret === NO_READER) return new LoginError(t("noReader"), helpLink);
     let text = t("componentError", { code: codeText(reply) });
     if (typeof reply.message === "string" && reply.message) text += " " + reply.message;
     return new LoginError(text);
