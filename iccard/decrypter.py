@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from asn1crypto import cms
 from cryptography import x509
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import padding as symmetric_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -123,7 +124,8 @@ _CONTENT_CIPHERS = {
     "aes128_cbc": (algorithms.AES, 16),
     "aes192_cbc": (algorithms.AES, 24),
     "aes256_cbc": (algorithms.AES, 32),
-    "tripledes_3key": (algorithms.TripleDES, 24),
+    # Older encryptors (the samples' server-side Java bean among them, by its age) wrap content in 3DES.
+    "tripledes_3key": (TripleDES, 24),
 }
 
 
