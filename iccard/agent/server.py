@@ -34,7 +34,9 @@ SECURITY_HEADERS = {
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it browsers send "Origin: null" on our own pages' form posts, and the Origin is
+    # how we know a site was added, or a permission given, on our page. Other sites get no referrer.
+    "Referrer-Policy": "same-origin",
 }
 # Served as they are: name → content type.
 ASSETS = {
