@@ -78,8 +78,13 @@ def _run(page, button: str, result: str) -> dict:
     page.locator(result).evaluate("element => element.textContent = ''")
     with page.expect_popup() as popup:
         page.click(button)
-    popup.value.wait_for_event("close")
-    return _answer(page, result)
+    answer = _answer(page, result)
+    # It closes itself once it has answered (possibly already: waiting for "close" could miss it).
+    for _ in range(50):
+        if popup.value.is_closed():
+            return answer
+        page.wait_for_timeout(100)
+    raise AssertionError("the component's popup did not close after answering")
 
 
 def _certificates(page) -> list[dict]:

@@ -52,7 +52,7 @@ def test_pkcs11info_lists_one_slot_per_card_with_certificates_on_request(start_a
     assert (signing["label"], signing["usage"]) == ("cert1", "digitalSignature")
     assert (encryption["label"], encryption["usage"]) == ("cert2", "keyEncipherment|dataEncipherment")
     assert signing["subjectDN"] == "C=TW,CN=王小明,serialNumber=0000000000000001"
-    assert signing["issuerDN"] == "C=TW,CN=MoCert Demo MOICA"
+    assert signing["issuerDN"] == "C=TW,O=MoCert Demo,CN=MoCert Demo MOICA"
     assert signing["subjectCN"] == "王小明" and signing["subjectID"] == "6789"
     certificate = pki.card_certificate(card)
     assert signing["notAfterT"] == int(certificate.not_valid_after_utc.timestamp())
