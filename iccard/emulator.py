@@ -2,8 +2,10 @@
 
 :class:`PivCardEmulator` answers command APDUs as a PIV card (SP 800-73-4) does: enough for our own
 :class:`~iccard.piv.PivSession` and for OpenSC's PIV driver, which is how we know it is a PIV card and not
-just a mirror of our client. The PIN retry counter lives in a JSON file, so a blocked card stays blocked
-across restarts, as a real one does. :mod:`iccard.vpcd` puts the same emulator behind pcscd.
+just a mirror of our client. It is laid out as a citizen card is: a signing and an encryption key with
+their certificates, and the issuing CA's certificate. The PIN retry counter (and the PIN, once changed)
+lives in a JSON file, so a blocked card stays blocked and a changed PIN stays changed across restarts, as
+on a real card. :mod:`iccard.vpcd` puts the same emulator behind pcscd.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import secrets
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -44,6 +47,7 @@ from .demo_pki import DemoCard, DemoPKI
 from .errors import CardError, CardRemoved, NoCard
 from .piv import (
     CERTIFICATE_OBJECTS,
+    INS_CHANGE_REFERENCE_DATA,
     INS_GENERAL_AUTHENTICATE,
     INS_GET_DATA,
     INS_VERIFY,
@@ -53,6 +57,7 @@ from .piv import (
     PIV_AID,
     PIV_PIX,
     PIV_RID,
+    RETIRED_CERTIFICATE_OBJECTS,
     RSA_2048_BYTES,
     TAG_APPLICATION_PROPERTY_TEMPLATE,
     TAG_CERT_INFO,
@@ -65,6 +70,8 @@ from .piv import (
     TAG_FASC_N,
     TAG_GUID,
     TAG_ISSUER_SIGNATURE,
+    TAG_KEYS_WITH_OFF_CARD_CERTS,
+    TAG_KEYS_WITH_ON_CARD_CERTS,
     TAG_OBJECT_DATA,
     TAG_RESPONSE,
     TAG_TAG_LIST,
@@ -95,18 +102,48 @@ ATR = _atr(b"\x80\xfb" + PIV_AID)
 NON_FEDERAL_FASC_N = bytes.fromhex("D4E739DA739CED39CE739D836858210842108421C84210C3EB")
 
 PIN_USAGE_POLICY = b"\x40\x00"  # the PIV PIN is the only PIN; no global PIN
-KEY_SLOTS = (Slot.AUTHENTICATION, Slot.SIGNATURE)  # the one key, reachable where OpenSC looks for it
 
 
 def _sw(sw: int, data: bytes = b"") -> bytes:
     return data + sw.to_bytes(2, "big")
 
 
-class PivCardEmulator:
-    """One PIV card: a card number, an RSA-2048 key with its certificate in slots 9A and 9C, a PIN.
+def _check_pair(key: rsa.RSAPrivateKey, certificate: x509.Certificate | None, role: str) -> None:
+    if key.key_size != RSA_2048_BYTES * 8:
+        raise ValueError(f"the emulator holds RSA-2048 keys; the {role} key is RSA-{key.key_size}")
+    if certificate is not None and certificate.public_key().public_numbers() != key.public_key().public_numbers():
+        raise ValueError(f"the {role} certificate is not the {role} key's")
 
-    ``state_dir`` keeps ``<card_number>.json`` with the PIN retry counter. The PIN is kept only as a salted
-    hash, as a card keeps it out of reach.
+
+def _certificate_object(certificate: x509.Certificate) -> bytes:
+    """A certificate object as GET DATA returns it: the DER certificate, uncompressed."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return tlv.tlv(
+        TAG_OBJECT_DATA,
+        tlv.tlv(TAG_CERTIFICATE, der) + tlv.tlv(TAG_CERT_INFO, b"\x00") + tlv.tlv(TAG_ERROR_DETECTION),
+    )
+
+
+def _new_pin(block: bytes) -> bytes | None:
+    """The digits of a PIN block as PIV wants a new PIN: 6 to 8 ASCII digits, FF-padded to 8 (else None)."""
+    digits = block.rstrip(bytes([PIN_PAD]))
+    if len(block) != PIN_LENGTH or not 6 <= len(digits) <= PIN_LENGTH or not digits.isdigit():  # ASCII digits
+        return None
+    return digits
+
+
+class PivCardEmulator:
+    """One PIV card, shaped like a citizen card: a card number, a PIN, and
+
+    - the signing key (RSA-2048) with its certificate in slots 9A and 9C;
+    - optionally the encryption key (RSA-2048) with its certificate in slot 9D, key management, which
+      decrypts;
+    - optionally CA certificates (the issuing CA's) in the retired key-management certificate objects,
+      from the first on, with no key behind them: where SP 800-73-4 has room for further certificates, and
+      the Key History object says how many there are, so readers such as OpenSC look there.
+
+    ``state_dir`` keeps ``<card_number>.json`` with the PIN retry counter, and the PIN once it has been
+    changed on the card. The PIN is kept only as a salted hash, as a card keeps it out of reach.
     """
 
     def __init__(
@@ -117,30 +154,47 @@ class PivCardEmulator:
         certificate: x509.Certificate,
         pin: str,
         state_dir: str | os.PathLike[str],
+        encryption_key: rsa.RSAPrivateKey | None = None,
+        encryption_certificate: x509.Certificate | None = None,
+        ca_certificates: Sequence[x509.Certificate] = (),
     ) -> None:
-        if key.key_size != RSA_2048_BYTES * 8:
-            raise ValueError("the emulator holds an RSA-2048 key")
+        if (encryption_key is None) != (encryption_certificate is None):
+            raise ValueError("an encryption key comes with its certificate, and the other way round")
+        if len(ca_certificates) > len(RETIRED_CERTIFICATE_OBJECTS):
+            raise ValueError(f"a PIV card has room for {len(RETIRED_CERTIFICATE_OBJECTS)} further certificates")
+        _check_pair(key, certificate, "signing")
         self.card_number = card_number
         self.certificate = certificate
+        self.encryption_certificate = encryption_certificate
+        self.ca_certificates = tuple(ca_certificates)
         self.atr = ATR
-        self._numbers = key.private_numbers()
+        signing = key.private_numbers()
+        self._keys = {Slot.AUTHENTICATION: signing, Slot.SIGNATURE: signing}
+        if encryption_key is not None:
+            _check_pair(encryption_key, encryption_certificate, "encryption")
+            self._keys[Slot.KEY_MANAGEMENT] = encryption_key.private_numbers()
         self._pin_salt = secrets.token_bytes(16)
         self._pin_hash = self._hash_pin(pin.encode("ascii"))
+        self._pin_changed = False  # the PIN in the state file, once changed, outranks ``pin``
         self._state_file = Path(state_dir) / f"{card_number}.json"
         self._lock = threading.RLock()
-        self._objects = self._build_objects(certificate)
-        self._tries_left = self._load_tries()
+        self._objects = self._build_objects()
+        self._tries_left = self._load_state()
         self._reset_session()
 
     @classmethod
     def from_demo(cls, pki: DemoPKI, card: DemoCard, state_dir: str | os.PathLike[str]) -> PivCardEmulator:
-        """The emulator of demo card ``card`` of ``pki``."""
+        """The emulator of demo card ``card`` of ``pki``: both its keys and certificates, and the issuing
+        CA's certificate, as a citizen card carries them."""
         return cls(
             card_number=card.card_number,
             key=pki.card_key(card),
             certificate=pki.card_certificate(card),
             pin=card.pin,
             state_dir=state_dir,
+            encryption_key=pki.card_encryption_key(card),
+            encryption_certificate=pki.card_encryption_certificate(card),
+            ca_certificates=[pki.issuer_certificate],
         )
 
     # -- power ------------------------------------------------------------------------------------------
@@ -168,42 +222,67 @@ class PivCardEmulator:
         self._chain: tuple[tuple[int, int, int], bytearray] | None = None
         self._pending = b""
 
-    # -- the retry counter ------------------------------------------------------------------------------
+    # -- the retry counter and the PIN ----------------------------------------------------------------
 
     @property
     def pin_tries_left(self) -> int:
         return self._tries_left
 
     def reset_pin_counter(self) -> None:
-        """Unblock the PIN and give it all its tries back (the demo tooling's PUK)."""
+        """Unblock the PIN and give it all its tries back (the demo tooling's PUK); the PIN stays as it is."""
         with self._lock:
-            self._store_tries(MAX_PIN_TRIES)
+            self._store_state(MAX_PIN_TRIES)
 
-    def _load_tries(self) -> int:
+    def _load_state(self) -> int:
+        """The retry counter from the state file (all tries if there is none); takes its PIN, if it has one.
+
+        A file from before PINs could change holds only the counter: the card then keeps ``pin``.
+        """
         if not self._state_file.exists():
             return MAX_PIN_TRIES
-        tries = json.loads(self._state_file.read_text()).get("pin_tries_left")
+        state = json.loads(self._state_file.read_text())
+        tries = state.get("pin_tries_left")
         if not isinstance(tries, int) or not 0 <= tries <= MAX_PIN_TRIES:
             raise ValueError(f"{self._state_file} holds no valid PIN retry counter")
+        if "pin" in state:
+            try:
+                salt, digest = bytes.fromhex(state["pin"]["salt"]), bytes.fromhex(state["pin"]["sha256"])
+            except (TypeError, KeyError, ValueError) as exc:
+                raise ValueError(f"{self._state_file} holds no valid PIN") from exc
+            if len(salt) != 16 or len(digest) != 32:
+                raise ValueError(f"{self._state_file} holds no valid PIN")
+            self._pin_salt, self._pin_hash, self._pin_changed = salt, digest, True
         return tries
 
-    def _store_tries(self, tries: int) -> None:
+    def _store_state(self, tries: int) -> None:
         self._tries_left = tries
+        state: dict = {"pin_tries_left": tries}
+        if self._pin_changed:
+            state["pin"] = {"salt": self._pin_salt.hex(), "sha256": self._pin_hash.hex()}
         self._state_file.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed, so a crash never leaves a half-written (unreadable) counter.
+        # Written aside and renamed, so a crash never leaves a half-written (unreadable) state; only for its
+        # owner, as it may hold the PIN's hash.
         temporary = self._state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"pin_tries_left": tries}) + "\n")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # also when a leftover temporary file had other permissions
+        with os.fdopen(descriptor, "w") as file:
+            file.write(json.dumps(state) + "\n")
         os.replace(temporary, self._state_file)
 
     def _hash_pin(self, pin: bytes) -> bytes:
+        # A fast salted hash: a PIN has few enough values that no hash protects it from whoever reads the
+        # state file, and that person can read the demo card's key files beside it anyway. The salt keeps
+        # two cards with the same PIN from showing it.
         return hashlib.sha256(self._pin_salt + pin).digest()
+
+    def _pin_matches(self, block: bytes) -> bool:
+        return hmac.compare_digest(self._hash_pin(block.rstrip(bytes([PIN_PAD]))), self._pin_hash)
 
     # -- the card's data --------------------------------------------------------------------------------
 
-    def _build_objects(self, certificate: x509.Certificate) -> dict[int, bytes]:
+    def _build_objects(self) -> dict[int, bytes]:
         """Every data object as GET DATA returns it, by tag."""
-        der = certificate.public_bytes(serialization.Encoding.DER)
-        expiry = certificate.not_valid_after_utc.strftime("%Y%m%d").encode("ascii")
+        expiry = self.certificate.not_valid_after_utc.strftime("%Y%m%d").encode("ascii")
         chuid = (
             tlv.tlv(TAG_FASC_N, NON_FEDERAL_FASC_N)
             + tlv.tlv(TAG_GUID, self.card_number.encode("ascii"))
@@ -231,9 +310,13 @@ class PivCardEmulator:
             + tlv.tlv(TAG_ERROR_DETECTION)
         )
         discovery = tlv.tlv(0x4F, PIV_AID) + tlv.tlv(0x5F2F, PIN_USAGE_POLICY)
-        key_history = tlv.tlv(0xC1, b"\x00") + tlv.tlv(0xC2, b"\x00") + tlv.tlv(TAG_ERROR_DETECTION)
-        certificate_object = (
-            tlv.tlv(TAG_CERTIFICATE, der) + tlv.tlv(TAG_CERT_INFO, b"\x00") + tlv.tlv(TAG_ERROR_DETECTION)
+        # Key History: how many retired key-management keys have their certificate on the card (the CA
+        # certificates, in the first retired objects), and none elsewhere. Readers look in the retired objects
+        # only as far as this count says.
+        key_history = (
+            tlv.tlv(TAG_KEYS_WITH_ON_CARD_CERTS, bytes([len(self.ca_certificates)]))
+            + tlv.tlv(TAG_KEYS_WITH_OFF_CARD_CERTS, b"\x00")
+            + tlv.tlv(TAG_ERROR_DETECTION)
         )
         objects = {
             ObjectId.CHUID: tlv.tlv(TAG_OBJECT_DATA, chuid),
@@ -241,8 +324,12 @@ class PivCardEmulator:
             ObjectId.DISCOVERY: tlv.tlv(TAG_DISCOVERY, discovery),
             ObjectId.KEY_HISTORY: tlv.tlv(TAG_OBJECT_DATA, key_history),
         }
-        for slot in KEY_SLOTS:
-            objects[CERTIFICATE_OBJECTS[slot]] = tlv.tlv(TAG_OBJECT_DATA, certificate_object)
+        for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
+            objects[CERTIFICATE_OBJECTS[slot]] = _certificate_object(self.certificate)
+        if self.encryption_certificate is not None:
+            objects[CERTIFICATE_OBJECTS[Slot.KEY_MANAGEMENT]] = _certificate_object(self.encryption_certificate)
+        for object_id, ca_certificate in zip(RETIRED_CERTIFICATE_OBJECTS, self.ca_certificates):
+            objects[object_id] = _certificate_object(ca_certificate)
         return {int(tag): value for tag, value in objects.items()}
 
     def _application_property_template(self) -> bytes:
@@ -311,6 +398,7 @@ class PivCardEmulator:
         handlers = {
             INS_GET_DATA: self._get_data,
             INS_VERIFY: self._verify,
+            INS_CHANGE_REFERENCE_DATA: self._change_reference_data,
             INS_GENERAL_AUTHENTICATE: self._general_authenticate,
         }
         handler = handlers.get(command.ins)
@@ -337,6 +425,29 @@ class PivCardEmulator:
             return b"", SW_FILE_NOT_FOUND
         return found, SW_OK
 
+    def _change_reference_data(self, command: CommandApdu, data: bytes) -> tuple[bytes, int]:
+        """CHANGE REFERENCE DATA of the PIN: the current PIN, then the new one, each FF-padded to 8 bytes."""
+        if command.p2 != PIN_REFERENCE:
+            return b"", SW_REFERENCE_NOT_FOUND  # the PUK (81) cannot be changed here, as it is never used
+        if command.p1 != 0x00:
+            return b"", SW_INCORRECT_P1P2
+        if self._tries_left == 0:
+            return b"", SW_AUTH_METHOD_BLOCKED
+        if len(data) != 2 * PIN_LENGTH:
+            return b"", SW_WRONG_DATA
+        old, new = data[:PIN_LENGTH], _new_pin(data[PIN_LENGTH:])
+        if new is None:  # refused before the old PIN is looked at, so a malformed new PIN costs no try
+            return b"", SW_WRONG_DATA
+        self._pin_verified = self._signature_allowed = False
+        self._store_state(self._tries_left - 1)  # spent before comparing, as VERIFY does
+        if not self._pin_matches(old):
+            return b"", 0x63C0 | self._tries_left
+        self._pin_salt = secrets.token_bytes(16)
+        self._pin_hash = self._hash_pin(new)
+        self._pin_changed = True
+        self._store_state(MAX_PIN_TRIES)
+        return b"", SW_OK  # and the PIN is not verified by this: a VERIFY of the new one is the way in
+
     def _verify(self, command: CommandApdu, data: bytes) -> tuple[bytes, int]:
         if command.p2 != PIN_REFERENCE:
             return b"", SW_REFERENCE_NOT_FOUND
@@ -357,18 +468,20 @@ class PivCardEmulator:
             return b"", SW_WRONG_DATA
         # Spend the try before comparing, as cards do: cutting the power mid-check must not save it.
         self._pin_verified = self._signature_allowed = False
-        self._store_tries(self._tries_left - 1)
-        if not hmac.compare_digest(self._hash_pin(data.rstrip(bytes([PIN_PAD]))), self._pin_hash):
+        self._store_state(self._tries_left - 1)
+        if not self._pin_matches(data):
             return b"", 0x63C0 | self._tries_left
-        self._store_tries(MAX_PIN_TRIES)
+        self._store_state(MAX_PIN_TRIES)
         self._pin_verified = self._signature_allowed = True
         return b"", SW_OK
 
     def _general_authenticate(self, command: CommandApdu, data: bytes) -> tuple[bytes, int]:
-        if command.p2 not in KEY_SLOTS:
+        key = self._keys.get(command.p2)  # none for the retired references: the CA certificates have no key
+        if key is None:
             return b"", SW_REFERENCE_NOT_FOUND
         if command.p1 != Algorithm.RSA_2048:
             return b"", SW_INCORRECT_P1P2
+        # PIV's PIN policy: 9C wants the PIN just before each use ("PIN always"); 9A and 9D once a session.
         allowed = self._signature_allowed if command.p2 == Slot.SIGNATURE else self._pin_verified
         if not allowed:
             return b"", SW_SECURITY_STATUS_NOT_SATISFIED
@@ -380,13 +493,15 @@ class PivCardEmulator:
         if TAG_RESPONSE not in template or challenge is None or len(challenge) != RSA_2048_BYTES:
             return b"", SW_WRONG_DATA
         m = int.from_bytes(challenge, "big")
-        n = self._numbers.public_numbers.n
+        n = key.public_numbers.n
         if m >= n:
             return b"", SW_WRONG_DATA
         if command.p2 == Slot.SIGNATURE:
             self._signature_allowed = False
-        signature = pow(m, self._numbers.d, n).to_bytes(RSA_2048_BYTES, "big")
-        return tlv.tlv(TAG_DYNAMIC_AUTHENTICATION, tlv.tlv(TAG_RESPONSE, signature)), SW_OK
+        # The raw private operation, for a signature (a padded block) as for a decryption (a ciphertext):
+        # a PIV card leaves padding, and its removal, to the host.
+        result = pow(m, key.d, n).to_bytes(RSA_2048_BYTES, "big")
+        return tlv.tlv(TAG_DYNAMIC_AUTHENTICATION, tlv.tlv(TAG_RESPONSE, result)), SW_OK
 
 
 # -- in-process reader ----------------------------------------------------------------------------------

@@ -142,3 +142,13 @@ class PinRequired(ApduError):
 
     def __init__(self, sw: int = 0x6982, message: str = "") -> None:
         super().__init__(sw, message or "the card wants the PIN verified first (SW=6982)")
+
+
+class DecryptionFailed(CardError):
+    """The ciphertext did not decrypt to a well-formed message (wrong length, out of range, bad padding).
+
+    One error for every way it can fail, never saying which: telling them apart is the padding oracle
+    Bleichenbacher's attack needs.
+    """
+
+    code = "decryption_failed"

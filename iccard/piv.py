@@ -13,8 +13,8 @@ from enum import IntEnum
 from cryptography import x509
 
 from . import tlv
-from .apdu import SW_FILE_NOT_FOUND, send
-from .errors import ApduError, MalformedPin, PinBlocked, UnsupportedCard, WrongPin
+from .apdu import SW_FILE_NOT_FOUND, SW_WRONG_DATA, send
+from .errors import ApduError, DecryptionFailed, MalformedPin, PinBlocked, UnsupportedCard, WrongPin
 from .transport import CardConnection
 
 # -- PIV constants (SP 800-73-4 part 1 and 2) -----------------------------------------------------------
@@ -24,6 +24,7 @@ PIV_RID = PIV_AID[:5]  # NIST's registered application provider identifier: A0 0
 PIV_PIX = PIV_AID[5:]
 
 INS_VERIFY = 0x20
+INS_CHANGE_REFERENCE_DATA = 0x24
 INS_GENERAL_AUTHENTICATE = 0x87
 INS_GET_DATA = 0xCB
 
@@ -50,6 +51,10 @@ TAG_FASC_N = 0x30
 TAG_GUID = 0x34
 TAG_EXPIRATION = 0x35
 TAG_ISSUER_SIGNATURE = 0x3E
+
+# Inside the Key History object
+TAG_KEYS_WITH_ON_CARD_CERTS = 0xC1
+TAG_KEYS_WITH_OFF_CARD_CERTS = 0xC2
 
 
 class Slot(IntEnum):
@@ -79,7 +84,12 @@ class ObjectId(IntEnum):
     CERT_SIGNATURE = 0x5FC10A
     CERT_KEY_MANAGEMENT = 0x5FC10B
     CERT_CARD_AUTHENTICATION = 0x5FC101
+    CERT_RETIRED_KEY_MANAGEMENT_1 = 0x5FC10D
 
+
+# The certificates of the 20 retired key-management keys (key references 82..95), in order. The Key History
+# object says how many of them, from the first on, the card holds (keysWithOnCardCerts).
+RETIRED_CERTIFICATE_OBJECTS = tuple(range(ObjectId.CERT_RETIRED_KEY_MANAGEMENT_1, 0x5FC120 + 1))
 
 CERTIFICATE_OBJECTS = {
     Slot.AUTHENTICATION: ObjectId.CERT_AUTHENTICATION,
@@ -184,24 +194,61 @@ class PivSession:
         parse; ``ValueError`` for a slot PIV does not define.
         """
         slot = Slot(slot)
+        certificate = self._certificate_object(CERTIFICATE_OBJECTS[slot], f"slot {slot:02X}")
+        if certificate is None:
+            raise UnsupportedCard(f"the card has no certificate for slot {slot:02X}")
+        return certificate
+
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """The CA certificates the card carries (the issuing CA's, on citizen cards), possibly none.
+
+        They sit where SP 800-73-4 leaves room for certificates beyond the four keys': the retired
+        key-management certificate objects, as many from the first on as the Key History object counts.
+        Only CA certificates are returned, not a retired encryption key's own certificate. A card without
+        Key History, or whose counted objects are missing, has none. Raises
+        :class:`~iccard.errors.UnsupportedCard` when an object is there but malformed.
+        """
         try:
-            content = tlv.parse_dict(self.get_object(CERTIFICATE_OBJECTS[slot]))
+            history = tlv.parse_dict(self.get_object(ObjectId.KEY_HISTORY))
         except ApduError as exc:
             if exc.sw == SW_FILE_NOT_FOUND:
-                raise UnsupportedCard(f"the card has no certificate for slot {slot:02X}") from exc
+                return []
             raise
         except tlv.TlvError as exc:
-            raise UnsupportedCard(f"the certificate object of slot {slot:02X} is malformed: {exc}") from exc
+            raise UnsupportedCard(f"the Key History object is malformed: {exc}") from exc
+        count = history.get(TAG_KEYS_WITH_ON_CARD_CERTS, b"\x00")
+        if len(count) != 1:
+            raise UnsupportedCard("the Key History object's keysWithOnCardCerts is not one byte")
+        found = []
+        for index, object_id in enumerate(RETIRED_CERTIFICATE_OBJECTS[: count[0]], start=1):
+            certificate = self._certificate_object(object_id, f"retired key-management certificate {index}")
+            if certificate is not None and _is_ca(certificate):
+                found.append(certificate)
+        return found
+
+    def _certificate_object(self, object_id: int, name: str) -> x509.Certificate | None:
+        """The certificate in certificate object ``object_id`` (None when the card has no such object).
+
+        Raises :class:`~iccard.errors.UnsupportedCard` when the object is malformed or holds nothing.
+        """
+        try:
+            content = tlv.parse_dict(self.get_object(object_id))
+        except ApduError as exc:
+            if exc.sw == SW_FILE_NOT_FOUND:
+                return None
+            raise
+        except tlv.TlvError as exc:
+            raise UnsupportedCard(f"the certificate object of {name} is malformed: {exc}") from exc
         der = content.get(TAG_CERTIFICATE)
         if not der:
-            raise UnsupportedCard(f"the certificate object of slot {slot:02X} holds no certificate")
+            raise UnsupportedCard(f"the certificate object of {name} holds no certificate")
         info = content.get(TAG_CERT_INFO, b"\x00")
         try:
             if info and info[0] & CERT_INFO_GZIP:
                 der = zlib.decompress(der, wbits=31)  # 31: the gzip container
             return x509.load_der_x509_certificate(der)
         except (ValueError, zlib.error) as exc:
-            raise UnsupportedCard(f"the certificate of slot {slot:02X} does not parse: {exc}") from exc
+            raise UnsupportedCard(f"the certificate of {name} does not parse: {exc}") from exc
 
     def card_number(self) -> str:
         """The card number (e.g. ``TEST000000000001``): the CHUID's GUID read as 16 ASCII characters.
@@ -238,6 +285,21 @@ class PivSession:
             send(self.connection, 0x00, INS_VERIFY, 0x00, PIN_REFERENCE, bytes(block))
         finally:
             block[:] = bytes(len(block))
+
+    def change_pin(self, old_pin: str, new_pin: str) -> None:
+        """Replace the PIV PIN ``old_pin`` with ``new_pin`` (CHANGE REFERENCE DATA). Neither is kept.
+
+        A wrong ``old_pin`` spends a try as a wrong VERIFY does. Raises
+        :class:`~iccard.errors.MalformedPin` when either is not 6 to 8 digits (nothing sent),
+        :class:`~iccard.errors.WrongPin` with the tries left, :class:`~iccard.errors.PinBlocked`.
+        """
+        blocks = [encode_pin(old_pin)]
+        try:
+            blocks.append(encode_pin(new_pin))
+            send(self.connection, 0x00, INS_CHANGE_REFERENCE_DATA, 0x00, PIN_REFERENCE, bytes(blocks[0] + blocks[1]))
+        finally:
+            for block in blocks:
+                block[:] = bytes(len(block))
 
     def pin_tries_left(self) -> int | None:
         """How many wrong PINs the card still accepts (0: blocked), without spending one.
@@ -293,3 +355,60 @@ class PivSession:
         the 256-byte signature; raises what :meth:`sign_rsa` raises.
         """
         return self.sign_rsa(slot, pkcs1v15_block(digest_info))
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        """Decrypt an RSAES-PKCS1-v1_5 ``ciphertext`` (RSA-2048) with the key-management key, slot 9D.
+
+        The card does the raw RSA operation, as PIV cards do; the padding is removed here. The PIN must be
+        verified in this session (9D asks once, not before every use). Returns the message. Raises
+        :class:`~iccard.errors.DecryptionFailed` when the ciphertext is not 256 bytes, not below the
+        modulus, or does not decrypt to a padded message; :class:`~iccard.errors.PinRequired` without the
+        PIN; what :meth:`general_authenticate` raises otherwise.
+        """
+        if len(ciphertext) != RSA_2048_BYTES:
+            raise DecryptionFailed(DECRYPTION_FAILED)
+        try:
+            block = self.general_authenticate(Slot.KEY_MANAGEMENT, Algorithm.RSA_2048, bytes(ciphertext))
+        except ApduError as exc:
+            if exc.sw == SW_WRONG_DATA:  # the card's word for "not below the modulus"
+                raise DecryptionFailed(DECRYPTION_FAILED) from None
+            raise
+        if len(block) != RSA_2048_BYTES:
+            raise UnsupportedCard(f"the card returned a {len(block)}-byte RSA-2048 result")
+        return eme_pkcs1v15_decode(block)
+
+
+DECRYPTION_FAILED = "the ciphertext does not decrypt with this card's key"
+
+
+def eme_pkcs1v15_decode(block: bytes) -> bytes:
+    """The message in an EME-PKCS1-v1_5 block (RFC 8017 §7.2.2 step 3): ``00 02 PS 00 M``, PS at least 8
+    non-zero bytes. Raises :class:`~iccard.errors.DecryptionFailed`, one error for every fault.
+
+    Written here because the private key is on the card: cryptography removes this padding only inside
+    its own decrypt, with the key in hand, and has no API to unpad a raw result. What a page learns from
+    a decryption is whether it failed, so this must not tell one fault from another: every byte is looked
+    at whatever came before it, with no early return, and there is one error with one message. (Python
+    does not promise constant time; this takes away the plain signals, the branches on where the padding
+    broke, which is what a Bleichenbacher oracle reads.)
+    """
+    if len(block) < 2 + 8 + 1:  # the block's length is public: refusing it early tells nothing
+        raise DecryptionFailed(DECRYPTION_FAILED)
+    looking = 1  # still in PS: no zero byte seen since the header
+    separator = 0  # index of the first zero after the header; 0 while none
+    for index in range(2, len(block)):
+        is_zero = int(block[index] == 0)
+        separator |= index * (looking & is_zero)
+        looking &= 1 - is_zero
+    header_ok = int(block[0] == 0x00) & int(block[1] == 0x02)
+    padding_ok = int(separator >= 2 + 8)  # also 0 when no separator was found
+    if not header_ok & padding_ok:
+        raise DecryptionFailed(DECRYPTION_FAILED)
+    return bytes(block[separator + 1 :])
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False

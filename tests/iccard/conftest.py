@@ -2,8 +2,8 @@
 
 The PC/SC tests need pyscard, pcscd and vsmartcard's vpcd; the OpenSC tests need OpenSC too. Without
 them those tests skip, except under CI, where they fail (:func:`tests.support.missing` decides).
-pcscd is started for the session if it is not running (and stopped again afterwards, since it was not
-running before); a pcscd that was already running is left alone.
+pcscd is started if it is not running, and then left running like the service it is: the parallel
+workers share it, and one stopping it at the end of its session would pull it from under another.
 """
 
 from __future__ import annotations
@@ -123,35 +123,38 @@ def _one_test_at_a_time_on_vpcd(request):
 
 @pytest.fixture(scope="session")
 def pcsc_stack():
-    """pcscd with vpcd's reader, reachable through pyscard; starts pcscd for the session if needed."""
+    """pcscd with vpcd's reader, reachable through pyscard; starts pcscd if it is not running."""
     try:
         import smartcard  # noqa: F401
     except ImportError:
         missing("pyscard is not installed: pip install -r requirements-agent.txt (needs libpcsclite-dev, swig)")
     friendly_name, slot = _vpcd_reader_slot()
-    reader_name = _vpcd_reader(friendly_name, slot)
-    started = None
-    if reader_name is None:
-        pcscd = shutil.which("pcscd") or next((p for p in PCSCD_PATHS if os.path.exists(p)), None)
-        if pcscd is None:
-            missing("pcscd is not installed: apt-get install pcscd")
-        if _pcscd_running():
-            missing(
-                "pcscd runs but shows us no vpcd reader (started before vsmartcard-vpcd was installed, "
-                "or unreachable): restart it"
-            )
-        started = subprocess.Popen(
-            [pcscd, "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while (reader_name := _vpcd_reader(friendly_name, slot)) is None:
-            if started.poll() is not None or time.monotonic() > deadline:
-                _stop(started)
-                missing(f"pcscd was started but shows no vpcd reader (exit status {started.returncode})")
-            time.sleep(0.1)
+    with open(VPCD_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two workers must not both start one
+        reader_name = _vpcd_reader(friendly_name, slot) or _start_pcscd(friendly_name, slot)
     yield PcscStack(port=VPCD_PORT, reader_name=reader_name)
-    if started is not None:
-        _stop(started)
+
+
+def _start_pcscd(friendly_name: str, slot: int) -> str:
+    """Start pcscd (in the background, for good) and wait for vpcd's reader; returns its name."""
+    pcscd = shutil.which("pcscd") or next((p for p in PCSCD_PATHS if os.path.exists(p)), None)
+    if pcscd is None:
+        missing("pcscd is not installed: apt-get install pcscd")
+    if _pcscd_running():
+        missing(
+            "pcscd runs but shows us no vpcd reader (started before vsmartcard-vpcd was installed, "
+            "or unreachable): restart it"
+        )
+    started = subprocess.Popen(
+        [pcscd, "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while (reader_name := _vpcd_reader(friendly_name, slot)) is None:
+        if started.poll() is not None or time.monotonic() > deadline:
+            _stop(started)
+            missing(f"pcscd was started but shows no vpcd reader (exit status {started.returncode})")
+        time.sleep(0.1)
+    return reader_name
 
 
 def _pcscd_running() -> bool:

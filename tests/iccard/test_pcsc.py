@@ -128,6 +128,34 @@ def test_certificate_card_number_and_signature_through_pcsc(connection, pki, dem
     certificate.public_key().verify(signature, MESSAGE, padding.PKCS1v15(), hashes.SHA256())
 
 
+def test_the_encryption_certificate_decrypts_and_the_ca_certificate_is_read_through_pcsc(connection, pki, demo_card):
+    session = within(DEADLINE, PivSession, connection)
+    encryption_certificate = within(DEADLINE, session.get_certificate, Slot.KEY_MANAGEMENT)
+    assert encryption_certificate == pki.card_encryption_certificate(demo_card)
+    assert within(DEADLINE, session.ca_certificates) == [pki.issuer_certificate]
+    ciphertext = encryption_certificate.public_key().encrypt(MESSAGE, padding.PKCS1v15())
+    within(DEADLINE, session.verify_pin, "123456")
+    assert within(DEADLINE, session.decrypt, ciphertext) == MESSAGE
+
+
+def test_a_pin_changed_through_pcsc_is_the_pin_from_then_on(pcsc_stack, connection, emulator):
+    session = within(DEADLINE, PivSession, connection)
+    with pytest.raises(WrongPin):
+        within(DEADLINE, session.change_pin, "999999", "24681357")
+    assert emulator.pin_tries_left == 2
+    within(DEADLINE, session.change_pin, "123456", "24681357")
+    within(DEADLINE, connection.close)
+    again = within(DEADLINE, _reader(pcsc_stack).connect)
+    try:
+        session = within(DEADLINE, PivSession, again)
+        with pytest.raises(WrongPin):
+            within(DEADLINE, session.verify_pin, "123456")
+        within(DEADLINE, session.verify_pin, "24681357")
+        within(DEADLINE, session.sign_pkcs1v15, Slot.SIGNATURE, _digest_info())
+    finally:
+        within(DEADLINE, again.close)
+
+
 def test_a_pin_blocked_through_pcsc_stays_blocked(pcsc_stack, connection, emulator):
     session = within(DEADLINE, PivSession, connection)
     for tries_left in (2, 1):

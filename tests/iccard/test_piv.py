@@ -11,8 +11,17 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from iccard import tlv
 from iccard.emulator import PivCardEmulator
-from iccard.errors import CardRemoved, MalformedPin, NoCard, PinBlocked, PinRequired, UnsupportedCard, WrongPin
-from iccard.piv import PIV_PIX, PivSession, Slot, digest_info, pkcs1v15_block
+from iccard.errors import (
+    CardRemoved,
+    DecryptionFailed,
+    MalformedPin,
+    NoCard,
+    PinBlocked,
+    PinRequired,
+    UnsupportedCard,
+    WrongPin,
+)
+from iccard.piv import PIV_PIX, PivSession, Slot, digest_info, eme_pkcs1v15_decode, pkcs1v15_block
 from tests.iccard.scripted import ScriptedCard
 
 MESSAGE = "王小明 signs in to MoCert".encode()
@@ -40,9 +49,17 @@ def test_the_certificate_read_from_the_card_is_the_demo_cards(session, pki, demo
     assert session.get_certificate(slot) == pki.card_certificate(demo_card)
 
 
+def test_the_encryption_certificate_is_read_from_the_key_management_slot(session, pki, demo_card):
+    assert session.get_certificate(Slot.KEY_MANAGEMENT) == pki.card_encryption_certificate(demo_card)
+
+
 def test_a_slot_without_certificate_is_an_unsupported_card(session):
     with pytest.raises(UnsupportedCard):
-        session.get_certificate(Slot.KEY_MANAGEMENT)
+        session.get_certificate(Slot.CARD_AUTHENTICATION)
+
+
+def test_the_cards_ca_certificate_is_the_issuing_cas(session, pki):
+    assert session.ca_certificates() == [pki.issuer_certificate]
 
 
 def test_the_card_number_is_read_from_the_chuid(session, demo_card):
@@ -156,6 +173,126 @@ def test_the_raw_rsa_operation_takes_exactly_one_key_sized_block(session):
         digest_info("MD5", hashlib.md5(b"").digest())
 
 
+# -- decryption ----------------------------------------------------------------------------------------
+
+
+def _encrypt_to_card(pki, card, message: bytes) -> bytes:
+    return pki.card_encryption_certificate(card).public_key().encrypt(message, padding.PKCS1v15())
+
+
+def _raw_encrypt(pki, card, block: bytes) -> bytes:
+    """``block`` (256 bytes) RSA-encrypted to the card's encryption key without padding: what a ciphertext of a
+    badly padded message looks like."""
+    public = pki.card_encryption_certificate(card).public_key().public_numbers()
+    return pow(int.from_bytes(block, "big"), public.e, public.n).to_bytes(256, "big")
+
+
+@pytest.mark.parametrize(
+    "message", [b"", "機密的 session key".encode(), bytes(range(256))[:245]], ids=["empty", "text", "longest"]
+)
+def test_a_ciphertext_to_the_encryption_certificate_decrypts_to_its_message(session, pki, demo_card, message):
+    session.verify_pin("123456")
+    assert session.decrypt(_encrypt_to_card(pki, demo_card, message)) == message
+
+
+def test_decryption_wants_the_pin(session, pki, demo_card):
+    with pytest.raises(PinRequired):
+        session.decrypt(_encrypt_to_card(pki, demo_card, b"secret"))
+
+
+def test_the_pin_verified_once_decrypts_for_the_whole_session(session, pki, demo_card):
+    session.verify_pin("123456")
+    for message in (b"one", b"two", b"three"):
+        assert session.decrypt(_encrypt_to_card(pki, demo_card, message)) == message
+
+
+BAD_BLOCKS = {
+    "type 1 (a signature block)": b"\x00\x01" + b"\xff" * 200 + b"\x00" + b"m" * 53,
+    "no zero separator": b"\x00\x02" + b"\x11" * 254,
+    "padding of 7 bytes": b"\x00\x02" + b"\x11" * 7 + b"\x00" + b"m" * 246,
+    "separator right after the header": b"\x00\x02\x00" + b"m" * 253,
+    "leading byte not zero": b"\x01\x02" + b"\x11" * 200 + b"\x00" + b"m" * 53,
+}
+
+
+@pytest.mark.parametrize("block", BAD_BLOCKS.values(), ids=BAD_BLOCKS.keys())
+def test_a_badly_padded_ciphertext_is_refused_all_alike(session, pki, demo_card, block):
+    if block[0] != 0:  # beyond any RSA-2048 modulus' top byte: only the decoder can be shown it
+        with pytest.raises(DecryptionFailed) as refused:
+            eme_pkcs1v15_decode(block)
+    else:
+        session.verify_pin("123456")
+        with pytest.raises(DecryptionFailed) as refused:
+            session.decrypt(_raw_encrypt(pki, demo_card, block))
+    assert str(refused.value) == "the ciphertext does not decrypt with this card's key"
+
+
+def test_the_shortest_padding_and_the_longest_message_decode():
+    assert eme_pkcs1v15_decode(b"\x00\x02" + b"\x11" * 8 + b"\x00" + b"m" * 245) == b"m" * 245
+    assert eme_pkcs1v15_decode(b"\x00\x02" + b"\x11" * 253 + b"\x00") == b""
+    assert eme_pkcs1v15_decode(b"\x00\x02" + b"\x11" * 9 + b"\x00" + b"\x00m") == b"\x00m"  # the first zero ends PS
+
+
+@pytest.mark.parametrize(
+    "ciphertext", [b"\x01" * 255, b"\x01" * 257, b"", b"\xff" * 256], ids=["255", "257", "0", "above n"]
+)
+def test_a_ciphertext_of_the_wrong_size_or_beyond_the_modulus_is_refused(session, ciphertext):
+    session.verify_pin("123456")
+    with pytest.raises(DecryptionFailed):
+        session.decrypt(ciphertext)
+
+
+# -- changing the PIN ----------------------------------------------------------------------------------
+
+
+def test_a_changed_pin_is_the_pin_from_then_on(session):
+    session.change_pin("123456", "24681357")
+    with pytest.raises(WrongPin) as wrong:
+        session.verify_pin("123456")
+    assert wrong.value.tries_left == 2
+    session.verify_pin("24681357")
+    session.sign_pkcs1v15(Slot.SIGNATURE, _digest_info())
+
+
+def test_changing_the_pin_with_a_wrong_one_counts_down_then_blocks(session):
+    for tries_left in (2, 1):
+        with pytest.raises(WrongPin) as wrong:
+            session.change_pin("654321", "24681357")
+        assert wrong.value.tries_left == tries_left
+    with pytest.raises(PinBlocked):
+        session.change_pin("654321", "24681357")
+    with pytest.raises(PinBlocked):
+        session.change_pin("123456", "24681357")
+    with pytest.raises(PinBlocked):
+        session.verify_pin("123456")
+
+
+def test_a_changed_pin_survives_a_new_emulator_of_the_same_state(pki, demo_card, card_state_dir, reader):
+    PivSession(reader.connect()).change_pin("123456", "24681357")
+    reader.remove()
+    reader.insert(PivCardEmulator.from_demo(pki, demo_card, card_state_dir))
+    session = PivSession(reader.connect())
+    with pytest.raises(WrongPin):
+        session.verify_pin("123456")
+    session.verify_pin("24681357")
+
+
+@pytest.mark.parametrize(
+    "old, new", [("12345", "24681357"), ("123456", "2468"), ("123456", "24681357x"), ("123456", "")]
+)
+def test_a_malformed_old_or_new_pin_never_reaches_the_card(old, new):
+    card = ScriptedCard((b"", 0x9000))
+    with pytest.raises(MalformedPin):
+        PivSession(card).change_pin(old, new)
+    assert len(card.sent) == 1
+
+
+def test_the_pin_change_sends_both_pins_padded_with_ff():
+    card = ScriptedCard((b"", 0x9000), (b"", 0x9000))
+    PivSession(card).change_pin("123456", "24681357")
+    assert card.sent[1] == bytes.fromhex("0024008010") + b"123456\xff\xff" + b"24681357"
+
+
 # -- the card goes away --------------------------------------------------------------------------------
 
 
@@ -197,3 +334,30 @@ def test_a_random_guid_is_not_taken_for_a_card_number():
 def test_an_answer_that_is_not_a_piv_object_is_unsupported():
     with pytest.raises(UnsupportedCard):
         PivSession(ScriptedCard((b"", 0x9000), (b"\x70\x05abc", 0x9000))).get_certificate(Slot.SIGNATURE)
+
+
+def test_a_card_without_key_history_has_no_ca_certificates():
+    assert PivSession(ScriptedCard((b"", 0x9000), (b"", 0x6A82))).ca_certificates() == []
+
+
+def test_a_key_history_counting_none_means_no_ca_certificates():
+    history = tlv.tlv(0x53, tlv.tlv(0xC1, b"\x00") + tlv.tlv(0xC2, b"\x00") + tlv.tlv(0xFE))
+    card = ScriptedCard((b"", 0x9000), (history, 0x9000))
+    assert PivSession(card).ca_certificates() == [] and len(card.sent) == 2
+
+
+def test_a_retired_encryption_certificate_is_not_taken_for_a_ca_certificate(pki, demo_card):
+    history = tlv.tlv(0x53, tlv.tlv(0xC1, b"\x02") + tlv.tlv(0xC2, b"\x00") + tlv.tlv(0xFE))
+
+    def stored(certificate):
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        return tlv.tlv(0x53, tlv.tlv(0x70, der) + tlv.tlv(0x71, b"\x00") + tlv.tlv(0xFE))
+
+    card = ScriptedCard(
+        (b"", 0x9000),
+        (history, 0x9000),
+        (stored(pki.card_encryption_certificate(demo_card)), 0x9000),  # 5FC10D: an old encryption key's
+        (stored(pki.issuer_certificate), 0x9000),  # 5FC10E
+    )
+    assert PivSession(card).ca_certificates() == [pki.issuer_certificate]
+    assert card.sent[2:] == [bytes.fromhex("00CB3FFF055C035FC10D00"), bytes.fromhex("00CB3FFF055C035FC10E00")]
