@@ -23,13 +23,7 @@ from cryptography.hazmat.primitives import padding as symmetric_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .cards import Card
-from .errors import CardError
-
-try:
-    from .errors import DecryptionFailed
-except ImportError:  # until the card-side decryption lands on main (issue 12): same code, same meaning
-    class DecryptionFailed(CardError):  # type: ignore[no-redef]
-        code = "decryption_failed"
+from .errors import CardError, DecryptionFailed
 
 
 class DecryptRequestError(ValueError):

@@ -100,7 +100,9 @@ class AgentHandler(BaseHTTPRequestHandler):
             handler()
         except Exception:
             log.exception("%s %s failed", self.command, urlsplit(self.path).path)
-            self._json(protocol.failure("sign", protocol.TIMEOUT, protocol.CKR_FUNCTION_FAILED), 500)
+            func = {"/decrypt": "decrypt", "/CardManagement/sendCardCommand": "changeUserPINCode"}.get(
+                urlsplit(self.path).path, "sign")
+            self._json(protocol.failure(func, protocol.TIMEOUT, protocol.CKR_FUNCTION_FAILED), 500)
 
     def _get(self) -> None:
         if not self._own_host():

@@ -121,6 +121,16 @@ def test_an_untrusted_site_reads_not_trusted_then_adds_itself_through_add_domain
     assert hipki_site in agent.component.trust and "http://localhost:1" not in agent.component.trust
 
 
+def test_refusing_add_domain_answers_the_page_not_trusted(page, hipki_site, hipki_agent):
+    agent = hipki_agent()
+    _open(page, hipki_site, agent)
+    with page.expect_popup() as popup:
+        page.click("#add-domain")
+    popup.value.click("#trust-no", no_wait_after=True)  # it answers and closes at once
+    expect(page.locator("#env-status")).to_have_text("加入信任網站失敗, 錯誤代碼 0x76000031")
+    assert hipki_site not in agent.component.trust
+
+
 def test_get_user_cert_lists_signing_encryption_and_ca_certificates_as_pages_read_them(page, hipki_site, hipki_agent):
     agent = hipki_agent(trusted=[hipki_site])
     _open(page, hipki_site, agent)
