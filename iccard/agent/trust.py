@@ -22,6 +22,8 @@ def normalize_site(value: str) -> str:
     value = (value or "").strip()
     if not value or len(value) > 300 or any(c.isspace() for c in value):
         raise InvalidSite("not a site")
+    if value.lower() == "null":  # the Origin of sandboxed and opaque pages: never a site one can trust
+        raise InvalidSite("not a site")
     if "://" in value:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:

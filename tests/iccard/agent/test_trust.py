@@ -14,6 +14,13 @@ def test_a_trusted_host_covers_its_origins_and_an_origin_only_itself(tmp_path):
     assert "https://evil.example" not in trust and "not a site" not in trust
 
 
+def test_the_opaque_origin_null_can_never_be_trusted(tmp_path):
+    trust = TrustList(tmp_path / "t.json")
+    with pytest.raises(InvalidSite):
+        trust.add("null")
+    assert "null" not in trust
+
+
 def test_sha1_is_allowed_only_for_trusted_sites_and_persists(tmp_path):
     path = tmp_path / "t.json"
     trust = TrustList(path)
