@@ -74,6 +74,14 @@ ANSWERS: dict[Key, Answer] = {
     ("revocation_unknown", "card"): Answer(
         503, N_("The certification authority could not be reached to check this card. Please try again later.")
     ),
+    # The card's issuing CA (MOICA) could not be checked at its root (GRCA): another host, another cause.
+    ("issuer_revocation_unknown", "card"): Answer(
+        503,
+        N_(
+            "The status of the certification authority that issued this card could not be checked "
+            "(its root authority could not be reached). Please try again later."
+        ),
+    ),
     ("certificate_not_accepted", "card"): Answer(401, N_("This certificate cannot be used to log in.")),
     ("challenge_unknown", "card"): Answer(404, N_("This login was not started here. Please start again.")),
     ("challenge_expired", "card"): Answer(410, N_("The login took too long. Please start again.")),

@@ -54,6 +54,16 @@ class RevocationUnknown(CardLoginError):
     code = "revocation_unknown"
 
 
+class IssuerRevocationUnknown(RevocationUnknown):
+    """Neither GRCA's OCSP nor its CRL could say whether the card's issuing CA (MOICA) is revoked (hard-fail).
+
+    Apart from :class:`RevocationUnknown` (about the card's own certificate) because another host is
+    unreachable: the root's, which every login needs for the intermediate unless a cached answer still holds.
+    """
+
+    code = "issuer_revocation_unknown"
+
+
 class CertificateNotAccepted(CardLoginError):
     """Chains to a trusted root but is not a citizen signing certificate (policy, key usage, shape)."""
 

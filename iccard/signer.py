@@ -23,9 +23,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from .cards import Card
 from .piv import digest_info
 
-# Hash names as MakeSignature takes them. SHA-1 (which old pages still ask for) is refused: a login or
-# a document signed over SHA-1 proves too little today.
+# Hash names as MakeSignature takes them. SHA-1 (which old pages still ask for) is refused unless the
+# caller says the person allowed it for the asking site: collisions in SHA-1 can be made, so a signature
+# over it can be moved onto another document; a login or a document signed so proves too little today.
 HASHES = {"SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
+SHA1 = {"SHA1": "sha1"}
 # Signed attributes MOICA's middleware adds to CMS signatures.
 CARD_NUMBER_ATTRIBUTE = "2.16.886.1.100.2.204"
 NONCE_ATTRIBUTE = "1.2.840.113549.1.9.25.3"
@@ -33,6 +35,10 @@ NONCE_ATTRIBUTE = "1.2.840.113549.1.9.25.3"
 
 class SignRequestError(ValueError):
     """The sign request itself is wrong (unknown hash, bad base64, empty text): no card was touched."""
+
+
+class Sha1NotAllowed(SignRequestError):
+    """SHA-1 was asked for, and the person has not allowed it for the asking site."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,12 @@ class SignRequest:
     nonce: str = ""
 
     @classmethod
-    def from_make_signature(cls, request: dict) -> SignRequest:
-        """Read the fields of a ``MakeSignature`` request (the PIN is the caller's to handle)."""
+    def from_make_signature(cls, request: dict, *, allow_sha1: bool = False) -> SignRequest:
+        """Read the fields of a ``MakeSignature`` request (the PIN is the caller's to handle).
+
+        ``allow_sha1``: the person allowed SHA-1 for the asking site; otherwise it raises
+        :class:`Sha1NotAllowed`.
+        """
         tbs = request.get("tbs")
         if not isinstance(tbs, str) or not tbs:
             raise SignRequestError("tbs is missing")
@@ -54,12 +64,16 @@ class SignRequest:
             data = tbs.encode("utf-8")
         elif encoding == "BASE64":
             try:
-                data = base64.b64decode(tbs, validate=True)
+                # A "+" posted in a form without escaping arrives as a space, which base64 never holds.
+                data = base64.b64decode(tbs.replace(" ", "+"), validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise SignRequestError("tbs is not valid base64") from exc
         else:
             raise SignRequestError(f"unknown tbsEncoding {encoding!r}")
-        hash_name = HASHES.get(str(request.get("hashAlgorithm") or "SHA256").upper())
+        asked = str(request.get("hashAlgorithm") or "SHA256").upper()
+        if asked in SHA1 and not allow_sha1:
+            raise Sha1NotAllowed("SHA1 is not allowed for this site (SHA-1 signatures can be forged)")
+        hash_name = {**HASHES, **SHA1}.get(asked) if allow_sha1 else HASHES.get(asked)
         if hash_name is None:
             raise SignRequestError(f"unsupported hashAlgorithm {request.get('hashAlgorithm')!r}")
         signature_type = str(request.get("signatureType") or "PKCS7").upper()

@@ -49,6 +49,7 @@ from .errors import (
     CertificateNotAccepted,
     CertificateNotYetValid,
     CertificateRevoked,
+    IssuerRevocationUnknown,
     RevocationUnknown,
     UnknownIssuer,
 )
@@ -187,6 +188,8 @@ class CardCertificateValidator:
         except pv_errors.RevokedError as exc:
             raise CertificateRevoked(str(exc)) from exc
         except pv_errors.InsufficientRevinfoError as exc:
+            if not exc.is_ee_cert:  # the issuing CA's status (MOICA's, at GRCA), not the card's
+                raise IssuerRevocationUnknown(str(exc)) from exc
             raise RevocationUnknown(str(exc)) from exc
         except pv_errors.ExpiredError as exc:
             raise CertificateExpired(str(exc)) from exc
@@ -239,7 +242,7 @@ def _classify_path_error(exc: pv_errors.PathValidationError) -> Exception:
     # The library's remaining PathValidationErrors carry no subtype for these cases, only a message.
     text = str(exc).lower()
     if "revocation" in text or "ocsp" in text or "crl" in text:
-        return RevocationUnknown(str(exc))
+        return RevocationUnknown(str(exc)) if exc.is_ee_cert else IssuerRevocationUnknown(str(exc))
     if "signature" in text:
         return UnknownIssuer(str(exc))
     return CertificateNotAccepted(str(exc))

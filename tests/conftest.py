@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from werkzeug.serving import make_server
 
-from iccard.demo_pki import DemoPKI, identity_check_token
+from iccard.demo_pki import DemoPKI, MoicaProfilePKI, identity_check_token
 from tests.support import ApiClient, DemoPKIKeysKept, RequestRecorder, make_config, migrate, missing
 
 POSTGRES_ADMIN_URL = os.environ.get("MOCERT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -31,14 +31,25 @@ POSTGRES_ADMIN_URL = os.environ.get("MOCERT_TEST_POSTGRES_URL", "postgresql+psyc
 
 
 class RevocationServer:
-    """Serves the demo CRL, OCSP and identity check through the real app over HTTP; ``down`` takes parts offline."""
+    """Serves the demo CRL, OCSP and identity check through the real app over HTTP; ``down`` takes parts offline.
 
-    PARTS = (("/ocsp", "ocsp"), (".crl", "crl"), ("/identity-check", "identity"))
+    "root-ocsp" and "root-crl" are GRCA's (the MOICA-profile PKI's root answering for its MOICA); "ocsp" and
+    "crl" are the issuing CAs' (answering for the cards).
+    """
+
+    PARTS = (
+        ("/moica-profile/grca/ocsp", "root-ocsp"),
+        ("/moica-profile/GRCA-G2.crl", "root-crl"),
+        ("/moica-profile/GRCA-G3.crl", "root-crl"),
+        ("/ocsp", "ocsp"),
+        (".crl", "crl"),
+        ("/identity-check", "identity"),
+    )
 
     def __init__(self, pki_dir: Path) -> None:
         from app import create_app
 
-        self.down: set[str] = set()  # "ocsp", "crl", "identity"
+        self.down: set[str] = set()  # "ocsp", "crl", "root-ocsp", "root-crl", "identity"
         self.requests: list[str] = []
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
@@ -89,6 +100,36 @@ def revocation_server(instance_dir):
 @pytest.fixture(scope="session")
 def pki(revocation_server, instance_dir) -> DemoPKI:
     return DemoPKIKeysKept(instance_dir / "demo-pki")
+
+
+@pytest.fixture(scope="session")
+def moica_pki(revocation_server, instance_dir) -> MoicaProfilePKI:
+    """The real MOICA profile on our keys (GRCA and MOICA, G2 and G3, a valid card of each), served by the
+    revocation server beside the demo PKI, root CRL and OCSP included."""
+    directory = MoicaProfilePKI.in_demo_pki(instance_dir / "demo-pki").directory
+    return MoicaProfilePKI.create(directory, revocation_server.url)
+
+
+@pytest.fixture
+def moica_app_config(app_config, moica_pki):
+    """The app's configuration trusting the MOICA profile, both generations: what a deployment for real cards
+    configures, with our CA certificates in place of the real ones."""
+    app_config.CARD_TRUST_ANCHORS = moica_pki.anchor_paths()
+    app_config.CARD_INTERMEDIATES = moica_pki.intermediate_paths()
+    return app_config
+
+
+@pytest.fixture
+def moica_client(moica_app_config):
+    """A client of an app trusting the MOICA profile (its own revocation cache: nothing cached)."""
+    from app import create_app
+    from app.extensions import db
+
+    application = create_app(moica_app_config)
+    yield ApiClient(application.test_client())
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import binascii
 import hmac
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from flask import Response, current_app, jsonify, request
+from flask import Response, abort, current_app, jsonify, request
 
-from iccard.demo_pki import DemoPKI, identity_check_token
+from iccard.demo_pki import DemoPKI, MoicaProfilePKI, identity_check_token
 
 from ..input_checks import json_value
 from ..services.refusals import Refusal
@@ -33,6 +33,33 @@ def crl():
 @bp.post("/ocsp")
 def ocsp():
     return Response(_pki().ocsp_response(request.get_data()), mimetype="application/ocsp-response")
+
+
+# -- the MOICA-profile PKI (iccard.demo_pki.MoicaProfilePKI), when one was made beside the demo PKI ----------
+
+
+def _moica_profile(authority: str | None = None) -> MoicaProfilePKI:
+    pki = MoicaProfilePKI.in_demo_pki(current_app.config["DEMO_PKI_DIR"])
+    if not MoicaProfilePKI.exists(pki.directory) or (authority is not None and authority not in pki.AUTHORITIES):
+        abort(404)
+    return pki
+
+
+@bp.get("/moica-profile/<authority>.cer")
+def moica_profile_certificate(authority: str):
+    certificate = _moica_profile(authority).certificate(authority)
+    return Response(certificate.public_bytes(Encoding.DER), mimetype="application/pkix-cert")
+
+
+@bp.get("/moica-profile/<authority>.crl")
+def moica_profile_crl(authority: str):
+    return Response(_moica_profile(authority).crl(authority), mimetype="application/pkix-crl")
+
+
+@bp.post("/moica-profile/<any(grca, moica):responder>/ocsp")
+def moica_profile_ocsp(responder: str):
+    answer = _moica_profile().ocsp_response(responder, request.get_data())
+    return Response(answer, mimetype="application/ocsp-response")
 
 
 @bp.post("/identity-check")

@@ -1,14 +1,16 @@
 """POST /api/v1/card-login/*: every way a card login succeeds and fails, and what it leaves behind."""
 
+import itertools
 from datetime import timedelta
 
 import pytest
+from cryptography import x509
 from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import AuditEvent, AuthSession, CardLogin, utcnow
 from tests import forged
-from tests.support import begin_card_login, card_login, card_of, make_signature, register
+from tests.support import ApiClient, begin_card_login, card_login, card_of, make_signature, register
 
 
 def _events(app, tag=None):
@@ -369,3 +371,109 @@ def test_a_card_certificate_with_a_defect_is_refused_before_the_challenge_is_use
     signed = make_signature(pki, card, begin["tbs"], signature_type)
     again = client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
     assert again.status_code == 200 and again.get_json()["status"] == "registration_required"
+
+
+# -- cards of the real MOICA profile (our keys, the real CAs' subjects and extensions), G2 and G3 ----------
+
+_moica_numbers = itertools.count(1)
+
+
+def _moica_card(moica_pki, **options):
+    return moica_pki.issue_card("李大同", "A234567891", f"LOGI{next(_moica_numbers):012d}", **options)
+
+
+def _of_generation(moica_pki, generation):
+    return next(c for c in moica_pki.cards if c.generation == generation and c.card_number.startswith("MOIC"))
+
+
+@pytest.mark.parametrize("generation", ["G2", "G3"])
+def test_a_moica_card_with_digital_signature_alone_logs_in_with_both_generations_trusted(
+    moica_client, moica_pki, revocation_server, generation
+):
+    card = _of_generation(moica_pki, generation)
+    usage = moica_pki.card_certificate(card).extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.content_commitment
+    response = card_login(moica_client, moica_pki, card)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"status": "registration_required"}
+    # Asked over HTTP: the card's status at MOICA, and MOICA's at GRCA.
+    assert any(p.endswith("/moica-profile/moica/ocsp") for p in revocation_server.requests)
+    assert any("/moica-profile/grca/" in p or "/moica-profile/GRCA-" in p for p in revocation_server.requests)
+
+
+def test_g2_and_g3_cards_are_told_apart_by_authority_key_identifier(moica_client, moica_pki, app):
+    g2, g3 = (moica_pki.card_certificate(_of_generation(moica_pki, g)) for g in ("G2", "G3"))
+    assert g2.issuer == g3.issuer  # the same MOICA name: only the key identifier differs
+    aki = {c.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier for c in (g2, g3)}
+    assert aki == {
+        moica_pki.certificate(f"MOICA-{g}").extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        for g in ("G2", "G3")
+    }
+    for generation in ("G2", "G3"):
+        assert card_login(moica_client, moica_pki, _of_generation(moica_pki, generation)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"key_usage": x509.KeyUsage(False, True, False, False, False, False, False, False, False)},
+                     id="nonRepudiation-without-digitalSignature"),
+        pytest.param({"key_usage": x509.KeyUsage(False, False, True, True, False, False, False, False, False)},
+                     id="encryption-usage"),
+        pytest.param({"policy": False}, id="without-the-moica-policy"),
+    ],
+)
+def test_a_moica_card_without_digital_signature_or_the_policy_is_refused(moica_client, moica_pki, app, options):
+    response = card_login(moica_client, moica_pki, _moica_card(moica_pki, **options))
+    assert response.status_code == 401 and response.get_json()["error"] == "certificate_not_accepted"
+
+
+def test_a_card_whose_key_identifier_names_g3_but_that_g2_signed_is_refused(moica_client, moica_pki, revocation_server):
+    response = card_login(moica_client, moica_pki, _moica_card(moica_pki, generation="G3", signed_by="G2"))
+    assert response.status_code == 401 and response.get_json()["error"] == "unknown_issuer"
+    assert revocation_server.requests == []
+
+
+# -- the issuing CA's own status, at GRCA ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("language", "says"), [("en", "certification authority that issued this card"),
+                                                ("zh-TW", "簽發此卡片的憑證機構")])
+@pytest.mark.parametrize("generation", ["G2", "G3"])
+def test_with_grca_unreachable_and_nothing_cached_the_login_is_refused_saying_so(
+    moica_client, moica_pki, revocation_server, app, generation, language, says
+):
+    revocation_server.down.update({"root-ocsp", "root-crl"})
+    moica_client.raw.set_cookie("mocert_lang", language)
+    begin = begin_card_login(moica_client)
+    signed = make_signature(moica_pki, _of_generation(moica_pki, generation), begin["tbs"])
+    response = moica_client.post("/api/v1/card-login/complete", json={"login_id": begin["login_id"], **signed})
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "issuer_revocation_unknown"
+    assert says in response.get_json()["message"]
+    # Audited with its reason, and the challenge's outcome written with it (one transaction, see _refused).
+    [event] = _events(app, "card:login:failure")
+    assert event.details["reason"] == "issuer_revocation_unknown"
+    assert event.details["login_id"] == begin["login_id"]
+    with app.app_context():
+        assert db.session.get(CardLogin, begin["login_id"]).outcome == "issuer_revocation_unknown"
+
+
+def test_with_grca_unreachable_a_cached_answer_keeps_logins_working_until_cleared(
+    moica_client, moica_app_config, moica_pki, revocation_server
+):
+    from app import create_app
+
+    card = _of_generation(moica_pki, "G3")
+    assert card_login(moica_client, moica_pki, card).status_code == 200  # GRCA up: its answer is cached
+    revocation_server.down.update({"root-ocsp", "root-crl"})
+    revocation_server.requests.clear()
+    assert card_login(moica_client, moica_pki, card).status_code == 200
+    assert not any("/moica-profile/grca/" in p or "/moica-profile/GRCA-" in p for p in revocation_server.requests)
+    # A server started afresh has nothing cached: the same card is refused while GRCA is unreachable.
+    restarted = create_app(moica_app_config)
+    response = card_login(ApiClient(restarted.test_client()), moica_pki, card)
+    assert response.status_code == 503 and response.get_json()["error"] == "issuer_revocation_unknown"
+    with restarted.app_context():
+        db.session.remove()
+        db.engine.dispose()

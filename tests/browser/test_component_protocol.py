@@ -72,3 +72,24 @@ def test_a_page_written_for_the_real_component_works_with_ours(page, legacy_site
     page.click("#go")
     expect(page.locator("#out")).not_to_be_empty()
     assert check(json.loads(page.locator("#out").text_content()))
+
+
+def test_the_components_self_test_lists_the_card_and_checks_the_pin(page, start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "B223456782")])
+    page.goto(f"{agent.url}/selfTest.htm")
+    expect(page.locator("#readers")).to_contain_text("TEST000000000002")
+    expect(page.locator("#readers")).to_contain_text("cert2: 陳美玲 (keyEncipherment|dataEncipherment)")
+    page.fill("#pin", "111111")
+    page.click("#sign-test button")
+    expect(page.locator("#sign-status")).to_contain_text("剩餘兩次機會")
+    page.fill("#pin", "123456")
+    page.click("#sign-test button")
+    expect(page.locator("#sign-status")).to_contain_text("PIN碼正確，簽章成功（卡號 TEST000000000002）")
+
+
+def test_a_site_removed_on_the_settings_page_is_no_longer_trusted(page, start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "B223456782")], trusted=["https://gov.example.tw", "http://localhost:5000"])
+    page.goto(f"{agent.url}/settings")
+    page.locator("li[data-site='https://gov.example.tw'] button[name=remove]").click()
+    expect(page.locator("#sites li")).to_have_count(1)
+    assert "https://gov.example.tw" not in agent.component.trust and "http://localhost:5000" in agent.component.trust

@@ -2,9 +2,11 @@
 
 import random
 import stat
+import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 
+import pytest
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -67,7 +69,8 @@ def test_each_card_has_an_encryption_certificate_beside_its_signing_one_as_real_
         assert not usage.value.digital_signature and not usage.value.content_commitment
         for kind in (x509.CertificatePolicies, x509.CRLDistributionPoints, x509.AuthorityInformationAccess,
                      x509.AuthorityKeyIdentifier):
-            assert encryption.extensions.get_extension_for_class(kind) == signing.extensions.get_extension_for_class(kind)
+            same = signing.extensions.get_extension_for_class(kind)
+            assert encryption.extensions.get_extension_for_class(kind) == same
         assert (encryption.not_valid_before_utc, encryption.not_valid_after_utc) == (
             signing.not_valid_before_utc, signing.not_valid_after_utc
         )
@@ -211,3 +214,136 @@ def test_no_ocsp_request_however_broken_gets_a_server_error(pki, revocation_serv
             ocsp.OCSPResponseStatus.UNAUTHORIZED,
             ocsp.OCSPResponseStatus.MALFORMED_REQUEST,
         )
+
+
+# -- the real MOICA profile, on our keys -----------------------------------------------------------------
+
+
+def _extension_shape(cert: x509.Certificate) -> list:
+    """Each extension's OID, criticality and value, in order; key identifiers and addresses left out (ours
+    are our keys' and our server's), the AIA's access methods kept in order."""
+    shape = []
+    for extension in cert.extensions:
+        value = extension.value
+        if isinstance(value, (x509.SubjectKeyIdentifier, x509.AuthorityKeyIdentifier, x509.CRLDistributionPoints)):
+            value = None
+        elif isinstance(value, x509.AuthorityInformationAccess):
+            value = [d.access_method for d in value]
+        shape.append((extension.oid, extension.critical, value))
+    return shape
+
+
+@pytest.mark.parametrize("authority", ["GRCA-G3", "MOICA-G3"])
+def test_the_g3_cas_have_the_real_subjects_and_extension_sets(moica_pki, real_trust, authority):
+    real = x509.load_der_x509_certificate((real_trust / f"{authority}.cer").read_bytes())
+    ours = moica_pki.certificate(authority)
+    assert (ours.subject, ours.issuer) == (real.subject, real.issuer)
+    assert ours.subject.public_bytes() == real.subject.public_bytes()  # the same string types too
+    assert _extension_shape(ours) == _extension_shape(real)
+    assert ours.public_key().key_size == real.public_key().key_size == 4096
+    assert ours.signature_algorithm_oid == real.signature_algorithm_oid
+
+
+def test_the_moica_g3_certificate_names_grca_g3s_crl_and_ocsp_at_the_demo_not_the_real_hosts(moica_pki):
+    moica, grca = moica_pki.certificate("MOICA-G3"), moica_pki.certificate("GRCA-G3")
+    moica.verify_directly_issued_by(grca)
+    here = f"{moica_pki.manifest['base_url']}/pki/demo/moica-profile"
+    [point] = moica.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [n.value for n in point.full_name] == [f"{here}/GRCA-G3.crl"]
+    aia = moica.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [d.access_location.value for d in aia] == [f"{here}/GRCA-G3.cer", f"{here}/grca/ocsp"]
+    aki = moica.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == grca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert aki.authority_cert_issuer is None and aki.authority_cert_serial_number is None  # keyid only, as real
+
+
+def test_moica_g2_has_moica_g3s_very_name_under_grca_g2_and_declares_no_ocsp(moica_pki):
+    g2, g3, root = (moica_pki.certificate(a) for a in ("MOICA-G2", "MOICA-G3", "GRCA-G2"))
+    assert g2.subject == g3.subject
+    assert root.subject.rfc4514_string() == "O=Government Root Certification Authority,C=TW"
+    g2.verify_directly_issued_by(root)
+    assert (g2.public_key().key_size, root.public_key().key_size) == (2048, 4096)
+    assert g2.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    aia = g2.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [d.access_method for d in aia] == [AuthorityInformationAccessOID.CA_ISSUERS]
+    usage = g2.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.key_cert_sign and usage.value.crl_sign and not usage.value.digital_signature
+    for extension in (x509.SubjectKeyIdentifier, x509.AuthorityKeyIdentifier):
+        assert g2.extensions.get_extension_for_class(extension) != g3.extensions.get_extension_for_class(extension)
+
+
+@pytest.mark.parametrize("generation", ["G2", "G3"])
+def test_moica_profile_citizen_certificates_are_a_signing_and_an_encryption_one(moica_pki, generation):
+    card = next(c for c in moica_pki.cards if c.generation == generation)
+    moica = moica_pki.certificate(f"MOICA-{generation}")
+    moica_key_id = moica.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    signing, encryption = moica_pki.card_certificate(card), moica_pki.card_encryption_certificate(card)
+    for cert, purpose in ((signing, "signing"), (encryption, "encryption")):
+        cert.verify_directly_issued_by(moica)
+        assert [a.oid for a in cert.subject] == [NameOID.COUNTRY_NAME, NameOID.COMMON_NAME, NameOID.SERIAL_NUMBER]
+        assert cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == card.subject_serial
+        assert len(card.subject_serial) == 16 and card.subject_serial.isdigit()
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+        assert usage.critical and usage.value == citizen_key_usage(purpose)
+        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+        assert [p.policy_identifier.dotted_string for p in policies] == [MOICA_POLICY_OID]
+        assert cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier == moica_key_id
+        assert CitizenCertificate.from_certificate(cert).id_last4 == card.national_id[-4:]
+    assert signing.serial_number != encryption.serial_number
+
+
+def _ask(pki, responder, cert, issuer):
+    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA256()).build()
+    return ocsp.load_der_ocsp_response(pki.ocsp_response(responder, request.public_bytes(serialization.Encoding.DER)))
+
+
+def test_grca_answers_for_its_moica_by_ocsp_and_crl(moica_pki):
+    moica, grca = moica_pki.certificate("MOICA-G3"), moica_pki.certificate("GRCA-G3")
+    answer = _ask(moica_pki, "grca", moica, grca)
+    assert answer.certificate_status == ocsp.OCSPCertStatus.GOOD and answer.serial_number == moica.serial_number
+    assert answer.next_update_utc is not None
+    # MOICA's responder does not speak for GRCA's certificates, nor GRCA's for the cards; GRCA G2 has none.
+    assert _ask(moica_pki, "moica", moica, grca).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+    card = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    assert _ask(moica_pki, "grca", card, moica).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+    g2 = (moica_pki.certificate("MOICA-G2"), moica_pki.certificate("GRCA-G2"))
+    assert _ask(moica_pki, "grca", *g2).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+    for generation in ("G2", "G3"):
+        crl = x509.load_der_x509_crl(moica_pki.crl(f"GRCA-{generation}"))
+        assert crl.is_signature_valid(moica_pki.certificate(f"GRCA-{generation}").public_key())
+        assert crl.issuer == moica_pki.certificate(f"GRCA-{generation}").subject and list(crl) == []
+
+
+def test_a_revoked_moica_profile_card_is_revoked_whole_on_its_generations_crl_and_ocsp(moica_pki):
+    card = moica_pki.issue_card("周杰", "A187654321", "REVO000000000001", generation="G2")
+    moica_pki.revoke_card(card)
+    moica = moica_pki.certificate("MOICA-G2")
+    listed = {entry.serial_number for entry in x509.load_der_x509_crl(moica_pki.crl("MOICA-G2"))}
+    assert {card.certificate_serial, card.encryption_serial} <= listed
+    assert not listed & {entry.serial_number for entry in x509.load_der_x509_crl(moica_pki.crl("MOICA-G3"))}
+    for cert in (moica_pki.card_certificate(card), moica_pki.card_encryption_certificate(card)):
+        assert _ask(moica_pki, "moica", cert, moica).certificate_status == ocsp.OCSPCertStatus.REVOKED
+
+
+def test_the_demo_server_serves_the_moica_profile_revocation_answers(moica_pki, revocation_server):
+    here = f"{revocation_server.url}/pki/demo/moica-profile"
+    for authority in moica_pki.AUTHORITIES:
+        with urllib.request.urlopen(f"{here}/{authority}.crl", timeout=10) as response:
+            assert x509.load_der_x509_crl(response.read()).is_signature_valid(
+                moica_pki.certificate(authority).public_key()
+            )
+        with urllib.request.urlopen(f"{here}/{authority}.cer", timeout=10) as response:
+            assert x509.load_der_x509_certificate(response.read()) == moica_pki.certificate(authority)
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        moica_pki.certificate("MOICA-G3"), moica_pki.certificate("GRCA-G3"), hashes.SHA256()
+    ).build()
+    posted = urllib.request.Request(
+        f"{here}/grca/ocsp", data=request.public_bytes(serialization.Encoding.DER),
+        headers={"Content-Type": "application/ocsp-request"},
+    )
+    with urllib.request.urlopen(posted, timeout=10) as response:
+        assert ocsp.load_der_ocsp_response(response.read()).certificate_status == ocsp.OCSPCertStatus.GOOD
+    for unknown in ("NOBODY-G3.crl", "root.crl", "other/ocsp"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{here}/{unknown}", timeout=10)
+        assert refused.value.code in (404, 405)

@@ -1,5 +1,7 @@
 """Path validation and revocation of card certificates against the demo PKI, over real HTTP."""
 
+import itertools
+
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -208,3 +210,100 @@ def test_a_cards_encryption_certificate_cannot_log_in(validator, pki, revocation
     with pytest.raises(errors.CertificateNotAccepted):
         validator.validate(pki.card_encryption_certificate(card_of(pki, "A123456789")))
     assert revocation_server.requests == []  # refused before anyone is asked
+
+
+# -- the real MOICA profile: G2 and G3, told apart by key identifier --------------------------------------
+
+_card_numbers = itertools.count(1)
+
+
+def _moica_settings(moica_pki, **overrides) -> TrustSettings:
+    # Exactly what a deployment for real cards configures: both roots, both MOICA generations, the policy;
+    # every revocation address comes from the CA certificates themselves (no extra host).
+    values = {
+        "anchors": tuple(moica_pki.certificate(f"GRCA-{g}").public_bytes(Encoding.DER) for g in ("G2", "G3")),
+        "intermediates": tuple(moica_pki.certificate(f"MOICA-{g}").public_bytes(Encoding.DER) for g in ("G2", "G3")),
+        "policy_oids": ("2.16.886.101.0.3.3",),
+        "fetch_timeout": 2.0,
+    }
+    values.update(overrides)
+    return TrustSettings(**values)
+
+
+def _moica_card(moica_pki, **options):
+    return moica_pki.issue_card("李大同", "A234567891", f"VALI{next(_card_numbers):012d}", **options)
+
+
+@pytest.mark.parametrize("generation", ["G2", "G3"])
+def test_a_card_of_either_moica_generation_validates_with_both_configured(moica_pki, revocation_server, generation):
+    card = next(c for c in moica_pki.cards if c.generation == generation)
+    CardCertificateValidator(_moica_settings(moica_pki)).validate(moica_pki.card_certificate(card))
+    # The card's status at MOICA, and MOICA's own at GRCA (G3: OCSP; G2 declares its CRL alone).
+    assert any(p.endswith("/moica-profile/moica/ocsp") for p in revocation_server.requests)
+    root_asked = "/moica-profile/grca/ocsp" if generation == "G3" else "/moica-profile/GRCA-G2.crl"
+    assert any(p.endswith(root_asked) for p in revocation_server.requests)
+
+
+def test_a_moica_g3_card_with_digital_signature_alone_validates(moica_pki):
+    cert = moica_pki.card_certificate(_moica_card(moica_pki))
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.content_commitment
+    CardCertificateValidator(_moica_settings(moica_pki)).validate(cert)
+
+
+def test_a_moica_card_without_digital_signature_is_not_accepted(moica_pki, revocation_server):
+    from iccard.demo_pki import citizen_key_usage
+
+    card = _moica_card(moica_pki, key_usage=x509.KeyUsage(
+        digital_signature=False, content_commitment=True, key_encipherment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+    ))
+    assert citizen_key_usage("signing") != moica_pki.card_certificate(card).extensions.get_extension_for_class(
+        x509.KeyUsage).value
+    with pytest.raises(errors.CertificateNotAccepted):
+        CardCertificateValidator(_moica_settings(moica_pki)).validate(moica_pki.card_certificate(card))
+
+
+def test_a_moica_card_without_the_policy_is_not_accepted(moica_pki, revocation_server):
+    card = _moica_card(moica_pki, policy=False)
+    with pytest.raises(errors.CertificateNotAccepted):
+        CardCertificateValidator(_moica_settings(moica_pki)).validate(moica_pki.card_certificate(card))
+
+
+def test_a_card_whose_key_identifier_names_g3_but_that_g2_signed_is_an_unknown_issuer(moica_pki, revocation_server):
+    card = _moica_card(moica_pki, generation="G3", signed_by="G2")
+    cert = moica_pki.card_certificate(card)
+    # Same issuer name, a key identifier naming G3: only the signature gives it away.
+    assert cert.issuer == moica_pki.certificate("MOICA-G2").subject == moica_pki.certificate("MOICA-G3").subject
+    with pytest.raises(errors.UnknownIssuer):
+        CardCertificateValidator(_moica_settings(moica_pki)).validate(cert)
+    assert revocation_server.requests == []
+
+
+@pytest.mark.parametrize("generation", ["G2", "G3"])
+def test_with_grca_unreachable_and_nothing_cached_the_issuers_status_is_unknown(
+    moica_pki, revocation_server, generation
+):
+    revocation_server.down.update({"root-ocsp", "root-crl"})
+    card = next(c for c in moica_pki.cards if c.generation == generation)
+    with pytest.raises(errors.IssuerRevocationUnknown):
+        CardCertificateValidator(_moica_settings(moica_pki)).validate(moica_pki.card_certificate(card))
+
+
+def test_with_grca_unreachable_the_card_validates_on_grcas_cached_answer(moica_pki, revocation_server):
+    cache = RevocationCache()
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    revocation_server.down.update({"root-ocsp", "root-crl"})
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    cache.clear()
+    with pytest.raises(errors.IssuerRevocationUnknown):
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+
+
+def test_the_cards_own_status_unknown_is_not_the_issuers(moica_pki, revocation_server):
+    revocation_server.down.update({"ocsp", "crl"})  # MOICA's responder and CRLs; GRCA's still answer
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    with pytest.raises(errors.RevocationUnknown) as raised:
+        CardCertificateValidator(_moica_settings(moica_pki)).validate(cert)
+    assert not isinstance(raised.value, errors.IssuerRevocationUnknown)

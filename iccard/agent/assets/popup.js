@@ -1,13 +1,22 @@
-// The component's popup (/popupForm), as the HiPKI protocol has it: announce readiness to the opener
-// with {"func":"getTbs"}, take ONE request posted back, answer with the response text, close.
+// The component's popup (/popupForm, /ChtPopupForm), as the HiPKI protocol has it: announce readiness to
+// the opener with {"func":"getTbs"}, take ONE request posted back, answer with the response text, close.
 // The asking site is the message event's origin, which the browser vouches for; that origin (not anything
-// the page says) is what the trust list is checked against and what /sign is told.
+// the page says) is what the trust list is checked against and what the component is told.
 (function () {
   "use strict";
 
   const SITE_NOT_TRUSTED = 0x76000031;
-  const CARD_FAILURE = 0x76100001;
+  const CANCELLED = 0x76000999;
+  const JSON_ERROR = 0x7600000b;
   const CKR_FUNCTION_CANCELED = 0x50;
+  // Each request's answer name, and where the component takes it.
+  const REPLY_FUNC = {
+    MakeSignature: "sign", GetUserCert: "pkcs11info", CheckEnvir: "pkcs11info",
+    DecryptData: "decrypt", changeUserPINCode: "changeUserPINCode",
+  };
+  const ENDPOINT = { DecryptData: "/decrypt", changeUserPINCode: "/CardManagement/sendCardCommand" };
+  // Requests that use one card: with several cards and none named, the person picks.
+  const ONE_CARD = ["MakeSignature", "DecryptData", "changeUserPINCode"];
   const opener = window.opener;
   const byId = (id) => document.getElementById(id);
   let handled = false;
@@ -16,8 +25,8 @@
     for (const id of ["waiting", "no-opener", "trust", "pick", "working"]) byId(id).hidden = id !== section;
   }
 
-  function failure(retCode, lastError, message) {
-    return JSON.stringify({ func: "sign", ret_code: retCode, last_error: lastError, message });
+  function failure(func, retCode, lastError, message) {
+    return JSON.stringify({ func: REPLY_FUNC[func] || String(func || ""), ret_code: retCode, last_error: lastError, message });
   }
 
   function choice(yesId, noId) {
@@ -32,8 +41,7 @@
     list.replaceChildren();
     return new Promise((resolve) => {
       for (const slot of slots) {
-        const subject = (slot.token.certs && slot.token.certs[0] && slot.token.certs[0].subjectDN) || "";
-        const name = (/CN=([^,]+)/.exec(subject) || [])[1] || slot.slotDescription;
+        const name = (slot.token.certs && slot.token.certs[0] && slot.token.certs[0].subjectCN) || slot.slotDescription;
         const button = document.createElement("button");
         button.type = "button";
         button.textContent = `${name} (${slot.token.serialNumber})`;
@@ -53,29 +61,38 @@
     return response.json();
   }
 
+  function working(func) {
+    for (const p of byId("working").querySelectorAll("p[id^=working-]")) {
+      p.hidden = p.id !== "working-" + (func === "CheckEnvir" ? "GetUserCert" : func);
+    }
+    show("working");
+  }
+
   async function handle(origin, request) {
+    const func = request.func;
     if ((await getJSON("/trust?origin=" + encodeURIComponent(origin))).trusted !== true) {
       show("trust");
       if (!(await choice("trust-yes", "trust-no"))) {
-        return failure(SITE_NOT_TRUSTED, 0, "site not trusted");
+        return failure(func, SITE_NOT_TRUSTED, 0, "site not trusted");
       }
       const added = await fetch("/addDomain", {
         method: "POST",
         headers: { Accept: "application/json" },
         body: new URLSearchParams({ domain: origin }),
       });
-      if (!added.ok) return failure(SITE_NOT_TRUSTED, 0, "site not trusted");
+      if (!added.ok) return failure(func, SITE_NOT_TRUSTED, 0, "site not trusted");
     }
-    if (request.func === "MakeSignature" && !request.slotDescription) {
-      const cards = (await getJSON("/pkcs11info?withcert=true")).slots.filter((slot) => slot.token);
+    if (ONE_CARD.includes(func) && !request.slotDescription && request.slotDescription !== 0) {
+      const info = await getJSON("/pkcs11info?withcert=true");
+      const cards = (info.slots || []).filter((slot) => slot.token);
       if (cards.length > 1) {
         const chosen = await pickCard(cards);
-        if (chosen === null) return failure(CARD_FAILURE, CKR_FUNCTION_CANCELED, "cancelled");
+        if (chosen === null) return failure(func, CANCELLED, CKR_FUNCTION_CANCELED, "cancelled");
         request.slotDescription = chosen;
       }
     }
-    show("working");
-    const response = await fetch("/sign", {
+    working(func);
+    const response = await fetch(ENDPOINT[func] || "/sign", {
       method: "POST",
       body: new URLSearchParams({ tbsPackage: JSON.stringify(request), origin }),
     });
@@ -95,12 +112,14 @@
     byId("site-en").textContent = origin;
     byId("asking").hidden = false;
     let answer;
+    let func = "";
     try {
       const request = typeof event.data === "string" ? JSON.parse(event.data) : event.data;
       if (!request || typeof request !== "object") throw new Error("not a request");
+      func = request.func;
       answer = await handle(origin, request);
     } catch (err) {
-      answer = failure(CARD_FAILURE, 0x07, "bad request");
+      answer = failure(func, JSON_ERROR, 0x07, "bad request");
     }
     opener.postMessage(answer, origin);
     window.close();

@@ -30,7 +30,8 @@ def test_the_agent_lists_and_signs_with_a_card_in_a_pcsc_reader(pcsc_stack, virt
         assert verify_pkcs7(b"over PC/SC", base64.b64decode(answer["signature"])) == pki.card_certificate(demo_card)
         wrong = requests.post(f"{server.url}/sign", data={"tbsPackage": json.dumps({**request, "pin": "000000"})},
                               timeout=30).json()
-        assert wrong["last_error"] == 0xA0 and wrong["tries_left"] == 2
+        # The real component's "wrong PIN, two tries left".
+        assert wrong["last_error"] == -2147483646 and wrong["tries_left"] == 2
     finally:
         server.shutdown()
         server.server_close()

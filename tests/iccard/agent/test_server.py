@@ -4,15 +4,18 @@ import base64
 import json
 import logging
 import subprocess
+from urllib.parse import quote
 
 import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.serialization import pkcs7
 
 from iccard.agent import protocol
 from iccard.signature import verify_pkcs7
+from tests.iccard.agent.test_protocol import decode_like_a_page
 from tests.support import card_of
 
 SITE = "http://localhost:5000"
@@ -34,23 +37,43 @@ def test_pkcs11info_lists_one_slot_per_card_with_certificates_on_request(start_a
     agent = start_agent()
     info = requests.get(f"{agent.url}/pkcs11info", timeout=10).json()
     assert info["func"] == "pkcs11info" and info["ret_code"] == 0
+    assert info["serverVersion"].startswith("1.3.4.")
     assert [slot["token"]["serialNumber"] for slot in info["slots"]] == [c.card_number for c in pki.cards]
     assert "certs" not in info["slots"][0]["token"]
     detailed = requests.get(f"{agent.url}/pkcs11info?withcert=true", timeout=10).json()
-    [cert] = detailed["slots"][0]["token"]["certs"]
-    assert base64.b64decode(cert["certb64"]) == pki.card_certificate(pki.cards[0]).public_bytes(serialization.Encoding.DER)
-    assert cert["subjectDN"] == "serialNumber=0000000000000001,CN=王小明,C=TW"
-    assert cert["usage"] == "digitalSignature"  # the real profile: no nonRepudiation
-    assert len(cert["notAfterT"]) == 14
+    signing, encryption, *cas = detailed["slots"][0]["token"]["certs"]
+    card = pki.cards[0]
+    assert base64.b64decode(signing["certb64"]) == pki.card_certificate(card).public_bytes(serialization.Encoding.DER)
+    assert base64.b64decode(encryption["certb64"]) == pki.card_encryption_certificate(card).public_bytes(
+        serialization.Encoding.DER
+    )
+    # As pages read them: one usage word per certificate, the DN in the certificate's order without spaces
+    # (split on "," with serialNumber last), validity in Unix seconds, the holder's name and ID hint.
+    assert (signing["label"], signing["usage"]) == ("cert1", "digitalSignature")
+    assert (encryption["label"], encryption["usage"]) == ("cert2", "keyEncipherment|dataEncipherment")
+    assert signing["subjectDN"] == "C=TW,CN=王小明,serialNumber=0000000000000001"
+    assert signing["issuerDN"] == "C=TW,O=MoCert Demo,CN=MoCert Demo MOICA"
+    assert signing["subjectCN"] == "王小明" and signing["subjectID"] == "6789"
+    certificate = pki.card_certificate(card)
+    assert signing["notAfterT"] == int(certificate.not_valid_after_utc.timestamp())
+    assert signing["notBeforeT"] == int(certificate.not_valid_before_utc.timestamp())
+    assert signing["sn"] == f"{certificate.serial_number:x}"
+    assert [ca["label"] for ca in cas] == ["CA Cert"]
+    assert base64.b64decode(cas[0]["certb64"]) == pki.issuer_certificate.public_bytes(serialization.Encoding.DER)
+    assert cas[0]["usage"] == "keyCertSign|cRLSign"  # never a word a page looks for
 
 
-def test_an_empty_reader_is_a_slot_without_token(start_agent, pki):
+def test_an_empty_reader_is_a_slot_without_token_and_no_reader_an_empty_list(start_agent, pki):
     agent = start_agent(cards=[card_of(pki, "A123456789")])
     agent.readers[0].remove()
     info = requests.get(f"{agent.url}/pkcs11info", timeout=10).json()
     assert info["slots"] == [{"slotDescription": "Test Reader 1", "token": None}]
     answer = _sign(agent, SIGN)
-    assert answer["ret_code"] == protocol.CARD_FAILURE and answer["last_error"] == protocol.CKR_TOKEN_NOT_PRESENT
+    assert answer["ret_code"] == protocol.NO_CARD == 0x76000006
+    assert answer["last_error"] == protocol.CKR_TOKEN_NOT_PRESENT
+    no_reader = start_agent(cards=[])
+    assert requests.get(f"{no_reader.url}/pkcs11info", timeout=10).json()["slots"] == []
+    assert _sign(no_reader, SIGN)["ret_code"] == protocol.NO_READER == 0x76100003
 
 
 def test_pkcs7_signature_verifies_with_our_verifier_and_openssl(start_agent, pki, tmp_path):
@@ -95,12 +118,16 @@ def test_wrong_pins_count_down_then_block_and_the_block_survives_a_restart(start
     card = card_of(pki, "A123456789")
     agent = start_agent(cards=[card], state_dir=tmp_path / "state")
     answers = [_sign(agent, {**SIGN, "pin": "654321"}) for _ in range(3)]
-    assert [a["last_error"] for a in answers] == [protocol.CKR_PIN_INCORRECT] * 2 + [protocol.CKR_PIN_LOCKED]
+    # The real component's codes: login failed, then "two tries left", "one try left", "locked" (164).
+    assert {a["ret_code"] for a in answers} == {protocol.LOGIN_FAILED} == {0x76100006}
+    assert [a["last_error"] for a in answers] == [-2147483646, -2147483647, 164]
+    assert answers[0]["message2"].startswith("PIN碼錯誤，剩餘兩次機會")
     assert [a["tries_left"] for a in answers] == [2, 1, 0]
     assert answers[-1]["pin_blocked"] is True
     assert _sign(agent, SIGN)["pin_blocked"] is True  # even the right PIN
     restarted = start_agent(cards=[card], state_dir=tmp_path / "state")
-    assert _sign(restarted, SIGN)["pin_blocked"] is True
+    blocked = _sign(restarted, SIGN)
+    assert blocked["pin_blocked"] is True and blocked["last_error"] == protocol.CKR_PIN_LOCKED
 
 
 def test_the_right_pin_resets_the_count(start_agent, pki):
@@ -110,12 +137,22 @@ def test_the_right_pin_resets_the_count(start_agent, pki):
     assert _sign(agent, {**SIGN, "pin": "654321"})["tries_left"] == 2
 
 
-@pytest.mark.parametrize("pin", ["", "12345", "123456789", "12a456", None])
-def test_a_malformed_pin_never_reaches_the_card(start_agent, pki, pin):
+@pytest.mark.parametrize(("pin", "ret_code"), [
+    ("", protocol.NO_PIN), (None, protocol.NO_PIN),
+    ("12345", protocol.LOGIN_FAILED), ("123456789", protocol.LOGIN_FAILED), ("12a456", protocol.LOGIN_FAILED),
+])
+def test_a_malformed_pin_never_reaches_the_card(start_agent, pki, pin, ret_code):
     agent = start_agent(cards=[card_of(pki, "A123456789")])
     answer = _sign(agent, {**SIGN, "pin": pin})
-    assert answer["ret_code"] == protocol.BAD_REQUEST and answer["last_error"] == protocol.CKR_PIN_LEN_RANGE
+    assert answer["ret_code"] == ret_code
+    if ret_code == protocol.LOGIN_FAILED:
+        assert answer["last_error"] == protocol.CKR_PIN_LEN_RANGE
     assert agent.readers[0].emulator.pin_tries_left == 3
+
+
+def test_an_url_encoded_pin_is_decoded_once(start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "A123456789")])
+    assert _sign(agent, {**SIGN, "pin": "%31%32%33%34%35%36"})["ret_code"] == 0
 
 
 def test_an_expired_card_is_reported_as_the_real_component_does(start_agent, pki):
@@ -128,7 +165,9 @@ def test_slot_description_picks_the_card(start_agent, pki):
     answer = _sign(agent, {**SIGN, "signatureType": "PKCS7", "slotDescription": "Test Reader 2"})
     assert answer["cardSN"] == "TEST000000000002"
     missing = _sign(agent, {**SIGN, "slotDescription": "No Such Reader"})
-    assert missing["last_error"] == protocol.CKR_TOKEN_NOT_PRESENT
+    assert missing["ret_code"] == protocol.NO_CARD
+    # Some pages send the number 0: the first card.
+    assert _sign(agent, {**SIGN, "signatureType": "PKCS7", "slotDescription": 0})["cardSN"] == "TEST000000000001"
 
 
 def test_sites_must_be_trusted_and_the_origin_comes_from_the_browser(start_agent, pki):
@@ -177,11 +216,13 @@ def test_the_popup_page_and_its_script_are_served_unframeable(start_agent):
 def test_bad_requests_get_a_clear_answer(start_agent):
     agent = start_agent()
     answer = requests.post(f"{agent.url}/sign", data={"tbsPackage": "not json"}, timeout=10).json()
-    assert answer["ret_code"] == protocol.BAD_REQUEST
+    assert answer["ret_code"] == protocol.JSON_ERROR
     answer = _sign(agent, {**SIGN, "hashAlgorithm": "SHA1"})
-    assert answer["ret_code"] == protocol.BAD_REQUEST and "SHA1" in answer["message"]
+    assert answer["ret_code"] == protocol.BAD_PARAMETER and "SHA1" in answer["message"] and "/settings" in answer["message"]
+    answer = _sign(agent, {**SIGN, "hashAlgorithm": "MD5"})
+    assert answer["ret_code"] == protocol.BAD_PARAMETER
     answer = requests.post(f"{agent.url}/sign", data={"tbsPackage": json.dumps({"func": "Format"})}, timeout=10).json()
-    assert answer["ret_code"] == protocol.BAD_REQUEST
+    assert answer["ret_code"] == protocol.UNSUPPORTED_FUNC == 0x7600000E
 
 
 def test_the_pin_is_never_logged(start_agent, pki, caplog):
@@ -202,4 +243,154 @@ def test_without_a_card_reader_service_the_answer_says_so(tmp_path):
 
     component = LocalComponent(no_service, TrustList(None))
     for answer in (component.pkcs11info(with_cert=False), component.make_signature(SIGN)):
-        assert answer["ret_code"] == protocol.CARD_FAILURE and "pcscd" in answer["message"]
+        assert answer["ret_code"] == protocol.NO_READER and "pcscd" in answer["message"]
+    assert component.pkcs11info(with_cert=False)["slots"] == []
+
+
+# -- /p11Image.bmp ---------------------------------------------------------------------------------------
+
+
+def test_the_image_carries_pkcs11info_for_a_trusted_site_and_not_trusted_for_others(start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "A123456789")], trusted=[SITE])
+    trusted = requests.get(f"{agent.url}/p11Image.bmp?1700000000000", headers={"Origin": SITE}, timeout=10)
+    assert trusted.headers["Content-Type"] == "image/bmp"
+    assert trusted.headers["Access-Control-Allow-Origin"] == SITE  # so the page may read its canvas
+    info = json.loads(decode_like_a_page(trusted.content))
+    assert info["ret_code"] == 0 and info["serverVersion"].startswith("1.3.4.")
+    assert info["slots"] == [{"slotDescription": "Test Reader 1", "token": {"serialNumber": "TEST000000000001"}}]
+    # An untrusted site reads that it is not trusted (and offers addDomain), not the person's card number.
+    other = requests.get(f"{agent.url}/p11Image.bmp", headers={"Origin": "https://evil.example"}, timeout=10)
+    assert other.headers["Access-Control-Allow-Origin"] == "https://evil.example"
+    refused = json.loads(decode_like_a_page(other.content))
+    assert refused["ret_code"] == protocol.SITE_NOT_TRUSTED and "slots" not in refused
+    assert "TEST000000000001" not in other.content.decode("latin-1")
+
+
+def test_direct_requests_are_answered_for_the_origin_that_sends_them(start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "A123456789")], trusted=[SITE])
+    mine = requests.get(f"{agent.url}/pkcs11info?withcert=true", headers={"Origin": SITE}, timeout=10)
+    assert mine.headers["Access-Control-Allow-Origin"] == SITE and mine.json()["slots"][0]["token"]["certs"]
+    theirs = requests.get(f"{agent.url}/pkcs11info?withcert=true", headers={"Origin": "https://evil.example"}, timeout=10)
+    assert theirs.json()["ret_code"] == protocol.SITE_NOT_TRUSTED and "slots" not in theirs.json()
+    # The popup's own requests need no CORS: same origin.
+    assert "Access-Control-Allow-Origin" not in requests.get(f"{agent.url}/pkcs11info", timeout=10).headers
+    preflight = requests.options(f"{agent.url}/sign", headers={
+        "Origin": SITE, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+        timeout=10)
+    assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Headers"] == "content-type"
+
+
+# -- SHA-1, settings -------------------------------------------------------------------------------------
+
+
+def test_sha1_is_refused_until_the_person_allows_it_for_the_site_on_the_settings_page(start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "A123456789")], trusted=[SITE])
+    sha1 = {**SIGN, "hashAlgorithm": "SHA1", "signatureType": "PKCS1"}
+    assert _sign(agent, sha1, origin=SITE)["ret_code"] == protocol.BAD_PARAMETER
+    # A site cannot grant itself the permission: only the component's own page may post the setting.
+    forged = requests.post(f"{agent.url}/settings", data={"site": SITE, "action": "sha1_allow", "understood": "yes"},
+                           headers={"Origin": SITE}, timeout=10)
+    assert forged.status_code == 403 and not agent.component.trust.allows_sha1(SITE)
+    page = requests.get(f"{agent.url}/settings", timeout=10)
+    assert SITE in page.text and "SHA-1 簽章可被偽造" in page.text and "can be forged" in page.text
+    assert page.headers["X-Frame-Options"] == "DENY"
+    # Without ticking "I understand", nothing changes.
+    requests.post(f"{agent.url}/settings", data={"site": SITE, "action": "sha1_allow"}, headers={"Origin": agent.url},
+                  timeout=10)
+    assert not agent.component.trust.allows_sha1(SITE)
+    allowed = requests.post(f"{agent.url}/settings", data={"site": SITE, "action": "sha1_allow", "understood": "yes"},
+                            headers={"Origin": agent.url}, timeout=10, allow_redirects=False)
+    assert allowed.status_code == 303 and agent.component.trust.allows_sha1(SITE)
+    answer = _sign(agent, sha1, origin=SITE)
+    assert answer["ret_code"] == 0
+    x509.load_der_x509_certificate(base64.b64decode(answer["certb64"])).public_key().verify(
+        base64.b64decode(answer["signature"]), SIGN["tbs"].encode(), padding.PKCS1v15(), hashes.SHA1()
+    )
+    # Only that site: another trusted one still is refused, and so is a program on this computer.
+    agent.component.trust.add("http://localhost:5001")
+    assert _sign(agent, sha1, origin="http://localhost:5001")["ret_code"] == protocol.BAD_PARAMETER
+    assert _sign(agent, sha1)["ret_code"] == protocol.BAD_PARAMETER
+    requests.post(f"{agent.url}/settings", data={"site": SITE, "action": "remove"}, headers={"Origin": agent.url},
+                  timeout=10)
+    assert SITE not in agent.component.trust and not agent.component.trust.allows_sha1(SITE)
+
+
+# -- addDomain, the component's pages --------------------------------------------------------------------
+
+
+def test_add_domain_for_a_bare_host_trusts_the_exact_origin_of_the_page_that_asked(start_agent):
+    agent = start_agent()
+    page = requests.get(f"{agent.url}/addDomain", params={"domain": "localhost"},
+                        headers={"Referer": "http://localhost:5000/login"}, timeout=10)
+    assert 'value="http://localhost:5000"' in page.text  # not every port and scheme of localhost
+    unrelated = requests.get(f"{agent.url}/addDomain", params={"domain": "gov.example.tw"},
+                             headers={"Referer": "http://localhost:5000/login"}, timeout=10)
+    assert 'value="gov.example.tw"' in unrelated.text
+    added = requests.post(f"{agent.url}/addDomain", data={"domain": "http://localhost:5000"},
+                          headers={"Origin": agent.url}, timeout=10)
+    # The page that posts {"ret_code":0} back to the opener (addDomain.js), as the real one does.
+    assert "/addDomain.js" in added.text and "&quot;ret_code&quot;: 0" in added.text
+
+
+def test_the_components_other_pages_are_served(start_agent):
+    agent = start_agent()
+    for path in ("/popupForm", "/ChtPopupForm"):
+        assert "/popup.js" in requests.get(f"{agent.url}{path}", timeout=10).text
+    gif = requests.get(f"{agent.url}/waiting.gif", timeout=10)
+    assert gif.headers["Content-Type"] == "image/gif" and gif.content.startswith(b"GIF89a")
+    selftest = requests.get(f"{agent.url}/selfTest.htm", timeout=10)
+    assert "/selfTest.js" in selftest.text and "frame-ancestors 'none'" in selftest.headers["Content-Security-Policy"]
+
+
+# -- DecryptData, changeUserPINCode ----------------------------------------------------------------------
+
+
+def _call(agent, path: str, request: dict, origin: str | None = None) -> dict:
+    headers = {"Origin": origin} if origin else {}
+    return requests.post(f"{agent.url}{path}", data={"tbsPackage": json.dumps(request)}, headers=headers,
+                         timeout=10).json()
+
+
+def test_decrypt_data_pkcs1_and_pkcs7_with_the_cards_encryption_key(start_agent, pki):
+    card = card_of(pki, "A123456789")
+    agent = start_agent(cards=[card], trusted=[SITE])
+    certificate = pki.card_encryption_certificate(card)
+    secret = "給王小明的秘密 secret".encode()
+    pkcs1 = certificate.public_key().encrypt(secret, padding.PKCS1v15())
+    answer = _call(agent, "/decrypt", {"func": "DecryptData", "cipher": quote(base64.b64encode(pkcs1).decode()),
+                                       "cipherType": "PKCS1", "plainEncoding": "none", "pin": "123456"}, SITE)
+    assert (answer["func"], answer["ret_code"], answer["plain"]) == ("decrypt", 0, secret.decode())
+    envelope = pkcs7.PKCS7EnvelopeBuilder().set_data(secret).add_recipient(certificate).encrypt(
+        serialization.Encoding.DER, [])
+    answer = _call(agent, "/decrypt", {"cipher": base64.b64encode(envelope).decode(), "cipherType": "PKCS7",
+                                       "plainEncoding": "base64", "pin": "123456"}, SITE)
+    assert answer["ret_code"] == 0 and base64.b64decode(answer["plain"]) == secret
+    # Made for another card's certificate: not this card's to open.
+    other = pkcs7.PKCS7EnvelopeBuilder().set_data(secret).add_recipient(
+        pki.card_encryption_certificate(card_of(pki, "B223456782"))).encrypt(serialization.Encoding.DER, [])
+    answer = _call(agent, "/decrypt", {"cipher": base64.b64encode(other).decode(), "cipherType": "PKCS7",
+                                       "pin": "123456"}, SITE)
+    assert answer["ret_code"] == protocol.DECRYPT_FAILED
+    assert _call(agent, "/decrypt", {"cipher": "", "pin": "123456"}, SITE)["ret_code"] == protocol.NO_CIPHER
+    assert _call(agent, "/decrypt", {"cipher": "AAAA", "cipherType": "PKCS7", "pin": "123456"}, SITE)["ret_code"] == (
+        protocol.DECRYPT_DER_ERROR)
+    wrong = _call(agent, "/decrypt", {"cipher": base64.b64encode(pkcs1).decode(), "cipherType": "PKCS1",
+                                      "pin": "000000"}, SITE)
+    assert (wrong["ret_code"], wrong["last_error"]) == (protocol.LOGIN_FAILED, -2147483646)
+    assert _call(agent, "/decrypt", {"cipher": "AAAA", "pin": "123456"}, "https://evil.example")["ret_code"] == (
+        protocol.SITE_NOT_TRUSTED)
+
+
+def test_change_user_pin_code_replaces_the_pin(start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "B223456782")], trusted=[SITE])
+    change = {"func": "changeUserPINCode", "currentPIN": "123456", "newpin": "24681357"}
+    answer = _call(agent, "/CardManagement/sendCardCommand", change, SITE)
+    assert (answer["func"], answer["ret_code"]) == ("changeUserPINCode", 0)
+    assert _sign(agent, SIGN, origin=SITE)["last_error"] == -2147483646  # the old PIN is wrong now
+    assert _sign(agent, {**SIGN, "pin": "24681357"}, origin=SITE)["ret_code"] == 0
+    wrong = _call(agent, "/CardManagement/sendCardCommand", change, SITE)  # currentPIN no longer right
+    assert (wrong["ret_code"], wrong["last_error"]) == (protocol.LOGIN_FAILED, -2147483646)
+    short = _call(agent, "/CardManagement/sendCardCommand", {**change, "currentPIN": "24681357", "newpin": "123"}, SITE)
+    assert (short["ret_code"], short["last_error"]) == (protocol.LOGIN_FAILED, protocol.CKR_PIN_LEN_RANGE)
+    assert _call(agent, "/CardManagement/sendCardCommand", change, "https://evil.example")["ret_code"] == (
+        protocol.SITE_NOT_TRUSTED)

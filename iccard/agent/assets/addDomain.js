@@ -1,0 +1,29 @@
+// The trust page (/addDomain): as the real component's, it posts its answer, a JSON string with ret_code
+// (0: trusted; 0x76000031: refused) and no func, to the page that opened it, which then reloads; and closes.
+(function () {
+  "use strict";
+
+  const opener = window.opener;
+
+  function answer(text, site) {
+    if (!opener) return false;
+    // The answer says only whether the site was added; sent to that site when it is an origin.
+    const target = /^https?:\/\//.test(site || "") ? site : "*";
+    opener.postMessage(text, target);
+    window.close();
+    return true;
+  }
+
+  const added = document.getElementById("added");
+  if (added) {
+    answer(added.dataset.answer, added.dataset.site);
+    return;
+  }
+  const asking = document.getElementById("asking");
+  const refuse = document.getElementById("trust-no");
+  if (asking && refuse) {
+    refuse.addEventListener("click", () => {
+      if (!answer(asking.dataset.refused, document.getElementById("site").textContent)) window.close();
+    });
+  }
+})();
