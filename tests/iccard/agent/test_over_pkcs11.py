@@ -40,11 +40,11 @@ def test_a_wrong_pin_over_softhsm_answers_pin_incorrect_without_a_count(pkcs11_a
     assert answer["tries_left"] is None  # the page then says the PIN may block, without a number
 
 
-def test_softhsm_without_a_card_token_answers_no_card(pkcs11_agent, softhsm):
+def test_softhsm_without_a_card_token_has_no_slot_and_the_agent_says_no_reader(pkcs11_agent, softhsm):
     agent = pkcs11_agent(softhsm.module, env=softhsm.env(softhsm.tokens([])))
-    assert agent.pkcs11info()["slots"] == []  # SoftHSM's one empty token holds no card: not a slot
+    assert agent.pkcs11info()["slots"] == []  # SoftHSM's one empty token holds no card, and is no reader
     answer = agent.sign(tbs="no card", signatureType="PKCS7", pin="123456")
-    assert answer["last_error"] == protocol.CKR_TOKEN_NOT_PRESENT, answer
+    assert answer["ret_code"] == protocol.NO_READER, answer
 
 
 def test_a_module_that_cannot_be_loaded_stops_the_agent_with_its_path(tmp_path):
@@ -81,7 +81,9 @@ def test_the_agent_over_opensc_counts_wrong_pins_as_far_as_opensc_says(pkcs11_ag
     request = {"tbs": "over OpenSC", "signatureType": "PKCS1", "pin": "000000",
                "slotDescription": pcsc_stack.reader_name}
     answers = [agent.sign(**request) for _ in range(3)]
-    assert [a["last_error"] for a in answers] == [protocol.CKR_PIN_INCORRECT] * 2 + [protocol.CKR_PIN_LOCKED]
+    # 2 tries left, which OpenSC does not say; the final try (CKF_USER_PIN_FINAL_TRY); locked
+    assert [a["last_error"] for a in answers] == [protocol.CKR_PIN_INCORRECT, protocol.PIN_ONE_TRY_LEFT,
+                                                  protocol.CKR_PIN_LOCKED]
     assert [a["tries_left"] for a in answers] == [None, 1, 0]
     assert answers[2]["pin_blocked"] is True
     assert emulator.pin_tries_left == 0
