@@ -32,6 +32,7 @@ class AgentProcess:
 
     def __init__(self, args: list[str], *, state_dir: Path, env: dict[str, str], trusted: tuple[str, ...] = ()):
         self.port = free_port()
+        self.state_dir = state_dir
         self.url = f"http://localhost:{self.port}"
         command = [sys.executable, "-m", "iccard.agent", *args, "--port", str(self.port), "--state-dir", str(state_dir)]
         for site in trusted:
@@ -62,6 +63,13 @@ class AgentProcess:
 
     def log(self) -> str:
         return "".join(self.output)
+
+    @property
+    def trust(self):
+        """The agent's trust list as it keeps it on disk (read afresh: the process changes it)."""
+        from iccard.agent.trust import TrustList
+
+        return TrustList(self.state_dir / "trusted-sites.json")
 
     def pkcs11info(self) -> dict:
         return requests.get(f"{self.url}/pkcs11info?withcert=true", timeout=60).json()

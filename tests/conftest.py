@@ -24,6 +24,9 @@ from werkzeug.serving import make_server
 from iccard.demo_pki import DemoPKI, MoicaProfilePKI, identity_check_token
 from tests.support import ApiClient, DemoPKIKeysKept, RequestRecorder, make_config, migrate, missing
 
+# The card fixtures (emulated cards, pcscd + vpcd, OpenSC, SoftHSM): card tests and browser tests both use them.
+pytest_plugins = ("tests.card_stack",)
+
 POSTGRES_ADMIN_URL = os.environ.get("MOCERT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -360,6 +363,7 @@ def start_agent(pki, tmp_path):
         server = AgentServer(("127.0.0.1", 0), component)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         server.readers = readers
+        server.trust = component.trust  # as an agent process's, for tests that run either
         servers.append(server)
         return server
 

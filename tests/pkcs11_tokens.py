@@ -3,7 +3,7 @@
 SoftHSM reads its configuration (``SOFTHSM2_CONF``: where the tokens live) once, at C_Initialize, and a
 process initializes a module once: so a process sees one token directory. :meth:`SoftHsm.tokens` makes a
 directory of tokens and the configuration naming it; the test process gets one for the session
-(``tests/iccard/conftest.py``), an agent started as a subprocess gets the configuration it is given.
+(``tests/card_stack.py``), an agent started as a subprocess gets the configuration it is given.
 
 Each card is a token labelled with its card number, user PIN the demo PIN, holding what a citizen card
 holds: the signing key and certificate (CKA_ID 01), the encryption key and certificate (02), and the issuing

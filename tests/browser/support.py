@@ -15,6 +15,18 @@ VIRTUAL_PHONE = {
 }
 
 
+def click_closing(popup, selector: str) -> None:
+    """Click a button on which the popup answers and closes itself: the window may be gone before Playwright
+    hears the click end, which is the behaviour under test, not a failure."""
+    from playwright.sync_api import Error
+
+    try:
+        popup.click(selector, no_wait_after=True)
+    except Error:
+        if not popup.is_closed():
+            raise
+
+
 def verified_account(app, pki, national_id="A123456789"):
     """The card holder's account, registered with a confirmed email (binding a phone needs one)."""
     from app.models import utcnow

@@ -8,6 +8,8 @@ from playwright.sync_api import expect
 from tests.factories import make_account
 from tests.support import card_of
 
+from .support import click_closing
+
 
 @pytest.fixture
 def login_page(page, live_server, app):
@@ -79,7 +81,7 @@ def test_refusing_an_untrusted_site_says_so_on_the_page(login_page, start_agent,
     agent = start_agent(cards=[card_of(pki, "B223456782")])
     page = login_page(agent.url)
     popup = _submit_pin(page, "123456")
-    popup.click("#trust-no", no_wait_after=True)  # the popup answers and closes at once
+    click_closing(popup, "#trust-no")
     expect(page.locator("#login-status")).to_contain_text("信任")
     assert live_server not in agent.component.trust
 

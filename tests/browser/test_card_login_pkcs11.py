@@ -5,30 +5,8 @@ once over OpenSC's module reading the emulated PIV card through pcscd and vpcd."
 import pytest
 from playwright.sync_api import expect
 
-# The card fixtures live beside the card tests; these tests need them too (the vpcd lock among them).
-from tests.iccard.conftest import (  # noqa: F401
-    _one_test_at_a_time_on_vpcd,
-    card_state_dir,
-    demo_card,
-    emulator,
-    opensc,
-    pcsc_stack,
-    pkcs11_agent,
-    virtual_card,
-)
 from tests.factories import make_account
-from tests.pkcs11_tokens import SoftHsm, find_softhsm, tools_missing
-from tests.support import card_of, missing
-
-
-@pytest.fixture(scope="module")
-def softhsm_tokens(pki, tmp_path_factory):
-    """SoftHSM token directories for agents of their own (this process never loads SoftHSM)."""
-    module = find_softhsm()
-    if module is None or tools_missing():
-        missing("SoftHSM2 (libsofthsm2.so, softhsm2-util) and OpenSC's pkcs11-tool are needed: "
-                "apt-get install softhsm2 opensc")
-    return SoftHsm(module, tmp_path_factory.mktemp("softhsm"), pki)
+from tests.support import card_of
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Fixtures for the card side: emulated demo cards in-process, and behind the real PC/SC stack.
+"""Fixtures for the card side, for every test that needs a card (a pytest plugin: tests/conftest.py loads it):
+emulated demo cards in-process, behind the real PC/SC stack, and in PKCS#11 modules (SoftHSM2, OpenSC).
 
 The PC/SC tests need pyscard, pcscd and vsmartcard's vpcd; the OpenSC tests need OpenSC too. Without
 them those tests skip, except under CI, where they fail (:func:`tests.support.missing` decides).
@@ -208,13 +209,9 @@ def opensc(pcsc_stack) -> Path:
 
 
 @pytest.fixture(scope="session")
-def softhsm(pki, tmp_path_factory):
-    """SoftHSM2 holding every demo card as a token (tests/pkcs11_tokens.py), for this process and its children.
-
-    SOFTHSM2_CONF is set for the whole session before anything loads the module: SoftHSM reads it once, at
-    C_Initialize, and a process initializes a module once. ``softhsm.tokens(cards)`` makes other token
-    directories, for agents started as processes of their own.
-    """
+def softhsm_tokens(pki, tmp_path_factory):
+    """SoftHSM2 token directories holding demo cards (tests/pkcs11_tokens.py): ``softhsm_tokens.tokens(cards)``
+    makes one, ``softhsm_tokens.env(config)`` the environment of an agent started as a process of its own."""
     from tests.pkcs11_tokens import SoftHsm, find_softhsm, tools_missing
 
     module = find_softhsm()
@@ -222,11 +219,20 @@ def softhsm(pki, tmp_path_factory):
         missing("SoftHSM2's PKCS#11 module libsofthsm2.so was not found (Debian package softhsm2)")
     if absent := tools_missing():
         missing(f"{', '.join(absent)} not found (Debian packages softhsm2, opensc)")
-    hsm = SoftHsm(module, tmp_path_factory.mktemp("softhsm"), pki)
-    hsm.config = hsm.tokens(pki.cards)
+    return SoftHsm(module, tmp_path_factory.mktemp("softhsm"), pki)
+
+
+@pytest.fixture(scope="session")
+def softhsm(softhsm_tokens, pki):
+    """SoftHSM2 holding every demo card as a token, for this process and its children.
+
+    SOFTHSM2_CONF is set for the whole session before anything loads the module: SoftHSM reads it once, at
+    C_Initialize, and a process initializes a module once.
+    """
+    softhsm_tokens.config = softhsm_tokens.tokens(pki.cards)
     previous = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(hsm.config)
-    yield hsm
+    os.environ["SOFTHSM2_CONF"] = str(softhsm_tokens.config)
+    yield softhsm_tokens
     if previous is None:
         os.environ.pop("SOFTHSM2_CONF", None)
     else:
