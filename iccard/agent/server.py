@@ -376,9 +376,14 @@ class AgentHandler(BaseHTTPRequestHandler):
         return False
 
     def _form(self) -> dict[str, str] | None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"too large", "text/plain")
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if not declared.isascii() or not declared.lstrip("-").isdigit():
+            self._refuse_body(HTTPStatus.BAD_REQUEST, b"bad Content-Length")
+            return None
+        length = int(declared)
+        # A negative length would pass the size check, and rfile.read(-1) reads until the client closes.
+        if length < 0 or length > MAX_BODY:
+            self._refuse_body(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"too large")
             return None
         raw = self.rfile.read(length).decode("utf-8", "replace")
         if self.headers.get("Content-Type", "").startswith("application/json"):
@@ -390,13 +395,19 @@ class AgentHandler(BaseHTTPRequestHandler):
             return {"tbsPackage": raw} if isinstance(data, dict) else {"tbsPackage": ""}
         return {key: values[0] for key, values in parse_qs(raw, keep_blank_values=True).items()}
 
+    def _refuse_body(self, status: int, reason: bytes) -> None:
+        # The body is left unread, so the connection cannot carry another request: its bytes would be one.
+        self._send(status, reason, "text/plain", {"Connection": "close"})
+
     def _json(self, body: dict, status: int = 200) -> None:
         self._send(status, json.dumps(body, ensure_ascii=False).encode(), "application/json; charset=utf-8")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)  # "Connection: close" also ends the connection after this answer
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
         if getattr(self, "_cors_origin", None):

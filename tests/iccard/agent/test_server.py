@@ -3,6 +3,7 @@
 import base64
 import json
 import logging
+import socket
 import subprocess
 from urllib.parse import quote
 
@@ -223,6 +224,32 @@ def test_bad_requests_get_a_clear_answer(start_agent):
     assert answer["ret_code"] == protocol.BAD_PARAMETER
     answer = requests.post(f"{agent.url}/sign", data={"tbsPackage": json.dumps({"func": "Format"})}, timeout=10).json()
     assert answer["ret_code"] == protocol.UNSUPPORTED_FUNC == 0x7600000E
+
+
+def _raw_post(agent, content_length: str, body: bytes = b"") -> bytes:
+    """A POST as no well-behaved client sends it (requests and browsers compute Content-Length themselves);
+    the whole answer, read until the agent closes the connection."""
+    with socket.create_connection(("127.0.0.1", agent.server_address[1]), timeout=10) as connection:
+        connection.sendall(
+            f"POST /sign HTTP/1.1\r\nHost: localhost:{agent.server_address[1]}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {content_length}\r\n\r\n".encode()
+            + body
+        )
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(("content_length", "status"), [("-1", b"413"), ("65537", b"413"), ("ten", b"400"),
+                                                         ("1e3", b"400")])
+def test_a_bad_content_length_is_refused_and_the_connection_closed(start_agent, content_length, status):
+    agent = start_agent(cards=[])
+    # The body is never read: without the close, the client would be kept waiting (a negative length
+    # read until the client gave up), and a socket timeout fails the test.
+    answer = _raw_post(agent, content_length, b"tbsPackage=%7B%7D")
+    assert answer.split(b" ", 2)[1] == status, answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1  # the unread body was not taken for a second request
 
 
 def test_the_pin_is_never_logged(start_agent, pki, caplog):
