@@ -63,10 +63,6 @@ CERT_NOT_YET_VALID = 0x76500001  # 憑證尚未生效
 CARD_EXPIRED = 0x76500002  # 憑證已逾期 (1984954370)
 BASE64_ERROR = 0x76600002  # Base64解碼錯誤
 
-# The names older code of ours used; the values are now the real component's.
-BAD_REQUEST = BAD_PARAMETER
-CARD_FAILURE = CARD_INFO_FAILED
-
 MESSAGES = {
     OK: "",
     NO_CIPHER: "未輸入密文 No ciphertext given",

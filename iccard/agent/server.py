@@ -48,12 +48,13 @@ ASSETS = {
 }
 # The popup under both of the real component's names (CHT's own library opens /ChtPopupForm).
 POPUP_PATHS = ("/popupForm", "/ChtPopupForm")
-# Where pages post a tbsPackage directly, and the function each means when the package names none.
+# Where pages post a tbsPackage directly, and the function each means when the package names none
+# (changeUserPINCode is the one card command we serve on sendCardCommand).
 FUNCTION_PATHS = {
     "/sign": "MakeSignature",
     "/decrypt": "DecryptData",
     "/pkcs11info": "GetUserCert",
-    "/CardManagement/sendCardCommand": None,
+    "/CardManagement/sendCardCommand": "changeUserPINCode",
 }
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~, -]{0,500}$")
 
@@ -100,8 +101,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             handler()
         except Exception:
             log.exception("%s %s failed", self.command, urlsplit(self.path).path)
-            func = {"/decrypt": "decrypt", "/CardManagement/sendCardCommand": "changeUserPINCode"}.get(
-                urlsplit(self.path).path, "sign")
+            func = protocol.reply_func(FUNCTION_PATHS.get(urlsplit(self.path).path, "MakeSignature"))
             self._json(protocol.failure(func, protocol.TIMEOUT, protocol.CKR_FUNCTION_FAILED), 500)
 
     def _get(self) -> None:
@@ -186,7 +186,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             self._cors_origin = origin
         return origin
 
-    def _function(self, form: dict[str, str], default_func: str | None) -> None:
+    def _function(self, form: dict[str, str], default_func: str) -> None:
         try:
             request = json.loads(form.get("tbsPackage", ""))
             if not isinstance(request, dict):
@@ -195,8 +195,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             self._asking_site(form)
             self._json(protocol.failure(protocol.reply_func(default_func), protocol.JSON_ERROR))
             return
-        if default_func:
-            request.setdefault("func", default_func)
+        request.setdefault("func", default_func)
         self._json(self.server.component.handle(request, self._asking_site(form)))
 
     def _pkcs11info(self, with_cert: bool) -> None:

@@ -5,6 +5,7 @@ import json
 import logging
 import socket
 import subprocess
+import threading
 from urllib.parse import quote
 
 import pytest
@@ -250,6 +251,30 @@ def test_a_bad_content_length_is_refused_and_the_connection_closed(start_agent, 
     answer = _raw_post(agent, content_length, b"tbsPackage=%7B%7D")
     assert answer.split(b" ", 2)[1] == status, answer[:200]
     assert answer.count(b"HTTP/1.1 ") == 1  # the unread body was not taken for a second request
+
+
+def test_every_answer_names_the_function_of_the_path_even_a_bug_or_bad_json(tmp_path):
+    from iccard.agent.component import LocalComponent
+    from iccard.agent.server import AgentServer
+    from iccard.agent.trust import TrustList
+
+    def broken():
+        raise RuntimeError("a bug, not a card error")
+
+    agent = AgentServer(("127.0.0.1", 0), LocalComponent(broken, TrustList(None)))
+    threading.Thread(target=agent.serve_forever, daemon=True).start()
+    try:
+        # Pages dispatch on the answer's func: a failure must still be the answer to what they asked.
+        failed = requests.get(f"{agent.url}/pkcs11info", timeout=10)
+        assert failed.status_code == 500
+        assert (failed.json()["func"], failed.json()["ret_code"]) == ("pkcs11info", protocol.TIMEOUT)
+        for path, func in [("/sign", "sign"), ("/decrypt", "decrypt"),
+                           ("/CardManagement/sendCardCommand", "changeUserPINCode")]:
+            answer = requests.post(f"{agent.url}{path}", data={"tbsPackage": "not json"}, timeout=10).json()
+            assert (answer["func"], answer["ret_code"]) == (func, protocol.JSON_ERROR)
+    finally:
+        agent.shutdown()
+        agent.server_close()
 
 
 def test_the_pin_is_never_logged(start_agent, pki, caplog):
