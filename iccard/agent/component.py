@@ -39,9 +39,11 @@ class LocalComponent:
         """Answer one request (``MakeSignature``, ``GetUserCert``, ``CheckEnvir``, ``DecryptData``,
         ``changeUserPINCode``) for ``origin``.
 
-        ``origin`` is the asking web site, or ``None`` for a program on this computer (or the component's
-        own self-test page). A site must be on the trust list even to read the certificates: they name
-        the person.
+        ``origin`` is the asking web site, or ``None`` when no site asks: a program on this computer, the
+        component's own pages (its self-test), or a browser request no other site made (the person at
+        the address bar). The HTTP face never passes ``None`` for a request another site made without an
+        Origin (a plain ``<img>``): it names the site ``"null"``, never trusted. A site must be on the
+        trust list even to read the certificates: they name the person.
         """
         func = request.get("func")
         reply = protocol.reply_func(func)

@@ -56,6 +56,9 @@ FUNCTION_PATHS = {
     "/pkcs11info": "GetUserCert",
     "/CardManagement/sendCardCommand": "changeUserPINCode",
 }
+# Who asks when a browser's request from another site carries no Origin: the opaque origin's name,
+# which can never be trusted (trust.normalize_site refuses it).
+UNNAMED_SITE = "null"
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~, -]{0,500}$")
 
 
@@ -173,17 +176,25 @@ class AgentHandler(BaseHTTPRequestHandler):
     # -- functions ----------------------------------------------------------------------------------
 
     def _asking_site(self, form: dict[str, str] | None = None) -> str | None:
-        """The site asking, as the browser names it (None: a program on this computer, or our own page).
+        """The site asking, as the browser names it (None: a program on this computer, our own page, or
+        the person at the address bar).
 
         Our popup relays for the site that opened it, whose origin it took from the browser's message
-        event: that origin, not the popup's own, is the one that counts.
+        event: that origin, not the popup's own, is the one that counts. A browser's GET may come with
+        no Origin at all (a plain ``<img>``, ``<script>``, a link): then Sec-Fetch-Site still says
+        whether another site made it, and such a request is answered as for a site nobody trusted. Its
+        answer would be opaque to that page, but it would still land in the page's process, where a
+        compromised renderer or a Spectre-style read gets every card number.
         """
         origin = self.headers.get("Origin")
         if origin in self.server.own_origins:
             return (form or {}).get("origin") or None
-        if origin is not None:
-            # The answer is decided for this origin, so it may read it (an untrusted one reads "not trusted").
-            self._cors_origin = origin
+        if origin is None:
+            if self.headers.get("Sec-Fetch-Site", "").lower() in ("cross-site", "same-site"):
+                return UNNAMED_SITE
+            return None
+        # The answer is decided for this origin, so it may read it (an untrusted one reads "not trusted").
+        self._cors_origin = origin
         return origin
 
     def _function(self, form: dict[str, str], default_func: str) -> None:
@@ -205,10 +216,7 @@ class AgentHandler(BaseHTTPRequestHandler):
     def _image(self) -> None:
         # Pages load it with img.crossOrigin="Anonymous" (the browser then sends Origin) and read the
         # canvas; reading needs Access-Control-Allow-Origin, given for the origin the answer was made for.
-        origin = self.headers.get("Origin")
-        asking = None if origin in self.server.own_origins else origin
-        self._cors_origin = asking
-        answer = self.server.component.image_info(asking)
+        answer = self.server.component.image_info(self._asking_site())
         try:
             body = protocol.json_bitmap(answer)
         except protocol.ImageTooLarge:
@@ -354,8 +362,7 @@ class AgentHandler(BaseHTTPRequestHandler):
         self.send_response(HTTPStatus.SEE_OTHER)
         self.send_header("Location", "/settings")
         self.send_header("Content-Length", "0")
-        for name, value in SECURITY_HEADERS.items():
-            self.send_header(name, value)
+        self._common_headers()
         self.end_headers()
 
     # -- plumbing -----------------------------------------------------------------------------------
@@ -407,13 +414,21 @@ class AgentHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)  # "Connection: close" also ends the connection after this answer
+        self._common_headers()
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _common_headers(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
         if getattr(self, "_cors_origin", None):
             self.send_header("Access-Control-Allow-Origin", self._cors_origin)
             self.send_header("Vary", "Origin")
-        self.end_headers()
-        self.wfile.write(body)
+        else:
+            # Everything else is ours alone: a page on another site may not even load it with a plain
+            # <img> or <script> (no-cors), so no answer of ours reaches its process. A CORS answer is
+            # not subject to CORP: the image trick (crossOrigin="Anonymous") keeps working.
+            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         # Paths only: a query string or body may carry a PIN, and none is ever written down.

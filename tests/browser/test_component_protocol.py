@@ -12,6 +12,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import expect
 
+from iccard.agent import protocol
 from tests.support import card_of
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>legacy relying party</title>
@@ -72,6 +73,31 @@ def test_a_page_written_for_the_real_component_works_with_ours(page, legacy_site
     page.click("#go")
     expect(page.locator("#out")).not_to_be_empty()
     assert check(json.loads(page.locator("#out").text_content()))
+
+
+PLAIN_IMAGE_PAGE = """<!doctype html><meta charset="utf-8"><title>another site</title><pre id="out"></pre>
+<script>
+const img = new Image();  // no crossOrigin: the browser sends no Origin
+img.onload = () => { document.getElementById("out").textContent = "loaded"; };
+img.onerror = () => { document.getElementById("out").textContent = "blocked"; };
+img.src = new URLSearchParams(location.search).get("component") + "/p11Image.bmp?" + Date.now();
+</script>
+"""
+
+
+def test_a_plain_image_on_another_site_never_gets_the_card_numbers(page, legacy_site, start_agent, pki, tmp_path):
+    agent = start_agent(cards=[card_of(pki, "B223456782")])
+    site = legacy_site({})
+    (tmp_path / "image.html").write_text(PLAIN_IMAGE_PAGE)
+    answered = []  # what the agent drew, as the browser received it
+    image_info = agent.component.image_info
+    agent.component.image_info = lambda origin: answered.append(image_info(origin)) or answered[-1]
+    page.goto(f"{site}/image.html?component={agent.url}")
+    # The browser refuses to hand the page the image at all (Cross-Origin-Resource-Policy) ...
+    expect(page.locator("#out")).to_have_text("blocked")
+    # ... and what it was refused says only "not trusted": no card number reached the page's process.
+    assert [answer["ret_code"] for answer in answered] == [protocol.SITE_NOT_TRUSTED]
+    assert "TEST000000000002" not in json.dumps(answered)
 
 
 def test_the_components_self_test_lists_the_card_and_checks_the_pin(page, start_agent, pki):

@@ -318,6 +318,63 @@ def test_the_image_carries_pkcs11info_for_a_trusted_site_and_not_trusted_for_oth
     assert "TEST000000000001" not in other.content.decode("latin-1")
 
 
+@pytest.mark.parametrize("fetch_site", ["cross-site", "same-site"])
+def test_a_browser_request_from_another_site_without_origin_reads_not_trusted(start_agent, pki, fetch_site):
+    # A plain <img src=".../p11Image.bmp"> (no crossorigin) sends no Origin: only Sec-Fetch-Site says
+    # another site made the request. Even for a trusted site: it could not read a plain image anyway.
+    agent = start_agent(cards=[card_of(pki, "A123456789")], trusted=[SITE])
+    headers = {"Sec-Fetch-Site": fetch_site, "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
+    image = requests.get(f"{agent.url}/p11Image.bmp", headers=headers, timeout=10)
+    assert json.loads(decode_like_a_page(image.content))["ret_code"] == protocol.SITE_NOT_TRUSTED
+    assert "TEST000000000001" not in image.content.decode("latin-1")
+    # ... and the browser may not even hand it to the page (no-cors, so Cross-Origin-Resource-Policy holds).
+    assert image.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert "Access-Control-Allow-Origin" not in image.headers
+    for path in ("/pkcs11info", "/pkcs11info?withcert=true"):
+        info = requests.get(f"{agent.url}{path}", headers={**headers, "Sec-Fetch-Dest": "script"}, timeout=10)
+        assert info.json()["ret_code"] == protocol.SITE_NOT_TRUSTED and "slots" not in info.json()
+        assert "TEST000000000001" not in info.text
+        assert info.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+
+
+@pytest.mark.parametrize("fetch_site", [None, "none", "same-origin"])
+def test_a_request_no_other_site_made_reads_the_cards(start_agent, pki, fetch_site):
+    # A program (no Sec-Fetch-* at all), the person at the address bar ("none"), our own popup ("same-origin").
+    agent = start_agent(cards=[card_of(pki, "A123456789")])
+    headers = {"Sec-Fetch-Site": fetch_site} if fetch_site else {}
+    image = requests.get(f"{agent.url}/p11Image.bmp", headers=headers, timeout=10)
+    assert json.loads(decode_like_a_page(image.content))["slots"][0]["token"]["serialNumber"] == "TEST000000000001"
+    info = requests.get(f"{agent.url}/pkcs11info?withcert=true", headers=headers, timeout=10).json()
+    assert info["ret_code"] == 0 and info["slots"][0]["token"]["certs"]
+
+
+def test_only_cors_answers_may_be_loaded_by_other_sites(start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "A123456789")], trusted=[SITE])
+    # The answers pages read across origins name the origin, and carry no Cross-Origin-Resource-Policy
+    # (a CORS load is not subject to it; leaving it off keeps any browser from blocking the image trick).
+    for response in (
+        requests.get(f"{agent.url}/p11Image.bmp", headers={"Origin": SITE}, timeout=10),
+        requests.get(f"{agent.url}/pkcs11info", headers={"Origin": SITE}, timeout=10),
+        requests.post(f"{agent.url}/sign", data={"tbsPackage": "{}"}, headers={"Origin": SITE}, timeout=10),
+    ):
+        assert response.headers["Access-Control-Allow-Origin"] == SITE
+        assert "Cross-Origin-Resource-Policy" not in response.headers
+    # Everything else is same-origin only: pages, scripts, the trust check, redirects, refusals.
+    for response in (
+        requests.get(f"{agent.url}/popupForm", timeout=10),
+        requests.get(f"{agent.url}/popup.js", timeout=10),
+        requests.get(f"{agent.url}/waiting.gif", timeout=10),
+        requests.get(f"{agent.url}/trust", params={"origin": SITE}, timeout=10),
+        requests.get(f"{agent.url}/settings", timeout=10),
+        requests.get(f"{agent.url}/no-such-page", timeout=10),
+        requests.post(f"{agent.url}/settings", data={"site": SITE, "action": "sha1_forbid"},
+                      headers={"Origin": agent.url}, timeout=10, allow_redirects=False),
+        requests.get(f"http://127.0.0.1:{agent.server_address[1]}/p11Image.bmp", headers={"Host": "evil.example"},
+                     timeout=10),
+    ):
+        assert response.headers["Cross-Origin-Resource-Policy"] == "same-origin", response.url
+
+
 def test_direct_requests_are_answered_for_the_origin_that_sends_them(start_agent, pki):
     agent = start_agent(cards=[card_of(pki, "A123456789")], trusted=[SITE])
     mine = requests.get(f"{agent.url}/pkcs11info?withcert=true", headers={"Origin": SITE}, timeout=10)
