@@ -200,11 +200,22 @@ def test_add_domain_needs_the_persons_click_on_our_own_page(start_agent, pki):
     assert _sign(agent, SIGN, origin="https://gov.example.tw")["ret_code"] == 0
 
 
-def test_requests_for_other_host_names_are_refused(start_agent):
-    agent = start_agent()
-    response = requests.get(f"http://127.0.0.1:{agent.server_address[1]}/pkcs11info",
-                            headers={"Host": "rebound.evil.example"}, timeout=10)
-    assert response.status_code == 403
+def test_requests_for_other_host_names_are_refused(start_agent, pki):
+    # DNS rebinding: a page on rebound.evil.example, its name pointed at 127.0.0.1, is same-origin with us
+    # to the browser; only the Host header tells.
+    agent = start_agent(cards=[card_of(pki, "A123456789")])
+    base, rebound = f"http://127.0.0.1:{agent.server_address[1]}", {"Host": f"rebound.evil.example:{agent.server_address[1]}"}
+    for path in ("/pkcs11info", "/p11Image.bmp", "/popupForm"):
+        response = requests.get(f"{base}{path}", headers=rebound, timeout=10)
+        assert response.status_code == 403 and "TEST000000000001" not in response.content.decode("latin-1"), path
+    preflight = requests.options(f"{base}/sign", headers={
+        **rebound, "Origin": "http://rebound.evil.example", "Access-Control-Request-Method": "POST"}, timeout=10)
+    assert preflight.status_code == 403 and "Access-Control-Allow-Origin" not in preflight.headers
+    posted = requests.post(f"{base}/sign", data={"tbsPackage": json.dumps({"func": "GetUserCert"})}, headers=rebound,
+                           timeout=10)
+    assert posted.status_code == 403
+    # Our own names, with the port, are ours.
+    assert requests.get(f"{base}/p11Image.bmp", timeout=10).status_code == 200
 
 
 def test_the_popup_page_and_its_script_are_served_unframeable(start_agent):
@@ -387,6 +398,25 @@ def test_direct_requests_are_answered_for_the_origin_that_sends_them(start_agent
         "Origin": SITE, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
         timeout=10)
     assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Headers"] == "content-type"
+
+
+def test_a_preflight_from_an_untrusted_site_lets_the_request_through_only_to_read_not_trusted(start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "A123456789")], trusted=[SITE])
+    evil = "https://evil.example"
+    # Saying yes to the preflight only lets the browser send the request (and read its answer) ...
+    preflight = requests.options(f"{agent.url}/sign", headers={
+        "Origin": evil, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+        timeout=10)
+    assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Origin"] == evil
+    # ... which is then answered for that origin: not trusted, no card touched, nothing about the card.
+    for path, request in [("/sign", {**SIGN, "func": "MakeSignature", "pin": "654321"}),
+                          ("/pkcs11info", {"func": "GetUserCert"}),
+                          ("/decrypt", {"func": "DecryptData", "cipher": "AAAA", "pin": "654321"})]:
+        answer = requests.post(f"{agent.url}{path}", json=request, headers={"Origin": evil}, timeout=10)
+        assert answer.headers["Access-Control-Allow-Origin"] == evil
+        assert answer.json()["ret_code"] == protocol.SITE_NOT_TRUSTED, path
+        assert "TEST000000000001" not in answer.text and "signature" not in answer.json()
+    assert agent.readers[0].emulator.pin_tries_left == 3  # the (wrong) PIN was never tried
 
 
 # -- SHA-1, settings -------------------------------------------------------------------------------------
