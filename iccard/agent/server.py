@@ -43,6 +43,7 @@ ASSETS = {
     "popup.js": "text/javascript; charset=utf-8",
     "popup.css": "text/css; charset=utf-8",
     "addDomain.js": "text/javascript; charset=utf-8",
+    "armed.js": "text/javascript; charset=utf-8",
     "selfTest.js": "text/javascript; charset=utf-8",
     "waiting.gif": "image/gif",
 }
@@ -250,7 +251,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             f'<p id="added" data-answer="{answer}" data-site="{escaped}"><strong>{escaped}</strong> 已加入信任清單。<br>'
             f'<span lang="en">{escaped} can now ask to use your card.</span></p>'
             '<p><a href="/settings">信任的網站與權限 <span lang="en">Trusted sites and permissions</span></a></p>',
-            script="/addDomain.js",
+            scripts=("/addDomain.js",),
         )
         self._send(HTTPStatus.OK, body, "text/html; charset=utf-8")
 
@@ -270,9 +271,10 @@ class AgentHandler(BaseHTTPRequestHandler):
             "只信任您認識的網站。<br>"
             f'<span lang="en"><strong>{escaped}</strong> asks to use your card. Trust only sites you know.</span></p>'
             f'<form method="post" action="/addDomain"><input type="hidden" name="domain" value="{escaped}">'
-            '<button type="submit" id="trust-yes" class="primary">信任 <span lang="en">Trust</span></button>'
+            '<button type="submit" id="trust-yes" class="primary" disabled data-armed>信任 <span lang="en">Trust</span>'
+            "</button>"
             '<button type="button" id="trust-no">拒絕 <span lang="en">Refuse</span></button></form>',
-            script="/addDomain.js",
+            scripts=("/armed.js", "/addDomain.js"),
         )
         self._send(HTTPStatus.OK, body, "text/html; charset=utf-8")
 
@@ -435,8 +437,8 @@ class AgentHandler(BaseHTTPRequestHandler):
         log.info("%s %s", self.command, urlsplit(self.path).path)
 
 
-def _page(title: str, content: str, script: str | None = None) -> bytes:
-    script_tag = f'<script src="{script}" defer></script>' if script else ""
+def _page(title: str, content: str, scripts: tuple[str, ...] = ()) -> bytes:
+    script_tag = "".join(f'<script src="{script}" defer></script>' for script in scripts)
     return (
         '<!doctype html><html lang="zh-Hant-TW"><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

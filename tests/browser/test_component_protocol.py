@@ -15,6 +15,8 @@ from playwright.sync_api import expect
 from iccard.agent import protocol
 from tests.support import card_of
 
+from .support import click_closing
+
 PAGE = """<!doctype html><meta charset="utf-8"><title>legacy relying party</title>
 <button id="go">sign</button><pre id="out"></pre>
 <script>
@@ -73,6 +75,52 @@ def test_a_page_written_for_the_real_component_works_with_ours(page, legacy_site
     page.click("#go")
     expect(page.locator("#out")).not_to_be_empty()
     assert check(json.loads(page.locator("#out").text_content()))
+
+
+def _click_at_once_then_when_armed(window, site, agent) -> None:
+    """The double-click trick: a click on "Trust" the moment it shows does nothing; once the window has
+    been in front for a while, a click trusts; losing focus (or regaining it) starts the wait afresh."""
+    trust = window.locator("#trust-yes")
+    expect(trust).to_be_visible()
+    assert trust.is_disabled()
+    trust.click(force=True)  # a real mouse click on the spot, as the person's second click would be
+    window.wait_for_timeout(200)
+    assert site not in agent.component.trust
+    expect(trust).to_be_enabled()
+    window.evaluate("window.dispatchEvent(new Event('blur'))")
+    expect(trust).to_be_disabled()
+    window.evaluate("window.dispatchEvent(new Event('focus'))")
+    assert trust.is_disabled()
+    expect(trust).to_be_enabled()
+    click_closing(window, "#trust-yes")
+
+
+def test_the_popups_trust_button_works_only_after_the_popup_has_been_in_front_a_while(
+        page, legacy_site, start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "B223456782")])
+    site = legacy_site({"func": "GetUserCert"})
+    page.goto(f"{site}/index.html?component={agent.url}")
+    with page.expect_popup() as popup:
+        page.click("#go")
+    _click_at_once_then_when_armed(popup.value, site, agent)
+    expect(page.locator("#out")).not_to_be_empty()
+    assert json.loads(page.locator("#out").text_content())["ret_code"] == 0
+    assert site in agent.component.trust
+
+
+def test_the_add_domain_pages_trust_button_works_only_after_the_page_has_been_in_front_a_while(
+        page, legacy_site, start_agent, pki):
+    agent = start_agent(cards=[card_of(pki, "B223456782")])
+    site = legacy_site({})
+    page.goto(f"{site}/index.html?component={agent.url}")
+    with page.expect_popup() as popup:
+        page.evaluate("url => window.open(url + '/addDomain?domain=' + location.hostname)", agent.url)
+    _click_at_once_then_when_armed(popup.value, site, agent)
+    for _ in range(50):
+        if site in agent.component.trust:
+            break
+        page.wait_for_timeout(100)
+    assert site in agent.component.trust
 
 
 PLAIN_IMAGE_PAGE = """<!doctype html><meta charset="utf-8"><title>another site</title><pre id="out"></pre>

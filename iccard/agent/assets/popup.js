@@ -72,6 +72,7 @@
     const func = request.func;
     if ((await getJSON("/trust?origin=" + encodeURIComponent(origin))).trusted !== true) {
       show("trust");
+      window.mocertArm.rearm(); // "Trust" is only now in view: the wait (armed.js) starts now
       if (!(await choice("trust-yes", "trust-no"))) {
         return failure(func, SITE_NOT_TRUSTED, 0, "site not trusted");
       }
