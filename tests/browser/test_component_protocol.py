@@ -77,6 +77,30 @@ def test_a_page_written_for_the_real_component_works_with_ours(page, legacy_site
     assert check(json.loads(page.locator("#out").text_content()))
 
 
+def test_a_sandboxed_page_is_answered_not_trusted_and_the_popup_closes(page, legacy_site, start_agent, pki, tmp_path):
+    # A sandboxed page's origin is "null": postMessage(answer, "null") would throw, leaving the popup open
+    # and the page without an answer. (Its popup escapes the sandbox: one that did not would be sandboxed
+    # too, and the page's own postMessage(request, componentUrl) would never reach it.)
+    sandbox = "allow-scripts allow-popups allow-popups-to-escape-sandbox"
+    agent = start_agent(cards=[card_of(pki, "B223456782")])
+    site = legacy_site({"func": "GetUserCert"})
+    agent.component.trust.add(site)  # even the site serving it: the sandboxed page is no site
+    (tmp_path / "framed.html").write_text(
+        f'<!doctype html><iframe sandbox="{sandbox}" src="index.html?component={agent.url}"></iframe>')
+    page.goto(f"{site}/framed.html")
+    frame = page.frame_locator("iframe")
+    with page.expect_popup() as popup:
+        frame.locator("#go").click()
+    expect(frame.locator("#out")).not_to_be_empty()
+    answer = json.loads(frame.locator("#out").text_content())
+    assert (answer["func"], answer["ret_code"]) == ("pkcs11info", protocol.SITE_NOT_TRUSTED) and "slots" not in answer
+    for _ in range(50):
+        if popup.value.is_closed():
+            break
+        page.wait_for_timeout(100)
+    assert popup.value.is_closed()
+
+
 def _click_at_once_then_when_armed(window, site, agent) -> None:
     """The double-click trick: a click on "Trust" the moment it shows does nothing; once the window has
     been in front for a while, a click trusts; losing focus (or regaining it) starts the wait afresh."""

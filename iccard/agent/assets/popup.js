@@ -70,6 +70,8 @@
 
   async function handle(origin, request) {
     const func = request.func;
+    // A sandboxed page's origin is "null": no one site, so it can never be trusted (trust.py refuses it too).
+    if (origin === "null") return failure(func, SITE_NOT_TRUSTED, 0, "site not trusted");
     if ((await getJSON("/trust?origin=" + encodeURIComponent(origin))).trusted !== true) {
       show("trust");
       window.mocertArm.rearm(); // "Trust" is only now in view: the wait (armed.js) starts now
@@ -122,8 +124,13 @@
     } catch (err) {
       answer = failure(func, JSON_ERROR, 0x07, "bad request");
     }
-    opener.postMessage(answer, origin);
-    window.close();
+    try {
+      // "null" is no target origin postMessage accepts (it throws): a sandboxed opener is answered with
+      // "*", which is safe only because its answer is always "not trusted" (handle) or "bad request".
+      opener.postMessage(answer, origin === "null" ? "*" : origin);
+    } finally {
+      window.close(); // whatever happened: a popup left open would wait for a click that answers no one
+    }
   });
 
   opener.postMessage(JSON.stringify({ func: "getTbs" }), "*");
