@@ -243,8 +243,9 @@ class AgentHandler(BaseHTTPRequestHandler):
             self._json({"ret_code": protocol.OK, "site": site})
             return
         # The real component's addDomain page posts {"ret_code":0} to the page that opened it, which then
-        # reloads (addDomain.js). The answer says nothing more than that the site was added.
-        answer = html.escape(json.dumps({"ret_code": protocol.OK, "site": site}))
+        # reloads (addDomain.js). The answer says nothing more than that a site was added, not which: it
+        # goes to "*" when the site is a bare host, and the opener may have navigated elsewhere since.
+        answer = html.escape(json.dumps({"ret_code": protocol.OK}))
         escaped = html.escape(site)
         body = _page(
             "已信任網站 Site trusted",

@@ -7,7 +7,8 @@
 
   function answer(text, site) {
     if (!opener) return false;
-    // The answer says only whether the site was added; sent to that site when it is an origin.
+    // The answer says only whether a site was added (not which); sent to that site when it is an origin, else
+    // to whoever the opener is by now.
     const target = /^https?:\/\//.test(site || "") ? site : "*";
     opener.postMessage(text, target);
     window.close();
