@@ -114,7 +114,8 @@ _CARD_NUMBER = re.compile(r"[A-Z]{4}[0-9]{12}")
 
 
 def digest_info(hash_name: str, digest: bytes) -> bytes:
-    """The DER DigestInfo for ``digest`` made with ``hash_name`` (SHA256, SHA384, SHA512).
+    """The DER DigestInfo for ``digest`` made with ``hash_name`` (SHA256, SHA384, SHA512; SHA1 too, which
+    only the agent asks for, and only for a site the person allowed it: deciding that is the caller's).
 
     Raises ``ValueError`` for another hash or a digest of the wrong length.
     """

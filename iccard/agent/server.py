@@ -280,9 +280,11 @@ class AgentHandler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, body, "text/html; charset=utf-8")
 
     def _site_asked(self, domain: str) -> str:
-        """The site to trust. Pages ask with ``domain=location.hostname`` (no scheme, no port), which would
-        trust every port and scheme of that host; when the page that opened us (its Referer) is on that
-        very host, its exact origin is trusted instead: narrower, and what the page needs."""
+        """The site to trust. Pages ask with ``domain=location.hostname`` (no scheme, no port). Trusted
+        as it is, a bare host matches that host's origins without a port, on http as on https
+        (TrustList): wider than an https page needs, and for a page on a port of its own
+        (http://localhost:5000), not that page at all. So when the page that opened us (its Referer)
+        is on that very host, its exact origin is trusted instead: narrower, and what the page needs."""
         site = normalize_site(domain)
         referrer = self.headers.get("Referer", "")
         if "://" not in site and referrer:

@@ -14,6 +14,16 @@ def test_a_trusted_host_covers_its_origins_and_an_origin_only_itself(tmp_path):
     assert "https://evil.example" not in trust and "not a site" not in trust
 
 
+def test_a_bare_host_matches_only_its_origins_without_a_port_and_a_host_with_a_port_only_that_port(tmp_path):
+    # What the addDomain page counts on (server._site_asked): domain=localhost would not cover a page on
+    # http://localhost:5000, so the page's exact origin is trusted instead.
+    trust = TrustList(None, ("localhost", "gov.example.tw:8443"))
+    assert "http://localhost" in trust and "https://localhost" in trust
+    assert "http://localhost:5000" not in trust
+    assert "https://gov.example.tw:8443" in trust and "http://gov.example.tw:8443" in trust
+    assert "https://gov.example.tw" not in trust and "https://gov.example.tw:9443" not in trust
+
+
 def test_the_opaque_origin_null_can_never_be_trusted(tmp_path):
     trust = TrustList(tmp_path / "t.json")
     with pytest.raises(InvalidSite):
