@@ -1,12 +1,17 @@
 """Path validation and revocation of card certificates against the demo PKI, over real HTTP."""
 
 import itertools
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from iccard import errors
+from iccard import ca_status, errors
 from iccard.demo_pki import DemoPKI
 from iccard.validation import CardCertificateValidator, RevocationCache, TrustSettings
 from tests import forged
@@ -252,14 +257,10 @@ def test_a_moica_g3_card_with_digital_signature_alone_validates(moica_pki):
 
 
 def test_a_moica_card_without_digital_signature_is_not_accepted(moica_pki, revocation_server):
-    from iccard.demo_pki import citizen_key_usage
-
     card = _moica_card(moica_pki, key_usage=x509.KeyUsage(
         digital_signature=False, content_commitment=True, key_encipherment=False, data_encipherment=False,
         key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
     ))
-    assert citizen_key_usage("signing") != moica_pki.card_certificate(card).extensions.get_extension_for_class(
-        x509.KeyUsage).value
     with pytest.raises(errors.CertificateNotAccepted):
         CardCertificateValidator(_moica_settings(moica_pki)).validate(moica_pki.card_certificate(card))
 
@@ -307,3 +308,214 @@ def test_the_cards_own_status_unknown_is_not_the_issuers(moica_pki, revocation_s
     with pytest.raises(errors.RevocationUnknown) as raised:
         CardCertificateValidator(_moica_settings(moica_pki)).validate(cert)
     assert not isinstance(raised.value, errors.IssuerRevocationUnknown)
+
+
+# -- the revocation cache: what is kept, for how long -------------------------------------------------
+
+
+class _Clock:
+    """The cache's time, moved by the test; the library still judges each answer by the real time."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(timezone.utc) + self.ahead
+
+
+def test_the_cache_keeps_an_answer_until_its_next_update_and_no_longer():
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    now = clock()
+    cache.put("answer", "good", now + timedelta(hours=1), fetched_at=now)
+    clock.ahead = timedelta(minutes=59)
+    assert cache.get("answer") == "good"
+    clock.ahead = timedelta(hours=1)
+    assert cache.get("answer") is None
+
+
+def test_the_cache_keeps_no_answer_longer_than_36_hours_whatever_its_next_update_says():
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    now = clock()
+    cache.put("answer", "good", now + timedelta(days=3650), fetched_at=now)
+    clock.ahead = timedelta(hours=35, minutes=59)
+    assert cache.get("answer") == "good"
+    clock.ahead = timedelta(hours=36)
+    assert cache.get("answer") is None
+
+
+def test_the_cache_keeps_no_answer_without_a_next_update():
+    cache = RevocationCache()
+    cache.put("answer", "good", None, fetched_at=datetime.now(timezone.utc))
+    assert cache.get("answer") is None
+
+
+@pytest.mark.parametrize(
+    ("generation", "grcas_answer", "lasts"),
+    [("G3", "/moica-profile/grca/ocsp", timedelta(hours=1)), ("G2", "/moica-profile/GRCA-G2.crl", timedelta(hours=36))],
+)
+def test_grcas_cached_answer_is_not_used_past_its_next_update(
+    moica_pki, revocation_server, generation, grcas_answer, lasts
+):
+    # The demo's OCSP answers hold an hour, its CRLs 36 hours (as GRCA's): G3 is checked at GRCA by OCSP,
+    # G2 by CRL.
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == generation))
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert any(p.endswith(grcas_answer) for p in revocation_server.requests)
+    revocation_server.down.update({"root-ocsp", "root-crl"})
+    clock.ahead = lasts - timedelta(minutes=5)
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    clock.ahead = lasts + timedelta(minutes=5)
+    with pytest.raises(errors.IssuerRevocationUnknown):
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+
+
+def test_a_cards_cached_answer_is_not_used_past_its_next_update(pki, revocation_server):
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    revocation_server.down.update({"ocsp", "crl"})
+    revocation_server.requests.clear()
+    clock.ahead = timedelta(minutes=55)
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert revocation_server.requests == []
+    clock.ahead = timedelta(minutes=65)
+    with pytest.raises(errors.RevocationUnknown):
+        CardCertificateValidator(_settings(pki), cache).validate(cert)
+
+
+def test_a_revoked_answer_is_kept_as_well(pki, revocation_server):
+    cache = RevocationCache()
+    cert = pki.card_certificate(card_of(pki, "K120000006", "revoked"))
+    with pytest.raises(errors.CertificateRevoked):
+        CardCertificateValidator(_settings(pki), cache).validate(cert)
+    revocation_server.down.update({"ocsp", "crl"})
+    revocation_server.requests.clear()
+    with pytest.raises(errors.CertificateRevoked):
+        CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert revocation_server.requests == []
+
+
+def test_nothing_fetched_for_a_validation_that_could_not_decide_is_kept(moica_pki, revocation_server):
+    cache = RevocationCache()
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    revocation_server.down.update({"ocsp", "crl"})  # MOICA's: the card's status is unknown
+    with pytest.raises(errors.RevocationUnknown):
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert any(p.endswith("/moica-profile/grca/ocsp") for p in revocation_server.requests)  # GRCA did answer
+    revocation_server.down = {"root-ocsp", "root-crl"}
+    with pytest.raises(errors.IssuerRevocationUnknown):  # and its answer was not kept
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+
+
+# -- a forged answer, served once, is not kept ----------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _another_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _tampered(der: bytes) -> bytes:
+    return der[:-1] + bytes([der[-1] ^ 0x01])  # the last byte is the signature's
+
+
+def _forged_ocsp(moica_pki, how: str):
+    """GRCA's OCSP answer about MOICA G3, as a man in the middle makes it: "good" for ten years, signed with
+    a key of the forger's own; or GRCA's real answer with its signature altered."""
+    grca = moica_pki.certificate("GRCA-G3")
+
+    def forge(body: bytes) -> bytes:
+        if how == "tampered":
+            return _tampered(moica_pki.ocsp_response("grca", body))
+        request = ca_status.load_ocsp_request(body)
+        return ca_status.answer(
+            request, grca, _another_key(), status=ocsp.OCSPCertStatus.GOOD, revocation=None,
+            this_update=_now() - timedelta(minutes=1), next_update=_now() + timedelta(days=3650),
+        )
+
+    return forge
+
+
+def _forged_crl(moica_pki, generation: str, how: str):
+    def forge(body: bytes) -> bytes:
+        if how == "tampered":
+            return _tampered(moica_pki.crl(f"GRCA-{generation}"))
+        return ca_status.sign_crl(
+            moica_pki.certificate(f"GRCA-{generation}"), _another_key(), [], number=1,
+            this_update=_now() - timedelta(minutes=1), next_update=_now() + timedelta(days=3650),
+        )
+
+    return forge
+
+
+@pytest.mark.parametrize("how", ["another_key", "tampered"])
+@pytest.mark.parametrize("generation", ["G2", "G3"])
+def test_a_forged_grca_answer_served_once_is_not_kept(moica_pki, revocation_server, generation, how):
+    cache = RevocationCache()
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == generation))
+    revocation_server.forged["root-crl"] = _forged_crl(moica_pki, generation, how)
+    if generation == "G3":
+        revocation_server.forged["root-ocsp"] = _forged_ocsp(moica_pki, how)
+    with pytest.raises(errors.IssuerRevocationUnknown):
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert revocation_server.forged == {}  # each forgery was served
+    # GRCA's real answers are back: the next login is not refused on the forgery.
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+
+
+@pytest.mark.parametrize("how", ["another_key", "tampered"])
+def test_a_forged_answer_beside_a_good_one_is_not_kept(moica_pki, revocation_server, how):
+    # GRCA's OCSP answer is forged, its CRL real: the validation succeeds on the CRL, and only the CRL is kept.
+    cache = RevocationCache()
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    revocation_server.forged["root-ocsp"] = _forged_ocsp(moica_pki, how)
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert any(p.endswith("/moica-profile/GRCA-G3.crl") for p in revocation_server.requests)
+    revocation_server.requests.clear()
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert any(p.endswith("/moica-profile/grca/ocsp") for p in revocation_server.requests)  # asked again
+
+
+def test_an_answer_from_a_responder_the_ca_delegated_to_is_kept(pki, revocation_server):
+    # RFC 6960 4.2.2.2: a CA may have its answers signed by a responder it certified for OCSP signing.
+    responder_key = _another_key()
+    responder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=Demo OCSP Responder,O=MoCert Demo,C=TW"))
+        .issuer_name(pki.issuer_certificate.subject)
+        .public_key(responder_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - timedelta(days=1))
+        .not_valid_after(_now() + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.issuer_certificate.public_key()), critical=False
+        )
+        .sign(forged.demo_issuer_key(pki), hashes.SHA256())
+    )
+
+    def delegated(body: bytes) -> bytes:
+        return ca_status.answer(
+            ca_status.load_ocsp_request(body), responder, responder_key, status=ocsp.OCSPCertStatus.GOOD,
+            revocation=None, this_update=_now() - timedelta(minutes=1), next_update=_now() + timedelta(hours=1),
+            certificates=[responder],
+        )
+
+    cache = RevocationCache()
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    revocation_server.forged["ocsp"] = delegated
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert revocation_server.forged == {}
+    assert not any(p.endswith(".crl") for p in revocation_server.requests)  # the delegated answer was taken
+    revocation_server.down.update({"ocsp", "crl"})
+    CardCertificateValidator(_settings(pki), cache).validate(cert)  # on the kept answer
