@@ -427,24 +427,44 @@ def _tampered(der: bytes) -> bytes:
     return der[:-1] + bytes([der[-1] ^ 0x01])  # the last byte is the signature's
 
 
+def _impostor(subject: x509.Name, key) -> x509.Certificate:
+    """A certificate in a CA's name on the forger's key, for OCSP signing: what a forger sends along."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - timedelta(days=1))
+        .not_valid_after(_now() + timedelta(days=3650))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
 def _forged_ocsp(moica_pki, how: str):
     """GRCA's OCSP answer about MOICA G3, as a man in the middle makes it: "good" for ten years, signed with
-    a key of the forger's own; or GRCA's real answer with its signature altered."""
+    a key of the forger's own (its certificate in GRCA's name sent along); or GRCA's real answer with its
+    signature altered."""
     grca = moica_pki.certificate("GRCA-G3")
 
     def forge(body: bytes) -> bytes:
         if how == "tampered":
             return _tampered(moica_pki.ocsp_response("grca", body))
-        request = ca_status.load_ocsp_request(body)
+        key = _another_key()
+        impostor = _impostor(grca.subject, key)
         return ca_status.answer(
-            request, grca, _another_key(), status=ocsp.OCSPCertStatus.GOOD, revocation=None,
+            ca_status.load_ocsp_request(body), impostor, key, status=ocsp.OCSPCertStatus.GOOD, revocation=None,
             this_update=_now() - timedelta(minutes=1), next_update=_now() + timedelta(days=3650),
+            certificates=[impostor],
         )
 
     return forge
 
 
 def _forged_crl(moica_pki, generation: str, how: str):
+    """GRCA's CRL, empty and valid for ten years, signed with the forger's key; or the real one, altered."""
+
     def forge(body: bytes) -> bytes:
         if how == "tampered":
             return _tampered(moica_pki.crl(f"GRCA-{generation}"))
@@ -456,17 +476,30 @@ def _forged_crl(moica_pki, generation: str, how: str):
     return forge
 
 
+def _serve_once(revocation_server, part: str, forge) -> list[bytes]:
+    """Have ``forge``'s answer served once for ``part``; the list returned fills with what was served (a forger
+    that raised would have made a plain 500, not a forgery)."""
+    served: list[bytes] = []
+
+    def serve(body: bytes) -> bytes:
+        served.append(forge(body))
+        return served[-1]
+
+    revocation_server.forged[part] = serve
+    return served
+
+
 @pytest.mark.parametrize("how", ["another_key", "tampered"])
 @pytest.mark.parametrize("generation", ["G2", "G3"])
 def test_a_forged_grca_answer_served_once_is_not_kept(moica_pki, revocation_server, generation, how):
     cache = RevocationCache()
     cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == generation))
-    revocation_server.forged["root-crl"] = _forged_crl(moica_pki, generation, how)
-    if generation == "G3":
-        revocation_server.forged["root-ocsp"] = _forged_ocsp(moica_pki, how)
-    with pytest.raises(errors.IssuerRevocationUnknown):
+    served = [_serve_once(revocation_server, "root-crl", _forged_crl(moica_pki, generation, how))]
+    if generation == "G3":  # G2 declares its CRL alone
+        served.append(_serve_once(revocation_server, "root-ocsp", _forged_ocsp(moica_pki, how)))
+    with pytest.raises(errors.IssuerRevocationUnknown, match="signature"):
         CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
-    assert revocation_server.forged == {}  # each forgery was served
+    assert [len(answers) for answers in served] == [1] * len(served)
     # GRCA's real answers are back: the next login is not refused on the forgery.
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
 
@@ -476,8 +509,9 @@ def test_a_forged_answer_beside_a_good_one_is_not_kept(moica_pki, revocation_ser
     # GRCA's OCSP answer is forged, its CRL real: the validation succeeds on the CRL, and only the CRL is kept.
     cache = RevocationCache()
     cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
-    revocation_server.forged["root-ocsp"] = _forged_ocsp(moica_pki, how)
+    served = _serve_once(revocation_server, "root-ocsp", _forged_ocsp(moica_pki, how))
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert len(served) == 1
     assert any(p.endswith("/moica-profile/GRCA-G3.crl") for p in revocation_server.requests)
     revocation_server.requests.clear()
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
@@ -513,9 +547,9 @@ def test_an_answer_from_a_responder_the_ca_delegated_to_is_kept(pki, revocation_
 
     cache = RevocationCache()
     cert = pki.card_certificate(card_of(pki, "A123456789"))
-    revocation_server.forged["ocsp"] = delegated
+    served = _serve_once(revocation_server, "ocsp", delegated)
     CardCertificateValidator(_settings(pki), cache).validate(cert)
-    assert revocation_server.forged == {}
+    assert len(served) == 1
     assert not any(p.endswith(".crl") for p in revocation_server.requests)  # the delegated answer was taken
     revocation_server.down.update({"ocsp", "crl"})
     CardCertificateValidator(_settings(pki), cache).validate(cert)  # on the kept answer
