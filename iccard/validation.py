@@ -421,10 +421,13 @@ class _CachingOCSPFetcher(OCSPFetcher):
         """Keep what was fetched that its CA signed about the certificate asked for (the library's check on
         each use stays the real one; this keeps a forgery out of the cache)."""
         for key, (fetched, cert, issuer_key) in self._fetched.items():
+            next_update = _ocsp_next_update(fetched.value)
+            if next_update is None:  # not an answer (tryLater, unauthorized), or one to ask again next time
+                continue
             if _ocsp_vouched_for(fetched.value, cert, issuer_key, fetched.fetched_at):
-                self._cache.put(key, fetched.value, _ocsp_next_update(fetched.value), fetched_at=fetched.fetched_at)
+                self._cache.put(key, fetched.value, next_update, fetched_at=fetched.fetched_at)
             else:
-                logger.warning("an OCSP response about serial %s was not signed by its CA: not kept", cert.serial_number)
+                logger.warning("an OCSP answer about serial %s is not its CA's: not kept", cert.serial_number)
         self._fetched.clear()
 
     def fetched_responses(self) -> Iterable[asn1_ocsp.OCSPResponse]:
@@ -449,7 +452,7 @@ class _CachingCRLFetcher(CRLFetcher):
         self._fetched: dict[object, tuple[_Fetched, asn1_x509.Certificate]] = {}
 
     async def fetch(self, cert, *, use_deltas=None) -> Iterable[asn1_crl.CertificateList]:
-        # By issuer key as well: MOICA's generations share a name, and a CRL is only of use for its issuer's certificates.
+        # By issuer key as well: MOICA's generations share a name, and a CRL serves only its issuer's certificates.
         key = ("crl", cert.authority_key_identifier, tuple(sorted(_crl_urls(cert))))
         crls = self._cache.get(key)
         if crls is None:
@@ -536,7 +539,9 @@ def _delegated_responder_keys(basic, issuer_key: asn1_keys.PublicKeyInfo, now: d
             yield responder.public_key
 
 
-def _crl_signed_for(crl: asn1_crl.CertificateList, cert: asn1_x509.Certificate, issuer_key: asn1_keys.PublicKeyInfo) -> bool:
+def _crl_signed_for(
+    crl: asn1_crl.CertificateList, cert: asn1_x509.Certificate, issuer_key: asn1_keys.PublicKeyInfo
+) -> bool:
     """Whether ``crl`` is ``cert``'s issuer's (by name) and signed with ``issuer_key``."""
     try:
         tbs = crl["tbs_cert_list"]

@@ -5,16 +5,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509 import ocsp
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from iccard import ca_status, errors
+from iccard import errors
 from iccard.demo_pki import DemoPKI
 from iccard.validation import CardCertificateValidator, RevocationCache, TrustSettings
-from tests import forged
+from tests import forged, forged_answers
+from tests.forged_answers import serve_once
 from tests.support import card_of
 
 
@@ -415,88 +412,14 @@ def test_nothing_fetched_for_a_validation_that_could_not_decide_is_kept(moica_pk
 # -- a forged answer, served once, is not kept ----------------------------------------------------------
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _another_key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _tampered(der: bytes) -> bytes:
-    return der[:-1] + bytes([der[-1] ^ 0x01])  # the last byte is the signature's
-
-
-def _impostor(subject: x509.Name, key) -> x509.Certificate:
-    """A certificate in a CA's name on the forger's key, for OCSP signing: what a forger sends along."""
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - timedelta(days=1))
-        .not_valid_after(_now() + timedelta(days=3650))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-
-
-def _forged_ocsp(moica_pki, how: str):
-    """GRCA's OCSP answer about MOICA G3, as a man in the middle makes it: "good" for ten years, signed with
-    a key of the forger's own (its certificate in GRCA's name sent along); or GRCA's real answer with its
-    signature altered."""
-    grca = moica_pki.certificate("GRCA-G3")
-
-    def forge(body: bytes) -> bytes:
-        if how == "tampered":
-            return _tampered(moica_pki.ocsp_response("grca", body))
-        key = _another_key()
-        impostor = _impostor(grca.subject, key)
-        return ca_status.answer(
-            ca_status.load_ocsp_request(body), impostor, key, status=ocsp.OCSPCertStatus.GOOD, revocation=None,
-            this_update=_now() - timedelta(minutes=1), next_update=_now() + timedelta(days=3650),
-            certificates=[impostor],
-        )
-
-    return forge
-
-
-def _forged_crl(moica_pki, generation: str, how: str):
-    """GRCA's CRL, empty and valid for ten years, signed with the forger's key; or the real one, altered."""
-
-    def forge(body: bytes) -> bytes:
-        if how == "tampered":
-            return _tampered(moica_pki.crl(f"GRCA-{generation}"))
-        return ca_status.sign_crl(
-            moica_pki.certificate(f"GRCA-{generation}"), _another_key(), [], number=1,
-            this_update=_now() - timedelta(minutes=1), next_update=_now() + timedelta(days=3650),
-        )
-
-    return forge
-
-
-def _serve_once(revocation_server, part: str, forge) -> list[bytes]:
-    """Have ``forge``'s answer served once for ``part``; the list returned fills with what was served (a forger
-    that raised would have made a plain 500, not a forgery)."""
-    served: list[bytes] = []
-
-    def serve(body: bytes) -> bytes:
-        served.append(forge(body))
-        return served[-1]
-
-    revocation_server.forged[part] = serve
-    return served
-
-
-@pytest.mark.parametrize("how", ["another_key", "tampered"])
+@pytest.mark.parametrize("how", forged_answers.FORGERIES)
 @pytest.mark.parametrize("generation", ["G2", "G3"])
 def test_a_forged_grca_answer_served_once_is_not_kept(moica_pki, revocation_server, generation, how):
     cache = RevocationCache()
     cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == generation))
-    served = [_serve_once(revocation_server, "root-crl", _forged_crl(moica_pki, generation, how))]
+    served = [serve_once(revocation_server, "root-crl", forged_answers.grca_crl(moica_pki, generation, how))]
     if generation == "G3":  # G2 declares its CRL alone
-        served.append(_serve_once(revocation_server, "root-ocsp", _forged_ocsp(moica_pki, how)))
+        served.append(serve_once(revocation_server, "root-ocsp", forged_answers.grca_ocsp(moica_pki, how)))
     with pytest.raises(errors.IssuerRevocationUnknown, match="signature"):
         CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
     assert [len(answers) for answers in served] == [1] * len(served)
@@ -504,12 +427,12 @@ def test_a_forged_grca_answer_served_once_is_not_kept(moica_pki, revocation_serv
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
 
 
-@pytest.mark.parametrize("how", ["another_key", "tampered"])
+@pytest.mark.parametrize("how", forged_answers.FORGERIES)
 def test_a_forged_answer_beside_a_good_one_is_not_kept(moica_pki, revocation_server, how):
     # GRCA's OCSP answer is forged, its CRL real: the validation succeeds on the CRL, and only the CRL is kept.
     cache = RevocationCache()
     cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
-    served = _serve_once(revocation_server, "root-ocsp", _forged_ocsp(moica_pki, how))
+    served = serve_once(revocation_server, "root-ocsp", forged_answers.grca_ocsp(moica_pki, how))
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
     assert len(served) == 1
     assert any(p.endswith("/moica-profile/GRCA-G3.crl") for p in revocation_server.requests)
@@ -519,35 +442,10 @@ def test_a_forged_answer_beside_a_good_one_is_not_kept(moica_pki, revocation_ser
 
 
 def test_an_answer_from_a_responder_the_ca_delegated_to_is_kept(pki, revocation_server):
-    # RFC 6960 4.2.2.2: a CA may have its answers signed by a responder it certified for OCSP signing.
-    responder_key = _another_key()
-    responder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name.from_rfc4514_string("CN=Demo OCSP Responder,O=MoCert Demo,C=TW"))
-        .issuer_name(pki.issuer_certificate.subject)
-        .public_key(responder_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - timedelta(days=1))
-        .not_valid_after(_now() + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
-        .add_extension(x509.OCSPNoCheck(), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.issuer_certificate.public_key()), critical=False
-        )
-        .sign(forged.demo_issuer_key(pki), hashes.SHA256())
-    )
-
-    def delegated(body: bytes) -> bytes:
-        return ca_status.answer(
-            ca_status.load_ocsp_request(body), responder, responder_key, status=ocsp.OCSPCertStatus.GOOD,
-            revocation=None, this_update=_now() - timedelta(minutes=1), next_update=_now() + timedelta(hours=1),
-            certificates=[responder],
-        )
-
     cache = RevocationCache()
     cert = pki.card_certificate(card_of(pki, "A123456789"))
-    served = _serve_once(revocation_server, "ocsp", delegated)
+    delegated = forged_answers.delegated_demo_ocsp(pki, forged.demo_issuer_key(pki))
+    served = serve_once(revocation_server, "ocsp", delegated)
     CardCertificateValidator(_settings(pki), cache).validate(cert)
     assert len(served) == 1
     assert not any(p.endswith(".crl") for p in revocation_server.requests)  # the delegated answer was taken
