@@ -50,6 +50,7 @@ from pyhanko_certvalidator.policy_decl import (
 )
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
+from .certificate import key_identifier
 from .errors import (
     CertificateExpired,
     CertificateNotAccepted,
@@ -139,7 +140,7 @@ class CardCertificateValidator:
         self._anchors = [asn1_x509.Certificate.load(der) for der in settings.anchors]
         self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
         self._issuers = [
-            (_key_identifier(cert), cert)
+            (key_identifier(cert), cert)
             for cert in (x509.load_der_x509_certificate(der) for der in (*settings.anchors, *settings.intermediates))
         ]
         # The keys a CRL about a certificate may be signed with: its configured issuer's, by key identifier.
@@ -303,13 +304,6 @@ def _origins_named_by(cert: x509.Certificate) -> set[str]:
     except x509.ExtensionNotFound:
         pass
     return {origin for origin in map(origin_of, urls) if origin is not None}
-
-
-def _key_identifier(cert: x509.Certificate) -> bytes:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
 
 
 def _run_sync(coroutine):
