@@ -16,7 +16,8 @@ from cryptography.x509.oid import NameOID
 from limits import parse_many
 
 from config import RefusedConfiguration, refuse_to_start
-from iccard.demo_pki import ISSUER_NAME, MOBILE_CA_NAME, REAL_KEY_IDENTIFIERS, ROOT_NAME
+from iccard import moica
+from iccard.demo_pki import ISSUER_NAME, MOBILE_CA_NAME, ROOT_NAME
 from iccard.validation import REVOCATION_MODES
 
 SECRETS = ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY", "OIDC_PAIRWISE_KEY")
@@ -230,15 +231,5 @@ def _is_demo_certificate(path: Path) -> bool:
     except ValueError:
         return False
     names = {attr.value for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
-    if names & {ROOT_NAME, ISSUER_NAME, MOBILE_CA_NAME}:
-        return True
     # The MOICA-profile demo PKI wears the real CAs' names on its own keys: only the key tells it from them.
-    real_keys = REAL_KEY_IDENTIFIERS.get(cert.subject)
-    return real_keys is not None and _subject_key_identifier(cert) not in real_keys
-
-
-def _subject_key_identifier(cert: x509.Certificate) -> bytes:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+    return bool(names & {ROOT_NAME, ISSUER_NAME, MOBILE_CA_NAME}) or moica.wears_a_real_name(cert)

@@ -62,6 +62,14 @@ class CitizenCertificate:
         )
 
 
+def key_identifier(certificate: x509.Certificate) -> bytes:
+    """The certificate's subject key identifier, or RFC 5280's method 1 over its key when it states none."""
+    try:
+        return certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
+
+
 def read_certificate(der: bytes) -> x509.Certificate:
     """Parse a card's certificate completely, now, so that nothing read from it later can fail.
 

@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
-from . import ca_status
+from . import ca_status, moica
 from .certificate import subject_directory_attributes
 
 # MOICA's certificate policy. The demo uses the real OID so that a deployment changes only its trust
 # anchors, not its policy settings, when it moves from the demo to the real cards.
-MOICA_POLICY_OID = "2.16.886.101.0.3.3"
+MOICA_POLICY_OID = moica.POLICY_OID
 DEMO_PIN = "123456"
 ROOT_NAME = "MoCert Demo GRCA"
 ISSUER_NAME = "MoCert Demo MOICA"
@@ -415,40 +415,9 @@ class DemoPKI(_CardStore):
 
 MOICA_PROFILE_DIR = "moica-profile"  # under the demo PKI's directory, where the development server serves it
 MOICA_PROFILE_PATH = "/pki/demo/moica-profile"
-MOICA_SUBJECT = x509.Name(  # the same DN for every generation of MOICA: only the key identifier tells them apart
-    [
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "行政院"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "內政部憑證管理中心"),
-    ]
-)
-GRCA_SUBJECTS = {
-    "G3": x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "行政院"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "Government Root Certification Authority - G3"),
-        ]
-    ),
-    # GRCA G2 does not follow the G3 pattern: its DN is GRCA G1's, without a CN (as in the real GRCA2.cer).
-    "G2": x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Government Root Certification Authority"),
-        ]
-    ),
-}
-# The real CAs' subject key identifiers (as published, and as the certificates in iccard/trust/ carry them). A
-# certificate with one of the names above and another key is a MOICA-profile demo CA (or a forgery).
-REAL_KEY_IDENTIFIERS = {
-    MOICA_SUBJECT: frozenset(
-        {
-            bytes.fromhex("FA9B3467090A9822F762488B8226A645C5C322A4"),  # MOICA G2
-            bytes.fromhex("4720A3B1264BCD6D48ACF2640886972C7454115F"),  # MOICA G3
-        }
-    ),
-    GRCA_SUBJECTS["G3"]: frozenset({bytes.fromhex("3A908EE741471973DC9CBDA37ED83D3E83091F03")}),
-}
+# The real CAs' names (iccard.moica), worn by the MOICA-profile demo CAs on keys of their own.
+MOICA_SUBJECT = moica.MOICA_NAME
+GRCA_SUBJECTS = moica.GRCA_NAMES
 GENERATIONS = ("G2", "G3")
 _ROOT_KEY_BITS = {"G2": 4096, "G3": 4096}
 _MOICA_KEY_BITS = {"G2": 2048, "G3": 4096}

@@ -11,7 +11,11 @@ OCSP/CRL checking are the library's; what we add is what it leaves to the caller
   without following redirects;
 * a revocation cache shared across logins that keeps each OCSP response and CRL until its nextUpdate
   (the library's fetchers only cache within one validation), so a busy login page does not ask the CA
-  for every sign-in.
+  for every sign-in. What one validation fetched is kept aside and enters the cache only once the
+  validation has ended with the revocation information trusted (valid, or revoked), and only what we
+  checked ourselves to be signed by the certificate's issuer (or a responder it delegated to) about that
+  certificate: revocation is fetched over plain HTTP, and a forged answer kept until a far nextUpdate
+  would refuse every later login.
 """
 
 from __future__ import annotations
@@ -19,18 +23,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import requests
 from asn1crypto import crl as asn1_crl
+from asn1crypto import keys as asn1_keys
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import AuthorityInformationAccessOID
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator import errors as pv_errors
@@ -43,7 +48,9 @@ from pyhanko_certvalidator.policy_decl import (
     RevocationCheckingPolicy,
     RevocationCheckingRule,
 )
+from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
+from .certificate import key_identifier
 from .errors import (
     CertificateExpired,
     CertificateNotAccepted,
@@ -73,28 +80,46 @@ class TrustSettings:
     revocation_origins: tuple[str, ...] = ()
 
 
-class RevocationCache:
-    """Thread-safe store of revocation answers, each kept until its own nextUpdate."""
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
-    def __init__(self) -> None:
+
+class RevocationCache:
+    """Thread-safe store of revocation answers shared across logins, each kept until its own nextUpdate
+    but never longer than :attr:`MAX_LIFETIME` after it was fetched.
+
+    ``clock`` tells the time the entries are judged by (a test moves it; the library checks each answer's
+    freshness against the real time on every use regardless).
+    """
+
+    # GRCA's CPS gives its CRLs 36 hours; a nextUpdate further away, from any responder, is more likely a
+    # mistake or a forgery than a CA's word, and the cap bounds how long one answer can stand in for the CA.
+    MAX_LIFETIME = timedelta(hours=36)
+
+    def __init__(self, clock: Callable[[], datetime] = _now) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[object, tuple[object, datetime]] = {}
 
-    def get(self, key: object, now: datetime) -> object | None:
+    def now(self) -> datetime:
+        return self._clock()
+
+    def get(self, key: object) -> object | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 return None
             value, expires = entry
-            if now >= expires:
+            if self._clock() >= expires:
                 del self._entries[key]
                 return None
             return value
 
-    def put(self, key: object, value: object, expires: datetime | None) -> None:
+    def put(self, key: object, value: object, next_update: datetime | None, *, fetched_at: datetime) -> None:
         # No nextUpdate means "fetch again next time": a cache must not invent a validity period.
-        if expires is None:
+        if next_update is None:
             return
+        expires = min(next_update, fetched_at + self.MAX_LIFETIME)
         with self._lock:
             self._entries[key] = (value, expires)
 
@@ -115,9 +140,14 @@ class CardCertificateValidator:
         self._anchors = [asn1_x509.Certificate.load(der) for der in settings.anchors]
         self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
         self._issuers = [
-            (_key_identifier(cert), cert)
+            (key_identifier(cert), cert)
             for cert in (x509.load_der_x509_certificate(der) for der in (*settings.anchors, *settings.intermediates))
         ]
+        # The keys a CRL about a certificate may be signed with: its configured issuer's, by key identifier.
+        self._issuer_keys: dict[bytes, list[asn1_keys.PublicKeyInfo]] = {}
+        for key_id, cert in self._issuers:
+            spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            self._issuer_keys.setdefault(key_id, []).append(asn1_keys.PublicKeyInfo.load(spki))
         self._origins = frozenset(
             {origin for _, cert in self._issuers for origin in _origins_named_by(cert)}
             | {parse_origin(origin) for origin in settings.revocation_origins}
@@ -167,11 +197,11 @@ class CardCertificateValidator:
         self.check_offline(certificate)
         end_entity = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
         origins, timeout = self._origins, self._settings.fetch_timeout
-        fetchers = Fetchers(
-            ocsp_fetcher=_CachingOCSPFetcher(_GuardedOCSPFetcher(origins, per_request_timeout=timeout), self._cache),
-            crl_fetcher=_CachingCRLFetcher(_GuardedCRLFetcher(origins, per_request_timeout=timeout), self._cache),
-            cert_fetcher=_NoCertificateFetcher(),
+        ocsp_fetcher = _CachingOCSPFetcher(_GuardedOCSPFetcher(origins, per_request_timeout=timeout), self._cache)
+        crl_fetcher = _CachingCRLFetcher(
+            _GuardedCRLFetcher(origins, per_request_timeout=timeout), self._cache, self._issuer_keys_of
         )
+        fetchers = Fetchers(ocsp_fetcher=ocsp_fetcher, crl_fetcher=crl_fetcher, cert_fetcher=_NoCertificateFetcher())
         context = ValidationContext(
             trust_roots=self._anchors,
             # Only configured certificates: nothing the card sends, nothing fetched, can become a CA.
@@ -186,6 +216,9 @@ class CardCertificateValidator:
             # and real MOICA cards' signing certificates do not state it.
             _run_sync(validator.async_validate_usage({"digital_signature"}))
         except pv_errors.RevokedError as exc:
+            # A revocation the library believed: the answers it came from are the CA's.
+            ocsp_fetcher.commit()
+            crl_fetcher.commit()
             raise CertificateRevoked(str(exc)) from exc
         except pv_errors.InsufficientRevinfoError as exc:
             if not exc.is_ee_cert:  # the issuing CA's status (MOICA's, at GRCA), not the card's
@@ -201,6 +234,13 @@ class CardCertificateValidator:
             raise CertificateNotAccepted(str(exc)) from exc
         except pv_errors.PathValidationError as exc:
             raise _classify_path_error(exc) from exc
+        # Valid: the revocation information was trusted. Any other outcome commits nothing: what was fetched may
+        # be what made it fail (a forgery served once would otherwise refuse every login until its nextUpdate).
+        ocsp_fetcher.commit()
+        crl_fetcher.commit()
+
+    def _issuer_keys_of(self, certificate: asn1_x509.Certificate) -> list[asn1_keys.PublicKeyInfo]:
+        return self._issuer_keys.get(certificate.authority_key_identifier, [])
 
     def _configured_issuer(self, certificate: x509.Certificate) -> x509.Certificate:
         # By key identifier, then signature: every MOICA generation has the same name, and a name is
@@ -266,13 +306,6 @@ def _origins_named_by(cert: x509.Certificate) -> set[str]:
     return {origin for origin in map(origin_of, urls) if origin is not None}
 
 
-def _key_identifier(cert: x509.Certificate) -> bytes:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
-
-
 def _run_sync(coroutine):
     """Run the library's coroutine to completion from synchronous code.
 
@@ -285,10 +318,6 @@ def _run_sync(coroutine):
         return asyncio.run(coroutine)
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class _NotAllowed(requests.RequestException):
@@ -356,19 +385,44 @@ class _NoCertificateFetcher(CertificateFetcher):
         return ()
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    """An answer fetched during one validation, waiting for it to end: see :meth:`CardCertificateValidator.validate`."""
+
+    value: object
+    fetched_at: datetime
+
+
 class _CachingOCSPFetcher(OCSPFetcher):
+    """Answers from the shared cache, else from the responder; what it fetched enters the cache on :meth:`commit`."""
+
     def __init__(self, inner: OCSPFetcher, cache: RevocationCache) -> None:
         self._inner, self._cache = inner, cache
         self._by_cert: dict[object, list[asn1_ocsp.OCSPResponse]] = {}
+        self._fetched: dict[object, tuple[_Fetched, asn1_x509.Certificate, asn1_keys.PublicKeyInfo]] = {}
 
     async def fetch(self, cert, authority) -> asn1_ocsp.OCSPResponse:
         key = ("ocsp", authority.public_key.sha256, cert.serial_number)
-        response = self._cache.get(key, _now())
+        response = self._cache.get(key)
         if response is None:
+            fetched_at = self._cache.now()
             response = await self._inner.fetch(cert, authority)
-            self._cache.put(key, response, _ocsp_next_update(response))
+            self._fetched[key] = (_Fetched(response, fetched_at), cert, authority.public_key)
         self._by_cert.setdefault(cert.issuer_serial, []).append(response)
         return response
+
+    def commit(self) -> None:
+        """Keep what was fetched that its CA signed about the certificate asked for (the library's check on
+        each use stays the real one; this keeps a forgery out of the cache)."""
+        for key, (fetched, cert, issuer_key) in self._fetched.items():
+            next_update = _ocsp_next_update(fetched.value)
+            if next_update is None:  # not an answer (tryLater, unauthorized), or one to ask again next time
+                continue
+            if _ocsp_vouched_for(fetched.value, cert, issuer_key, fetched.fetched_at):
+                self._cache.put(key, fetched.value, next_update, fetched_at=fetched.fetched_at)
+            else:
+                logger.warning("an OCSP answer about serial %s is not its CA's: not kept", cert.serial_number)
+        self._fetched.clear()
 
     def fetched_responses(self) -> Iterable[asn1_ocsp.OCSPResponse]:
         return [r for responses in self._by_cert.values() for r in responses]
@@ -378,19 +432,41 @@ class _CachingOCSPFetcher(OCSPFetcher):
 
 
 class _CachingCRLFetcher(CRLFetcher):
-    def __init__(self, inner: CRLFetcher, cache: RevocationCache) -> None:
-        self._inner, self._cache = inner, cache
+    """CRLs from the shared cache, else from the distribution points; what it fetched enters the cache on
+    :meth:`commit`."""
+
+    def __init__(
+        self,
+        inner: CRLFetcher,
+        cache: RevocationCache,
+        issuer_keys_of: Callable[[asn1_x509.Certificate], list[asn1_keys.PublicKeyInfo]],
+    ) -> None:
+        self._inner, self._cache, self._issuer_keys_of = inner, cache, issuer_keys_of
         self._by_cert: dict[object, list[asn1_crl.CertificateList]] = {}
+        self._fetched: dict[object, tuple[_Fetched, asn1_x509.Certificate]] = {}
 
     async def fetch(self, cert, *, use_deltas=None) -> Iterable[asn1_crl.CertificateList]:
-        key = ("crl", tuple(sorted(_crl_urls(cert))))
-        crls = self._cache.get(key, _now())
+        # By issuer key as well: MOICA's generations share a name, and a CRL serves only its issuer's certificates.
+        key = ("crl", cert.authority_key_identifier, tuple(sorted(_crl_urls(cert))))
+        crls = self._cache.get(key)
         if crls is None:
+            fetched_at = self._cache.now()
             crls = list(await self._inner.fetch(cert, use_deltas=use_deltas))
-            updates = [c["tbs_cert_list"]["next_update"].native for c in crls]
-            self._cache.put(key, crls, min(updates) if updates and None not in updates else None)
+            self._fetched[key] = (_Fetched(crls, fetched_at), cert)
         self._by_cert[cert.issuer_serial] = crls
         return crls
+
+    def commit(self) -> None:
+        """Keep the fetched CRLs that the certificate's configured issuer signed, until the earliest nextUpdate."""
+        for key, (fetched, cert) in self._fetched.items():
+            keys = self._issuer_keys_of(cert)
+            crls = [c for c in fetched.value if any(_crl_signed_for(c, cert, k) for k in keys)]
+            if len(crls) < len(fetched.value):
+                logger.warning("a CRL for %s was not signed by its CA: not kept", cert.subject.human_friendly)
+            updates = [c["tbs_cert_list"]["next_update"].native for c in crls]
+            if crls and None not in updates:
+                self._cache.put(key, crls, min(updates), fetched_at=fetched.fetched_at)
+        self._fetched.clear()
 
     def fetched_crls(self) -> Iterable[asn1_crl.CertificateList]:
         return [c for crls in self._by_cert.values() for c in crls]
@@ -407,6 +483,79 @@ def _ocsp_next_update(response: asn1_ocsp.OCSPResponse) -> datetime | None:
         return single["next_update"].native
     except (KeyError, IndexError, ValueError, TypeError, AttributeError):
         return None
+
+
+# -- is a fetched answer the CA's own? -------------------------------------------------------------
+#
+# The library checks every answer on every use; these checks decide only what may enter the shared cache.
+# They are narrower than the library's (a response of one answer, by the CA or a responder it certified),
+# so an answer they miss is merely fetched again next time.
+
+
+def _ocsp_vouched_for(
+    response: asn1_ocsp.OCSPResponse, cert: asn1_x509.Certificate, issuer_key: asn1_keys.PublicKeyInfo, now: datetime
+) -> bool:
+    """Whether ``response`` answers for ``cert`` alone, signed with ``issuer_key`` or by a responder whose
+    certificate, sent with it, that key signed for OCSP signing and that is valid ``now``."""
+    try:
+        if response["response_status"].native != "successful":
+            return False
+        basic = response.basic_ocsp_response
+        tbs = basic["tbs_response_data"]
+        if len(tbs["responses"]) != 1:
+            return False
+        cert_id = tbs["responses"][0]["cert_id"]
+        algorithm = cert_id["hash_algorithm"]["algorithm"].native  # sha1 or sha256 (asn1crypto's hashes)
+        if (
+            cert_id["serial_number"].native != cert.serial_number
+            or cert_id["issuer_key_hash"].native != getattr(issuer_key, algorithm)
+            or cert_id["issuer_name_hash"].native != getattr(cert.issuer, algorithm)
+        ):
+            return False
+        signers = [issuer_key, *_delegated_responder_keys(basic, issuer_key, now)]
+        return any(
+            _signed_by(basic["signature"].native, tbs.dump(), basic["signature_algorithm"], key) for key in signers
+        )
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def _delegated_responder_keys(basic, issuer_key: asn1_keys.PublicKeyInfo, now: datetime):
+    for responder in basic["certs"] or ():
+        usage = responder.extended_key_usage_value
+        if usage is None or "ocsp_signing" not in usage.native:
+            continue
+        validity = responder["tbs_certificate"]["validity"]
+        if not validity["not_before"].native <= now <= validity["not_after"].native:
+            continue
+        tbs = responder["tbs_certificate"]
+        if _signed_by(responder["signature_value"].native, tbs.dump(), responder["signature_algorithm"], issuer_key):
+            yield responder.public_key
+
+
+def _crl_signed_for(
+    crl: asn1_crl.CertificateList, cert: asn1_x509.Certificate, issuer_key: asn1_keys.PublicKeyInfo
+) -> bool:
+    """Whether ``crl`` is ``cert``'s issuer's (by name) and signed with ``issuer_key``."""
+    try:
+        tbs = crl["tbs_cert_list"]
+        if tbs["issuer"] != cert.issuer:
+            return False
+        return _signed_by(crl["signature"].native, tbs.dump(), crl["signature_algorithm"], issuer_key)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def _signed_by(signature: bytes, signed_data: bytes, algorithm, key: asn1_keys.PublicKeyInfo) -> bool:
+    try:
+        DefaultSignatureValidator().validate_signature(
+            signature=signature, signed_data=signed_data, public_key_info=key, signature_algorithm=algorithm
+        )
+    # The library's own signature errors are InvalidSignature's; a key of another type than the algorithm
+    # (an RSA signature "by" an EC key) fails its assertion.
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError, AssertionError):
+        return False
+    return True
 
 
 def _crl_urls(cert: asn1_x509.Certificate) -> list[str]:

@@ -13,6 +13,7 @@ import shutil
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from email import message_from_bytes
 from pathlib import Path
 
@@ -34,7 +35,8 @@ POSTGRES_ADMIN_URL = os.environ.get("MOCERT_TEST_POSTGRES_URL", "postgresql+psyc
 
 
 class RevocationServer:
-    """Serves the demo CRL, OCSP and identity check through the real app over HTTP; ``down`` takes parts offline.
+    """Serves the demo CRL, OCSP and identity check through the real app over HTTP; ``down`` takes parts offline,
+    ``forged`` answers for a part once (a man in the middle: revocation is fetched over plain HTTP).
 
     "root-ocsp" and "root-crl" are GRCA's (the MOICA-profile PKI's root answering for its MOICA); "ocsp" and
     "crl" are the issuing CAs' (answering for the cards).
@@ -53,6 +55,8 @@ class RevocationServer:
         from app import create_app
 
         self.down: set[str] = set()  # "ocsp", "crl", "root-ocsp", "root-crl", "identity"
+        # part -> a function of the request body giving the answer served, once, in place of the real one
+        self.forged: dict[str, Callable[[bytes], bytes]] = {}
         self.requests: list[str] = []
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
@@ -74,6 +78,12 @@ class RevocationServer:
         if part in self.down:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"down"]
+        forge = self.forged.pop(part, None) if part else None
+        if forge is not None:
+            body = forge(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+            kind = "application/ocsp-response" if part.endswith("ocsp") else "application/pkix-crl"
+            start_response("200 OK", [("Content-Type", kind), ("Content-Length", str(len(body)))])
+            return [body]
         return self._app(environ, start_response)
 
 
@@ -148,6 +158,7 @@ def _revocation_server_up(request):
     if "revocation_server" in request.fixturenames:
         server = request.getfixturevalue("revocation_server")
         server.down.clear()
+        server.forged.clear()
         server.requests.clear()
 
 

@@ -235,14 +235,16 @@ def test_production_refuses_a_demo_root_copied_elsewhere(production_env, pki, tm
 
 def test_production_refuses_moica_profile_demo_cas_copied_elsewhere(production_env, moica_pki, real_trust, tmp_path):
     # Named exactly as the real GRCA and MOICA, on our keys: only the key identifier tells them apart.
-    for name in ("GRCA-G3.pem", "MOICA-G3.pem", "MOICA-G2.pem"):
+    for name in ("GRCA-G3.pem", "GRCA-G2.pem", "MOICA-G3.pem", "MOICA-G2.pem"):
         (tmp_path / name).write_bytes((moica_pki.directory / name).read_bytes())
-    production_env.setenv("MOCERT_CARD_TRUST_ANCHORS", f"{real_trust / 'GRCA-G3.cer'},{tmp_path / 'GRCA-G3.pem'}")
+    production_env.setenv(
+        "MOCERT_CARD_TRUST_ANCHORS", f"{real_trust / 'GRCA-G3.cer'},{tmp_path / 'GRCA-G3.pem'},{tmp_path / 'GRCA-G2.pem'}"
+    )
     production_env.setenv("MOCERT_CARD_INTERMEDIATES", f"{tmp_path / 'MOICA-G3.pem'},{tmp_path / 'MOICA-G2.pem'}")
     with pytest.raises(SystemExit) as refused:
         _create()
     refused_files = re.findall(r"([^/\s]+) is the demo PKI", str(refused.value))
-    assert sorted(refused_files) == ["GRCA-G3.pem", "MOICA-G2.pem", "MOICA-G3.pem"]  # not the real GRCA-G3.cer
+    assert sorted(refused_files) == ["GRCA-G2.pem", "GRCA-G3.pem", "MOICA-G2.pem", "MOICA-G3.pem"]  # not GRCA-G3.cer
 
 
 def _own_mobile_ca(directory):

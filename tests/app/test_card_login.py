@@ -477,3 +477,34 @@ def test_with_grca_unreachable_a_cached_answer_keeps_logins_working_until_cleare
     with restarted.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("down", "still_asked"),
+    [
+        ("root-ocsp", "/moica-profile/GRCA-G3.crl"),  # GRCA's OCSP down: its CRL decides
+        ("root-crl", "/moica-profile/grca/ocsp"),  # GRCA's CRL down: its OCSP decides
+        ("crl", "/moica-profile/moica/ocsp"),  # the card's CRL down: MOICA's OCSP decides
+    ],
+)
+def test_with_one_of_two_revocation_sources_down_a_g3_card_still_logs_in(
+    moica_client, moica_pki, revocation_server, down, still_asked
+):
+    revocation_server.down.add(down)
+    response = card_login(moica_client, moica_pki, _of_generation(moica_pki, "G3"))
+    assert response.status_code == 200, response.get_json()
+    assert any(p.endswith(still_asked) for p in revocation_server.requests)
+
+
+def test_a_forged_grca_answer_served_once_does_not_refuse_later_logins(moica_client, moica_pki, revocation_server):
+    # A man in the middle answers once for GRCA, OCSP and CRL, "good" for ten years under a key of its own: that
+    # login is refused, and it leaves nothing behind, so the next login, on GRCA's real answers, goes through.
+    from tests.forged_answers import grca_crl, grca_ocsp, serve_once
+
+    card = _of_generation(moica_pki, "G3")
+    ocsp = serve_once(revocation_server, "root-ocsp", grca_ocsp(moica_pki, "another_key"))
+    crl = serve_once(revocation_server, "root-crl", grca_crl(moica_pki, "G3", "another_key"))
+    response = card_login(moica_client, moica_pki, card)
+    assert response.status_code == 503 and response.get_json()["error"] == "issuer_revocation_unknown"
+    assert len(ocsp) == len(crl) == 1
+    assert card_login(moica_client, moica_pki, card).status_code == 200

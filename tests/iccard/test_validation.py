@@ -1,6 +1,7 @@
 """Path validation and revocation of card certificates against the demo PKI, over real HTTP."""
 
 import itertools
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography import x509
@@ -9,7 +10,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from iccard import errors
 from iccard.demo_pki import DemoPKI
 from iccard.validation import CardCertificateValidator, RevocationCache, TrustSettings
-from tests import forged
+from tests import forged, forged_answers
+from tests.forged_answers import serve_once
 from tests.support import card_of
 
 
@@ -252,14 +254,10 @@ def test_a_moica_g3_card_with_digital_signature_alone_validates(moica_pki):
 
 
 def test_a_moica_card_without_digital_signature_is_not_accepted(moica_pki, revocation_server):
-    from iccard.demo_pki import citizen_key_usage
-
     card = _moica_card(moica_pki, key_usage=x509.KeyUsage(
         digital_signature=False, content_commitment=True, key_encipherment=False, data_encipherment=False,
         key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
     ))
-    assert citizen_key_usage("signing") != moica_pki.card_certificate(card).extensions.get_extension_for_class(
-        x509.KeyUsage).value
     with pytest.raises(errors.CertificateNotAccepted):
         CardCertificateValidator(_moica_settings(moica_pki)).validate(moica_pki.card_certificate(card))
 
@@ -307,3 +305,149 @@ def test_the_cards_own_status_unknown_is_not_the_issuers(moica_pki, revocation_s
     with pytest.raises(errors.RevocationUnknown) as raised:
         CardCertificateValidator(_moica_settings(moica_pki)).validate(cert)
     assert not isinstance(raised.value, errors.IssuerRevocationUnknown)
+
+
+# -- the revocation cache: what is kept, for how long -------------------------------------------------
+
+
+class _Clock:
+    """The cache's time, moved by the test; the library still judges each answer by the real time."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(timezone.utc) + self.ahead
+
+
+def test_the_cache_keeps_an_answer_until_its_next_update_and_no_longer():
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    now = clock()
+    cache.put("answer", "good", now + timedelta(hours=1), fetched_at=now)
+    clock.ahead = timedelta(minutes=59)
+    assert cache.get("answer") == "good"
+    clock.ahead = timedelta(hours=1)
+    assert cache.get("answer") is None
+
+
+def test_the_cache_keeps_no_answer_longer_than_36_hours_whatever_its_next_update_says():
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    now = clock()
+    cache.put("answer", "good", now + timedelta(days=3650), fetched_at=now)
+    clock.ahead = timedelta(hours=35, minutes=59)
+    assert cache.get("answer") == "good"
+    clock.ahead = timedelta(hours=36)
+    assert cache.get("answer") is None
+
+
+def test_the_cache_keeps_no_answer_without_a_next_update():
+    cache = RevocationCache()
+    cache.put("answer", "good", None, fetched_at=datetime.now(timezone.utc))
+    assert cache.get("answer") is None
+
+
+@pytest.mark.parametrize(
+    ("generation", "grcas_answer", "lasts"),
+    [("G3", "/moica-profile/grca/ocsp", timedelta(hours=1)), ("G2", "/moica-profile/GRCA-G2.crl", timedelta(hours=36))],
+)
+def test_grcas_cached_answer_is_not_used_past_its_next_update(
+    moica_pki, revocation_server, generation, grcas_answer, lasts
+):
+    # The demo's OCSP answers hold an hour, its CRLs 36 hours (as GRCA's): G3 is checked at GRCA by OCSP,
+    # G2 by CRL.
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == generation))
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert any(p.endswith(grcas_answer) for p in revocation_server.requests)
+    revocation_server.down.update({"root-ocsp", "root-crl"})
+    clock.ahead = lasts - timedelta(minutes=5)
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    clock.ahead = lasts + timedelta(minutes=5)
+    with pytest.raises(errors.IssuerRevocationUnknown):
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+
+
+def test_a_cards_cached_answer_is_not_used_past_its_next_update(pki, revocation_server):
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    revocation_server.down.update({"ocsp", "crl"})
+    revocation_server.requests.clear()
+    clock.ahead = timedelta(minutes=55)
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert revocation_server.requests == []
+    clock.ahead = timedelta(minutes=65)
+    with pytest.raises(errors.RevocationUnknown):
+        CardCertificateValidator(_settings(pki), cache).validate(cert)
+
+
+def test_a_revoked_answer_is_kept_as_well(pki, revocation_server):
+    cache = RevocationCache()
+    cert = pki.card_certificate(card_of(pki, "K120000006", "revoked"))
+    with pytest.raises(errors.CertificateRevoked):
+        CardCertificateValidator(_settings(pki), cache).validate(cert)
+    revocation_server.down.update({"ocsp", "crl"})
+    revocation_server.requests.clear()
+    with pytest.raises(errors.CertificateRevoked):
+        CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert revocation_server.requests == []
+
+
+def test_nothing_fetched_for_a_validation_that_could_not_decide_is_kept(moica_pki, revocation_server):
+    cache = RevocationCache()
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    revocation_server.down.update({"ocsp", "crl"})  # MOICA's: the card's status is unknown
+    with pytest.raises(errors.RevocationUnknown):
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert any(p.endswith("/moica-profile/grca/ocsp") for p in revocation_server.requests)  # GRCA did answer
+    revocation_server.down = {"root-ocsp", "root-crl"}
+    with pytest.raises(errors.IssuerRevocationUnknown):  # and its answer was not kept
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+
+
+# -- a forged answer, served once, is not kept ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", forged_answers.FORGERIES)
+@pytest.mark.parametrize("generation", ["G2", "G3"])
+def test_a_forged_grca_answer_served_once_is_not_kept(moica_pki, revocation_server, generation, how):
+    cache = RevocationCache()
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == generation))
+    served = [serve_once(revocation_server, "root-crl", forged_answers.grca_crl(moica_pki, generation, how))]
+    if generation == "G3":  # G2 declares its CRL alone
+        served.append(serve_once(revocation_server, "root-ocsp", forged_answers.grca_ocsp(moica_pki, how)))
+    with pytest.raises(errors.IssuerRevocationUnknown, match="signature"):
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert [len(answers) for answers in served] == [1] * len(served)
+    # GRCA's real answers are back: the next login is not refused on the forgery.
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+
+
+@pytest.mark.parametrize("how", forged_answers.FORGERIES)
+def test_a_forged_answer_beside_a_good_one_is_not_kept(moica_pki, revocation_server, how):
+    # GRCA's OCSP answer is forged, its CRL real: the validation succeeds on the CRL, and only the CRL is kept.
+    cache = RevocationCache()
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    served = serve_once(revocation_server, "root-ocsp", forged_answers.grca_ocsp(moica_pki, how))
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert len(served) == 1
+    assert any(p.endswith("/moica-profile/GRCA-G3.crl") for p in revocation_server.requests)
+    revocation_server.requests.clear()
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert any(p.endswith("/moica-profile/grca/ocsp") for p in revocation_server.requests)  # asked again
+
+
+def test_an_answer_from_a_responder_the_ca_delegated_to_is_kept(pki, revocation_server):
+    cache = RevocationCache()
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    delegated = forged_answers.delegated_demo_ocsp(pki, forged.demo_issuer_key(pki))
+    served = serve_once(revocation_server, "ocsp", delegated)
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert len(served) == 1
+    assert not any(p.endswith(".crl") for p in revocation_server.requests)  # the delegated answer was taken
+    revocation_server.down.update({"ocsp", "crl"})
+    CardCertificateValidator(_settings(pki), cache).validate(cert)  # on the kept answer
