@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import padding as symmetric_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .cards import Card
-from .errors import CardError, DecryptionFailed
+from .certificate import key_identifier
+from .errors import DecryptionFailed, NoEncryptionKey
+from .piv import DECRYPTION_FAILED
 
 
 class DecryptRequestError(ValueError):
@@ -97,7 +100,8 @@ def decrypt(card: Card, pin: str, request: DecryptRequest) -> bytes:
 
     Raises the card's errors unchanged (:class:`~iccard.errors.WrongPin`, :class:`~iccard.errors.PinBlocked`,
     :class:`~iccard.errors.DecryptionFailed`, ...), :class:`EnvelopeError` for a PKCS7 ciphertext that is
-    not EnvelopedData for this card, and :class:`NoEncryptionKey` for a card without an encryption key.
+    not EnvelopedData for this card, and :class:`~iccard.errors.NoEncryptionKey` for a card without an
+    encryption key.
     """
     certificate = card.encryption_certificate()
     if certificate is None:
@@ -108,10 +112,6 @@ def decrypt(card: Card, pin: str, request: DecryptRequest) -> bytes:
     envelope = _EnvelopedData.read(request.ciphertext, certificate)
     card.verify_pin(pin)
     return envelope.open(card.decrypt(envelope.wrapped_key))
-
-
-class NoEncryptionKey(CardError):
-    code = "no_encryption_key"
 
 
 _CONTENT_CIPHERS = {
@@ -161,28 +161,32 @@ class _EnvelopedData:
         return cls(wrapped, name, iv, encrypted)
 
     def open(self, content_key: bytes) -> bytes:
+        # Every failure says the same as the card's own (piv): which step failed (a key unwrapped to the
+        # wrong length, the content's CBC padding) is the answer a padding-oracle attack asks for.
         cipher, key_size = _CONTENT_CIPHERS[self.algorithm]
         if len(content_key) != key_size:
-            raise DecryptionFailed("the content key does not fit the content cipher")
+            raise DecryptionFailed(DECRYPTION_FAILED)
         try:
             decryptor = Cipher(cipher(content_key), modes.CBC(self.iv)).decryptor()
             padded = decryptor.update(self.content) + decryptor.finalize()
             unpadder = symmetric_padding.PKCS7(cipher.block_size).unpadder()
             return unpadder.update(padded) + unpadder.finalize()
-        except ValueError as exc:
-            raise DecryptionFailed("the content does not decrypt with its key") from exc
+        except ValueError:
+            raise DecryptionFailed(DECRYPTION_FAILED) from None
 
 
 def _names(rid: cms.RecipientIdentifier, certificate: x509.Certificate) -> bool:
-    """Whether the recipient identifier is ``certificate`` (issuer and serial, or subject key identifier)."""
+    """Whether the recipient identifier is ``certificate``: its issuer and serial, or its key identifier.
+
+    The issuer is compared as names are (RFC 5280: string types, case and spaces aside), not as bytes: an
+    encryptor that re-encoded the name (PrintableString for UTF8String, say) still means this certificate.
+    The key identifier is the certificate's, or, when it states none, the one computed from its key, as
+    an encryptor given such a certificate computes it.
+    """
     if rid.name == "issuer_and_serial_number":
         chosen = rid.chosen
         return (
             chosen["serial_number"].native == certificate.serial_number
-            and chosen["issuer"].dump() == certificate.issuer.public_bytes()
+            and chosen["issuer"] == asn1_x509.Name.load(certificate.issuer.public_bytes())
         )
-    try:
-        identifier = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return False
-    return rid.chosen.native == identifier
+    return rid.chosen.native == key_identifier(certificate)

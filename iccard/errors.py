@@ -172,3 +172,9 @@ class DecryptionFailed(CardError):
     """
 
     code = "decryption_failed"
+
+
+class NoEncryptionKey(CardError):
+    """The card has no encryption key (no encryption certificate): it can sign, but not decrypt."""
+
+    code = "no_encryption_key"
