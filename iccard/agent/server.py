@@ -5,7 +5,9 @@ Pages talk to it as they talk to the real HiPKI local server: through the popup 
 request and posts the answer back; through ``/p11Image.bmp`` (pkcs11info in an image's pixels, read
 across origins); and, for old browser paths, directly (``/sign``, ``/decrypt``, ``/pkcs11info``,
 ``/CardManagement/sendCardCommand``). Every answer to a web page is decided for the Origin the browser
-sent: an untrusted site learns only that it is not trusted. Requests are accepted only for our own host
+sent (another site's request without one, by Sec-Fetch-Site, as for an untrusted site): an untrusted site
+learns only that it is not trusted, and only CORS answers may be loaded by other sites at all
+(Cross-Origin-Resource-Policy on the rest). Requests are accepted only for our own host
 names (no DNS rebinding); sites are added and permissions changed only from our own pages (the browser's
 Origin says so), the pages cannot be framed, and no PIN is ever logged.
 """

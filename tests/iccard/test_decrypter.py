@@ -114,8 +114,8 @@ def test_a_recipient_whose_issuer_name_was_re_encoded_is_still_this_card(card, p
                                    "common_name": "MoCert Demo MOICA"}, use_printable=True)
     assert issuer.dump() != certificate.issuer.public_bytes()  # not the same bytes: the same name
     key, iv = os.urandom(16), os.urandom(16)
-    envelope = _envelope(_by_issuer(certificate, issuer),
-                         certificate.public_key().encrypt(key, padding.PKCS1v15()), _aes_cbc(key, iv, _padded(SECRET)), iv)
+    wrapped = certificate.public_key().encrypt(key, padding.PKCS1v15())
+    envelope = _envelope(_by_issuer(certificate, issuer), wrapped, _aes_cbc(key, iv, _padded(SECRET)), iv)
     assert decrypter.decrypt(card, "123456", _request(envelope)) == SECRET
 
 

@@ -204,7 +204,8 @@ def test_requests_for_other_host_names_are_refused(start_agent, pki):
     # DNS rebinding: a page on rebound.evil.example, its name pointed at 127.0.0.1, is same-origin with us
     # to the browser; only the Host header tells.
     agent = start_agent(cards=[card_of(pki, "A123456789")])
-    base, rebound = f"http://127.0.0.1:{agent.server_address[1]}", {"Host": f"rebound.evil.example:{agent.server_address[1]}"}
+    port = agent.server_address[1]
+    base, rebound = f"http://127.0.0.1:{port}", {"Host": f"rebound.evil.example:{port}"}
     for path in ("/pkcs11info", "/p11Image.bmp", "/popupForm"):
         response = requests.get(f"{base}{path}", headers=rebound, timeout=10)
         assert response.status_code == 403 and "TEST000000000001" not in response.content.decode("latin-1"), path
