@@ -54,8 +54,22 @@ REAL_KEYS_BY_NAME = {
 }
 
 
+# The G3 identifiers are RFC 5280's method 1 over the CAs' keys (the shipped certificates show it): for them
+# the key itself is checked, not only the identifier a certificate states, which can be copied as a name can.
+# G2's certificates are not shipped, so for G2 the stated identifier is all there is to go by.
+COMPUTED_FROM_THE_KEY = frozenset({KEY_IDENTIFIERS["GRCA", "G3"], KEY_IDENTIFIERS["MOICA", "G3"]})
+
+
 def wears_a_real_name(certificate: x509.Certificate) -> bool:
     """Whether ``certificate`` has the name of GRCA or MOICA but not the key of any of their generations."""
     real_keys = REAL_KEYS_BY_NAME.get(certificate.subject)
-    return real_keys is not None and key_identifier(certificate) not in real_keys
+    if real_keys is None:
+        return False
+    stated = key_identifier(certificate)
+    if stated not in real_keys:
+        return True
+    return stated in COMPUTED_FROM_THE_KEY and _computed_key_identifier(certificate) != stated
 
+
+def _computed_key_identifier(certificate: x509.Certificate) -> bytes:
+    return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
