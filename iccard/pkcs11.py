@@ -53,12 +53,9 @@ from .errors import (
     UnsupportedCard,
     WrongPin,
 )
+from .formats import CARD_NUMBER, check_pin
 from .piv import TAG_GUID, TAG_OBJECT_DATA
 
-_PIN_FORMAT = re.compile(r"[0-9]{6,8}")
-# A card number as printed on the card: 16 characters, two letters first. MOICA's are two letters and 14
-# digits (HiCOS reports e.g. TP07240513100000 as the token serial), the demo cards' TEST and 12 digits.
-_CARD_NUMBER = re.compile(r"[A-Z]{2}[A-Z0-9]{2}[0-9]{12}")
 
 # The PIV CHUID's OID (SP 800-73-4 part 1, table 3), as OpenSC gives it in CKA_OBJECT_ID: the bare
 # content octets, or (as PKCS#11 says it should be) the whole DER.
@@ -265,7 +262,7 @@ class Pkcs11Card:
         serial = self._token.serial.decode("ascii", "replace").strip()
         label = self._token.label.strip()
         for candidate in (serial, label, self._chuid_card_number()):
-            if candidate and _CARD_NUMBER.fullmatch(candidate):
+            if candidate and CARD_NUMBER.match(candidate):
                 return candidate
         return serial or label
 
@@ -293,7 +290,7 @@ class Pkcs11Card:
 
     def verify_pin(self, pin: str) -> None:
         """C_Login as the user. Raises MalformedPin (nothing sent), WrongPin, PinBlocked."""
-        _check_pin(pin)
+        check_pin(pin)
         # python-pkcs11 logs in only as it opens a session: the public session makes way for a logged-in one.
         self.close()
         with self._pin_counted():
@@ -324,8 +321,8 @@ class Pkcs11Card:
 
     def change_pin(self, old: str, new: str) -> None:
         """C_SetPIN, in a read-write session of its own (the standard allows it in no other)."""
-        _check_pin(old)
-        _check_pin(new)
+        check_pin(old)
+        check_pin(new)
         with _mapped():
             session = self._token.open(rw=True)
         try:
@@ -361,12 +358,6 @@ class Pkcs11Card:
             return self._token.slot.get_token().flags
         except _p11.PKCS11Error:
             return 0
-
-
-def _check_pin(pin: object) -> None:
-    # Refused before it reaches the token, so a mistyped PIN spends no try (as on the PIV path).
-    if not isinstance(pin, str) or not _PIN_FORMAT.fullmatch(pin):
-        raise MalformedPin("a PIN is 6 to 8 digits")
 
 
 def _attribute(obj, attribute, default):
