@@ -22,7 +22,10 @@ What PKCS#11 does not say, and what we do about it:
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -68,6 +71,49 @@ _CKR_SPELLINGS = {"TokenNotRecognised": "CKR_TOKEN_NOT_RECOGNIZED", "FunctionCan
 _CARD_GONE = (_p11.DeviceRemoved, _p11.SessionClosed, _p11.SessionHandleInvalid)
 
 
+# CK_FUNCTION_LIST (PKCS#11 v2.40 section 5.16) as far as C_CloseAllSessions: a CK_VERSION, then one pointer
+# per function in the standard's order. Windows builds pack PKCS#11 structures to 1 byte (pkcs11.h's
+# CK_PTR conventions), other platforms align them as the compiler does.
+_FUNCTIONS_TO_CLOSE_ALL = (
+    "C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList", "C_GetSlotList", "C_GetSlotInfo",
+    "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo", "C_InitToken", "C_InitPIN", "C_SetPIN",
+    "C_OpenSession", "C_CloseSession", "C_CloseAllSessions",
+)
+
+
+class _CkFunctionList(ctypes.Structure):
+    if sys.platform == "win32":
+        _pack_ = 1
+    _fields_ = [("version", ctypes.c_ubyte * 2), *((name, ctypes.c_void_p) for name in _FUNCTIONS_TO_CLOSE_ALL)]
+
+
+class _SessionCloser:
+    """C_CloseAllSessions for a slot, which python-pkcs11 (0.10) does not offer.
+
+    Needed because python-pkcs11 loses sessions: ``Token.open(user_pin=...)`` opens a session, then logs in,
+    and on a refused login raises without closing it (a session leaked for every wrong PIN); and
+    ``Session.close()`` skips C_CloseSession when C_Logout fails, which can leave the token logged in, so the
+    next login answers CKR_USER_ALREADY_LOGGED_IN. The call goes through the module's own function list
+    (C_GetFunctionList), in the library python-pkcs11 already loaded and initialized: the same file, opened
+    again by the same path, is the same library with the same sessions (RTLD_NOLOAD: never a second copy).
+    Closing every session of the slot is safe because the agent holds one conversation with a card at a time
+    (the component's card lock) and this process is the module's only user of its sessions.
+    """
+
+    def __init__(self, path: str) -> None:
+        library = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
+        functions = ctypes.POINTER(_CkFunctionList)()
+        get_function_list = library.C_GetFunctionList
+        get_function_list.restype = ctypes.c_ulong
+        get_function_list.argtypes = [ctypes.POINTER(ctypes.POINTER(_CkFunctionList))]
+        if get_function_list(ctypes.byref(functions)) != 0 or not functions:
+            raise OSError(f"{path} gives no function list")
+        self._close_all = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong)(functions.contents.C_CloseAllSessions)
+
+    def close_all_sessions(self, slot_id: int) -> None:
+        self._close_all(slot_id)  # CKR_OK, or the card is gone and its sessions with it: nothing to do either way
+
+
 def ckr_name(error: Exception) -> str:
     """The PKCS#11 return value python-pkcs11's ``error`` stands for (``CKR_PIN_INCORRECT``)."""
     name = type(error).__name__
@@ -94,6 +140,10 @@ class Pkcs11Module:
         except _p11.PKCS11Error as exc:
             raise ModuleUnavailable(f"cannot load the PKCS#11 module {self.path}: {_reason(exc)}") from exc
         self.description = f"{self._lib.manufacturer_id.strip()} {self._lib.library_description.strip()}".strip()
+        try:
+            self._sessions = _SessionCloser(self._lib.so)
+        except (OSError, AttributeError) as exc:
+            raise ModuleUnavailable(f"cannot use the PKCS#11 module {self.path}: {exc}") from exc
 
     def close(self) -> None:
         """C_Finalize: the module closes its sessions and lets go of the readers (pcscd counts a handle OpenSC
@@ -113,12 +163,12 @@ class Pkcs11Module:
                 token = slot.get_token()
             except _p11.TokenNotPresent:
                 if slot.flags & SlotFlag.REMOVABLE_DEVICE:
-                    listed.append(Pkcs11Slot(slot))
+                    listed.append(Pkcs11Slot(slot, self._sessions))
                 continue
             except _p11.PKCS11Error:  # unrecognized, or gone between the two calls
                 continue
             if token.flags & TokenFlag.TOKEN_INITIALIZED and _holds_a_card(token):
-                listed.append(Pkcs11Slot(slot))
+                listed.append(Pkcs11Slot(slot, self._sessions))
         return listed
 
 
@@ -133,8 +183,9 @@ def _holds_a_card(token) -> bool:
 class Pkcs11Slot:
     """A PKCS#11 slot as a :class:`~iccard.cards.CardSlot`; ``name`` is its slot description."""
 
-    def __init__(self, slot) -> None:
+    def __init__(self, slot, sessions: _SessionCloser) -> None:
         self._slot = slot
+        self._sessions = sessions
 
     @property
     def name(self) -> str:
@@ -152,7 +203,7 @@ class Pkcs11Slot:
         """The token as a card for one conversation; logged out and its session closed afterwards."""
         with _mapped():
             token = self._slot.get_token()
-        card = Pkcs11Card(token)
+        card = Pkcs11Card(token, self._sessions)
         try:
             yield card
         finally:
@@ -240,8 +291,9 @@ class _TokenObjects:
 class Pkcs11Card:
     """A token as a :class:`~iccard.cards.Card`: one session at a time, public until :meth:`verify_pin`."""
 
-    def __init__(self, token) -> None:
+    def __init__(self, token, sessions: _SessionCloser) -> None:
         self._token = token
+        self._sessions = sessions
         self._session = _open_session(token)
         self._logged_in = False
         self._pin: str | None = None  # kept only for a key that wants it before every use
@@ -254,9 +306,15 @@ class Pkcs11Card:
     def close(self) -> None:
         session, self._session, self._pin, self._logged_in = self._session, None, None, False
         if session is not None:
-            # A card already gone cannot log out or close; the module forgets the session with the card.
-            with suppress(_p11.PKCS11Error):
+            try:
                 session.close()  # python-pkcs11 logs out (C_Logout) first when the session logged in
+            except _p11.PKCS11Error:
+                # A card already gone cannot log out or close. Or C_Logout failed, and python-pkcs11 then
+                # skipped C_CloseSession: closing them all also logs the token out (the last session gone).
+                self._close_all_sessions()
+
+    def _close_all_sessions(self) -> None:
+        self._sessions.close_all_sessions(self._token.slot.slot_id)
 
     def card_number(self) -> str:
         serial = self._token.serial.decode("ascii", "replace").strip()
@@ -294,11 +352,27 @@ class Pkcs11Card:
         # python-pkcs11 logs in only as it opens a session: the public session makes way for a logged-in one.
         self.close()
         with self._pin_counted():
-            self._session = _open_session(self._token, user_pin=pin)
+            self._session = self._logged_in_session(pin)
         self._logged_in = True
         signing = self._objects.signing
         if signing is not None and self._objects.always_authenticate.get(signing.key_id):
             self._pin = pin
+
+    def _logged_in_session(self, pin: str):
+        try:
+            return _open_session(self._token, user_pin=pin)
+        except (_p11.PinIncorrect, CardError) as exc:
+            # python-pkcs11 opened the session before C_Login and leaves it open when the login fails.
+            self._close_all_sessions()
+            if not isinstance(exc.__cause__, _p11.UserAlreadyLoggedIn):
+                raise
+        # A session of ours stayed logged in (C_Logout failed, see _SessionCloser). It is closed now, and the
+        # token logged out with it: the login again, so that this PIN is checked rather than taken on trust.
+        try:
+            return _open_session(self._token, user_pin=pin)
+        except (_p11.PinIncorrect, CardError):
+            self._close_all_sessions()
+            raise
 
     def sign(self, digest_info: bytes) -> bytes:
         """CKM_RSA_PKCS over the DigestInfo (the module pads it), with the signing certificate's key."""

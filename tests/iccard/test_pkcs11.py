@@ -31,6 +31,7 @@ from iccard.errors import (
     WrongPin,
 )
 from iccard.signature import verify_pkcs1, verify_pkcs7
+from tests.pkcs11_tokens import open_sessions
 from tests.support import card_of
 
 TBS = "登入 MoCert 的挑戰 through PKCS#11"
@@ -138,6 +139,40 @@ def test_a_wrong_pin_is_refused_without_a_count_softhsm_does_not_give(token_of, 
     assert refused.value.tries_left is None  # SoftHSM says only CKF_USER_PIN_COUNT_LOW
     with slot.open() as card:
         card.verify_pin(demo.pin)  # and never locks
+
+
+def _session_handle(slot) -> int:
+    session = slot._slot.get_token().open()
+    try:
+        return session.handle
+    finally:
+        session.close()
+
+
+def test_wrong_pins_leave_no_session_open_behind_them(softhsm, token_of, pki):
+    slot, demo = token_of(pki, "A123456789")
+    first = _session_handle(slot)
+    with slot.open() as card:
+        for _ in range(5):
+            with pytest.raises(WrongPin):
+                card.verify_pin("000000")
+        card.verify_pin(demo.pin)
+    assert open_sessions(str(softhsm.module.resolve()), range(first, _session_handle(slot))) == []
+
+
+def test_a_token_left_logged_in_still_checks_the_pin(softhsm, token_of, pki):
+    slot, demo = token_of(pki, "A123456789")
+    # A session of this process logged in and never logged out (as when C_Logout fails in Session.close):
+    # the token stays logged in and the next C_Login answers CKR_USER_ALREADY_LOGGED_IN.
+    slot._slot.get_token().open(user_pin=demo.pin)
+    with slot.open() as card:
+        with pytest.raises(WrongPin):  # not taken as logged in on the strength of the other session
+            card.verify_pin("000000")
+    first = slot._slot.get_token().open(user_pin=demo.pin).handle
+    with slot.open() as card:
+        card.verify_pin(demo.pin)
+        assert verify_pkcs7(TBS.encode(), signer.sign(card, demo.pin, _request("PKCS7")).signature)
+    assert open_sessions(str(softhsm.module.resolve()), range(first, _session_handle(slot))) == []
 
 
 def test_a_pin_not_of_6_to_8_digits_never_reaches_the_token(token_of, pki):
