@@ -47,6 +47,7 @@ from . import tlv
 from .errors import (
     CardError,
     CardRemoved,
+    DecryptionFailed,
     MalformedPin,
     ModuleUnavailable,
     NoCard,
@@ -57,7 +58,7 @@ from .errors import (
     WrongPin,
 )
 from .formats import CARD_NUMBER, check_pin
-from .piv import TAG_GUID, TAG_OBJECT_DATA
+from .piv import DECRYPTION_FAILED, TAG_GUID, TAG_OBJECT_DATA
 
 
 # The PIV CHUID's OID (SP 800-73-4 part 1, table 3), as OpenSC gives it in CKA_OBJECT_ID: the bare
@@ -67,6 +68,8 @@ _CHUID_OIDS = {_CHUID_OID, b"\x06" + bytes([len(_CHUID_OID)]) + _CHUID_OID}
 
 # python-pkcs11 names its exceptions after the CKR_ values; a few spell them their own way.
 _CKR_SPELLINGS = {"TokenNotRecognised": "CKR_TOKEN_NOT_RECOGNIZED", "FunctionCancelled": "CKR_FUNCTION_CANCELED"}
+# What a failed decryption may be without being about the ciphertext: a PIN wanted, refused or blocked, the card gone.
+_NOT_ABOUT_THE_CIPHERTEXT = (WrongPin, PinBlocked, PinRequired, MalformedPin, NoCard, CardRemoved, ReaderUnavailable)
 # What a module answers for a session when the card left: the device went, or it closed the session.
 _CARD_GONE = (_p11.DeviceRemoved, _p11.SessionClosed, _p11.SessionHandleInvalid)
 
@@ -390,8 +393,16 @@ class Pkcs11Card:
             raise UnsupportedCard("the token holds no encryption certificate with its key")
         key = self._private_key(encryption.key_id)
         pin = self._pin if self._objects.always_authenticate.get(encryption.key_id) else None
-        with _mapped(), self._pin_counted():
-            return key.decrypt(ciphertext, mechanism=Mechanism.RSA_PKCS, pin=pin)
+        try:
+            with _mapped(), self._pin_counted():
+                return key.decrypt(ciphertext, mechanism=Mechanism.RSA_PKCS, pin=pin)
+        except _NOT_ABOUT_THE_CIPHERTEXT:
+            raise
+        except CardError:
+            # Every refusal (CKR_ENCRYPTED_DATA_INVALID, CKR_ENCRYPTED_DATA_LEN_RANGE, SoftHSM's
+            # CKR_GENERAL_ERROR for bad padding, ...) is the one DecryptionFailed the PIV path raises, saying
+            # nothing of which: that difference is Bleichenbacher's padding oracle. Not chained, for the same reason.
+            raise DecryptionFailed(DECRYPTION_FAILED) from None
 
     def change_pin(self, old: str, new: str) -> None:
         """C_SetPIN, in a read-write session of its own (the standard allows it in no other)."""

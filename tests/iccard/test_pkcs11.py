@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from iccard import signer
 from iccard.errors import (
-    CardError,
     CardRemoved,
+    DecryptionFailed,
     MalformedPin,
     ModuleUnavailable,
     NoCard,
@@ -30,6 +30,7 @@ from iccard.errors import (
     PinRequired,
     WrongPin,
 )
+from iccard.piv import DECRYPTION_FAILED
 from iccard.signature import verify_pkcs1, verify_pkcs7
 from tests.pkcs11_tokens import open_sessions
 from tests.support import card_of
@@ -122,13 +123,18 @@ def test_a_softhsm_token_decrypts_what_was_encrypted_to_its_encryption_certifica
         assert card.decrypt(ciphertext) == secret
 
 
-def test_a_decryption_the_token_refuses_is_a_card_error_naming_the_pkcs11_reason(token_of, pki):
+@pytest.mark.parametrize("ciphertext", [
+    bytes(255) + b"\x02",  # 256 bytes, no PKCS#1 v1.5 padding inside: SoftHSM answers CKR_GENERAL_ERROR
+    b"\x01" * 100,  # not the modulus' length: CKR_ENCRYPTED_DATA_LEN_RANGE
+    b"\xff" * 256,  # above the modulus
+], ids=["no-padding", "short", "above-the-modulus"])
+def test_every_decryption_the_token_refuses_is_the_one_decryption_failure_piv_gives(token_of, pki, ciphertext):
     slot, demo = token_of(pki, "A123456789")
     with slot.open() as card:
         card.verify_pin(demo.pin)
-        # SoftHSM answers a block without PKCS#1 v1.5 padding with CKR_GENERAL_ERROR
-        with pytest.raises(CardError, match="the PKCS#11 module answered CKR_GENERAL_ERROR"):
-            card.decrypt(bytes(255) + b"\x02")  # 256 bytes, but no PKCS#1 v1.5 padding inside
+        with pytest.raises(DecryptionFailed) as refused:
+            card.decrypt(ciphertext)
+    assert str(refused.value) == DECRYPTION_FAILED and refused.value.__cause__ is None  # never which refusal
 
 
 def test_a_wrong_pin_is_refused_without_a_count_softhsm_does_not_give(token_of, pki):
