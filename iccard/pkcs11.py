@@ -241,11 +241,10 @@ class _Certificate:
 
 @dataclass(frozen=True)
 class _TokenObjects:
-    """What a token shows before login: its certificates, the CKA_IDs of its keys, its CHUID if a PIV card."""
+    """What a token shows before login: its certificates, those with a key, its CHUID if a PIV card."""
 
     certificates: tuple[_Certificate, ...]
     keyed: tuple[_Certificate, ...]  # the certificates with a key of their CKA_ID, in order of preference
-    always_authenticate: dict[bytes, bool]  # key CKA_ID → the key wants the PIN again before each use
     chuid: bytes | None
 
     @classmethod
@@ -263,8 +262,7 @@ class _TokenObjects:
             # Many tokens hide private keys until the PIN is verified, but show the public key of the pair.
             for obj in session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY}):
                 keys.setdefault(_attribute(obj, Attribute.ID, b""), False)
-            for obj in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
-                keys[_attribute(obj, Attribute.ID, b"")] = bool(_attribute(obj, Attribute.ALWAYS_AUTHENTICATE, False))
+            keys.update(_private_keys(session))
             chuid = None
             for obj in session.get_objects({Attribute.CLASS: ObjectClass.DATA}):
                 if _attribute(obj, Attribute.OBJECT_ID, b"") in _CHUID_OIDS:
@@ -272,7 +270,7 @@ class _TokenObjects:
         # Several keys may share one certificate (OpenSC shows a PIV card's 9A and 9C): prefer the key that
         # needs the PIN once per login, then the lowest CKA_ID, so that the choice is the same every time.
         keyed = sorted((c for c in certificates if c.key_id in keys), key=lambda c: (keys[c.key_id], c.key_id))
-        return cls(tuple(certificates), tuple(keyed), keys, chuid)
+        return cls(tuple(certificates), tuple(keyed), chuid)
 
     @property
     def signing(self) -> _Certificate | None:
@@ -291,6 +289,13 @@ class _TokenObjects:
         return [c.certificate for c in self.certificates if c.is_ca()]
 
 
+def _private_keys(session) -> dict[bytes, bool]:
+    """The private keys the session shows: CKA_ID → the key wants the PIN again before each use."""
+    with _mapped():
+        return {_attribute(obj, Attribute.ID, b""): bool(_attribute(obj, Attribute.ALWAYS_AUTHENTICATE, False))
+                for obj in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})}
+
+
 class Pkcs11Card:
     """A token as a :class:`~iccard.cards.Card`: one session at a time, public until :meth:`verify_pin`."""
 
@@ -300,6 +305,9 @@ class Pkcs11Card:
         self._session = _open_session(token)
         self._logged_in = False
         self._pin: str | None = None  # kept only for a key that wants it before every use
+        # The private keys as the logged-in session shows them: many tokens show none (nor, so, their
+        # CKA_ALWAYS_AUTHENTICATE) before the PIN is verified.
+        self._keys: dict[bytes, bool] = {}
         try:
             self._objects = _TokenObjects.read(self._session)
         except BaseException:
@@ -357,8 +365,11 @@ class Pkcs11Card:
         with self._pin_counted():
             self._session = self._logged_in_session(pin)
         self._logged_in = True
-        signing = self._objects.signing
-        if signing is not None and self._objects.always_authenticate.get(signing.key_id):
+        # Kept for a key that wants the PIN again before each use (CKA_ALWAYS_AUTHENTICATE), signing or
+        # encryption, until that key has used it (see _pin_for) or the conversation ends (close).
+        self._keys = _private_keys(self._session)
+        chosen = (self._objects.signing, self._objects.encryption)
+        if any(c is not None and self._keys.get(c.key_id) for c in chosen):
             self._pin = pin
 
     def _logged_in_session(self, pin: str):
@@ -383,8 +394,9 @@ class Pkcs11Card:
         if signing is None:
             raise UnsupportedCard("the token holds no signing certificate with its key")
         key = self._private_key(signing.key_id)
+        pin = self._pin_for(signing.key_id)
         with _mapped(), self._pin_counted():
-            return key.sign(digest_info, mechanism=Mechanism.RSA_PKCS, pin=self._pin)
+            return key.sign(digest_info, mechanism=Mechanism.RSA_PKCS, pin=pin)
 
     def decrypt(self, ciphertext: bytes) -> bytes:
         """CKM_RSA_PKCS decryption with the encryption certificate's key."""
@@ -392,7 +404,7 @@ class Pkcs11Card:
         if encryption is None:
             raise UnsupportedCard("the token holds no encryption certificate with its key")
         key = self._private_key(encryption.key_id)
-        pin = self._pin if self._objects.always_authenticate.get(encryption.key_id) else None
+        pin = self._pin_for(encryption.key_id)
         try:
             with _mapped(), self._pin_counted():
                 return key.decrypt(ciphertext, mechanism=Mechanism.RSA_PKCS, pin=pin)
@@ -416,6 +428,13 @@ class Pkcs11Card:
         finally:
             with suppress(_p11.PKCS11Error):
                 session.close()
+
+    def _pin_for(self, key_id: bytes) -> str | None:
+        """The PIN for one use of a key that wants it before each use (then forgotten), else None."""
+        if not self._keys.get(key_id):
+            return None
+        pin, self._pin = self._pin, None
+        return pin
 
     def _private_key(self, key_id: bytes):
         if not self._logged_in:

@@ -32,7 +32,7 @@ from iccard.errors import (
 )
 from iccard.piv import DECRYPTION_FAILED
 from iccard.signature import verify_pkcs1, verify_pkcs7
-from tests.pkcs11_tokens import open_sessions
+from tests.pkcs11_tokens import ENCRYPTION_ID, open_sessions
 from tests.support import card_of
 
 TBS = "登入 MoCert 的挑戰 through PKCS#11"
@@ -135,6 +135,55 @@ def test_every_decryption_the_token_refuses_is_the_one_decryption_failure_piv_gi
         with pytest.raises(DecryptionFailed) as refused:
             card.decrypt(ciphertext)
     assert str(refused.value) == DECRYPTION_FAILED and refused.value.__cause__ is None  # never which refusal
+
+
+def _big(number: int) -> bytes:
+    return number.to_bytes((number.bit_length() + 7) // 8, "big")
+
+
+def _put_private_key(slot, pin: str, key, key_id: bytes, *, always_authenticate: bool) -> None:
+    """``key`` as the token's private key of ``key_id``, in place of the one there (SoftHSM keeps
+    CKA_ALWAYS_AUTHENTICATE read-only, so the key is written anew rather than changed)."""
+    from pkcs11 import Attribute, KeyType, ObjectClass
+
+    numbers = key.private_numbers()
+    with slot._slot.get_token().open(rw=True, user_pin=pin) as session:
+        for old in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: key_id}):
+            old.destroy()
+        session.create_object({
+            Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.RSA, Attribute.ID: key_id,
+            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+            Attribute.DECRYPT: True, Attribute.SIGN: True, Attribute.ALWAYS_AUTHENTICATE: always_authenticate,
+            Attribute.MODULUS: _big(numbers.public_numbers.n), Attribute.PUBLIC_EXPONENT: _big(numbers.public_numbers.e),
+            Attribute.PRIVATE_EXPONENT: _big(numbers.d), Attribute.PRIME_1: _big(numbers.p),
+            Attribute.PRIME_2: _big(numbers.q), Attribute.EXPONENT_1: _big(numbers.dmp1),
+            Attribute.EXPONENT_2: _big(numbers.dmq1), Attribute.COEFFICIENT: _big(numbers.iqmp),
+        })
+
+
+@pytest.fixture
+def encryption_key_wanting_the_pin_each_time(token_of, pki):
+    """The expired card's token (no other test here uses its keys), its encryption key (CKA_ID 02) made one
+    with CKA_ALWAYS_AUTHENTICATE and its signing key not: then put back as it was."""
+    slot, demo = token_of(pki, "F131313136", "expired")
+    key = pki.card_encryption_key(demo)
+    _put_private_key(slot, demo.pin, key, bytes.fromhex(ENCRYPTION_ID), always_authenticate=True)
+    yield slot, demo
+    _put_private_key(slot, demo.pin, key, bytes.fromhex(ENCRYPTION_ID), always_authenticate=False)
+
+
+def test_the_pin_is_kept_for_an_encryption_key_that_wants_it_each_time(encryption_key_wanting_the_pin_each_time,
+                                                                         pki):
+    slot, demo = encryption_key_wanting_the_pin_each_time
+    secret = b"a session key for DecryptData"
+    ciphertext = pki.card_encryption_certificate(demo).public_key().encrypt(secret, padding.PKCS1v15())
+    with slot.open() as card:
+        card.verify_pin(demo.pin)
+        assert card.decrypt(ciphertext) == secret  # C_Login as CKU_CONTEXT_SPECIFIC with the kept PIN
+        with pytest.raises(PinRequired):  # and used once: the next use wants the PIN verified again
+            card.decrypt(ciphertext)
+        card.verify_pin(demo.pin)
+        assert card.decrypt(ciphertext) == secret
 
 
 def test_a_wrong_pin_is_refused_without_a_count_softhsm_does_not_give(token_of, pki):
