@@ -269,19 +269,28 @@ class _TokenObjects:
                     chuid = _attribute(obj, Attribute.VALUE, None)
         # Several keys may share one certificate (OpenSC shows a PIV card's 9A and 9C): prefer the key that
         # needs the PIN once per login, then the lowest CKA_ID, so that the choice is the same every time.
+        # Over OpenSC's PIV emulation that is 9A (PIV Authentication, PIN once per login) rather than 9C
+        # (Digital Signature, PIN before each use): acceptable because our cards (and the emulated one) hold
+        # the same certificate and key in both, and it spares a second PIN prompt per signature.
+        # A key seen only as a public key may have no private key behind it: checked when it is used, after
+        # the PIN (see Pkcs11Card._private_key).
         keyed = sorted((c for c in certificates if c.key_id in keys), key=lambda c: (keys[c.key_id], c.key_id))
         return cls(tuple(certificates), tuple(keyed), chuid)
 
     @property
     def signing(self) -> _Certificate | None:
-        return next((c for c in self.keyed if c.signs() and not c.is_ca()), None)
+        # A certificate for signing alone (a citizen card's cert1) before one that also encrypts, as
+        # Python's sort is stable: within each, the order of preference of ``keyed``.
+        candidates = [c for c in self.keyed if c.signs() and not c.is_ca()]
+        return next(iter(sorted(candidates, key=_Certificate.encrypts)), None)
 
     @property
     def encryption(self) -> _Certificate | None:
         signing = self.signing
         candidates = [c for c in self.keyed if c.encrypts() and not c.is_ca()]
-        # A separate encryption certificate first (a citizen card's cert2), else one that does both.
-        return next((c for c in candidates if c != signing), None) or next(iter(candidates), None)
+        # A certificate for encryption alone first (a citizen card's cert2), then another than the signing
+        # one, else the signing one if it also encrypts.
+        return next(iter(sorted(candidates, key=lambda c: (c == signing, c.signs()))), None)
 
     @property
     def ca(self) -> list[x509.Certificate]:
@@ -442,8 +451,11 @@ class Pkcs11Card:
         with _mapped():
             try:
                 return self._session.get_key(ObjectClass.PRIVATE_KEY, id=key_id)
-            except (_p11.NoSuchKey, _p11.MultipleObjectsReturned) as exc:
-                raise UnsupportedCard(f"no single private key with CKA_ID {key_id.hex()} on the token") from exc
+            except _p11.NoSuchKey as exc:
+                raise UnsupportedCard(f"the token shows the certificate of CKA_ID {key_id.hex()} but no private key "
+                                      "for it, even with the PIN verified") from exc
+            except _p11.MultipleObjectsReturned as exc:
+                raise UnsupportedCard(f"more than one private key with CKA_ID {key_id.hex()} on the token") from exc
 
     @contextmanager
     def _pin_counted(self) -> Iterator[None]:

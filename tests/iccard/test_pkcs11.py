@@ -14,10 +14,14 @@ Both modules are loaded in this process, once each (SoftHSM with the session's t
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from iccard import signer
 from iccard.errors import (
@@ -28,6 +32,7 @@ from iccard.errors import (
     NoCard,
     PinBlocked,
     PinRequired,
+    UnsupportedCard,
     WrongPin,
 )
 from iccard.piv import DECRYPTION_FAILED
@@ -184,6 +189,70 @@ def test_the_pin_is_kept_for_an_encryption_key_that_wants_it_each_time(encryptio
             card.decrypt(ciphertext)
         card.verify_pin(demo.pin)
         assert card.decrypt(ciphertext) == secret
+
+
+def _certificate(key, *, digital_signature: bool, key_encipherment: bool) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "another certificate on the token")])
+    now = datetime.now(timezone.utc)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.KeyUsage(digital_signature=digital_signature, content_commitment=False,
+                                         key_encipherment=key_encipherment, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+
+
+@pytest.fixture
+def extra_certificate(token_of, pki):
+    """``extra_certificate(digital_signature=, key_encipherment=, private_key=)``: a certificate of CKA_ID 00
+    (before the card's 01) and its key on the revoked card's token (no other test here uses its keys);
+    removed afterwards."""
+    from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
+
+    slot, demo = token_of(pki, "K120000006", "revoked")
+    key_id = b"\x00"
+
+    def put(*, digital_signature: bool, key_encipherment: bool, private_key: bool):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        certificate = _certificate(key, digital_signature=digital_signature, key_encipherment=key_encipherment)
+        numbers = key.public_key().public_numbers()
+        with slot._slot.get_token().open(rw=True, user_pin=demo.pin) as session:
+            session.create_object({
+                Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                Attribute.TOKEN: True, Attribute.ID: key_id, Attribute.VALUE: certificate.public_bytes(Encoding.DER),
+                Attribute.SUBJECT: certificate.subject.public_bytes(),
+            })
+            session.create_object({
+                Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA, Attribute.TOKEN: True,
+                Attribute.ID: key_id, Attribute.MODULUS: _big(numbers.n), Attribute.PUBLIC_EXPONENT: _big(numbers.e),
+            })
+        if private_key:
+            _put_private_key(slot, demo.pin, key, key_id, always_authenticate=False)
+        return slot, demo, certificate
+
+    yield put
+    with slot._slot.get_token().open(rw=True, user_pin=demo.pin) as session:
+        for obj in list(session.get_objects({Attribute.ID: key_id})):
+            obj.destroy()
+
+
+def test_a_certificate_for_signing_alone_is_chosen_over_one_that_also_encrypts(extra_certificate, pki):
+    slot, demo, both = extra_certificate(digital_signature=True, key_encipherment=True, private_key=True)
+    with slot.open() as card:
+        assert card.signing_certificate() == pki.card_certificate(demo)  # 01, though 00 comes first
+        assert card.encryption_certificate() == pki.card_encryption_certificate(demo)
+        result = signer.sign(card, demo.pin, _request("PKCS7"))
+    assert _verifies("PKCS7", result) == pki.card_certificate(demo)
+
+
+def test_a_signing_certificate_with_only_a_public_key_fails_clearly_after_the_pin(extra_certificate):
+    slot, demo, lone = extra_certificate(digital_signature=True, key_encipherment=False, private_key=False)
+    with slot.open() as card:
+        assert card.signing_certificate() == lone  # its public key is all a token shows before the PIN
+        with pytest.raises(UnsupportedCard, match="CKA_ID 00 but no private key for it, even with the PIN"):
+            signer.sign(card, demo.pin, _request("PKCS1"))
 
 
 def test_a_wrong_pin_is_refused_without_a_count_softhsm_does_not_give(token_of, pki):
