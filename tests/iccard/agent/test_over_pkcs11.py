@@ -47,6 +47,23 @@ def test_softhsm_without_a_card_token_has_no_slot_and_the_agent_says_no_reader(p
     assert answer["ret_code"] == protocol.NO_READER, answer
 
 
+def test_sigterm_stops_the_agent_cleanly_and_closes_the_module(pkcs11_agent, softhsm, pki):
+    agent = pkcs11_agent(softhsm.module, env=softhsm.env(softhsm.tokens([card_of(pki, "A123456789")])))
+    assert agent.pkcs11info()["ret_code"] == 0
+    agent.stop()  # SIGTERM
+    assert agent._process.returncode == 0, agent.log()  # not killed by the signal (-15)
+    assert "MoCert card agent stopped, PKCS#11 module closed" in agent.log()
+
+
+def test_the_help_names_the_modules_without_inventing_a_file_name():
+    result = run_agent(["--help"])
+    assert result.returncode == 0
+    help_text = " ".join(result.stdout.split())
+    assert "the HiCOS module MOICA's component installs" in help_text
+    assert "opensc-pkcs11.so" in help_text and "libsofthsm2.so" in help_text
+    assert "libHicos" not in help_text  # no public record of the Linux module's file name
+
+
 def test_a_module_that_cannot_be_loaded_stops_the_agent_with_its_path(tmp_path):
     result = run_agent(["--pkcs11", str(tmp_path / "libnothere.so"), "--state-dir", str(tmp_path)])
     assert result.returncode == 2
