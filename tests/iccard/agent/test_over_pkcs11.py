@@ -11,6 +11,7 @@ import sys
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from iccard.agent import protocol
+from iccard.errors import ModuleUnavailable
 from iccard.signature import verify_pkcs7
 from tests.agent_process import ROOT, run_agent
 from tests.support import card_of
@@ -62,6 +63,12 @@ def test_the_help_names_the_modules_without_inventing_a_file_name():
     assert "the HiCOS module MOICA's component installs" in help_text
     assert "opensc-pkcs11.so" in help_text and "libsofthsm2.so" in help_text
     assert "libHicos" not in help_text  # no public record of the Linux module's file name
+
+
+def test_a_module_that_cannot_be_used_is_answered_as_no_reader():
+    answer = protocol.card_failure("sign", ModuleUnavailable("cannot load the PKCS#11 module /x.so: gone"))
+    assert (answer["ret_code"], answer["last_error"]) == (protocol.NO_READER, protocol.CKR_DEVICE_ERROR)
+    assert "PKCS#11" in answer["message"]
 
 
 def test_a_module_that_cannot_be_loaded_stops_the_agent_with_its_path(tmp_path):
