@@ -77,10 +77,13 @@ def test_a_module_that_cannot_be_loaded_stops_the_agent_with_its_path(tmp_path):
     assert f"cannot load the PKCS#11 module {tmp_path / 'libnothere.so'}" in result.stderr
 
 
-def test_without_python_pkcs11_the_agent_says_what_to_install(softhsm, tmp_path):
-    # The binding made unimportable for this one process, as on a computer without the agent extra.
+def test_without_python_pkcs11_the_agent_says_what_to_install(tmp_path):
+    # The binding made unimportable for this one process, as on a computer without the agent extra; the
+    # module named is any file that exists, as the binding is missed before any module is loaded.
+    module = tmp_path / "libsomevendor.so"
+    module.write_bytes(b"")
     code = ("import sys; sys.modules['pkcs11'] = None; from iccard.agent.__main__ import main; "
-            f"sys.exit(main(['--pkcs11', {str(softhsm.module)!r}, '--state-dir', {str(tmp_path)!r}]))")
+            f"sys.exit(main(['--pkcs11', {str(module)!r}, '--state-dir', {str(tmp_path)!r}]))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
