@@ -14,7 +14,8 @@ What PKCS#11 does not say, and what we do about it:
   failed login: a wrong PIN carries tries_left 1 on the final try and None ("not said") otherwise.
 - Which certificate is for what. Certificates are told apart by their content: a CA certificate by its
   basicConstraints, the signing one by keyUsage digitalSignature, the encryption one by keyEncipherment
-  or dataEncipherment, each of the latter two only with a key of the same CKA_ID on the token.
+  or dataEncipherment (for the one use alone before one that does both), each of the latter two only with
+  a key of the same CKA_ID on the token.
 - The card number. MOICA's module (HiCOS) reports it as the token's serial number; SoftHSM's tokens carry
   it as their label; OpenSC's PIV emulation has neither (label: the holder's name, serial: the hex of the last 8
   characters of the card number) but shows the card's CHUID as a data object, whose GUID holds it.
