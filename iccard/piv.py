@@ -6,7 +6,6 @@ live here, once.
 
 from __future__ import annotations
 
-import re
 import zlib
 from enum import IntEnum
 
@@ -14,7 +13,8 @@ from cryptography import x509
 
 from . import tlv
 from .apdu import SW_FILE_NOT_FOUND, SW_WRONG_DATA, send
-from .errors import ApduError, DecryptionFailed, MalformedPin, PinBlocked, UnsupportedCard, WrongPin
+from .errors import ApduError, DecryptionFailed, PinBlocked, UnsupportedCard, WrongPin
+from .formats import CARD_NUMBER, check_pin
 from .transport import CardConnection
 
 # -- PIV constants (SP 800-73-4 part 1 and 2) -----------------------------------------------------------
@@ -109,8 +109,6 @@ DIGEST_INFO_PREFIXES = {
     "SHA512": bytes.fromhex("3051300d060960864801650304020305000440"),
 }
 
-_PIN_FORMAT = re.compile(r"[0-9]{6,8}")
-_CARD_NUMBER = re.compile(r"[A-Z]{4}[0-9]{12}")
 
 
 def digest_info(hash_name: str, digest: bytes) -> bytes:
@@ -144,8 +142,7 @@ def encode_pin(pin: str) -> bytearray:
     Returned as a bytearray so the caller can wipe it. Raises :class:`~iccard.errors.MalformedPin`
     unless the PIN is 6 to 8 digits.
     """
-    if not isinstance(pin, str) or not _PIN_FORMAT.fullmatch(pin):
-        raise MalformedPin("a PIN is 6 to 8 digits")
+    check_pin(pin)
     block = bytearray(pin.encode("ascii"))
     block.extend([PIN_PAD] * (PIN_LENGTH - len(block)))
     return block
@@ -269,7 +266,7 @@ class PivSession:
             number = guid.decode("ascii")
         except UnicodeDecodeError:
             number = ""
-        if not _CARD_NUMBER.fullmatch(number):
+        if not CARD_NUMBER.match(number):
             raise UnsupportedCard("the CHUID's GUID is not a card number")
         return number
 

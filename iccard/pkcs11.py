@@ -14,7 +14,8 @@ What PKCS#11 does not say, and what we do about it:
   failed login: a wrong PIN carries tries_left 1 on the final try and None ("not said") otherwise.
 - Which certificate is for what. Certificates are told apart by their content: a CA certificate by its
   basicConstraints, the signing one by keyUsage digitalSignature, the encryption one by keyEncipherment
-  or dataEncipherment, each of the latter two only with a key of the same CKA_ID on the token.
+  or dataEncipherment (for the one use alone before one that does both), each of the latter two only with
+  a key of the same CKA_ID on the token.
 - The card number. MOICA's module (HiCOS) reports it as the token's serial number; SoftHSM's tokens carry
   it as their label; OpenSC's PIV emulation has neither (label: the holder's name, serial: the hex of the last 8
   characters of the card number) but shows the card's CHUID as a data object, whose GUID holds it.
@@ -22,7 +23,10 @@ What PKCS#11 does not say, and what we do about it:
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -44,6 +48,7 @@ from . import tlv
 from .errors import (
     CardError,
     CardRemoved,
+    DecryptionFailed,
     MalformedPin,
     ModuleUnavailable,
     NoCard,
@@ -53,12 +58,9 @@ from .errors import (
     UnsupportedCard,
     WrongPin,
 )
-from .piv import TAG_GUID, TAG_OBJECT_DATA
+from .formats import CARD_NUMBER, check_pin
+from .piv import DECRYPTION_FAILED, TAG_GUID, TAG_OBJECT_DATA
 
-_PIN_FORMAT = re.compile(r"[0-9]{6,8}")
-# A card number as printed on the card: 16 characters, two letters first. MOICA's are two letters and 14
-# digits (HiCOS reports e.g. TP07240513100000 as the token serial), the demo cards' TEST and 12 digits.
-_CARD_NUMBER = re.compile(r"[A-Z]{2}[A-Z0-9]{2}[0-9]{12}")
 
 # The PIV CHUID's OID (SP 800-73-4 part 1, table 3), as OpenSC gives it in CKA_OBJECT_ID: the bare
 # content octets, or (as PKCS#11 says it should be) the whole DER.
@@ -67,8 +69,53 @@ _CHUID_OIDS = {_CHUID_OID, b"\x06" + bytes([len(_CHUID_OID)]) + _CHUID_OID}
 
 # python-pkcs11 names its exceptions after the CKR_ values; a few spell them their own way.
 _CKR_SPELLINGS = {"TokenNotRecognised": "CKR_TOKEN_NOT_RECOGNIZED", "FunctionCancelled": "CKR_FUNCTION_CANCELED"}
+# What a failed decryption may be without being about the ciphertext: a PIN wanted, refused or blocked, the card gone.
+_NOT_ABOUT_THE_CIPHERTEXT = (WrongPin, PinBlocked, PinRequired, MalformedPin, NoCard, CardRemoved, ReaderUnavailable)
 # What a module answers for a session when the card left: the device went, or it closed the session.
 _CARD_GONE = (_p11.DeviceRemoved, _p11.SessionClosed, _p11.SessionHandleInvalid)
+
+
+# CK_FUNCTION_LIST (PKCS#11 v2.40 section 5.16) as far as C_CloseAllSessions: a CK_VERSION, then one pointer
+# per function in the standard's order. Windows builds pack PKCS#11 structures to 1 byte (pkcs11.h's
+# CK_PTR conventions), other platforms align them as the compiler does.
+_FUNCTIONS_TO_CLOSE_ALL = (
+    "C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList", "C_GetSlotList", "C_GetSlotInfo",
+    "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo", "C_InitToken", "C_InitPIN", "C_SetPIN",
+    "C_OpenSession", "C_CloseSession", "C_CloseAllSessions",
+)
+
+
+class _CkFunctionList(ctypes.Structure):
+    if sys.platform == "win32":
+        _pack_ = 1
+    _fields_ = [("version", ctypes.c_ubyte * 2), *((name, ctypes.c_void_p) for name in _FUNCTIONS_TO_CLOSE_ALL)]
+
+
+class _SessionCloser:
+    """C_CloseAllSessions for a slot, which python-pkcs11 (0.10) does not offer.
+
+    Needed because python-pkcs11 loses sessions: ``Token.open(user_pin=...)`` opens a session, then logs in,
+    and on a refused login raises without closing it (a session leaked for every wrong PIN); and
+    ``Session.close()`` skips C_CloseSession when C_Logout fails, which can leave the token logged in, so the
+    next login answers CKR_USER_ALREADY_LOGGED_IN. The call goes through the module's own function list
+    (C_GetFunctionList), in the library python-pkcs11 already loaded and initialized: the same file, opened
+    again by the same path, is the same library with the same sessions (RTLD_NOLOAD: never a second copy).
+    Closing every session of the slot is safe because the agent holds one conversation with a card at a time
+    (the component's card lock) and this process is the module's only user of its sessions.
+    """
+
+    def __init__(self, path: str) -> None:
+        library = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
+        functions = ctypes.POINTER(_CkFunctionList)()
+        get_function_list = library.C_GetFunctionList
+        get_function_list.restype = ctypes.c_ulong
+        get_function_list.argtypes = [ctypes.POINTER(ctypes.POINTER(_CkFunctionList))]
+        if get_function_list(ctypes.byref(functions)) != 0 or not functions:
+            raise OSError(f"{path} gives no function list")
+        self._close_all = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong)(functions.contents.C_CloseAllSessions)
+
+    def close_all_sessions(self, slot_id: int) -> None:
+        self._close_all(slot_id)  # CKR_OK, or the card is gone and its sessions with it: nothing to do either way
 
 
 def ckr_name(error: Exception) -> str:
@@ -97,6 +144,10 @@ class Pkcs11Module:
         except _p11.PKCS11Error as exc:
             raise ModuleUnavailable(f"cannot load the PKCS#11 module {self.path}: {_reason(exc)}") from exc
         self.description = f"{self._lib.manufacturer_id.strip()} {self._lib.library_description.strip()}".strip()
+        try:
+            self._sessions = _SessionCloser(self._lib.so)
+        except (OSError, AttributeError) as exc:
+            raise ModuleUnavailable(f"cannot use the PKCS#11 module {self.path}: {exc}") from exc
 
     def close(self) -> None:
         """C_Finalize: the module closes its sessions and lets go of the readers (pcscd counts a handle OpenSC
@@ -116,12 +167,12 @@ class Pkcs11Module:
                 token = slot.get_token()
             except _p11.TokenNotPresent:
                 if slot.flags & SlotFlag.REMOVABLE_DEVICE:
-                    listed.append(Pkcs11Slot(slot))
+                    listed.append(Pkcs11Slot(slot, self._sessions))
                 continue
             except _p11.PKCS11Error:  # unrecognized, or gone between the two calls
                 continue
             if token.flags & TokenFlag.TOKEN_INITIALIZED and _holds_a_card(token):
-                listed.append(Pkcs11Slot(slot))
+                listed.append(Pkcs11Slot(slot, self._sessions))
         return listed
 
 
@@ -136,8 +187,9 @@ def _holds_a_card(token) -> bool:
 class Pkcs11Slot:
     """A PKCS#11 slot as a :class:`~iccard.cards.CardSlot`; ``name`` is its slot description."""
 
-    def __init__(self, slot) -> None:
+    def __init__(self, slot, sessions: _SessionCloser) -> None:
         self._slot = slot
+        self._sessions = sessions
 
     @property
     def name(self) -> str:
@@ -155,7 +207,7 @@ class Pkcs11Slot:
         """The token as a card for one conversation; logged out and its session closed afterwards."""
         with _mapped():
             token = self._slot.get_token()
-        card = Pkcs11Card(token)
+        card = Pkcs11Card(token, self._sessions)
         try:
             yield card
         finally:
@@ -190,11 +242,10 @@ class _Certificate:
 
 @dataclass(frozen=True)
 class _TokenObjects:
-    """What a token shows before login: its certificates, the CKA_IDs of its keys, its CHUID if a PIV card."""
+    """What a token shows before login: its certificates, those with a key, its CHUID if a PIV card."""
 
     certificates: tuple[_Certificate, ...]
     keyed: tuple[_Certificate, ...]  # the certificates with a key of their CKA_ID, in order of preference
-    always_authenticate: dict[bytes, bool]  # key CKA_ID → the key wants the PIN again before each use
     chuid: bytes | None
 
     @classmethod
@@ -212,27 +263,35 @@ class _TokenObjects:
             # Many tokens hide private keys until the PIN is verified, but show the public key of the pair.
             for obj in session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY}):
                 keys.setdefault(_attribute(obj, Attribute.ID, b""), False)
-            for obj in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
-                keys[_attribute(obj, Attribute.ID, b"")] = bool(_attribute(obj, Attribute.ALWAYS_AUTHENTICATE, False))
+            keys.update(_private_keys(session))
             chuid = None
             for obj in session.get_objects({Attribute.CLASS: ObjectClass.DATA}):
                 if _attribute(obj, Attribute.OBJECT_ID, b"") in _CHUID_OIDS:
                     chuid = _attribute(obj, Attribute.VALUE, None)
         # Several keys may share one certificate (OpenSC shows a PIV card's 9A and 9C): prefer the key that
         # needs the PIN once per login, then the lowest CKA_ID, so that the choice is the same every time.
+        # Over OpenSC's PIV emulation that is 9A (PIV Authentication, PIN once per login) rather than 9C
+        # (Digital Signature, PIN before each use): acceptable because our cards (and the emulated one) hold
+        # the same certificate and key in both, and it spares a second PIN prompt per signature.
+        # A key seen only as a public key may have no private key behind it: checked when it is used, after
+        # the PIN (see Pkcs11Card._private_key).
         keyed = sorted((c for c in certificates if c.key_id in keys), key=lambda c: (keys[c.key_id], c.key_id))
-        return cls(tuple(certificates), tuple(keyed), keys, chuid)
+        return cls(tuple(certificates), tuple(keyed), chuid)
 
     @property
     def signing(self) -> _Certificate | None:
-        return next((c for c in self.keyed if c.signs() and not c.is_ca()), None)
+        # A certificate for signing alone (a citizen card's cert1) before one that also encrypts, as
+        # Python's sort is stable: within each, the order of preference of ``keyed``.
+        candidates = [c for c in self.keyed if c.signs() and not c.is_ca()]
+        return next(iter(sorted(candidates, key=_Certificate.encrypts)), None)
 
     @property
     def encryption(self) -> _Certificate | None:
         signing = self.signing
         candidates = [c for c in self.keyed if c.encrypts() and not c.is_ca()]
-        # A separate encryption certificate first (a citizen card's cert2), else one that does both.
-        return next((c for c in candidates if c != signing), None) or next(iter(candidates), None)
+        # A certificate for encryption alone first (a citizen card's cert2), then another than the signing
+        # one, else the signing one if it also encrypts.
+        return next(iter(sorted(candidates, key=lambda c: (c == signing, c.signs()))), None)
 
     @property
     def ca(self) -> list[x509.Certificate]:
@@ -240,14 +299,25 @@ class _TokenObjects:
         return [c.certificate for c in self.certificates if c.is_ca()]
 
 
+def _private_keys(session) -> dict[bytes, bool]:
+    """The private keys the session shows: CKA_ID → the key wants the PIN again before each use."""
+    with _mapped():
+        return {_attribute(obj, Attribute.ID, b""): bool(_attribute(obj, Attribute.ALWAYS_AUTHENTICATE, False))
+                for obj in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})}
+
+
 class Pkcs11Card:
     """A token as a :class:`~iccard.cards.Card`: one session at a time, public until :meth:`verify_pin`."""
 
-    def __init__(self, token) -> None:
+    def __init__(self, token, sessions: _SessionCloser) -> None:
         self._token = token
+        self._sessions = sessions
         self._session = _open_session(token)
         self._logged_in = False
         self._pin: str | None = None  # kept only for a key that wants it before every use
+        # The private keys as the logged-in session shows them: many tokens show none (nor, so, their
+        # CKA_ALWAYS_AUTHENTICATE) before the PIN is verified.
+        self._keys: dict[bytes, bool] = {}
         try:
             self._objects = _TokenObjects.read(self._session)
         except BaseException:
@@ -257,15 +327,21 @@ class Pkcs11Card:
     def close(self) -> None:
         session, self._session, self._pin, self._logged_in = self._session, None, None, False
         if session is not None:
-            # A card already gone cannot log out or close; the module forgets the session with the card.
-            with suppress(_p11.PKCS11Error):
+            try:
                 session.close()  # python-pkcs11 logs out (C_Logout) first when the session logged in
+            except _p11.PKCS11Error:
+                # A card already gone cannot log out or close. Or C_Logout failed, and python-pkcs11 then
+                # skipped C_CloseSession: closing them all also logs the token out (the last session gone).
+                self._close_all_sessions()
+
+    def _close_all_sessions(self) -> None:
+        self._sessions.close_all_sessions(self._token.slot.slot_id)
 
     def card_number(self) -> str:
         serial = self._token.serial.decode("ascii", "replace").strip()
         label = self._token.label.strip()
         for candidate in (serial, label, self._chuid_card_number()):
-            if candidate and _CARD_NUMBER.fullmatch(candidate):
+            if candidate and CARD_NUMBER.match(candidate):
                 return candidate
         return serial or label
 
@@ -293,15 +369,34 @@ class Pkcs11Card:
 
     def verify_pin(self, pin: str) -> None:
         """C_Login as the user. Raises MalformedPin (nothing sent), WrongPin, PinBlocked."""
-        _check_pin(pin)
+        check_pin(pin)
         # python-pkcs11 logs in only as it opens a session: the public session makes way for a logged-in one.
         self.close()
         with self._pin_counted():
-            self._session = _open_session(self._token, user_pin=pin)
+            self._session = self._logged_in_session(pin)
         self._logged_in = True
-        signing = self._objects.signing
-        if signing is not None and self._objects.always_authenticate.get(signing.key_id):
+        # Kept for a key that wants the PIN again before each use (CKA_ALWAYS_AUTHENTICATE), signing or
+        # encryption, until that key has used it (see _pin_for) or the conversation ends (close).
+        self._keys = _private_keys(self._session)
+        chosen = (self._objects.signing, self._objects.encryption)
+        if any(c is not None and self._keys.get(c.key_id) for c in chosen):
             self._pin = pin
+
+    def _logged_in_session(self, pin: str):
+        try:
+            return _open_session(self._token, user_pin=pin)
+        except (_p11.PinIncorrect, CardError) as exc:
+            # python-pkcs11 opened the session before C_Login and leaves it open when the login fails.
+            self._close_all_sessions()
+            if not isinstance(exc.__cause__, _p11.UserAlreadyLoggedIn):
+                raise
+        # A session of ours stayed logged in (C_Logout failed, see _SessionCloser). It is closed now, and the
+        # token logged out with it: the login again, so that this PIN is checked rather than taken on trust.
+        try:
+            return _open_session(self._token, user_pin=pin)
+        except (_p11.PinIncorrect, CardError):
+            self._close_all_sessions()
+            raise
 
     def sign(self, digest_info: bytes) -> bytes:
         """CKM_RSA_PKCS over the DigestInfo (the module pads it), with the signing certificate's key."""
@@ -309,8 +404,9 @@ class Pkcs11Card:
         if signing is None:
             raise UnsupportedCard("the token holds no signing certificate with its key")
         key = self._private_key(signing.key_id)
+        pin = self._pin_for(signing.key_id)
         with _mapped(), self._pin_counted():
-            return key.sign(digest_info, mechanism=Mechanism.RSA_PKCS, pin=self._pin)
+            return key.sign(digest_info, mechanism=Mechanism.RSA_PKCS, pin=pin)
 
     def decrypt(self, ciphertext: bytes) -> bytes:
         """CKM_RSA_PKCS decryption with the encryption certificate's key."""
@@ -318,14 +414,22 @@ class Pkcs11Card:
         if encryption is None:
             raise UnsupportedCard("the token holds no encryption certificate with its key")
         key = self._private_key(encryption.key_id)
-        pin = self._pin if self._objects.always_authenticate.get(encryption.key_id) else None
-        with _mapped(), self._pin_counted():
-            return key.decrypt(ciphertext, mechanism=Mechanism.RSA_PKCS, pin=pin)
+        pin = self._pin_for(encryption.key_id)
+        try:
+            with _mapped(), self._pin_counted():
+                return key.decrypt(ciphertext, mechanism=Mechanism.RSA_PKCS, pin=pin)
+        except _NOT_ABOUT_THE_CIPHERTEXT:
+            raise
+        except CardError:
+            # Every refusal (CKR_ENCRYPTED_DATA_INVALID, CKR_ENCRYPTED_DATA_LEN_RANGE, SoftHSM's
+            # CKR_GENERAL_ERROR for bad padding, ...) is the one DecryptionFailed the PIV path raises, saying
+            # nothing of which: that difference is Bleichenbacher's padding oracle. Not chained, for the same reason.
+            raise DecryptionFailed(DECRYPTION_FAILED) from None
 
     def change_pin(self, old: str, new: str) -> None:
         """C_SetPIN, in a read-write session of its own (the standard allows it in no other)."""
-        _check_pin(old)
-        _check_pin(new)
+        check_pin(old)
+        check_pin(new)
         with _mapped():
             session = self._token.open(rw=True)
         try:
@@ -335,14 +439,24 @@ class Pkcs11Card:
             with suppress(_p11.PKCS11Error):
                 session.close()
 
+    def _pin_for(self, key_id: bytes) -> str | None:
+        """The PIN for one use of a key that wants it before each use (then forgotten), else None."""
+        if not self._keys.get(key_id):
+            return None
+        pin, self._pin = self._pin, None
+        return pin
+
     def _private_key(self, key_id: bytes):
         if not self._logged_in:
             raise PinRequired(message="the token wants the PIN verified first (CKR_USER_NOT_LOGGED_IN)")
         with _mapped():
             try:
                 return self._session.get_key(ObjectClass.PRIVATE_KEY, id=key_id)
-            except (_p11.NoSuchKey, _p11.MultipleObjectsReturned) as exc:
-                raise UnsupportedCard(f"no single private key with CKA_ID {key_id.hex()} on the token") from exc
+            except _p11.NoSuchKey as exc:
+                raise UnsupportedCard(f"the token shows the certificate of CKA_ID {key_id.hex()} but no private key "
+                                      "for it, even with the PIN verified") from exc
+            except _p11.MultipleObjectsReturned as exc:
+                raise UnsupportedCard(f"more than one private key with CKA_ID {key_id.hex()} on the token") from exc
 
     @contextmanager
     def _pin_counted(self) -> Iterator[None]:
@@ -361,12 +475,6 @@ class Pkcs11Card:
             return self._token.slot.get_token().flags
         except _p11.PKCS11Error:
             return 0
-
-
-def _check_pin(pin: object) -> None:
-    # Refused before it reaches the token, so a mistyped PIN spends no try (as on the PIV path).
-    if not isinstance(pin, str) or not _PIN_FORMAT.fullmatch(pin):
-        raise MalformedPin("a PIN is 6 to 8 digits")
 
 
 def _attribute(obj, attribute, default):

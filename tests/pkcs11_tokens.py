@@ -101,3 +101,30 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 
 def tools_missing() -> list[str]:
     return [tool for tool in ("softhsm2-util", "pkcs11-tool") if shutil.which(tool) is None]
+
+
+def open_sessions(module: str, handles: range) -> list[int]:
+    """Which of ``handles`` name a session still open in the module loaded (python-pkcs11) in this process.
+
+    C_GetSessionInfo on each, through the module's function list: python-pkcs11 offers no way to ask about a
+    session it lost. SoftHSM numbers sessions from a counter, so the handles between two sessions opened one
+    after the other are every session opened in between."""
+    import ctypes
+
+    names = ("C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList", "C_GetSlotList", "C_GetSlotInfo",
+             "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo", "C_InitToken", "C_InitPIN", "C_SetPIN",
+             "C_OpenSession", "C_CloseSession", "C_CloseAllSessions", "C_GetSessionInfo")
+
+    class FunctionList(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_ubyte * 2), *((name, ctypes.c_void_p) for name in names)]
+
+    class SessionInfo(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_ulong) for name in ("slotID", "state", "flags", "ulDeviceError")]
+
+    library = ctypes.CDLL(module, mode=os.RTLD_NOLOAD | ctypes.RTLD_LOCAL)  # the copy already loaded
+    functions = ctypes.POINTER(FunctionList)()
+    assert library.C_GetFunctionList(ctypes.byref(functions)) == 0
+    get_session_info = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(SessionInfo))(
+        functions.contents.C_GetSessionInfo)
+    info = SessionInfo()
+    return [handle for handle in handles if get_session_info(handle, ctypes.byref(info)) == 0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iccard.agent", description=__doc__.splitlines()[0])
     parser.add_argument("--emulate", action="store_true", help="serve the demo cards instead of PC/SC readers")
     parser.add_argument("--pkcs11", type=Path, metavar="MODULE",
-                        help="read cards through this PKCS#11 module (e.g. the card vendor's libHicos_p11v1.so)")
+                        help="read cards through this PKCS#11 module: the card vendor's (MOICA cards: the HiCOS "
+                             "module MOICA's component installs), OpenSC's opensc-pkcs11.so, SoftHSM's libsofthsm2.so")
     parser.add_argument("--pki-dir", type=Path, default=Path("instance/demo-pki"), help="the demo PKI (--emulate)")
     parser.add_argument("--state-dir", type=Path, default=Path("instance/agent"),
                         help="where the trusted sites (and emulated PIN counters) are kept")
@@ -68,21 +70,37 @@ def main(argv: list[str] | None = None) -> int:
 
     component = LocalComponent(slots, TrustList(args.state_dir / "trusted-sites.json", tuple(args.trust)))
     try:
+        code = _serve(args, component, source)
+    finally:
+        if args.pkcs11:  # also when the agent could not listen
+            slots.close()  # C_Finalize: the vendor's module lets go of the card and the reader
+    if code == 0:
+        print("MoCert card agent stopped" + (", PKCS#11 module closed" if args.pkcs11 else ""), flush=True)
+    return code
+
+
+def _serve(args: argparse.Namespace, component: LocalComponent, source: str) -> int:
+    try:
         server = AgentServer((args.host, args.port), component)
     except OSError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc} (is another card component running?)", file=sys.stderr)
         return 1
-    print(f"MoCert card agent on {server.url} ({source}); trusted sites: {', '.join(component.trust.sites()) or 'none yet'}",
-          flush=True)
+    sites = ", ".join(component.trust.sites()) or "none yet"
+    print(f"MoCert card agent on {server.url} ({source}); trusted sites: {sites}", flush=True)
+    # SIGTERM (a service manager, a logout, kill) ends serve_forever as Ctrl-C does, so that the module is
+    # finalized rather than the process killed with the card's reader held.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
-        if args.pkcs11:
-            slots.close()  # C_Finalize: the vendor's module lets go of the card and the reader
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

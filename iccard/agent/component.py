@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -11,10 +10,10 @@ from urllib.parse import unquote
 from .. import decrypter, signer
 from ..cards import CardSlot
 from ..errors import CardError
+from ..formats import PIN_FORMAT
 from . import protocol
 from .trust import TrustList
 
-PIN_FORMAT = re.compile(r"^[0-9]{6,8}$")
 SETTINGS_PATH = "/settings"
 
 

@@ -171,6 +171,7 @@ _CARD_ERRORS = {
     "card_removed": (NO_CARD, CKR_DEVICE_REMOVED),
     "unsupported_card": (CERTIFICATE_FAILED, CKR_TOKEN_NOT_RECOGNIZED),
     "reader_unavailable": (NO_READER, CKR_DEVICE_ERROR),
+    "module_unavailable": (NO_READER, CKR_DEVICE_ERROR),  # no card can be read through it: as no reader
     "card_in_use": (SESSION_FAILED, CKR_DEVICE_ERROR),
     "malformed_pin": (LOGIN_FAILED, CKR_PIN_LEN_RANGE),
     "pin_blocked": (LOGIN_FAILED, CKR_PIN_LOCKED),
@@ -179,6 +180,7 @@ _CARD_ERRORS = {
 }
 _CARD_MESSAGES = {
     "reader_unavailable": "無可用讀卡機：無法連線讀卡機服務 (pcscd) The card reader service (pcscd) cannot be reached",
+    "module_unavailable": "無可用讀卡機：無法使用 PKCS#11 模組 The PKCS#11 module cannot be used",
     "card_removed": "卡片已移除 The card was removed",
     "unsupported_card": "無法讀取此卡片 Not a supported card",
     "no_encryption_key": "此卡片沒有加密金鑰 The card has no encryption key",

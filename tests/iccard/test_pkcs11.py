@@ -14,23 +14,30 @@ Both modules are loaded in this process, once each (SoftHSM with the session's t
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from iccard import signer
 from iccard.errors import (
-    CardError,
     CardRemoved,
+    DecryptionFailed,
     MalformedPin,
     ModuleUnavailable,
     NoCard,
     PinBlocked,
     PinRequired,
+    UnsupportedCard,
     WrongPin,
 )
+from iccard.piv import DECRYPTION_FAILED
 from iccard.signature import verify_pkcs1, verify_pkcs7
+from tests.pkcs11_tokens import ENCRYPTION_ID, open_sessions
 from tests.support import card_of
 
 TBS = "登入 MoCert 的挑戰 through PKCS#11"
@@ -121,13 +128,132 @@ def test_a_softhsm_token_decrypts_what_was_encrypted_to_its_encryption_certifica
         assert card.decrypt(ciphertext) == secret
 
 
-def test_a_decryption_the_token_refuses_is_a_card_error_naming_the_pkcs11_reason(token_of, pki):
+@pytest.mark.parametrize("ciphertext", [
+    bytes(255) + b"\x02",  # 256 bytes, no PKCS#1 v1.5 padding inside: SoftHSM answers CKR_GENERAL_ERROR
+    b"\x01" * 100,  # not the modulus' length: CKR_ENCRYPTED_DATA_LEN_RANGE
+    b"\xff" * 256,  # above the modulus
+], ids=["no-padding", "short", "above-the-modulus"])
+def test_every_decryption_the_token_refuses_is_the_one_decryption_failure_piv_gives(token_of, pki, ciphertext):
     slot, demo = token_of(pki, "A123456789")
     with slot.open() as card:
         card.verify_pin(demo.pin)
-        # SoftHSM answers a block without PKCS#1 v1.5 padding with CKR_GENERAL_ERROR
-        with pytest.raises(CardError, match="the PKCS#11 module answered CKR_GENERAL_ERROR"):
-            card.decrypt(bytes(255) + b"\x02")  # 256 bytes, but no PKCS#1 v1.5 padding inside
+        with pytest.raises(DecryptionFailed) as refused:
+            card.decrypt(ciphertext)
+    assert str(refused.value) == DECRYPTION_FAILED and refused.value.__cause__ is None  # never which refusal
+
+
+def _big(number: int) -> bytes:
+    return number.to_bytes((number.bit_length() + 7) // 8, "big")
+
+
+def _put_private_key(slot, pin: str, key, key_id: bytes, *, always_authenticate: bool) -> None:
+    """``key`` as the token's private key of ``key_id``, in place of the one there (SoftHSM keeps
+    CKA_ALWAYS_AUTHENTICATE read-only, so the key is written anew rather than changed)."""
+    from pkcs11 import Attribute, KeyType, ObjectClass
+
+    numbers = key.private_numbers()
+    with slot._slot.get_token().open(rw=True, user_pin=pin) as session:
+        for old in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: key_id}):
+            old.destroy()
+        session.create_object({
+            Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.RSA, Attribute.ID: key_id,
+            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+            Attribute.DECRYPT: True, Attribute.SIGN: True, Attribute.ALWAYS_AUTHENTICATE: always_authenticate,
+            Attribute.MODULUS: _big(numbers.public_numbers.n),
+            Attribute.PUBLIC_EXPONENT: _big(numbers.public_numbers.e),
+            Attribute.PRIVATE_EXPONENT: _big(numbers.d), Attribute.PRIME_1: _big(numbers.p),
+            Attribute.PRIME_2: _big(numbers.q), Attribute.EXPONENT_1: _big(numbers.dmp1),
+            Attribute.EXPONENT_2: _big(numbers.dmq1), Attribute.COEFFICIENT: _big(numbers.iqmp),
+        })
+
+
+@pytest.fixture
+def encryption_key_wanting_the_pin_each_time(token_of, pki):
+    """The expired card's token (no other test here uses its keys), its encryption key (CKA_ID 02) made one
+    with CKA_ALWAYS_AUTHENTICATE and its signing key not: then put back as it was."""
+    slot, demo = token_of(pki, "F131313136", "expired")
+    key = pki.card_encryption_key(demo)
+    _put_private_key(slot, demo.pin, key, bytes.fromhex(ENCRYPTION_ID), always_authenticate=True)
+    yield slot, demo
+    _put_private_key(slot, demo.pin, key, bytes.fromhex(ENCRYPTION_ID), always_authenticate=False)
+
+
+def test_the_pin_is_kept_for_an_encryption_key_that_wants_it_each_time(encryption_key_wanting_the_pin_each_time,
+                                                                         pki):
+    slot, demo = encryption_key_wanting_the_pin_each_time
+    secret = b"a session key for DecryptData"
+    ciphertext = pki.card_encryption_certificate(demo).public_key().encrypt(secret, padding.PKCS1v15())
+    with slot.open() as card:
+        card.verify_pin(demo.pin)
+        assert card.decrypt(ciphertext) == secret  # C_Login as CKU_CONTEXT_SPECIFIC with the kept PIN
+        with pytest.raises(PinRequired):  # and used once: the next use wants the PIN verified again
+            card.decrypt(ciphertext)
+        card.verify_pin(demo.pin)
+        assert card.decrypt(ciphertext) == secret
+
+
+def _certificate(key, *, digital_signature: bool, key_encipherment: bool) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "another certificate on the token")])
+    now = datetime.now(timezone.utc)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.KeyUsage(digital_signature=digital_signature, content_commitment=False,
+                                         key_encipherment=key_encipherment, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+
+
+@pytest.fixture
+def extra_certificate(token_of, pki):
+    """``extra_certificate(digital_signature=, key_encipherment=, private_key=)``: a certificate of CKA_ID 00
+    (before the card's 01) and its key on the revoked card's token (no other test here uses its keys);
+    removed afterwards."""
+    from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
+
+    slot, demo = token_of(pki, "K120000006", "revoked")
+    key_id = b"\x00"
+
+    def put(*, digital_signature: bool, key_encipherment: bool, private_key: bool):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        certificate = _certificate(key, digital_signature=digital_signature, key_encipherment=key_encipherment)
+        numbers = key.public_key().public_numbers()
+        with slot._slot.get_token().open(rw=True, user_pin=demo.pin) as session:
+            session.create_object({
+                Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                Attribute.TOKEN: True, Attribute.ID: key_id, Attribute.VALUE: certificate.public_bytes(Encoding.DER),
+                Attribute.SUBJECT: certificate.subject.public_bytes(),
+            })
+            session.create_object({
+                Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA, Attribute.TOKEN: True,
+                Attribute.ID: key_id, Attribute.MODULUS: _big(numbers.n), Attribute.PUBLIC_EXPONENT: _big(numbers.e),
+            })
+        if private_key:
+            _put_private_key(slot, demo.pin, key, key_id, always_authenticate=False)
+        return slot, demo, certificate
+
+    yield put
+    with slot._slot.get_token().open(rw=True, user_pin=demo.pin) as session:
+        for obj in list(session.get_objects({Attribute.ID: key_id})):
+            obj.destroy()
+
+
+def test_a_certificate_for_signing_alone_is_chosen_over_one_that_also_encrypts(extra_certificate, pki):
+    slot, demo, both = extra_certificate(digital_signature=True, key_encipherment=True, private_key=True)
+    with slot.open() as card:
+        assert card.signing_certificate() == pki.card_certificate(demo)  # 01, though 00 comes first
+        assert card.encryption_certificate() == pki.card_encryption_certificate(demo)
+        result = signer.sign(card, demo.pin, _request("PKCS7"))
+    assert _verifies("PKCS7", result) == pki.card_certificate(demo)
+
+
+def test_a_signing_certificate_with_only_a_public_key_fails_clearly_after_the_pin(extra_certificate):
+    slot, demo, lone = extra_certificate(digital_signature=True, key_encipherment=False, private_key=False)
+    with slot.open() as card:
+        assert card.signing_certificate() == lone  # its public key is all a token shows before the PIN
+        with pytest.raises(UnsupportedCard, match="CKA_ID 00 but no private key for it, even with the PIN"):
+            signer.sign(card, demo.pin, _request("PKCS1"))
 
 
 def test_a_wrong_pin_is_refused_without_a_count_softhsm_does_not_give(token_of, pki):
@@ -138,6 +264,40 @@ def test_a_wrong_pin_is_refused_without_a_count_softhsm_does_not_give(token_of, 
     assert refused.value.tries_left is None  # SoftHSM says only CKF_USER_PIN_COUNT_LOW
     with slot.open() as card:
         card.verify_pin(demo.pin)  # and never locks
+
+
+def _session_handle(slot) -> int:
+    session = slot._slot.get_token().open()
+    try:
+        return session.handle
+    finally:
+        session.close()
+
+
+def test_wrong_pins_leave_no_session_open_behind_them(softhsm, token_of, pki):
+    slot, demo = token_of(pki, "A123456789")
+    first = _session_handle(slot)
+    with slot.open() as card:
+        for _ in range(5):
+            with pytest.raises(WrongPin):
+                card.verify_pin("000000")
+        card.verify_pin(demo.pin)
+    assert open_sessions(str(softhsm.module.resolve()), range(first, _session_handle(slot))) == []
+
+
+def test_a_token_left_logged_in_still_checks_the_pin(softhsm, token_of, pki):
+    slot, demo = token_of(pki, "A123456789")
+    # A session of this process logged in and never logged out (as when C_Logout fails in Session.close):
+    # the token stays logged in and the next C_Login answers CKR_USER_ALREADY_LOGGED_IN.
+    slot._slot.get_token().open(user_pin=demo.pin)
+    with slot.open() as card:
+        with pytest.raises(WrongPin):  # not taken as logged in on the strength of the other session
+            card.verify_pin("000000")
+    first = slot._slot.get_token().open(user_pin=demo.pin).handle
+    with slot.open() as card:
+        card.verify_pin(demo.pin)
+        assert verify_pkcs7(TBS.encode(), signer.sign(card, demo.pin, _request("PKCS7")).signature)
+    assert open_sessions(str(softhsm.module.resolve()), range(first, _session_handle(slot))) == []
 
 
 def test_a_pin_not_of_6_to_8_digits_never_reaches_the_token(token_of, pki):
@@ -278,8 +438,11 @@ def test_opensc_says_the_card_was_removed_during_a_conversation(opensc_module, o
         pcsc_stack.wait_for_card(present=False)
         with pytest.raises((CardRemoved, NoCard)):
             card.sign(bytes.fromhex("3031300d060960864801650304020105000420") + bytes(32))
-    time.sleep(0.5)
-    assert opensc_slot.name not in [slot.name for slot in opensc_module() if slot.has_card()]
+    # pcscd tells OpenSC of the removal in its own time: polled, with a deadline
+    deadline = time.monotonic() + 10
+    while opensc_slot.name in [slot.name for slot in opensc_module() if slot.has_card()]:
+        assert time.monotonic() < deadline, "OpenSC still lists the card 10 s after it was taken out"
+        time.sleep(0.05)
     with pytest.raises(NoCard):
         with opensc_slot.open():
             pass

@@ -11,6 +11,7 @@ import sys
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from iccard.agent import protocol
+from iccard.errors import ModuleUnavailable
 from iccard.signature import verify_pkcs7
 from tests.agent_process import ROOT, run_agent
 from tests.support import card_of
@@ -47,16 +48,42 @@ def test_softhsm_without_a_card_token_has_no_slot_and_the_agent_says_no_reader(p
     assert answer["ret_code"] == protocol.NO_READER, answer
 
 
+def test_sigterm_stops_the_agent_cleanly_and_closes_the_module(pkcs11_agent, softhsm, pki):
+    agent = pkcs11_agent(softhsm.module, env=softhsm.env(softhsm.tokens([card_of(pki, "A123456789")])))
+    assert agent.pkcs11info()["ret_code"] == 0
+    agent.stop()  # SIGTERM
+    assert agent._process.returncode == 0, agent.log()  # not killed by the signal (-15)
+    assert "MoCert card agent stopped, PKCS#11 module closed" in agent.log()
+
+
+def test_the_help_names_the_modules_without_inventing_a_file_name():
+    result = run_agent(["--help"])
+    assert result.returncode == 0
+    help_text = " ".join(result.stdout.split())
+    assert "the HiCOS module MOICA's component installs" in help_text
+    assert "opensc-pkcs11.so" in help_text and "libsofthsm2.so" in help_text
+    assert "libHicos" not in help_text  # no public record of the Linux module's file name
+
+
+def test_a_module_that_cannot_be_used_is_answered_as_no_reader():
+    answer = protocol.card_failure("sign", ModuleUnavailable("cannot load the PKCS#11 module /x.so: gone"))
+    assert (answer["ret_code"], answer["last_error"]) == (protocol.NO_READER, protocol.CKR_DEVICE_ERROR)
+    assert "PKCS#11" in answer["message"]
+
+
 def test_a_module_that_cannot_be_loaded_stops_the_agent_with_its_path(tmp_path):
     result = run_agent(["--pkcs11", str(tmp_path / "libnothere.so"), "--state-dir", str(tmp_path)])
     assert result.returncode == 2
     assert f"cannot load the PKCS#11 module {tmp_path / 'libnothere.so'}" in result.stderr
 
 
-def test_without_python_pkcs11_the_agent_says_what_to_install(softhsm, tmp_path):
-    # The binding made unimportable for this one process, as on a computer without the agent extra.
+def test_without_python_pkcs11_the_agent_says_what_to_install(tmp_path):
+    # The binding made unimportable for this one process, as on a computer without the agent extra; the
+    # module named is any file that exists, as the binding is missed before any module is loaded.
+    module = tmp_path / "libsomevendor.so"
+    module.write_bytes(b"")
     code = ("import sys; sys.modules['pkcs11'] = None; from iccard.agent.__main__ import main; "
-            f"sys.exit(main(['--pkcs11', {str(softhsm.module)!r}, '--state-dir', {str(tmp_path)!r}]))")
+            f"sys.exit(main(['--pkcs11', {str(module)!r}, '--state-dir', {str(tmp_path)!r}]))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
