@@ -319,7 +319,8 @@ class AgentHandler(BaseHTTPRequestHandler):
                     '<label><input type="checkbox" name="understood" value="yes" required> '
                     "我了解 SHA-1 簽章可被偽造 <span lang=\"en\">I understand SHA-1 signatures can be forged</span>"
                     "</label> "
-                    '<button type="submit" name="allow">允許 SHA-1 <span lang="en">Allow SHA-1</span></button></form>'
+                    '<button type="submit" name="allow" disabled data-armed>允許 SHA-1 <span lang="en">Allow SHA-1</span>'
+                    "</button></form>"
                 )
             rows.append(
                 f'<li data-site="{escaped}"><strong>{escaped}</strong>{sha1}'
@@ -341,6 +342,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             '<span lang="en"><strong>Warning:</strong> SHA-1 is broken: a signature made over SHA-1 can be forged '
             "and moved onto another document. Allow it only for an old site you trust that still asks for it.</span></p>"
             f"{listing}",
+            scripts=("/armed.js",),  # "Allow SHA-1" is one click too (after the box): it waits as "Trust" does
         )
         self._send(HTTPStatus.OK, body, "text/html; charset=utf-8")
 
