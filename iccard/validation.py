@@ -416,7 +416,9 @@ class _CachingOCSPFetcher(OCSPFetcher):
         each use stays the real one; this keeps a forgery out of the cache)."""
         for key, (fetched, cert, issuer_key) in self._fetched.items():
             next_update = _ocsp_next_update(fetched.value)
-            if next_update is None:  # not an answer (tryLater, unauthorized), or one to ask again next time
+            # Not an answer (tryLater, unauthorized), one to ask again next time, or "unknown": that decided
+            # nothing (the CRL did), and kept it would skip this card's responder until its nextUpdate.
+            if next_update is None or _ocsp_cert_status(fetched.value) not in ("good", "revoked"):
                 continue
             if _ocsp_vouched_for(fetched.value, cert, issuer_key, fetched.fetched_at):
                 self._cache.put(key, fetched.value, next_update, fetched_at=fetched.fetched_at)
@@ -481,6 +483,14 @@ def _ocsp_next_update(response: asn1_ocsp.OCSPResponse) -> datetime | None:
             return None
         single = response.basic_ocsp_response["tbs_response_data"]["responses"][0]
         return single["next_update"].native
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _ocsp_cert_status(response: asn1_ocsp.OCSPResponse) -> str | None:
+    """The first answer's status, "good", "revoked" or "unknown" (None: no answer to read)."""
+    try:
+        return response.basic_ocsp_response["tbs_response_data"]["responses"][0]["cert_status"].name
     except (KeyError, IndexError, ValueError, TypeError, AttributeError):
         return None
 

@@ -106,6 +106,18 @@ def delegated_demo_ocsp(pki: DemoPKI, issuer_key):
     return answer
 
 
+def unknown_demo_ocsp(pki: DemoPKI, issuer_key):
+    """The demo CA's own, genuine answer that it does not know the certificate ("unknown", RFC 6960 2.2)."""
+
+    def answer(body: bytes) -> bytes:
+        return ca_status.answer(
+            ca_status.load_ocsp_request(body), pki.issuer_certificate, issuer_key, status=ocsp.OCSPCertStatus.UNKNOWN,
+            revocation=None, this_update=_now() - timedelta(minutes=1), next_update=_now() + timedelta(hours=1),
+        )
+
+    return answer
+
+
 def serve_once(revocation_server, part: str, forge) -> list[bytes]:
     """Have ``forge``'s answer served once for ``part``; the list returned fills with what was served (a forger
     that raised would have made a plain 500, not a forgery)."""

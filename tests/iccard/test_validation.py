@@ -451,3 +451,16 @@ def test_an_answer_from_a_responder_the_ca_delegated_to_is_kept(pki, revocation_
     assert not any(p.endswith(".crl") for p in revocation_server.requests)  # the delegated answer was taken
     revocation_server.down.update({"ocsp", "crl"})
     CardCertificateValidator(_settings(pki), cache).validate(cert)  # on the kept answer
+
+
+def test_an_unknown_answer_is_not_kept_when_the_crl_decided(pki, revocation_server):
+    # The CA's own word that it does not know the card: the CRL decides the login, and the responder is
+    # asked again next time, not skipped until the answer's nextUpdate.
+    cache = RevocationCache()
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    served = serve_once(revocation_server, "ocsp", forged_answers.unknown_demo_ocsp(pki, forged.demo_issuer_key(pki)))
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert len(served) == 1 and any(p.endswith(".crl") for p in revocation_server.requests)
+    revocation_server.requests.clear()
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert any(p.endswith("/ocsp") for p in revocation_server.requests)  # asked again
