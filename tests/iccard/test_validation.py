@@ -1,15 +1,19 @@
 """Path validation and revocation of card certificates against the demo PKI, over real HTTP."""
 
+import asyncio
 import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from asn1crypto import crl as asn1_crl
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from iccard import errors
 from iccard.demo_pki import DemoPKI
-from iccard.validation import CardCertificateValidator, RevocationCache, TrustSettings
+from iccard.validation import CardCertificateValidator, RevocationCache, TrustSettings, _CachingCRLFetcher
 from tests import forged, forged_answers
 from tests.forged_answers import serve_once
 from tests.support import card_of
@@ -346,6 +350,62 @@ def test_the_cache_keeps_no_answer_without_a_next_update():
     cache = RevocationCache()
     cache.put("answer", "good", None, fetched_at=datetime.now(timezone.utc))
     assert cache.get("answer") is None
+
+
+def test_the_cache_lets_expired_answers_go_though_no_one_asks_for_them_again():
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    now = clock()
+    for serial in range(RevocationCache.PRUNE_EVERY - 1):  # a card each, seen once
+        cache.put(("ocsp", serial), "good", now + timedelta(hours=1), fetched_at=now)
+    clock.ahead = timedelta(hours=2)
+    cache.put("a later card", "good", clock() + timedelta(hours=1), fetched_at=clock())
+    assert len(cache) == 1 and cache.get("a later card") == "good"
+
+
+def test_the_cache_holds_at_most_its_number_of_entries_losing_those_that_expire_soonest():
+    clock = _Clock()
+    cache = RevocationCache(clock, max_entries=3)
+    now = clock()
+    for name, hours in [("two", 2), ("one", 1), ("four", 4), ("three", 3)]:
+        cache.put(name, name, now + timedelta(hours=hours), fetched_at=now)
+    assert len(cache) == 3 and cache.get("one") is None
+    assert [cache.get(name) for name in ("two", "three", "four")] == ["two", "three", "four"]
+
+
+class _Distribution:
+    """A CRL distribution point (the inner fetcher of the cache's CRL fetcher) serving ``crls`` (DER), and
+    counting how often it was asked."""
+
+    def __init__(self, *crls: bytes) -> None:
+        self.crls = [asn1_crl.CertificateList.load(der) for der in crls]
+        self.asked = 0
+
+    async def fetch(self, cert, *, use_deltas=None):
+        self.asked += 1
+        return list(self.crls)
+
+
+def _issuer_key_info(certificate: x509.Certificate) -> asn1_keys.PublicKeyInfo:
+    spki = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return asn1_keys.PublicKeyInfo.load(spki)
+
+
+def _fetch_and_commit(distribution: _Distribution, cache: RevocationCache, cert, keys) -> list:
+    fetcher = _CachingCRLFetcher(distribution, cache, lambda _: keys)
+    crls = asyncio.run(fetcher.fetch(cert))
+    fetcher.commit()
+    return crls
+
+
+def test_crls_are_not_kept_when_no_configured_ca_key_can_check_them_and_the_log_says_so(pki, caplog):
+    cache = RevocationCache()
+    cert = asn1_x509.Certificate.load(pki.card_certificate(card_of(pki, "A123456789")).public_bytes(Encoding.DER))
+    distribution = _Distribution(pki.crl())
+    _fetch_and_commit(distribution, cache, cert, [])
+    _fetch_and_commit(distribution, cache, cert, [])
+    assert distribution.asked == 2
+    assert "no configured CA key" in caplog.text and "not signed" not in caplog.text
 
 
 @pytest.mark.parametrize(
