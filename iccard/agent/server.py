@@ -348,7 +348,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             '<span lang="en"><strong>Warning:</strong> SHA-1 is broken: a signature made over SHA-1 can be forged '
             "and moved onto another document. Allow it only for an old site you trust that still asks for it.</span></p>"
             f"{listing}",
-            scripts=("/armed.js",),  # "Allow SHA-1" is one click too (after the box): it waits as "Trust" does
+            scripts=("/armed.js",),  # "Allow SHA-1" is one click (after the box) too: it waits as "Trust" does
         )
         self._send(HTTPStatus.OK, body, "text/html; charset=utf-8")
 

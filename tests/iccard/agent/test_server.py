@@ -239,7 +239,9 @@ def test_bad_requests_get_a_clear_answer(start_agent):
     assert answer["ret_code"] == protocol.UNSUPPORTED_FUNC == 0x7600000E
 
 
-def _raw_post(agent, content_length: str | None, body: bytes = b"", *, headers: str = "", method: str = "POST") -> bytes:
+def _raw_post(
+    agent, content_length: str | None, body: bytes = b"", *, headers: str = "", method: str = "POST"
+) -> bytes:
     """A request as no well-behaved client sends it (requests and browsers compute Content-Length themselves);
     the whole answer, read until the agent closes the connection."""
     length = "" if content_length is None else f"Content-Length: {content_length}\r\n"
