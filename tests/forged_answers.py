@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -82,6 +82,28 @@ def grca_crl(moica_pki: MoicaProfilePKI, generation: str, how: str):
         )
 
     return forge
+
+
+def demo_crl(pki: DemoPKI) -> bytes:
+    """The demo CA's CRL as a forger makes it: empty, valid for ten years, in the CA's name, its own key."""
+    return ca_status.sign_crl(
+        pki.issuer_certificate, _key(), [], number=1, this_update=_now() - timedelta(minutes=1),
+        next_update=_now() + TEN_YEARS,
+    )
+
+
+def grca_crl_lasting(moica_pki: MoicaProfilePKI, generation: str, lasts: timedelta):
+    """GRCA's own CRL, genuinely signed, with a nextUpdate ``lasts`` away (GRCA's real ones hold 36 hours)."""
+    grca = f"GRCA-{generation}"
+    key = serialization.load_pem_private_key((moica_pki.directory / f"{grca}.key.pem").read_bytes(), None)
+
+    def sign(body: bytes) -> bytes:
+        return ca_status.sign_crl(
+            moica_pki.certificate(grca), key, [], number=2, this_update=_now() - timedelta(minutes=1),
+            next_update=_now() + lasts,
+        )
+
+    return sign
 
 
 def delegated_demo_ocsp(pki: DemoPKI, issuer_key):

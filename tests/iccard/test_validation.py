@@ -408,6 +408,18 @@ def test_crls_are_not_kept_when_no_configured_ca_key_can_check_them_and_the_log_
     assert "no configured CA key" in caplog.text and "not signed" not in caplog.text
 
 
+def test_of_the_crls_fetched_only_those_the_ca_signed_are_kept(pki):
+    cache = RevocationCache()
+    cert = asn1_x509.Certificate.load(pki.card_certificate(card_of(pki, "A123456789")).public_bytes(Encoding.DER))
+    keys = [_issuer_key_info(pki.issuer_certificate)]
+    forged_crl = forged_answers.demo_crl(pki)
+    genuine = pki.crl()
+    assert len(_fetch_and_commit(_Distribution(forged_crl, genuine), cache, cert, keys)) == 2
+    distribution = _Distribution()  # asked again, it would answer nothing
+    assert [crl.dump() for crl in _fetch_and_commit(distribution, cache, cert, keys)] == [genuine]
+    assert distribution.asked == 0
+
+
 @pytest.mark.parametrize(
     ("generation", "grcas_answer", "lasts"),
     [("G3", "/moica-profile/grca/ocsp", timedelta(hours=1)), ("G2", "/moica-profile/GRCA-G2.crl", timedelta(hours=36))],
@@ -426,6 +438,23 @@ def test_grcas_cached_answer_is_not_used_past_its_next_update(
     clock.ahead = lasts - timedelta(minutes=5)
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
     clock.ahead = lasts + timedelta(minutes=5)
+    with pytest.raises(errors.IssuerRevocationUnknown):
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+
+
+def test_a_crl_valid_for_longer_is_kept_36_hours_and_no_longer(moica_pki, revocation_server):
+    # GRCA's real CRL, saying it holds three days: the cap, not the CRL, ends its time in the cache.
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G2"))
+    three_days = forged_answers.grca_crl_lasting(moica_pki, "G2", timedelta(days=3))
+    served = serve_once(revocation_server, "root-crl", three_days)
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert len(served) == 1
+    revocation_server.down.update({"root-ocsp", "root-crl"})
+    clock.ahead = timedelta(hours=35, minutes=55)
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    clock.ahead = timedelta(hours=36, minutes=5)
     with pytest.raises(errors.IssuerRevocationUnknown):
         CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
 
@@ -496,9 +525,13 @@ def test_a_forged_answer_beside_a_good_one_is_not_kept(moica_pki, revocation_ser
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
     assert len(served) == 1
     assert any(p.endswith("/moica-profile/GRCA-G3.crl") for p in revocation_server.requests)
+    # The forger answers again: GRCA's OCSP is asked again (its forgery was not kept), and the CRL that was
+    # kept decides, without being fetched.
     revocation_server.requests.clear()
+    again = serve_once(revocation_server, "root-ocsp", forged_answers.grca_ocsp(moica_pki, how))
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
-    assert any(p.endswith("/moica-profile/grca/ocsp") for p in revocation_server.requests)  # asked again
+    assert len(again) == 1
+    assert not any(p.endswith("/moica-profile/GRCA-G3.crl") for p in revocation_server.requests)
 
 
 def test_an_answer_from_a_responder_the_ca_delegated_to_is_kept(pki, revocation_server):
