@@ -7,27 +7,19 @@ signature altered; and an answer from a responder the CA really delegated to, wh
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from iccard import ca_status
 from iccard.demo_pki import DemoPKI, MoicaProfilePKI
+from tests.forged import _key, _now
 
 FORGERIES = ("another_key", "tampered")
 TEN_YEARS = timedelta(days=3650)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def _tampered(der: bytes) -> bytes:
