@@ -2,6 +2,7 @@
 
 import asyncio
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -393,7 +394,9 @@ def _issuer_key_info(certificate: x509.Certificate) -> asn1_keys.PublicKeyInfo:
 
 def _fetch_and_commit(distribution: _Distribution, cache: RevocationCache, cert, keys) -> list:
     fetcher = _CachingCRLFetcher(distribution, cache, lambda _: keys)
-    crls = asyncio.run(fetcher.fetch(cert))
+    # In a thread of its own: an event loop may already run in this one (Playwright's, after browser tests).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        crls = pool.submit(asyncio.run, fetcher.fetch(cert)).result()
     fetcher.commit()
     return crls
 
