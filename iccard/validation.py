@@ -21,6 +21,7 @@ OCSP/CRL checking are the library's; what we add is what it leaves to the caller
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -86,7 +87,7 @@ def _now() -> datetime:
 
 class RevocationCache:
     """Thread-safe store of revocation answers shared across logins, each kept until its own nextUpdate
-    but never longer than :attr:`MAX_LIFETIME` after it was fetched.
+    but never longer than :attr:`MAX_LIFETIME` after it was fetched, and at most ``max_entries`` of them.
 
     ``clock`` tells the time the entries are judged by (a test moves it; the library checks each answer's
     freshness against the real time on every use regardless).
@@ -95,11 +96,21 @@ class RevocationCache:
     # GRCA's CPS gives its CRLs 36 hours; a nextUpdate further away, from any responder, is more likely a
     # mistake or a forgery than a CA's word, and the cap bounds how long one answer can stand in for the CA.
     MAX_LIFETIME = timedelta(hours=36)
+    # Each card seen adds its OCSP answer, and an entry no one asks for again would otherwise stay forever:
+    # every PRUNE_EVERY puts the expired ones go, and past MAX_ENTRIES those that expire soonest.
+    MAX_ENTRIES = 10_000
+    PRUNE_EVERY = 100
 
-    def __init__(self, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(self, clock: Callable[[], datetime] = _now, *, max_entries: int = MAX_ENTRIES) -> None:
         self._clock = clock
+        self._max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: dict[object, tuple[object, datetime]] = {}
+        self._puts = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
     def now(self) -> datetime:
         return self._clock()
@@ -122,6 +133,19 @@ class RevocationCache:
         expires = min(next_update, fetched_at + self.MAX_LIFETIME)
         with self._lock:
             self._entries[key] = (value, expires)
+            self._puts += 1
+            if self._puts % self.PRUNE_EVERY == 0 or len(self._entries) > self._max_entries:
+                self._prune()
+
+    def _prune(self) -> None:
+        now = self._clock()
+        for key in [key for key, (_, expires) in self._entries.items() if now >= expires]:
+            del self._entries[key]
+        excess = len(self._entries) - self._max_entries
+        if excess > 0:
+            soonest = heapq.nsmallest(excess, self._entries.items(), key=lambda item: item[1][1])
+            for key, _ in soonest:
+                del self._entries[key]
 
     def clear(self) -> None:
         with self._lock:
@@ -152,7 +176,7 @@ class CardCertificateValidator:
             {origin for _, cert in self._issuers for origin in _origins_named_by(cert)}
             | {parse_origin(origin) for origin in settings.revocation_origins}
         )
-        self._cache = cache or RevocationCache()
+        self._cache = cache if cache is not None else RevocationCache()  # an empty one is falsy (len)
         rule = (
             RevocationCheckingRule.CRL_OR_OCSP_REQUIRED
             if settings.revocation_mode == "hard-fail"
@@ -416,7 +440,9 @@ class _CachingOCSPFetcher(OCSPFetcher):
         each use stays the real one; this keeps a forgery out of the cache)."""
         for key, (fetched, cert, issuer_key) in self._fetched.items():
             next_update = _ocsp_next_update(fetched.value)
-            if next_update is None:  # not an answer (tryLater, unauthorized), or one to ask again next time
+            # Not an answer (tryLater, unauthorized), one to ask again next time, or "unknown": that decided
+            # nothing (the CRL did), and kept it would skip this card's responder until its nextUpdate.
+            if next_update is None or _ocsp_cert_status(fetched.value) not in ("good", "revoked"):
                 continue
             if _ocsp_vouched_for(fetched.value, cert, issuer_key, fetched.fetched_at):
                 self._cache.put(key, fetched.value, next_update, fetched_at=fetched.fetched_at)
@@ -460,6 +486,9 @@ class _CachingCRLFetcher(CRLFetcher):
         """Keep the fetched CRLs that the certificate's configured issuer signed, until the earliest nextUpdate."""
         for key, (fetched, cert) in self._fetched.items():
             keys = self._issuer_keys_of(cert)
+            if not keys:  # the certificate names no configured CA key (no authority key identifier, or another's)
+                logger.warning("no configured CA key for the CRLs of %s: not kept", cert.subject.human_friendly)
+                continue
             crls = [c for c in fetched.value if any(_crl_signed_for(c, cert, k) for k in keys)]
             if len(crls) < len(fetched.value):
                 logger.warning("a CRL for %s was not signed by its CA: not kept", cert.subject.human_friendly)
@@ -481,6 +510,14 @@ def _ocsp_next_update(response: asn1_ocsp.OCSPResponse) -> datetime | None:
             return None
         single = response.basic_ocsp_response["tbs_response_data"]["responses"][0]
         return single["next_update"].native
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _ocsp_cert_status(response: asn1_ocsp.OCSPResponse) -> str | None:
+    """The first answer's status, "good", "revoked" or "unknown" (None: no answer to read)."""
+    try:
+        return response.basic_ocsp_response["tbs_response_data"]["responses"][0]["cert_status"].name
     except (KeyError, IndexError, ValueError, TypeError, AttributeError):
         return None
 

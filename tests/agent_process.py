@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -17,14 +16,10 @@ from pathlib import Path
 
 import requests
 
+from tests.support import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class AgentProcess:

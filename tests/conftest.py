@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from werkzeug.serving import make_server
 
 from iccard.demo_pki import DemoPKI, MoicaProfilePKI, identity_check_token
 from tests.support import ApiClient, DemoPKIKeysKept, RequestRecorder, make_config, migrate, missing
+from tests.support import free_port as _free_port
 
 # The card fixtures (emulated cards, pcscd + vpcd, OpenSC, SoftHSM): card tests and browser tests both use them.
 pytest_plugins = ("tests.card_stack",)
@@ -182,12 +182,6 @@ def smtp_server():
     controller.start()
     yield mailbox
     controller.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

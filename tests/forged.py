@@ -36,6 +36,10 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def _name(common_name: str, **extra) -> x509.Name:
     attributes = [x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     if "serial" in extra:
@@ -45,7 +49,7 @@ def _name(common_name: str, **extra) -> x509.Name:
 
 def _citizen(subject_key, issuer_name: x509.Name, signing_key, key_id_of, url: str) -> x509.Certificate:
     """A citizen-shaped signing certificate naming ``url`` for its issuer, OCSP and CRL."""
-    now = datetime.now(timezone.utc)
+    now = _now()
     url = url.rstrip("/")
     return (
         x509.CertificateBuilder()
@@ -175,7 +179,7 @@ def sign_as(key, certificate_der: bytes, tbs: str, signature_type: str = "PKCS7"
 
 def _stand_in(key, original: asn1_x509.Certificate) -> x509.Certificate:
     """A throwaway certificate with the issuer name and serial number ``original`` claims."""
-    now = datetime.now(timezone.utc)
+    now = _now()
     issuer = x509.Name.from_rfc4514_string("CN=stand-in")
     builder = (
         x509.CertificateBuilder()

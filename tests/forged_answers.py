@@ -7,27 +7,19 @@ signature altered; and an answer from a responder the CA really delegated to, wh
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from iccard import ca_status
 from iccard.demo_pki import DemoPKI, MoicaProfilePKI
+from tests.forged import _key, _now
 
 FORGERIES = ("another_key", "tampered")
 TEN_YEARS = timedelta(days=3650)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def _tampered(der: bytes) -> bytes:
@@ -84,6 +76,28 @@ def grca_crl(moica_pki: MoicaProfilePKI, generation: str, how: str):
     return forge
 
 
+def demo_crl(pki: DemoPKI) -> bytes:
+    """The demo CA's CRL as a forger makes it: empty, valid for ten years, in the CA's name, its own key."""
+    return ca_status.sign_crl(
+        pki.issuer_certificate, _key(), [], number=1, this_update=_now() - timedelta(minutes=1),
+        next_update=_now() + TEN_YEARS,
+    )
+
+
+def grca_crl_lasting(moica_pki: MoicaProfilePKI, generation: str, lasts: timedelta):
+    """GRCA's own CRL, genuinely signed, with a nextUpdate ``lasts`` away (GRCA's real ones hold 36 hours)."""
+    grca = f"GRCA-{generation}"
+    key = serialization.load_pem_private_key((moica_pki.directory / f"{grca}.key.pem").read_bytes(), None)
+
+    def sign(body: bytes) -> bytes:
+        return ca_status.sign_crl(
+            moica_pki.certificate(grca), key, [], number=2, this_update=_now() - timedelta(minutes=1),
+            next_update=_now() + lasts,
+        )
+
+    return sign
+
+
 def delegated_demo_ocsp(pki: DemoPKI, issuer_key):
     """The demo CA's "good" answer, signed by an OCSP responder it certified (RFC 6960 4.2.2.2)."""
     key = _key()
@@ -101,6 +115,18 @@ def delegated_demo_ocsp(pki: DemoPKI, issuer_key):
             ca_status.load_ocsp_request(body), responder, key, status=ocsp.OCSPCertStatus.GOOD, revocation=None,
             this_update=_now() - timedelta(minutes=1), next_update=_now() + timedelta(hours=1),
             certificates=[responder],
+        )
+
+    return answer
+
+
+def unknown_demo_ocsp(pki: DemoPKI, issuer_key):
+    """The demo CA's own, genuine answer that it does not know the certificate ("unknown", RFC 6960 2.2)."""
+
+    def answer(body: bytes) -> bytes:
+        return ca_status.answer(
+            ca_status.load_ocsp_request(body), pki.issuer_certificate, issuer_key, status=ocsp.OCSPCertStatus.UNKNOWN,
+            revocation=None, this_update=_now() - timedelta(minutes=1), next_update=_now() + timedelta(hours=1),
         )
 
     return answer

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import os
+import socket
 import threading
 from pathlib import Path
 
@@ -23,6 +24,14 @@ from werkzeug.serving import make_server
 
 from config import TestingConfig
 from iccard.demo_pki import DemoCard, DemoPKI
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listened on a moment ago (closed again: the caller binds it, or
+    counts on nothing listening there)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def missing(reason: str) -> None:

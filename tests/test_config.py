@@ -4,7 +4,6 @@ import base64
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import re
 import pytest
 
 from config import ProductionConfig, config_from_env
+from tests.support import free_port as _free_port
 
 REDIS_URL = os.environ.get("MOCERT_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
@@ -468,12 +468,6 @@ def test_production_refuses_one_secret_for_two_purposes(safe_production_env, fir
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _run_to_exit(command, timeout=30):

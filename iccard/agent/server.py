@@ -62,6 +62,7 @@ FUNCTION_PATHS = {
 # Who asks when a browser's request from another site carries no Origin: the opaque origin's name,
 # which can never be trusted (trust.normalize_site refuses it).
 UNNAMED_SITE = "null"
+_CONTENT_LENGTH = re.compile(r"[0-9]+", re.ASCII)
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~, -]{0,500}$")
 
 
@@ -103,6 +104,11 @@ class AgentHandler(BaseHTTPRequestHandler):
     def _guarded(self, handler) -> None:
         # A bug must still give the popup an answer to pass on, not a dropped connection.
         self._cors_origin = None
+        if "Transfer-Encoding" in self.headers:
+            # http.server reads no chunked body: its bytes would be taken for the next request. No browser
+            # sends one to us (they send Content-Length), so any body in chunks, or coded any way, is refused.
+            self._refuse_body(HTTPStatus.LENGTH_REQUIRED, b"send Content-Length, not Transfer-Encoding")
+            return
         try:
             handler()
         except Exception:
@@ -319,7 +325,8 @@ class AgentHandler(BaseHTTPRequestHandler):
                     '<label><input type="checkbox" name="understood" value="yes" required> '
                     "我了解 SHA-1 簽章可被偽造 <span lang=\"en\">I understand SHA-1 signatures can be forged</span>"
                     "</label> "
-                    '<button type="submit" name="allow">允許 SHA-1 <span lang="en">Allow SHA-1</span></button></form>'
+                    '<button type="submit" name="allow" disabled data-armed>允許 SHA-1 <span lang="en">Allow SHA-1</span>'
+                    "</button></form>"
                 )
             rows.append(
                 f'<li data-site="{escaped}"><strong>{escaped}</strong>{sha1}'
@@ -341,6 +348,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             '<span lang="en"><strong>Warning:</strong> SHA-1 is broken: a signature made over SHA-1 can be forged '
             "and moved onto another document. Allow it only for an old site you trust that still asks for it.</span></p>"
             f"{listing}",
+            scripts=("/armed.js",),  # "Allow SHA-1" is one click (after the box) too: it waits as "Trust" does
         )
         self._send(HTTPStatus.OK, body, "text/html; charset=utf-8")
 
@@ -389,16 +397,18 @@ class AgentHandler(BaseHTTPRequestHandler):
         return False
 
     def _form(self) -> dict[str, str] | None:
-        declared = (self.headers.get("Content-Length") or "0").strip()
-        if not declared.isascii() or not declared.lstrip("-").isdigit():
+        # Content-Length is 1*DIGIT and nothing else (RFC 9112 6.3): int() would also take "-5", "+5", "1_0"
+        # or " 5", and a negative length reads until the client closes. Two of them, or a body in chunks,
+        # leave us unsure where the body ends, so the rest could be read as a next request: refused.
+        declared = [value.strip() for value in self.headers.get_all("Content-Length", [])] or ["0"]
+        if len(declared) > 1 or not _CONTENT_LENGTH.fullmatch(declared[0]):
             self._refuse_body(HTTPStatus.BAD_REQUEST, b"bad Content-Length")
             return None
-        length = int(declared)
-        # A negative length would pass the size check, and rfile.read(-1) reads until the client closes.
-        if length < 0 or length > MAX_BODY:
+        digits = declared[0].lstrip("0") or "0"
+        if len(digits) > len(str(MAX_BODY)) or int(digits) > MAX_BODY:  # int() refuses 4301 digits and more
             self._refuse_body(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"too large")
             return None
-        raw = self.rfile.read(length).decode("utf-8", "replace")
+        raw = self.rfile.read(int(digits)).decode("utf-8", "replace")
         if self.headers.get("Content-Type", "").startswith("application/json"):
             try:
                 data = json.loads(raw)

@@ -16,7 +16,7 @@ import pytest
 from app import create_app
 from app.extensions import db
 from tests.factories import make_account
-from tests.support import card_login, card_of
+from tests.support import card_login, card_of, free_port
 from tests.support import make_config as _config
 
 
@@ -156,9 +156,7 @@ def test_postgresql_down_is_a_503_and_back_is_served_again(postgres_database, mi
 
 
 def test_a_postgresql_that_never_answers_is_a_503(instance_dir):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = free_port()  # a port nobody listens on
     application = create_app(_config(instance_dir, f"postgresql+psycopg://postgres@127.0.0.1:{closed}/nothing"))
     begin = _with_csrf(application.test_client()).post("/api/v1/card-login/begin")
     assert begin.status_code == 503 and begin.get_json()["error"] == "service_unavailable"

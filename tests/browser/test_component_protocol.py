@@ -4,6 +4,7 @@ The page below does what MOICA's published samples do: open /popupForm on a clic
 {"func":"getTbs"}, post one JSON request as a string, read the answer string. One request per popup.
 """
 
+import datetime
 import functools
 import json
 import threading
@@ -14,6 +15,8 @@ from playwright.sync_api import expect
 
 from iccard.agent import protocol
 from tests.support import card_of
+
+ARM_DELAY_MS = 700  # armed.js
 
 from .support import click_closing
 
@@ -101,50 +104,116 @@ def test_a_sandboxed_page_is_answered_not_trusted_and_the_popup_closes(page, leg
     assert popup.value.is_closed()
 
 
-def _click_at_once_then_when_armed(window, site, agent) -> None:
-    """The double-click trick: a click on "Trust" the moment it shows does nothing; once the window has
-    been in front for a while, a click trusts; losing focus (or regaining it) starts the wait afresh."""
+# A fixed start for the browser's clock: tests that time "Trust" drive it (clock.run_for) instead of waiting.
+CLOCK_START = datetime.datetime(2025, 3, 1, 9, 0, tzinfo=datetime.timezone.utc)
+
+
+def _stop_the_clock(page) -> None:
+    """The context's clock (popups opened later included) stands still until the test moves it: no timer of
+    ours fires while Playwright is slow, and none fires late after an assertion has passed."""
+    page.clock.install(time=CLOCK_START)
+    page.clock.pause_at(CLOCK_START + datetime.timedelta(minutes=1))
+
+
+def _recording_adds(agent) -> list[str]:
+    """Every site the agent was asked to add, so a click that took effect late still shows."""
+    added = []
+    add = agent.component.trust.add
+    agent.component.trust.add = lambda site: added.append(site) or add(site)
+    return added
+
+
+def _click_at_once_then_when_armed(window, site, agent, added) -> None:
+    """The double-click trick: a click on "Trust" the moment it shows does nothing (and restarts the wait);
+    once the window has been in front for ARM_DELAY_MS, a click trusts; losing focus (or regaining it)
+    starts the wait afresh."""
     trust = window.locator("#trust-yes")
     expect(trust).to_be_visible()
     assert trust.is_disabled()
     trust.click(force=True)  # a real mouse click on the spot, as the person's second click would be
-    window.wait_for_timeout(200)
-    assert site not in agent.component.trust
+    window.clock.run_for(ARM_DELAY_MS - 1)
+    assert trust.is_disabled() and site not in agent.component.trust
+    window.clock.run_for(1)
     expect(trust).to_be_enabled()
     window.evaluate("window.dispatchEvent(new Event('blur'))")
     expect(trust).to_be_disabled()
     window.evaluate("window.dispatchEvent(new Event('focus'))")
+    window.clock.run_for(ARM_DELAY_MS - 1)
     assert trust.is_disabled()
+    window.clock.run_for(1)
     expect(trust).to_be_enabled()
+    assert added == []  # the early click was not merely slow: nothing was asked of the agent
     click_closing(window, "#trust-yes")
 
 
+def _click_rapidly_then_when_armed(window, site, agent, added) -> None:
+    """The game trick: the person clicks fast, again and again, where "Trust" will show. No click of such a
+    run trusts, however long it lasts; once the clicks stop for ARM_DELAY_MS, one does."""
+    trust = window.locator("#trust-yes")
+    expect(trust).to_be_visible()
+    for _ in range(8):  # 2.4 s of clicks, each within REPEAT_MS of the one before
+        trust.click(force=True)
+        assert trust.is_disabled()
+        window.clock.run_for(300)
+    assert trust.is_disabled() and site not in agent.component.trust
+    window.clock.run_for(ARM_DELAY_MS - 300 - 1)
+    assert trust.is_disabled()
+    window.clock.run_for(1)
+    expect(trust).to_be_enabled()
+    assert added == []
+    click_closing(window, "#trust-yes")
+
+
+@pytest.mark.parametrize("clicking", [_click_at_once_then_when_armed, _click_rapidly_then_when_armed])
 def test_the_popups_trust_button_works_only_after_the_popup_has_been_in_front_a_while(
-        page, legacy_site, start_agent, pki):
+        page, legacy_site, start_agent, pki, clicking):
     agent = start_agent(cards=[card_of(pki, "B223456782")])
+    added = _recording_adds(agent)
     site = legacy_site({"func": "GetUserCert"})
+    _stop_the_clock(page)
     page.goto(f"{site}/index.html?component={agent.url}")
     with page.expect_popup() as popup:
         page.click("#go")
-    _click_at_once_then_when_armed(popup.value, site, agent)
+    clicking(popup.value, site, agent, added)
     expect(page.locator("#out")).not_to_be_empty()
     assert json.loads(page.locator("#out").text_content())["ret_code"] == 0
-    assert site in agent.component.trust
+    assert site in agent.component.trust and added == [site]
 
 
+@pytest.mark.parametrize("clicking", [_click_at_once_then_when_armed, _click_rapidly_then_when_armed])
 def test_the_add_domain_pages_trust_button_works_only_after_the_page_has_been_in_front_a_while(
-        page, legacy_site, start_agent, pki):
+        page, legacy_site, start_agent, pki, clicking):
     agent = start_agent(cards=[card_of(pki, "B223456782")])
+    added = _recording_adds(agent)
     site = legacy_site({})
+    _stop_the_clock(page)
     page.goto(f"{site}/index.html?component={agent.url}")
     page.evaluate("window.received = []; addEventListener('message', (e) => received.push(e.data))")
     with page.expect_popup() as popup:
         page.evaluate("url => window.open(url + '/addDomain?domain=' + location.hostname)", agent.url)
-    _click_at_once_then_when_armed(popup.value, site, agent)
+    clicking(popup.value, site, agent, added)
     page.wait_for_function("window.received.length > 0")
-    assert site in agent.component.trust
+    assert site in agent.component.trust and len(added) == 1
     # What real pages read, and nothing more (not the site).
     assert page.evaluate("window.received") == ['{"ret_code": 0}']
+
+
+def test_the_settings_pages_sha1_button_works_only_after_the_page_has_been_in_front_a_while(page, start_agent, pki):
+    site = "https://old.gov.example.tw"
+    agent = start_agent(cards=[card_of(pki, "B223456782")], trusted=[site])
+    _stop_the_clock(page)
+    page.goto(f"{agent.url}/settings")
+    row = page.locator(f"li[data-site='{site}']")
+    allow = row.locator("button[name=allow]")
+    row.locator("input[name=understood]").check()
+    allow.click(force=True)  # at once: nothing
+    page.clock.run_for(ARM_DELAY_MS - 1)
+    assert allow.is_disabled() and not agent.component.trust.allows_sha1(site)
+    page.clock.run_for(1)
+    expect(allow).to_be_enabled()
+    allow.click()
+    expect(row).to_contain_text("已允許 SHA-1")
+    assert agent.component.trust.allows_sha1(site)
 
 
 PLAIN_IMAGE_PAGE = """<!doctype html><meta charset="utf-8"><title>another site</title><pre id="out"></pre>

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from iccard.identity_check import IdentityCheckClient, IdentityCheckUnavailable, Verdict
+from tests.support import free_port
 
 CERTIFICATE = b"\x30\x82 a certificate's DER"
 
@@ -96,9 +96,7 @@ def test_no_answer_within_the_timeout_is_unavailable(service):
 
 
 def test_an_unreachable_or_unconfigured_service_is_unavailable():
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     with pytest.raises(IdentityCheckUnavailable):
         _client(f"http://127.0.0.1:{port}/check").check(CERTIFICATE, "A123456789")
     with pytest.raises(IdentityCheckUnavailable, match="configured"):

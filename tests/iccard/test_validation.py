@@ -1,15 +1,20 @@
 """Path validation and revocation of card certificates against the demo PKI, over real HTTP."""
 
+import asyncio
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from asn1crypto import crl as asn1_crl
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from iccard import errors
 from iccard.demo_pki import DemoPKI
-from iccard.validation import CardCertificateValidator, RevocationCache, TrustSettings
+from iccard.validation import CardCertificateValidator, RevocationCache, TrustSettings, _CachingCRLFetcher
 from tests import forged, forged_answers
 from tests.forged_answers import serve_once
 from tests.support import card_of
@@ -348,6 +353,76 @@ def test_the_cache_keeps_no_answer_without_a_next_update():
     assert cache.get("answer") is None
 
 
+def test_the_cache_lets_expired_answers_go_though_no_one_asks_for_them_again():
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    now = clock()
+    for serial in range(RevocationCache.PRUNE_EVERY - 1):  # a card each, seen once
+        cache.put(("ocsp", serial), "good", now + timedelta(hours=1), fetched_at=now)
+    clock.ahead = timedelta(hours=2)
+    cache.put("a later card", "good", clock() + timedelta(hours=1), fetched_at=clock())
+    assert len(cache) == 1 and cache.get("a later card") == "good"
+
+
+def test_the_cache_holds_at_most_its_number_of_entries_losing_those_that_expire_soonest():
+    clock = _Clock()
+    cache = RevocationCache(clock, max_entries=3)
+    now = clock()
+    for name, hours in [("two", 2), ("one", 1), ("four", 4), ("three", 3)]:
+        cache.put(name, name, now + timedelta(hours=hours), fetched_at=now)
+    assert len(cache) == 3 and cache.get("one") is None
+    assert [cache.get(name) for name in ("two", "three", "four")] == ["two", "three", "four"]
+
+
+class _Distribution:
+    """A CRL distribution point (the inner fetcher of the cache's CRL fetcher) serving ``crls`` (DER), and
+    counting how often it was asked."""
+
+    def __init__(self, *crls: bytes) -> None:
+        self.crls = [asn1_crl.CertificateList.load(der) for der in crls]
+        self.asked = 0
+
+    async def fetch(self, cert, *, use_deltas=None):
+        self.asked += 1
+        return list(self.crls)
+
+
+def _issuer_key_info(certificate: x509.Certificate) -> asn1_keys.PublicKeyInfo:
+    spki = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return asn1_keys.PublicKeyInfo.load(spki)
+
+
+def _fetch_and_commit(distribution: _Distribution, cache: RevocationCache, cert, keys) -> list:
+    fetcher = _CachingCRLFetcher(distribution, cache, lambda _: keys)
+    # In a thread of its own: an event loop may already run in this one (Playwright's, after browser tests).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        crls = pool.submit(asyncio.run, fetcher.fetch(cert)).result()
+    fetcher.commit()
+    return crls
+
+
+def test_crls_are_not_kept_when_no_configured_ca_key_can_check_them_and_the_log_says_so(pki, caplog):
+    cache = RevocationCache()
+    cert = asn1_x509.Certificate.load(pki.card_certificate(card_of(pki, "A123456789")).public_bytes(Encoding.DER))
+    distribution = _Distribution(pki.crl())
+    _fetch_and_commit(distribution, cache, cert, [])
+    _fetch_and_commit(distribution, cache, cert, [])
+    assert distribution.asked == 2
+    assert "no configured CA key" in caplog.text and "not signed" not in caplog.text
+
+
+def test_of_the_crls_fetched_only_those_the_ca_signed_are_kept(pki):
+    cache = RevocationCache()
+    cert = asn1_x509.Certificate.load(pki.card_certificate(card_of(pki, "A123456789")).public_bytes(Encoding.DER))
+    keys = [_issuer_key_info(pki.issuer_certificate)]
+    forged_crl = forged_answers.demo_crl(pki)
+    genuine = pki.crl()
+    assert len(_fetch_and_commit(_Distribution(forged_crl, genuine), cache, cert, keys)) == 2
+    distribution = _Distribution()  # asked again, it would answer nothing
+    assert [crl.dump() for crl in _fetch_and_commit(distribution, cache, cert, keys)] == [genuine]
+    assert distribution.asked == 0
+
+
 @pytest.mark.parametrize(
     ("generation", "grcas_answer", "lasts"),
     [("G3", "/moica-profile/grca/ocsp", timedelta(hours=1)), ("G2", "/moica-profile/GRCA-G2.crl", timedelta(hours=36))],
@@ -366,6 +441,23 @@ def test_grcas_cached_answer_is_not_used_past_its_next_update(
     clock.ahead = lasts - timedelta(minutes=5)
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
     clock.ahead = lasts + timedelta(minutes=5)
+    with pytest.raises(errors.IssuerRevocationUnknown):
+        CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+
+
+def test_a_crl_valid_for_longer_is_kept_36_hours_and_no_longer(moica_pki, revocation_server):
+    # GRCA's real CRL, saying it holds three days: the cap, not the CRL, ends its time in the cache.
+    clock = _Clock()
+    cache = RevocationCache(clock)
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G2"))
+    three_days = forged_answers.grca_crl_lasting(moica_pki, "G2", timedelta(days=3))
+    served = serve_once(revocation_server, "root-crl", three_days)
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    assert len(served) == 1
+    revocation_server.down.update({"root-ocsp", "root-crl"})
+    clock.ahead = timedelta(hours=35, minutes=55)
+    CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
+    clock.ahead = timedelta(hours=36, minutes=5)
     with pytest.raises(errors.IssuerRevocationUnknown):
         CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
 
@@ -436,9 +528,13 @@ def test_a_forged_answer_beside_a_good_one_is_not_kept(moica_pki, revocation_ser
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
     assert len(served) == 1
     assert any(p.endswith("/moica-profile/GRCA-G3.crl") for p in revocation_server.requests)
+    # The forger answers again: GRCA's OCSP is asked again (its forgery was not kept), and the CRL that was
+    # kept decides, without being fetched.
     revocation_server.requests.clear()
+    again = serve_once(revocation_server, "root-ocsp", forged_answers.grca_ocsp(moica_pki, how))
     CardCertificateValidator(_moica_settings(moica_pki), cache).validate(cert)
-    assert any(p.endswith("/moica-profile/grca/ocsp") for p in revocation_server.requests)  # asked again
+    assert len(again) == 1
+    assert not any(p.endswith("/moica-profile/GRCA-G3.crl") for p in revocation_server.requests)
 
 
 def test_an_answer_from_a_responder_the_ca_delegated_to_is_kept(pki, revocation_server):
@@ -451,3 +547,16 @@ def test_an_answer_from_a_responder_the_ca_delegated_to_is_kept(pki, revocation_
     assert not any(p.endswith(".crl") for p in revocation_server.requests)  # the delegated answer was taken
     revocation_server.down.update({"ocsp", "crl"})
     CardCertificateValidator(_settings(pki), cache).validate(cert)  # on the kept answer
+
+
+def test_an_unknown_answer_is_not_kept_when_the_crl_decided(pki, revocation_server):
+    # The CA's own word that it does not know the card: the CRL decides the login, and the responder is
+    # asked again next time, not skipped until the answer's nextUpdate.
+    cache = RevocationCache()
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    served = serve_once(revocation_server, "ocsp", forged_answers.unknown_demo_ocsp(pki, forged.demo_issuer_key(pki)))
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert len(served) == 1 and any(p.endswith(".crl") for p in revocation_server.requests)
+    revocation_server.requests.clear()
+    CardCertificateValidator(_settings(pki), cache).validate(cert)
+    assert any(p.endswith("/ocsp") for p in revocation_server.requests)  # asked again

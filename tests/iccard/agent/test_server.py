@@ -239,13 +239,16 @@ def test_bad_requests_get_a_clear_answer(start_agent):
     assert answer["ret_code"] == protocol.UNSUPPORTED_FUNC == 0x7600000E
 
 
-def _raw_post(agent, content_length: str, body: bytes = b"") -> bytes:
-    """A POST as no well-behaved client sends it (requests and browsers compute Content-Length themselves);
+def _raw_post(
+    agent, content_length: str | None, body: bytes = b"", *, headers: str = "", method: str = "POST"
+) -> bytes:
+    """A request as no well-behaved client sends it (requests and browsers compute Content-Length themselves);
     the whole answer, read until the agent closes the connection."""
+    length = "" if content_length is None else f"Content-Length: {content_length}\r\n"
     with socket.create_connection(("127.0.0.1", agent.server_address[1]), timeout=10) as connection:
         connection.sendall(
-            f"POST /sign HTTP/1.1\r\nHost: localhost:{agent.server_address[1]}\r\n"
-            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {content_length}\r\n\r\n".encode()
+            f"{method} /sign HTTP/1.1\r\nHost: localhost:{agent.server_address[1]}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\n{length}{headers}\r\n".encode()
             + body
         )
         answer = b""
@@ -254,8 +257,10 @@ def _raw_post(agent, content_length: str, body: bytes = b"") -> bytes:
     return answer
 
 
-@pytest.mark.parametrize(("content_length", "status"), [("-1", b"413"), ("65537", b"413"), ("ten", b"400"),
-                                                         ("1e3", b"400")])
+@pytest.mark.parametrize(("content_length", "status"), [
+    ("-1", b"400"), ("--5", b"400"), ("+5", b"400"), ("1_0", b"400"), ("5, 5", b"400"), ("ten", b"400"),
+    ("1e3", b"400"), ("65537", b"413"), ("9" * 5000, b"413"), ("0" * 5000 + "65537", b"413"),
+])
 def test_a_bad_content_length_is_refused_and_the_connection_closed(start_agent, content_length, status):
     agent = start_agent(cards=[])
     # The body is never read: without the close, the client would be kept waiting (a negative length
@@ -263,6 +268,22 @@ def test_a_bad_content_length_is_refused_and_the_connection_closed(start_agent, 
     answer = _raw_post(agent, content_length, b"tbsPackage=%7B%7D")
     assert answer.split(b" ", 2)[1] == status, answer[:200]
     assert answer.count(b"HTTP/1.1 ") == 1  # the unread body was not taken for a second request
+
+
+def test_a_second_content_length_is_refused_and_the_connection_closed(start_agent):
+    answer = _raw_post(start_agent(cards=[]), "5", b"tbsPackage=%7B%7D", headers="Content-Length: 17\r\n")
+    assert answer.split(b" ", 2)[1] == b"400" and answer.count(b"HTTP/1.1 ") == 1, answer[:200]
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize("coding", ["chunked", "gzip, chunked"])
+def test_a_body_in_chunks_is_refused_and_the_connection_closed(start_agent, method, coding):
+    # The chunk, unread, would be the next request: here a GET of the popup, whose answer would be a second.
+    smuggled = b"GET /popupForm HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    body = f"{len(smuggled):x}\r\n".encode() + smuggled + b"\r\n0\r\n\r\n"
+    answer = _raw_post(start_agent(cards=[]), None, body, headers=f"Transfer-Encoding: {coding}\r\n", method=method)
+    assert answer.split(b" ", 2)[1] == b"411", answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1
 
 
 def test_every_answer_names_the_function_of_the_path_even_a_bug_or_bad_json(tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from webauthn.phone import (
@@ -14,6 +12,8 @@ from webauthn.phone import (
     SecurityError,
     ServerError,
 )
+
+from tests.support import free_port
 
 
 @pytest.fixture
@@ -115,9 +115,7 @@ def test_a_status_other_than_the_contracts_is_an_error(client, phone_api, monkey
 
 
 def test_an_unreachable_server_is_a_server_error(client):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again before the request: nothing listens there
+    port = free_port()  # closed again before the request: nothing listens there
 
     with pytest.raises(ServerError) as raised:
         client.binding_offer(f"http://localhost:{port}/m/bind/tok")
