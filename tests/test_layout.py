@@ -19,7 +19,7 @@ def _imports(package: str) -> set[str]:
     return modules
 
 
-@pytest.mark.parametrize("package", ["iccard", "webauthn"])
+@pytest.mark.parametrize("package", ["iccard", "twfido", "webauthn"])
 def test_domain_packages_import_nothing_from_flask_or_the_app(package):
     imported = _imports(package)
     assert not {m for m in imported if m.startswith("flask")}

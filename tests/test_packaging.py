@@ -23,7 +23,7 @@ import config
 from tests.support import missing
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGED = ("app/", "iccard/", "webauthn/", "migrations/")
+PACKAGED = ("app/", "iccard/", "twfido/", "webauthn/", "migrations/")
 
 
 def _tracked() -> list[str]:

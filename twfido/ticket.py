@@ -1,0 +1,65 @@
+"""``sp_ticket``: what an agency shows as a QR code or pushes to the person's phones.
+
+``base64url(JSON) + "." + base64url(SHA-256 of the first part)``: a digest, not a MAC. The ticket proves
+nothing by itself; its ``sp_ticket_id`` names the server-side request, which alone decides. The digest only
+lets a phone tell a mistyped or cut ticket from a real one before asking the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+
+# The fields of a ticket's JSON, in the contract's order.
+FIELDS = (
+    "transaction_id", "op_code", "op_mode", "sp_service_id", "sp_ticket_id", "sp_name", "hint",
+    "expiration_time", "hashed_id_num", "version",
+)
+MAX_LENGTH = 8192  # a ticket longer than any we make is refused before any decoding
+
+
+class TicketError(ValueError):
+    """Not a ticket: malformed, cut, or its digest does not match."""
+
+
+def encode(fields: dict) -> str:
+    """The ticket carrying ``fields`` (the contract's fields; their values as given)."""
+    body = _b64url(json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return f"{body}.{_b64url(hashlib.sha256(body.encode('ascii')).digest())}"
+
+
+def decode(ticket: object) -> dict:
+    """The fields of ``ticket``; raises :class:`TicketError` unless its digest matches its first part."""
+    if not isinstance(ticket, str) or not 0 < len(ticket) <= MAX_LENGTH or ticket.count(".") != 1:
+        raise TicketError("a ticket is two base64url parts joined by a dot")
+    body, check = ticket.split(".")
+    try:
+        expected = _b64url(hashlib.sha256(body.encode("ascii")).digest())
+        if not hmac.compare_digest(check.encode("ascii"), expected.encode("ascii")):
+            raise TicketError("the ticket's digest does not match: it is cut or altered")
+        fields = json.loads(_unb64url(body))
+    except (UnicodeError, binascii.Error, ValueError) as exc:
+        if isinstance(exc, TicketError):
+            raise
+        raise TicketError("the ticket is not base64url JSON") from exc
+    if not isinstance(fields, dict) or not isinstance(fields.get("sp_ticket_id"), str):
+        raise TicketError("the ticket names no sp_ticket_id")
+    return fields
+
+
+def hashed_id_num(national_id: str) -> str:
+    """The contract's ``hashed_id_num``: lowercase hex SHA-256 of the national ID in upper case."""
+    return hashlib.sha256(national_id.strip().upper().encode("ascii")).hexdigest()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: str) -> bytes:
+    if any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in text):
+        raise binascii.Error("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
