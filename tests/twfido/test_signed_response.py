@@ -1,0 +1,142 @@
+"""twfido.signed_response: a WebAuthn approval built here as a phone builds it, verified offline.
+
+The phone's key, its certificate and the mobile CA are made in the test with cryptography; the assertion
+is laid out as WebAuthn lays it out (rpIdHash ‖ flags ‖ signCount, then the client data's hash).
+"""
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from twfido import base64url, challenge
+from twfido.signed_response import SignedResponse, SignedResponseError, verify
+
+ROOT = Path(__file__).resolve().parents[2]
+RP_ID = "mocert.example.tw"
+NOW = datetime.now(timezone.utc)
+INPUT = challenge.challenge_input(
+    hint="登入臺灣雲市集", op_code="ATH", sign_data=None, sp_service_id="SP0001", sp_ticket_id="tid", transaction_id="t-1"
+)
+
+
+def _certificate(subject, issuer, public_key, signing_key, *, ca=False, days=365):
+    return (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+        .serial_number(x509.random_serial_number()).not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(signing_key, hashes.SHA256())
+    )
+
+
+def _name(common_name):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+@pytest.fixture(scope="module")
+def pki():
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate(_name("Mobile CA"), _name("Mobile CA"), ca_key.public_key(), ca_key, ca=True)
+    phone_key = ec.generate_private_key(ec.SECP256R1())
+    phone = _certificate(_name("王小明's phone"), ca.subject, phone_key.public_key(), ca_key)
+    return ca, ca_key, phone, phone_key
+
+
+def _approval(phone_key, *, challenge_input=INPUT, flags=0x05, rp_id=RP_ID, kind="webauthn.get", tamper=None):
+    client_data = json.dumps({
+        "type": kind, "challenge": base64url.encode(challenge.challenge(challenge_input)),
+        "origin": f"https://{rp_id}", "crossOrigin": False,
+    }).encode()
+    authenticator_data = hashlib.sha256(rp_id.encode()).digest() + bytes([flags]) + (7).to_bytes(4, "big")
+    signature = phone_key.sign(authenticator_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256()))
+    response = SignedResponse(challenge_input, b"credential-1", authenticator_data, client_data, signature)
+    return (tamper(response) if tamper else response).encode()
+
+
+def _der(certificate):
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def test_an_approval_verifies_and_says_what_was_approved(pki):
+    ca, _, phone, phone_key = pki
+    approval = verify(_approval(phone_key), _der(phone), ca=ca, expected_input=INPUT, rp_id=RP_ID)
+    assert approval.challenge_input == INPUT and approval.sign_count == 7 and approval.certificate == phone
+
+
+def test_the_format_is_base64url_json_with_the_text_and_base64url_parts(pki):
+    document = json.loads(base64.urlsafe_b64decode(_approval(pki[3]) + "=="))
+    assert document["format"] == "mocert-webauthn-v1" and document["challenge_input"] == INPUT
+    assert set(document) == {"format", "challenge_input", "credential_id", "authenticator_data",
+                             "client_data_json", "signature"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"flags": 0x01}, "did not verify the person"),
+        ({"rp_id": "evil.example"}, "another site"),
+        ({"kind": "webauthn.create"}, "not an assertion"),
+        ({"tamper": lambda r: SignedResponse("{}", r.credential_id, r.authenticator_data, r.client_data_json,
+                                             r.signature)}, "not the SHA-256"),
+        ({"tamper": lambda r: SignedResponse(r.challenge_input, r.credential_id, r.authenticator_data[:-1] + b"\x08",
+                                             r.client_data_json, r.signature)}, "does not verify"),
+    ],
+    ids=["no-user-verification", "other-site", "registration", "other-input", "altered-data"],
+)
+def test_an_approval_that_does_not_prove_it_is_refused_saying_why(pki, kwargs, reason):
+    ca, _, phone, phone_key = pki
+    with pytest.raises(SignedResponseError, match=reason):
+        verify(_approval(phone_key, **kwargs), _der(phone), ca=ca, rp_id=RP_ID)
+
+
+def test_an_approval_of_another_request_is_refused(pki):
+    ca, _, phone, phone_key = pki
+    other = INPUT.replace("t-1", "t-2")
+    with pytest.raises(SignedResponseError, match="not that of this request"):
+        verify(_approval(phone_key), _der(phone), ca=ca, expected_input=other)
+
+
+def test_a_certificate_of_another_ca_or_out_of_its_validity_is_refused(pki):
+    ca, ca_key, phone, phone_key = pki
+    stranger_key = ec.generate_private_key(ec.SECP256R1())
+    stranger = _certificate(_name("Mobile CA"), _name("Mobile CA"), stranger_key.public_key(), stranger_key, ca=True)
+    with pytest.raises(SignedResponseError, match="not issued by this mobile CA"):
+        verify(_approval(phone_key), _der(phone), ca=stranger)
+    with pytest.raises(SignedResponseError, match="not valid at the time"):
+        verify(_approval(phone_key), _der(phone), ca=ca, at=NOW + timedelta(days=400))
+    other_phone = _certificate(_name("another phone"), ca.subject, ec.generate_private_key(ec.SECP256R1()).public_key(),
+                               ca_key)
+    with pytest.raises(SignedResponseError, match="does not verify"):
+        verify(_approval(phone_key), _der(other_phone), ca=ca)
+
+
+@pytest.mark.parametrize("text", ["", "!!!", base64url.encode(b"[]"), base64url.encode(b'{"format":"other"}')])
+def test_what_is_not_a_signed_response_is_refused(pki, text):
+    with pytest.raises(SignedResponseError):
+        verify(text, _der(pki[2]), ca=pki[0])
+
+
+def test_the_command_line_verifier_says_verified_or_why_not(pki, tmp_path):
+    ca, _, phone, phone_key = pki
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "response").write_text(_approval(phone_key))
+    cert = base64.b64encode(_der(phone)).decode()
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "twfido.verify", *args], cwd=ROOT, capture_output=True, text=True)
+
+    good = run(f"@{tmp_path / 'response'}", "--cert", cert, "--ca", str(tmp_path / "ca.pem"), "--rp-id", RP_ID)
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["challenge_input"]["hint"] == "登入臺灣雲市集"
+    bad = run(f"@{tmp_path / 'response'}", "--cert", cert, "--ca", str(tmp_path / "ca.pem"), "--rp-id", "evil.example")
+    assert bad.returncode == 1 and "another site" in bad.stderr
