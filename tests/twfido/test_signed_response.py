@@ -140,3 +140,30 @@ def test_the_command_line_verifier_says_verified_or_why_not(pki, tmp_path):
     assert json.loads(good.stdout)["challenge_input"]["hint"] == "登入臺灣雲市集"
     bad = run(f"@{tmp_path / 'response'}", "--cert", cert, "--ca", str(tmp_path / "ca.pem"), "--rp-id", "evil.example")
     assert bad.returncode == 1 and "another site" in bad.stderr
+
+
+def test_an_approval_by_the_reference_phone_verifies_with_the_certificate_of_its_key(pki):
+    """The reference software phone (webauthn.phone) signs as a real phone's browser would: its toJSON() parts,
+    laid into the format, verify with a certificate issued for the credential's own key."""
+    from webauthn.phone.authenticator import SoftwareAuthenticator
+    from webauthn.phone.browser import PhoneBrowser
+
+    ca, ca_key, _, _ = pki
+    phone = PhoneBrowser(SoftwareAuthenticator(None))
+    origin = f"https://{RP_ID}"
+    created = phone.create({
+        "challenge": base64url.encode(b"registration"), "rp": {"id": RP_ID, "name": "MoCert"},
+        "user": {"id": base64url.encode(b"user-1"), "name": "wang", "displayName": "王小明"},
+        "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+    }, origin=origin)
+    spki = base64url.decode(created["response"]["publicKey"])
+    certificate = _certificate(_name("王小明's phone"), ca.subject, serialization.load_der_public_key(spki), ca_key)
+    answer = phone.get({
+        "challenge": base64url.encode(challenge.challenge(INPUT)), "rpId": RP_ID, "userVerification": "required",
+    }, origin=origin)["response"]
+    signed = SignedResponse(
+        INPUT, base64url.decode(created["rawId"]), base64url.decode(answer["authenticatorData"]),
+        base64url.decode(answer["clientDataJSON"]), base64url.decode(answer["signature"]),
+    ).encode()
+    approval = verify(signed, _der(certificate), ca=ca, expected_input=INPUT, rp_id=RP_ID)
+    assert approval.sign_count == 1
