@@ -7,6 +7,7 @@ them and refuses the demo PKI (see :func:`check_production`).
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import sys
@@ -190,6 +191,8 @@ class Config:
             seconds=_env_int("OIDC_KEY_RETIRE_AFTER", int(self.OIDC_TOKEN_TTL.total_seconds()) + 3600)
         )
         self.OIDC_PAIRWISE_KEY = _env("OIDC_PAIRWISE_KEY")
+        # Seals the agencies' API keys (AES-256-GCM): base64 of 32 random bytes, `openssl rand -base64 32`.
+        self.AGENCY_KEY_ENCRYPTION_KEY = _env("AGENCY_KEY_ENCRYPTION_KEY")
 
 
 class DevelopmentConfig(Config):
@@ -203,6 +206,9 @@ class DevelopmentConfig(Config):
             self.INSTANCE_DIR / "national_id_hmac_key"
         )
         self.OIDC_PAIRWISE_KEY = self.OIDC_PAIRWISE_KEY or _instance_secret(self.INSTANCE_DIR / "oidc_pairwise_key")
+        self.AGENCY_KEY_ENCRYPTION_KEY = self.AGENCY_KEY_ENCRYPTION_KEY or _instance_secret(
+            self.INSTANCE_DIR / "agency_key_encryption_key", _random_base64_key
+        )
         if self.IDENTITY_CHECK_URL is None and self.SERVE_DEMO_PKI:
             # The demo identity check, served by this same server (``flask run`` answers it on another thread).
             from iccard.demo_pki import identity_check_token
@@ -223,6 +229,7 @@ class TestingConfig(Config):
         self.SECRET_KEY = self.SECRET_KEY or secrets.token_hex(32)
         self.NATIONAL_ID_HMAC_KEY = self.NATIONAL_ID_HMAC_KEY or secrets.token_hex(32)
         self.OIDC_PAIRWISE_KEY = self.OIDC_PAIRWISE_KEY or secrets.token_hex(32)
+        self.AGENCY_KEY_ENCRYPTION_KEY = self.AGENCY_KEY_ENCRYPTION_KEY or _random_base64_key()
 
 
 class ProductionConfig(Config):
@@ -240,7 +247,12 @@ def config_from_env() -> Config:
         refuse_to_start(f"MOCERT_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
 
 
-def _instance_secret(path: Path) -> str:
+def _random_base64_key() -> str:
+    """32 random bytes in base64: an AES-256 key in the form MOCERT_AGENCY_KEY_ENCRYPTION_KEY takes."""
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def _instance_secret(path: Path, make=lambda: secrets.token_hex(32)) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -249,5 +261,5 @@ def _instance_secret(path: Path) -> str:
             pass
         else:
             with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
+                handle.write(make())
     return path.read_text().strip()

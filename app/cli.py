@@ -1,4 +1,5 @@
-"""``flask --app wsgi pki init-demo``, ``clients add|list|disable``, ``oidc rotate-key``."""
+"""``flask --app wsgi pki init-demo``, ``clients add|list|disable``, ``oidc rotate-key``,
+``agencies add|list|disable|rotate-key``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def register_cli(app: Flask) -> None:
     from .admin.cli import register_admin_cli
 
     register_oidc_cli(app)
+    register_agencies_cli(app)
     register_audit_cli(app)
     register_admin_cli(app)
     from .mobile_pki import cli as mobile_certificates_cli  # flask mobile-certificates reissue
@@ -152,3 +154,76 @@ def register_oidc_cli(app: Flask) -> None:
         """Add a new signing key; it signs from now on, the old one stays published for a while."""
         key = oidc_keys.create_key(current_app.config["OIDC_KEYS_DIR"], alg)
         click.echo(f"new {key.alg} signing key {key.kid} in {current_app.config['OIDC_KEYS_DIR']}")
+
+
+def register_agencies_cli(app: Flask) -> None:
+    """``flask agencies add|list|disable|rotate-key``: the agencies (需用機關) of the TW FidO SP API."""
+    import json
+
+    from . import refusals
+    from .services import agencies as agency_service
+    from .services.refusals import Refusal
+    from .wiring import parts
+
+    def refused(refusal: Refusal) -> click.UsageError:
+        # The same words the API and the console give, zh-TW first and English second (a command has no
+        # request to choose a language from); exit status 2, nothing changed.
+        from flask_babel import force_locale
+
+        words = []
+        for locale in ("zh_Hant_TW", "en"):
+            with force_locale(locale):
+                words.append(refusals.message(refusal))
+        return click.UsageError(f"{refusal.code}: {' / '.join(words)}")
+
+    def agency_named(sp_service_id: str):
+        try:
+            return agency_service.get(sp_service_id)
+        except Refusal as refusal:
+            raise refused(refusal) from None
+
+    @app.cli.group()
+    def agencies() -> None:
+        """Agencies (需用機關) calling the TW FidO service-provider API."""
+
+    @agencies.command("add")
+    @click.option("--name", required=True, help="The agency's name, shown to the person on the phone.")
+    @click.option("--allow-ip", "allowed_ips", multiple=True, metavar="CIDR",
+                  help="An address or network its calls come from; repeatable (none: any address).")
+    @click.option("--callback-url", default=None, help="Where the browser flow (SP-API-WEB-01) posts its answer.")
+    def add(name: str, allowed_ips: tuple[str, ...], callback_url: str | None) -> None:
+        """Register an agency; prints one JSON object with its sp_service_id and api_key (the key only now)."""
+        try:
+            agency, api_key = parts().agencies.add(
+                actor="cli", name=name, allowed_ips=list(allowed_ips), callback_url=callback_url
+            )
+        except Refusal as refusal:
+            raise refused(refusal) from None
+        click.echo(json.dumps({
+            "sp_service_id": agency.sp_service_id,
+            "api_key": api_key,
+            "name": agency.name,
+            "allowed_ips": list(agency.allowed_ips),
+            "callback_url": agency.callback_url,
+        }, ensure_ascii=False))
+
+    @agencies.command("list")
+    def list_() -> None:
+        """One JSON object a line per agency: everything but its key."""
+        for agency in agency_service.list_all():
+            click.echo(json.dumps(agency_service.agency_view(agency), ensure_ascii=False))
+
+    @agencies.command("disable")
+    @click.argument("sp_service_id")
+    def disable(sp_service_id: str) -> None:
+        """Refuse the agency's calls from now on."""
+        parts().agencies.disable(agency_named(sp_service_id), actor="cli", reason="flask agencies disable")
+        click.echo(f"agency {sp_service_id} disabled")
+
+    @agencies.command("rotate-key")
+    @click.argument("sp_service_id")
+    def rotate_key(sp_service_id: str) -> None:
+        """A new API key at once (the old one stops working); prints {"sp_service_id", "api_key"}."""
+        agency = agency_named(sp_service_id)
+        api_key = parts().agencies.rotate_key(agency, actor="cli", reason="flask agencies rotate-key")
+        click.echo(json.dumps({"sp_service_id": agency.sp_service_id, "api_key": api_key}))

@@ -627,3 +627,23 @@ class ServiceToken(db.Model):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Agency(db.Model):
+    """An agency (需用機關) that calls the TW FidO service-provider API, registered by ``flask agencies add``.
+
+    Its API key signs both ways (sp_checksum and idp_checksum), so MoCert must know it, not only a hash of
+    it: it is kept sealed with AES-256-GCM under MOCERT_AGENCY_KEY_ENCRYPTION_KEY (``app/services/agencies``).
+    """
+
+    __tablename__ = "agencies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sp_service_id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    api_key_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # IV ‖ AES-256-GCM(key) ‖ tag, never the key
+    allowed_ips: Mapped[list] = mapped_column(JSON, default=list)  # CIDRs; empty: any address, the key decides
+    callback_url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    key_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -235,6 +235,22 @@ ANSWERS: dict[Key, Answer] = {
     "client_exists": Answer(409, N_("A client with this ID exists.")),
     "client_has_no_secret": Answer(409, N_("This client authenticates without a shared secret.")),
     "client_unknown": Answer(404, N_("There is no such client.")),
+    # -- agencies (需用機關) of the TW FidO service-provider API: registered by flask agencies, the console --
+    ("invalid_name", "agency_name"): Answer(
+        400, N_("Give the agency a name of at most %(max)d characters."), shown=("field",)),
+    ("invalid_allowed_ips", "agency_cidr_list"): Answer(
+        400, N_("Give a list of IP addresses or networks (CIDR)."), shown=("field",)),
+    ("invalid_allowed_ips", "agency_cidr_count"): Answer(
+        400, N_("Give at most %(max)d IP addresses or networks."), shown=("field",)),
+    ("invalid_allowed_ips", "agency_cidr"): Answer(
+        400, N_("%(cidr)s is not an IP address or network in CIDR notation (such as 203.0.113.0/24)."),
+        shown=("field", "cidr")),
+    ("invalid_allowed_ips", "agency_cidr_host_bits"): Answer(
+        400, N_("%(cidr)s has host bits set: did you mean %(network)s?"), shown=("field", "cidr", "network")),
+    ("invalid_callback_url", "agency_callback_url"): Answer(
+        400, N_("%(url)s is not an absolute HTTPS URL without a fragment (plain HTTP only on localhost)."),
+        shown=("field",)),
+    "agency_unknown": Answer(404, N_("There is no agency %(sp_service_id)s.")),
     # The national ID typed on the consent page, shown there; "locked" is never shown: the authorization
     # ends and the site hears access_denied.
     ("national_id_not_confirmed", "missing"): Answer(400, N_("Enter your national ID number.")),

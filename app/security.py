@@ -127,6 +127,7 @@ def check_production(config) -> None:
                 # One key for two purposes: whoever learns it for one (sessions) can compute the other
                 # (national-ID hashes, pairwise subjects).
                 problems.append(f"MOCERT_{first} and MOCERT_{second} must differ")
+    problems.extend(agency_key_problems(config.get("AGENCY_KEY_ENCRYPTION_KEY")))
     problems.extend(debugging_problems(config.get("DEBUG")))
     storage = (config.get("RATELIMIT_STORAGE_URI") or "memory://").lower()
     if storage.startswith("memory:"):
@@ -179,6 +180,25 @@ def check_production(config) -> None:
         problems.append("MOCERT_RATELIMIT_ENABLED must stay on in production")
     if problems:
         refuse(problems)
+
+
+def agency_key_problems(value: str | None) -> list[str]:
+    """Production's key that seals the agencies' API keys: set, base64 of 32 bytes, and random-looking (a
+    key of one repeated byte, or a count, would seal nothing)."""
+    from .services.agencies import key_encryption_key
+
+    try:
+        key = key_encryption_key(value)
+    except ValueError as exc:
+        return [f"MOCERT_AGENCY_KEY_ENCRYPTION_KEY {exc}"]
+    # Random bytes show neither by chance: 32 draws from 256 give about 30 distinct values, and one step
+    # between neighbours (mod 256) for more than half of the 31 pairs has odds far below 2**-100.
+    if len(set(key)) < len(key) // 2:
+        return ["MOCERT_AGENCY_KEY_ENCRYPTION_KEY must be 32 random bytes, not ones that repeat themselves"]
+    [(_, count)] = Counter((b - a) % 256 for a, b in zip(key, key[1:])).most_common(1)
+    if 2 * count > len(key) - 1:
+        return ["MOCERT_AGENCY_KEY_ENCRYPTION_KEY must be 32 random bytes, not a count"]
+    return []
 
 
 def debugging_problems(debug: bool | None, *, use_debugger: bool = False, use_reloader: bool = False) -> list[str]:

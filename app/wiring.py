@@ -28,6 +28,7 @@ from iccard.validation import CardCertificateValidator, TrustSettings
 from .mail import Letters
 from .oidc.keys import CachedKeyRing
 from .services.accounts import Accounts
+from .services.agencies import Agencies
 from .services.card_login import CardLogins, CardVerifier, LoginSessions, NoTrustedIssuer
 from .services.devices import Devices, RelyingParty, trust_policy
 from .services.mobile_certificates import MobileCA, MobileCertificates, StatusUrls
@@ -65,6 +66,7 @@ class Parts:
     card_logins: CardLogins
     accounts: Accounts
     support_contacts: tuple[dict, ...]  # shown on the help page
+    agencies: Agencies  # of the TW FidO service-provider API, their keys sealed under the configured key
 
 
 def built_from(setting: str, build: Callable[[], T]) -> T:
@@ -139,6 +141,7 @@ def build(config: Mapping[str, Any]) -> Parts:
             email_code_lockout=config["EMAIL_CODE_LOCKOUT"],
         ),
         support_contacts=built_from("SUPPORT_CONTACTS_FILE", lambda: _support_contacts(config["SUPPORT_CONTACTS"])),
+        agencies=built_from("AGENCY_KEY_ENCRYPTION_KEY", lambda: Agencies.of(config["AGENCY_KEY_ENCRYPTION_KEY"])),
     )
 
 

@@ -29,6 +29,7 @@ def production_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MOCERT_SECRET_KEY", secrets.token_hex(32))
     monkeypatch.setenv("MOCERT_OIDC_PAIRWISE_KEY", secrets.token_hex(32))
     monkeypatch.setenv("MOCERT_NATIONAL_ID_HMAC_KEY", secrets.token_hex(32))
+    monkeypatch.setenv("MOCERT_AGENCY_KEY_ENCRYPTION_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
     monkeypatch.setenv("MOCERT_PUBLIC_URL", "https://login.example.tw")
     monkeypatch.setenv("MOCERT_RATELIMIT_STORAGE_URI", REDIS_URL)
     monkeypatch.setenv("MOCERT_IDENTITY_CHECK_URL", "https://idcheck.example.gov.tw/v1/check")
@@ -208,6 +209,42 @@ def test_development_makes_its_own_random_secrets_under_instance(monkeypatch, tm
     assert len(first.SECRET_KEY) == 64 and first.SECRET_KEY == second.SECRET_KEY
     assert first.NATIONAL_ID_HMAC_KEY != first.SECRET_KEY
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_development_makes_its_own_agency_key_encryption_key_under_instance(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.delenv("MOCERT_AGENCY_KEY_ENCRYPTION_KEY", raising=False)
+    first, second = config_from_env(), config_from_env()
+    assert len(base64.b64decode(first.AGENCY_KEY_ENCRYPTION_KEY, validate=True)) == 32
+    assert first.AGENCY_KEY_ENCRYPTION_KEY == second.AGENCY_KEY_ENCRYPTION_KEY
+    assert (tmp_path / "agency_key_encryption_key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "refusal"),
+    [
+        (None, "MOCERT_AGENCY_KEY_ENCRYPTION_KEY must be set"),
+        ("not base64 at all!", "not base64 at all"),
+        (base64.b64encode(secrets.token_bytes(16)).decode(), "not of 16 bytes"),
+        (secrets.token_hex(32), "not of 48 bytes"),  # hex is no base64 of 32 bytes
+        (base64.b64encode(bytes(32)).decode(), "must be 32 random bytes"),
+        (base64.b64encode(bytes(range(32))).decode(), "must be 32 random bytes"),
+    ],
+)
+def test_production_refuses_a_missing_or_malformed_agency_key_encryption_key(safe_production_env, value, refusal):
+    if value is None:
+        safe_production_env.delenv("MOCERT_AGENCY_KEY_ENCRYPTION_KEY")
+    else:
+        safe_production_env.setenv("MOCERT_AGENCY_KEY_ENCRYPTION_KEY", value)
+    with pytest.raises(SystemExit, match=re.escape(refusal)):
+        _create()
+
+
+def test_a_malformed_agency_key_encryption_key_stops_the_start_in_development_too(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCERT_AGENCY_KEY_ENCRYPTION_KEY", "too-short")
+    with pytest.raises(SystemExit, match="MOCERT_AGENCY_KEY_ENCRYPTION_KEY"):
+        _create()
 
 
 def test_production_refuses_the_demo_pki(production_env, pki):
