@@ -11,6 +11,20 @@ from iccard.demo_pki import DemoPKI
 from .audit_chain import register_audit_cli
 
 
+
+def _refused(refusal) -> click.UsageError:
+    """A refusal as a command's error: the same words the API and the console give, zh-TW first and English
+    second (a command has no request to choose a language from); exit status 2, nothing changed."""
+    from flask_babel import force_locale
+
+    from . import refusals
+
+    words = []
+    for locale in ("zh_Hant_TW", "en"):
+        with force_locale(locale):
+            words.append(refusals.message(refusal))
+    return click.UsageError(f"{refusal.code}: {' / '.join(words)}")
+
 def register_cli(app: Flask) -> None:
     from .admin.cli import register_admin_cli
 
@@ -96,7 +110,6 @@ def register_oidc_cli(app: Flask) -> None:
     def add(name, redirect_uris, logout_uris, public, scopes, allow_national_id, no_card_login,
             token_endpoint_auth_method, jwks_file, subject_type, sector, id_token_alg, client_id) -> None:
         """Register a client; prints one JSON object {"client_id", "client_secret"} (the secret only now)."""
-        from . import refusals
         from .services import clients as client_service
         from .services.refusals import Refusal
 
@@ -121,7 +134,7 @@ def register_oidc_cli(app: Flask) -> None:
                 client_id=client_id,
             )
         except Refusal as refusal:
-            raise click.UsageError(f"{refusal.code}: {refusals.message(refusal)}") from None
+            raise _refused(refusal) from None
         click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret}))
 
     @clients.command("list")
@@ -160,27 +173,15 @@ def register_agencies_cli(app: Flask) -> None:
     """``flask agencies add|list|disable|rotate-key``: the agencies (需用機關) of the TW FidO SP API."""
     import json
 
-    from . import refusals
     from .services import agencies as agency_service
     from .services.refusals import Refusal
     from .wiring import parts
-
-    def refused(refusal: Refusal) -> click.UsageError:
-        # The same words the API and the console give, zh-TW first and English second (a command has no
-        # request to choose a language from); exit status 2, nothing changed.
-        from flask_babel import force_locale
-
-        words = []
-        for locale in ("zh_Hant_TW", "en"):
-            with force_locale(locale):
-                words.append(refusals.message(refusal))
-        return click.UsageError(f"{refusal.code}: {' / '.join(words)}")
 
     def agency_named(sp_service_id: str):
         try:
             return agency_service.get(sp_service_id)
         except Refusal as refusal:
-            raise refused(refusal) from None
+            raise _refused(refusal) from None
 
     @app.cli.group()
     def agencies() -> None:
@@ -198,7 +199,7 @@ def register_agencies_cli(app: Flask) -> None:
                 actor="cli", name=name, allowed_ips=list(allowed_ips), callback_url=callback_url
             )
         except Refusal as refusal:
-            raise refused(refusal) from None
+            raise _refused(refusal) from None
         click.echo(json.dumps({
             "sp_service_id": agency.sp_service_id,
             "api_key": api_key,

@@ -230,6 +230,8 @@ def test_development_makes_its_own_agency_key_encryption_key_under_instance(monk
         (base64.b64encode(bytes(32)).decode(), "must be 32 random bytes"),
         (base64.b64encode(bytes(range(32))).decode(), "must be 32 random bytes"),
     ],
+    # Ids of their own: the random values differ between the parallel workers, which must collect alike.
+    ids=["missing", "not-base64", "16-bytes", "hex", "zeros", "counting"],
 )
 def test_production_refuses_a_missing_or_malformed_agency_key_encryption_key(safe_production_env, value, refusal):
     if value is None:
