@@ -282,7 +282,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             f'<form method="post" action="/addDomain"><input type="hidden" name="domain" value="{escaped}">'
             '<button type="submit" id="trust-yes" class="primary" disabled data-armed>信任 <span lang="en">Trust</span>'
             "</button>"
-            '<button type="button" id="trust-no">拒絕 <span lang="en">Refuse</span></button></form>',
+            '<button type="button" id="trust-no" disabled>拒絕 <span lang="en">Refuse</span></button></form>',
             scripts=("/armed.js", "/addDomain.js"),
         )
         self._send(HTTPStatus.OK, body, "text/html; charset=utf-8")

@@ -26,5 +26,8 @@
     refuse.addEventListener("click", () => {
       if (!answer(asking.dataset.refused, document.getElementById("site").textContent)) window.close();
     });
+    // Disabled in the HTML until now: a click before this script ran would answer nothing, and the page
+    // that opened us would wait for an answer that never comes.
+    refuse.disabled = false;
   }
 })();

@@ -3,6 +3,7 @@
 import base64
 import json
 import logging
+import re
 import socket
 import subprocess
 import threading
@@ -183,6 +184,14 @@ def test_sites_must_be_trusted_and_the_origin_comes_from_the_browser(start_agent
     info = requests.post(f"{agent.url}/sign", data={"tbsPackage": json.dumps({"func": "GetUserCert"})},
                          headers={"Origin": "https://evil.example"}, timeout=10).json()
     assert info["ret_code"] == protocol.SITE_NOT_TRUSTED and "slots" not in info
+
+
+def test_the_add_domain_pages_buttons_wait_for_its_scripts(start_agent, pki):
+    # Both do nothing before the scripts run: a click on either then would leave the asking page waiting.
+    agent = start_agent(cards=[card_of(pki, "A123456789")])
+    page = requests.get(f"{agent.url}/addDomain", params={"domain": "https://gov.example.tw"}, timeout=10).text
+    assert re.search(r'<button[^>]*id="trust-yes"[^>]*disabled', page)
+    assert re.search(r'<button[^>]*id="trust-no"[^>]*disabled', page)
 
 
 def test_add_domain_needs_the_persons_click_on_our_own_page(start_agent, pki):
