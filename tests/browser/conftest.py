@@ -98,6 +98,18 @@ def phone(browser):
 
 
 @pytest.fixture
+def login_page(page, live_server, app):
+    """``login_page(agent_url)``: /login with the card component at ``agent_url``."""
+
+    def open_login(agent_url: str):
+        app.config["COMPONENT_URL"] = agent_url
+        page.goto(f"{live_server}/login")
+        return page
+
+    return open_login
+
+
+@pytest.fixture
 def relying_party():
     """A tiny site that records the query of each request to its redirect URI."""
     seen: list[dict] = []

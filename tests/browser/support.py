@@ -15,6 +15,14 @@ VIRTUAL_PHONE = {
 }
 
 
+def submit_pin(page, pin: str):
+    """Type the PIN on /login and submit: returns the component's popup the page opens."""
+    page.fill("#pin", pin)
+    with page.expect_popup() as popup:
+        page.click("#login-button")
+    return popup.value
+
+
 def click_closing(popup, selector: str) -> None:
     """Click a button on which the popup answers and closes itself: the window may be gone before Playwright
     hears the click end, which is the behaviour under test, not a failure."""

@@ -8,24 +8,7 @@ from playwright.sync_api import expect
 from tests.factories import make_account
 from tests.support import card_of
 
-from .support import click_closing
-
-
-@pytest.fixture
-def login_page(page, live_server, app):
-    def open_login(agent_url: str):
-        app.config["COMPONENT_URL"] = agent_url
-        page.goto(f"{live_server}/login")
-        return page
-
-    return open_login
-
-
-def _submit_pin(page, pin: str):
-    page.fill("#pin", pin)
-    with page.expect_popup() as popup:
-        page.click("#login-button")
-    return popup.value
+from .support import click_closing, submit_pin
 
 
 def test_a_registered_person_logs_in_with_card_and_pin(login_page, start_agent, pki, app, live_server):
@@ -33,7 +16,7 @@ def test_a_registered_person_logs_in_with_card_and_pin(login_page, start_agent, 
         make_account(pki, card_of(pki, "A123456789"))
     agent = start_agent(cards=[card_of(pki, "A123456789")], trusted=[live_server])
     page = login_page(agent.url)
-    popup = _submit_pin(page, "123456")
+    popup = submit_pin(page, "123456")
     popup.wait_for_event("close")
     page.wait_for_url(f"{live_server}/account")
     expect(page.locator("[data-field=name]")).to_have_text("王小明")
@@ -42,19 +25,19 @@ def test_a_registered_person_logs_in_with_card_and_pin(login_page, start_agent, 
 def test_an_unknown_card_goes_on_to_registration(login_page, start_agent, pki, live_server):
     agent = start_agent(cards=[card_of(pki, "B223456782")], trusted=[live_server])
     page = login_page(agent.url)
-    _submit_pin(page, "123456")
+    submit_pin(page, "123456")
     page.wait_for_url(f"{live_server}/register")
 
 
 def test_a_wrong_pin_shows_the_tries_left_and_a_blocked_pin_what_to_do(login_page, start_agent, pki, live_server):
     agent = start_agent(cards=[card_of(pki, "A123456789")], trusted=[live_server])
     page = login_page(agent.url)
-    _submit_pin(page, "111111")
+    submit_pin(page, "111111")
     expect(page.locator("#login-status")).to_contain_text("PIN")
     expect(page.locator("#login-status")).to_contain_text("還可嘗試 2 次")
-    _submit_pin(page, "111111")
+    submit_pin(page, "111111")
     expect(page.locator("#login-status")).to_contain_text("還可嘗試 1 次")
-    _submit_pin(page, "111111")
+    submit_pin(page, "111111")
     expect(page.locator("#login-status")).to_contain_text("戶政事務所")  # where to unblock it
     assert agent.readers[0].emulator.pin_tries_left == 0
 
@@ -69,7 +52,7 @@ def test_when_the_component_is_not_running_the_page_says_how_to_start_it(login_p
 def test_an_untrusted_site_is_trusted_only_after_the_person_agrees(login_page, start_agent, pki, live_server):
     agent = start_agent(cards=[card_of(pki, "B223456782")])
     page = login_page(agent.url)
-    popup = _submit_pin(page, "123456")
+    popup = submit_pin(page, "123456")
     expect(popup.locator("#site")).to_have_text(live_server)
     expect(popup.locator("#trust")).to_be_visible()
     popup.click("#trust-yes")
@@ -80,7 +63,7 @@ def test_an_untrusted_site_is_trusted_only_after_the_person_agrees(login_page, s
 def test_refusing_an_untrusted_site_says_so_on_the_page(login_page, start_agent, pki, live_server):
     agent = start_agent(cards=[card_of(pki, "B223456782")])
     page = login_page(agent.url)
-    popup = _submit_pin(page, "123456")
+    popup = submit_pin(page, "123456")
     click_closing(popup, "#trust-no")
     expect(page.locator("#login-status")).to_contain_text("信任")
     assert live_server not in agent.component.trust
@@ -91,7 +74,7 @@ def test_with_several_cards_the_popup_lets_the_person_choose(login_page, start_a
         make_account(pki, card_of(pki, "B223456782"))
     agent = start_agent(cards=[card_of(pki, "A123456789"), card_of(pki, "B223456782")], trusted=[live_server])
     page = login_page(agent.url)
-    popup = _submit_pin(page, "123456")
+    popup = submit_pin(page, "123456")
     popup.click("text=陳美玲")
     page.wait_for_url(f"{live_server}/account")
     expect(page.locator("[data-field=name]")).to_have_text(re.compile("陳美玲"))
@@ -100,7 +83,7 @@ def test_with_several_cards_the_popup_lets_the_person_choose(login_page, start_a
 def test_a_person_registering_on_the_way_to_a_site_carries_on_there(page, start_agent, pki, live_server, app):
     app.config["COMPONENT_URL"] = start_agent(cards=[card_of(pki, "B223456782")], trusted=[live_server]).url
     page.goto(f"{live_server}/login?next=/help")  # an OpenID Connect request sends people here the same way
-    _submit_pin(page, "123456")
+    submit_pin(page, "123456")
     page.wait_for_url(f"{live_server}/register?next=%2Fhelp")
     page.fill("#national_id", "B223456782")
     page.fill("#email", "chen@example.com")
@@ -165,5 +148,5 @@ def real_component():
 )
 def test_the_real_components_answers_are_told_in_words(login_page, real_component, answer, shown):
     page = login_page(real_component(answer))
-    _submit_pin(page, "123456")
+    submit_pin(page, "123456")
     expect(page.locator("#login-status")).to_contain_text(shown)
