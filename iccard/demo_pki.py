@@ -140,6 +140,35 @@ class _CardStore:
             (self.directory / "cards" / f"{card.card_number}.key.pem").read_bytes(), None
         )
 
+    def _new_card(self, name: str, national_id: str, card_number: str, **extra) -> DemoCard:
+        return DemoCard(
+            name=name,
+            national_id=national_id,
+            card_number=card_number,
+            subject_serial=f"{len(self.cards) + 1:016d}",
+            status="valid",
+            certificate_serial=x509.random_serial_number(),
+            encryption_serial=x509.random_serial_number(),
+            **extra,
+        )
+
+    def _issue(
+        self, card: DemoCard, issuer: x509.Certificate, issuer_key: rsa.RSAPrivateKey, urls, now: datetime | None,
+        *, signing: dict, encryption: dict,
+    ) -> DemoCard:
+        """Write ``card``'s signing and encryption certificates and keys (valid five years) and add it to the
+        manifest; ``signing`` and ``encryption`` are each certificate's options."""
+        now = now or datetime.now(timezone.utc)
+        not_before, not_after = now - timedelta(minutes=1), now + timedelta(days=5 * 365)
+        key = _new_key()
+        cert = _citizen_certificate(card, key, issuer, issuer_key, not_before, not_after, urls, **signing)
+        cards = self.directory / "cards"
+        (cards / f"{card.card_number}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_private(cards / f"{card.card_number}.key.pem", _pem_key(key))
+        _write_encryption_pair(cards, card, issuer, issuer_key, not_before, not_after, urls, **encryption)
+        self._write_manifest({**self.manifest, "cards": [*self.manifest["cards"], asdict(card)]})
+        return card
+
     def card_encryption_certificate(self, card: DemoCard) -> x509.Certificate:
         """The card's second certificate, for encryption (keyEncipherment + dataEncipherment), as real cards have."""
         return x509.load_pem_x509_certificate(
@@ -342,30 +371,10 @@ class DemoPKI(_CardStore):
 
         ``id_last4=False`` leaves out the last four digits of the national ID, as some real certificates do.
         """
-        now = now or datetime.now(timezone.utc)
-        key = _new_key()
-        card = DemoCard(
-            name=name,
-            national_id=national_id,
-            card_number=card_number,
-            subject_serial=f"{len(self.cards) + 1:016d}",
-            status="valid",
-            certificate_serial=x509.random_serial_number(),
-            encryption_serial=x509.random_serial_number(),
+        return self._issue(
+            self._new_card(name, national_id, card_number), self.issuer_certificate, self._issuer_key,
+            _demo_urls(self.manifest["base_url"]), now, signing={"id_last4": id_last4}, encryption={"id_last4": id_last4},
         )
-        not_before, not_after = now - timedelta(minutes=1), now + timedelta(days=5 * 365)
-        cert = _citizen_certificate(
-            card, key, self.issuer_certificate, self._issuer_key, not_before, not_after,
-            _demo_urls(self.manifest["base_url"]), id_last4=id_last4,
-        )
-        (self.directory / "cards" / f"{card_number}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(self.directory / "cards" / f"{card_number}.key.pem", _pem_key(key))
-        _write_encryption_pair(
-            self.directory / "cards", card, self.issuer_certificate, self._issuer_key, not_before, not_after,
-            _demo_urls(self.manifest["base_url"]), id_last4=id_last4,
-        )
-        self._write_manifest({**self.manifest, "cards": [*self.manifest["cards"], asdict(card)]})
-        return card
 
     # -- revocation -------------------------------------------------------------------------------
 
@@ -617,33 +626,16 @@ class MoicaProfilePKI(_CardStore):
         """
         if generation not in GENERATIONS or (signed_by is not None and signed_by not in GENERATIONS):
             raise ValueError(f"a MOICA generation is one of {GENERATIONS}")
-        now = now or datetime.now(timezone.utc)
-        issuer, issuer_key = self.certificate(f"MOICA-{generation}"), self._key(f"MOICA-{generation}")
-        card = DemoCard(
-            name=name,
-            national_id=national_id,
-            card_number=card_number,
-            subject_serial=f"{len(self.cards) + 1:016d}",
-            status="valid",
-            certificate_serial=x509.random_serial_number(),
-            encryption_serial=x509.random_serial_number(),
-            generation=generation,
+        return self._issue(
+            self._new_card(name, national_id, card_number, generation=generation),
+            self.certificate(f"MOICA-{generation}"), self._key(f"MOICA-{generation}"),
+            _moica_urls(self.manifest["base_url"], generation), now,
+            signing={
+                "key_usage": key_usage, "policy": policy,
+                "signed_with": self._key(f"MOICA-{signed_by}") if signed_by else None,
+            },
+            encryption={"policy": policy},
         )
-        not_before, not_after = now - timedelta(minutes=1), now + timedelta(days=5 * 365)
-        urls = _moica_urls(self.manifest["base_url"], generation)
-        key = _new_key()
-        cert = _citizen_certificate(
-            card, key, issuer, issuer_key, not_before, not_after, urls,
-            key_usage=key_usage, policy=policy,
-            signed_with=self._key(f"MOICA-{signed_by}") if signed_by else None,
-        )
-        (self.directory / "cards" / f"{card_number}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(self.directory / "cards" / f"{card_number}.key.pem", _pem_key(key))
-        _write_encryption_pair(
-            self.directory / "cards", card, issuer, issuer_key, not_before, not_after, urls, policy=policy
-        )
-        self._write_manifest({**self.manifest, "cards": [*self.manifest["cards"], asdict(card)]})
-        return card
 
     def revoke_card(self, card: DemoCard, now: datetime | None = None) -> None:
         """Revoke both of the card's certificates (key compromise), as MOICA revokes a lost card."""
