@@ -105,6 +105,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(phone_login.bp)  # logging in at /authorize: the login page and the phone's side
     app.register_blueprint(phone_login.phone_bp)
     admin.init_app(app)  # the console and /api/v1/admin
+    from . import sp_api
+
+    app.register_blueprint(sp_api.bp)  # the agencies' TW FidO API (/moise/sp/…)
+    app.register_blueprint(sp_api.phone_bp)
     from . import mobile_pki
 
     csrf.exempt(mobile_pki.bp)  # relying parties post OCSP requests without a session or CSRF token

@@ -71,6 +71,13 @@ class Tags(StrEnum):
     AGENCY_ADDED = "agency:added"
     AGENCY_DISABLED = "agency:disabled"
     AGENCY_KEY_ROTATED = "agency:key_rotated"
+    SP_REQUEST_MADE = "sp:request:made"  # an agency's ticket (ATH, SIGN, BATSIGN), by QR, same phone or push
+    SP_API_REFUSED = "sp:api:refused"  # any call of the agencies' API refused, with its code
+    SP_DEVICE_STATUS_CHECKED = "sp:device_status:checked"
+    SP_REQUEST_SCANNED = "sp:request:scanned"
+    SP_REQUEST_APPROVED = "sp:request:approved"
+    SP_REQUEST_DECLINED = "sp:request:declined"
+    SP_APPROVAL_FAILURE = "sp:approval:failure"
     ACCOUNT_LOCKED = "account:locked"
     ACCOUNT_UNLOCKED = "account:unlocked"
     ROLE_GRANTED = "admin:role:granted"

@@ -647,3 +647,42 @@ class Agency(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     key_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SpRequest(SingleUseTicket, db.Model):
+    """An agency's request (TW FidO ATH, SIGN or BATSIGN) for one person's approval on a bound phone.
+
+    A single-use ticket: the token is the ``sp_ticket_id`` inside the agency's ``sp_ticket``, stored only as
+    its SHA-256 (the agency polls with it; the phone answers with it). ``challenge`` is the SHA-256 of
+    ``challenge_input``, fixed when the request is made, so the phone signs exactly what the agency asked.
+    Answered once (``consumed_at``): approved (``completed_at``, with the signed response and the phone's
+    certificate) or declined (``failure`` = ``APP_USER_CANCEL``).
+    """
+
+    __tablename__ = "sp_requests"
+    __table_args__ = (UniqueConstraint("agency_id", "transaction_id"),)  # TXNLOG_INS_ERR: one use each
+    DONE = "approved"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
+    transaction_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    hashed_id_num: Mapped[str] = mapped_column(String(64))  # the contract's: SHA-256 hex of the upper-case ID
+    op_code: Mapped[str] = mapped_column(String(10))  # ATH, SIGN, BATSIGN
+    op_mode: Mapped[str] = mapped_column(String(10))  # I-SCAN, MWEB2APP, APP2APP, PUSH
+    hint: Mapped[str] = mapped_column(Text)
+    sign_info: Mapped[dict | None] = mapped_column(JSON)  # sign_type, sign_data or sign_data_set, …
+    target_device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))  # pushed to one phone
+    challenge_input: Mapped[str] = mapped_column(Text)
+    ticket_check: Mapped[str] = mapped_column(String(64))  # the sp_ticket's digest part: the whole ticket is ours
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))  # the phone that approved
+    signed_response: Mapped[str | None] = mapped_column(Text)
+    cert: Mapped[str | None] = mapped_column(Text)  # base64 DER of the approving phone's mobile certificate
+
+    agency: Mapped[Agency] = relationship()
+    account: Mapped[Account] = relationship()
+    device: Mapped[Device | None] = relationship(foreign_keys=[device_id])
+    target_device: Mapped[Device | None] = relationship(foreign_keys=[target_device_id])
+
+    def done(self) -> bool:
+        return self.completed_at is not None

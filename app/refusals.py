@@ -180,6 +180,18 @@ ANSWERS: dict[Key, Answer] = {
     "login_not_started": Answer(409, N_("Ask for the login options first.")),
     "login_not_scanned": Answer(409, N_("Ask for the login options first.")),
     "credential_unknown": Answer(401, N_("This phone is not bound to MoCert.")),
+    # -- an agency's request on the phone (the TW FidO codes, which the agency's poll answers too) -----------
+    ("malformed_input", "sp_answer"): Answer(400, N_("The answer could not be read.")),
+    ("SPTKT_PLD_FT_ERR", "sp_phone"): Answer(400, N_("This is not an agency's request code.")),
+    ("SPTKT_DIG_FT_ERR", "sp_phone"): Answer(
+        400, N_("This request code is incomplete or was altered. Scan it again from the agency's page.")
+    ),
+    ("SPTKTID_SPTKT_NF", "sp_phone"): Answer(404, N_("There is no such request.")),
+    ("SPTKTID_SPTKT_RDM", "sp_phone"): Answer(409, N_("This request was already answered.")),
+    ("SPTKT_OVD", "sp_phone"): Answer(410, N_("This request has expired. Start again on the agency's page.")),
+    ("DEVID_SPTKT_MISMATCH", "sp_phone"): Answer(
+        403, N_("This phone is not one the request was sent to. Use a phone bound to your own account.")
+    ),
     # -- administration --------------------------------------------------------------------------------------
     "one_criterion": Answer(400, N_("Search by one of: national ID, email, mobile number or name.")),
     **{(f"invalid_{kind}", "search_criterion"): Answer(

@@ -34,6 +34,7 @@ from .services.devices import Devices, RelyingParty, trust_policy
 from .services.mobile_certificates import MobileCA, MobileCertificates, StatusUrls
 from .services.mobile_login import MobileLogins
 from .services.sessions import LoginMarker
+from .services.sp_requests import SpRequests
 from .services.tokens import NationalIdHash
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Parts:
     accounts: Accounts
     support_contacts: tuple[dict, ...]  # shown on the help page
     agencies: Agencies  # of the TW FidO service-provider API, their keys sealed under the configured key
+    sp_requests: SpRequests  # the agencies' requests: tickets, polls, and the phones' answers
 
 
 def built_from(setting: str, build: Callable[[], T]) -> T:
@@ -104,6 +106,7 @@ def build(config: Mapping[str, Any]) -> Parts:
         binding_ttl=config["BINDING_TTL"],
         device_limit=config["DEVICE_LIMIT"],
     )
+    agencies = built_from("AGENCY_KEY_ENCRYPTION_KEY", lambda: Agencies.of(config["AGENCY_KEY_ENCRYPTION_KEY"]))
     return Parts(
         national_id_hash=national_id_hash,
         login_marker=login_marker,
@@ -141,7 +144,14 @@ def build(config: Mapping[str, Any]) -> Parts:
             email_code_lockout=config["EMAIL_CODE_LOCKOUT"],
         ),
         support_contacts=built_from("SUPPORT_CONTACTS_FILE", lambda: _support_contacts(config["SUPPORT_CONTACTS"])),
-        agencies=built_from("AGENCY_KEY_ENCRYPTION_KEY", lambda: Agencies.of(config["AGENCY_KEY_ENCRYPTION_KEY"])),
+        agencies=agencies,
+        sp_requests=SpRequests(
+            agencies=agencies,
+            devices=devices,
+            relying_party=relying_party,
+            national_id_hash=national_id_hash,
+            public_url=public_url,
+        ),
     )
 
 

@@ -26,7 +26,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class VerifiedAuthentication:
-    """An assertion that passed every check. Store ``new_sign_count`` on the credential."""
+    """An assertion that passed every check. Store ``new_sign_count`` on the credential.
+
+    The signed bytes are kept too, as they came, so the assertion can be handed on for anyone to check
+    again with the credential's public key (an agency's signed_response, ``twfido.signed_response``)."""
 
     credential_id: bytes
     new_sign_count: int
@@ -35,6 +38,9 @@ class VerifiedAuthentication:
     backup_eligible: bool
     backup_state: bool
     user_handle: bytes | None
+    authenticator_data: bytes
+    client_data_json: bytes
+    signature: bytes
 
 
 def verify_authentication(
@@ -162,4 +168,7 @@ def _verify(
         backup_eligible=auth_data.is_backup_eligible(),
         backup_state=auth_data.is_backed_up(),
         user_handle=user_handle or None,
+        authenticator_data=authenticator_data,
+        client_data_json=client_data_json,
+        signature=signature,
     )

@@ -48,10 +48,12 @@ def claim(
     *still: Any,
     count: InstrumentedAttribute | None = None,
     below: int | None = None,
+    commit: bool = True,
     **values: Any,
 ) -> bool:
     """Set ``values`` on the ticket's row (any row with an ``id``) if the conditions ``still`` hold, in one
-    statement; committed.
+    statement; committed, unless ``commit`` is false: then the caller commits the claim together with
+    what it records of it (and a loser's rollback undoes nothing but its own attempt).
 
     ``count`` (an integer column) is counted up in the same statement, and the claim refused once it has
     reached ``below``: a ticket that allows a few attempts (a code typed, a result polled) counts them
@@ -67,7 +69,8 @@ def claim(
     claimed = db.session.execute(
         update(kind).where(*conditions).values(**values).execution_options(synchronize_session=False)
     ).rowcount
-    db.session.commit()
+    if commit:
+        db.session.commit()
     db.session.refresh(ticket)
     return claimed == 1
 

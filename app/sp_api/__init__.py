@@ -1,0 +1,20 @@
+"""The TW FidO service-provider API (/moise/sp/…) for agencies, and the phone's side of their requests.
+
+Two blueprints: ``bp`` is the agencies' API, server to server, answered in the contract's envelope (HTTP
+200 for every business answer, the code in ``error_code``); ``phone_bp`` is what a phone calls to show
+and answer a request, answered as the other phone endpoints are. Neither has a session, so no CSRF token
+applies: the agency's checksum, and the phone's ticket and passkey, are the proofs.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from ..extensions import csrf
+
+bp = Blueprint("sp_api", __name__)
+phone_bp = Blueprint("sp_phone", __name__)
+csrf.exempt(bp)
+csrf.exempt(phone_bp)
+
+from . import routes  # noqa: E402,F401 - the views register themselves on the blueprints
