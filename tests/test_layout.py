@@ -8,9 +8,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _imports(package: str) -> set[str]:
+def _imports(package: str, *, leaving_out: tuple[str, ...] = ()) -> set[str]:
+    """The top-level modules the files of ``package`` import, its subpackages ``leaving_out`` left out."""
     modules = set()
     for path in (ROOT / package).rglob("*.py"):
+        if any(path.is_relative_to(ROOT / package / inner) for inner in leaving_out):
+            continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 modules.update(alias.name.split(".")[0] for alias in node.names)
@@ -24,6 +27,19 @@ def test_domain_packages_import_nothing_from_flask_or_the_app(package):
     imported = _imports(package)
     assert not {m for m in imported if m.startswith("flask")}
     assert "app" not in imported and "werkzeug" not in imported
+
+
+# Which of our other domain packages each may import. The software phone (webauthn/phone) answers agencies'
+# requests: it checks their tickets and rebuilds what it is asked to sign with twfido, as an agency does.
+# twfido is what agencies read and rerun, so it stands alone; the server's WebAuthn needs nothing of it.
+DOMAIN_IMPORTS = {"iccard": set(), "twfido": set(), "webauthn": set(), "webauthn/phone": {"twfido"}}
+
+
+@pytest.mark.parametrize("package", sorted(DOMAIN_IMPORTS))
+def test_domain_packages_import_only_the_domain_packages_they_build_on(package):
+    inner = tuple(name.removeprefix(f"{package}/") for name in DOMAIN_IMPORTS if name.startswith(f"{package}/"))
+    ours = {name.split("/")[0] for name in DOMAIN_IMPORTS} - {package.split("/")[0]}
+    assert _imports(package, leaving_out=inner) & ours <= DOMAIN_IMPORTS[package]
 
 
 def test_no_local_package_shadows_pyscards_smartcard():

@@ -1,11 +1,16 @@
-"""``python -m webauthn.phone``: bind this computer as a phone, approve logins, list the credentials held.
+"""``python -m webauthn.phone``: bind this computer as a phone, approve logins and agencies' requests, list the
+credentials held.
 
     python -m webauthn.phone bind  URL_OR_QR_PNG [--name "My phone"] [--key-file PATH]
     python -m webauthn.phone login URL_OR_QR_PNG [--yes] [--key-file PATH]
+    python -m webauthn.phone sp    SP_TICKET_OR_LINK_OR_QR_PNG [--server URL] [--yes | --decline] [--key-file PATH]
     python -m webauthn.phone list  [--key-file PATH]
 
-The key file defaults to $MOCERT_PHONE_KEY_FILE, else ~/.mocert-phone.json. Results are JSON on stdout;
-what the phone would show its user goes to stderr. Exit status: 0 done, 1 refused or failed, 2 bad usage.
+``sp`` answers an agency's request (TW FidO): its ``sp_ticket`` (as a QR code shows it, or pushed), or the
+MWEB2APP link ``<public URL>/m/sp?sp_ticket=…&rtn_url=…&rtn_val=…``. The server asked is --server, else
+$MOCERT_SERVER, else the link's. The key file defaults to $MOCERT_PHONE_KEY_FILE, else ~/.mocert-phone.json.
+Results are JSON on stdout; what the phone would show its user goes to stderr. Exit status: 0 done (approved,
+or declined with --decline), 1 refused, failed or not approved, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -15,21 +20,30 @@ import json
 import os
 import socket
 import sys
+import unicodedata
 from pathlib import Path
 
 from .authenticator import SoftwareAuthenticator
 from .browser import PhoneBrowser
-from .client import DEFAULT_TIMEOUT, PhoneClient
+from .client import DEFAULT_TIMEOUT, PhoneClient, SpRequest, SpTicket
 from .errors import PhoneError, ServerError
 from .qr import read_qr
 
 DEFAULT_KEY_FILE = "~/.mocert-phone.json"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
+
+
+class UsageError(Exception):
+    """Bad usage that only the command itself can tell (exit status 2, as argparse's own)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.command(args)
+    except UsageError as exc:
+        print(f"usage error: {exc}", file=sys.stderr)
+        return 2
     except ServerError as exc:
         detail = ", ".join(part for part in (exc.code, f"HTTP {exc.status}" if exc.status else "") if part)
         print(f"error: {exc.message}" + (f" ({detail})" if detail else ""), file=sys.stderr)
@@ -64,6 +78,53 @@ def _login(args) -> int:
     return 0
 
 
+def _sp(args) -> int:
+    ticket = SpTicket.parse(_ticket_text(args.ticket))
+    server = args.server or os.environ.get("MOCERT_SERVER") or None
+    if server is None and ticket.base_url is None:
+        raise UsageError("a bare sp_ticket does not say which server it is for: give --server URL or set MOCERT_SERVER")
+    client = _client(args)
+    request = client.sp_request(server, ticket)
+    _show(request)
+    if args.decline:
+        answer = client.decline_sp(request)
+    elif args.yes or _ask_approval():
+        answer = client.approve_sp(request)
+    else:
+        _say("Not approved; the request was left unanswered (--decline tells the agency no).")
+        return 1
+    _print_json(answer)
+    if ticket.return_url is not None:
+        _say(f"Back to the agency: {_shown(ticket.return_url)}  (rtn_val: {_shown(ticket.return_value or '')})")
+    return 0
+
+
+def _show(request: SpRequest) -> None:
+    """What the phone shows before asking: who asks, in which words, and what exactly is signed."""
+    _say(f"Request from {_shown(request.sp_name)} (via {request.base_url})")
+    _say(f"Hint: {_shown(request.hint)}")
+    if request.op_code == "ATH":
+        _say("To log in (ATH)")
+    elif request.op_code == "SIGN":
+        _say(f"To sign (SIGN): {_shown(request.sign_data)}")
+    else:
+        _say(f"To sign {len(request.sign_data_set)} texts (BATSIGN):")
+        for number, item in enumerate(request.sign_data_set, 1):
+            _say(f"  {number}. {_shown(item)}")
+    _say(f"Expires at {request.expires_at.isoformat(timespec='seconds')}")
+
+
+def _shown(text: str) -> str:
+    """``text`` on one line with nothing hidden: control and format characters (newlines, terminal escapes,
+    bidirectional overrides, zero-width ones) written as escapes, so that what is signed is what is read."""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char).startswith("C") or unicodedata.category(char) in ("Zl", "Zp")
+        else char
+        for char in text
+    )
+
+
 def _list(args) -> int:
     authenticator = SoftwareAuthenticator(_key_file(args))
     _print_json([credential.to_json() for credential in authenticator.credentials()])
@@ -82,12 +143,31 @@ def _url(link: str) -> str:
     """The URL itself, or the URL in the QR code of the image file ``link``."""
     if "://" in link:
         return link
-    path = Path(link).expanduser()
-    if not path.is_file():
+    if not _is_file(link):
         raise PhoneError(f"{link} is neither a URL nor a QR image file")
-    url = read_qr(path)
-    _say(f"QR code: {url}")
-    return url
+    return _qr_text(link)
+
+
+def _ticket_text(text: str) -> str:
+    """The ticket or link itself, or the text of the QR code in the image file ``text``."""
+    if "://" in text:
+        return text
+    if _is_file(text):
+        return _qr_text(text)
+    if os.sep in text or text.lower().endswith(IMAGE_SUFFIXES):  # a ticket has neither
+        raise PhoneError(f"{text}: no such QR image file")
+    return text
+
+
+def _is_file(name: str) -> bool:
+    # os.path.isfile, not Path.is_file: a ticket or URL is often too long a file name, which Path.is_file raises on.
+    return os.path.isfile(os.path.expanduser(name))
+
+
+def _qr_text(name: str) -> str:
+    text = read_qr(Path(name).expanduser())
+    _say(f"QR code: {text}")
+    return text
 
 
 def _ask_approval() -> bool:
@@ -127,6 +207,22 @@ def _parser() -> argparse.ArgumentParser:
     login.add_argument("link", metavar="URL_OR_QR_PNG", help="…/m/login/<token>, or a PNG of its QR code")
     login.add_argument("--yes", action="store_true", help="approve without asking")
     login.set_defaults(command=_login)
+
+    sp = commands.add_parser(
+        "sp", parents=[common], help="approve or decline an agency's request: its sp_ticket, link or QR image"
+    )
+    sp.add_argument(
+        "ticket",
+        metavar="SP_TICKET_OR_LINK_OR_QR_PNG",
+        help="the sp_ticket, the link …/m/sp?sp_ticket=…&rtn_url=…&rtn_val=…, or a PNG of the ticket's QR code",
+    )
+    sp.add_argument(
+        "--server", metavar="URL", help="the server's public URL (default: $MOCERT_SERVER, else the link's)"
+    )
+    answer = sp.add_mutually_exclusive_group()
+    answer.add_argument("--yes", action="store_true", help="approve without asking")
+    answer.add_argument("--decline", action="store_true", help="decline without asking")
+    sp.set_defaults(command=_sp)
 
     listing = commands.add_parser("list", parents=[common], help="the credentials this phone holds (JSON)")
     listing.set_defaults(command=_list)

@@ -48,7 +48,11 @@ class KeyFileError(PhoneError):
 
 
 class LinkError(PhoneError):
-    """The text is not a MoCert binding or login URL."""
+    """The text is not a MoCert binding or login URL, nor an agency's request (sp_ticket or its link)."""
+
+
+class SpTicketError(LinkError):
+    """The sp_ticket is not well formed: cut, mistyped or altered (its digest does not match). Nothing was sent."""
 
 
 class QrCodeError(PhoneError):
@@ -60,7 +64,8 @@ class ServerError(PhoneError):
 
     ``status`` is the HTTP status (None when the server could not be reached, or when a successful answer lacks
     a field the contract promises); ``code`` is the server's
-    error code, or one of ours: ``unreachable``, ``unexpected_status``, ``bad_response``.
+    error code, or one of ours: ``unreachable``, ``unexpected_status``, ``bad_response``, or
+    ``challenge_mismatch`` (an agency's request whose challenge is not over what the phone would show).
     """
 
     def __init__(self, message: str, *, status: int | None, code: str) -> None:
