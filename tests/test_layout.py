@@ -1,6 +1,7 @@
 """The shape the design asks for: domain packages free of Flask; no package shadowing pyscard."""
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,11 @@ def test_domain_packages_import_nothing_from_flask_or_the_app(package):
     imported = _imports(package)
     assert not {m for m in imported if m.startswith("flask")}
     assert "app" not in imported and "werkzeug" not in imported
+
+
+def test_twfido_needs_only_cryptography_and_the_standard_library():
+    """Agencies read and rerun it (the verifier of a phone's signature above all): nothing else to install."""
+    assert _imports("twfido") - set(sys.stdlib_module_names) == {"cryptography"}
 
 
 def test_no_local_package_shadows_pyscards_smartcard():
