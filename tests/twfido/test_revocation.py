@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -34,7 +35,7 @@ from app.models import Device, utcnow
 from app.services.mobile_certificates import MobileCA, MobileCertificates, StatusUrls
 from iccard import ca_status
 from tests.factories import make_account
-from tests.support import card_login, card_of, free_port
+from tests.support import card_login, card_of, free_port, missing
 from twfido import base64url, challenge
 from twfido.revocation import (
     CertificateRevoked,
@@ -457,3 +458,30 @@ def test_the_command_line_checks_the_status_online_or_from_what_was_downloaded(a
     ))
     old = _run(*common, "--crl", str(tmp_path / "stale.crl"))
     assert old.returncode == 3 and "the CRL is stale" in old.stderr
+
+
+def test_an_ocsp_answer_openssl_fetched_is_the_verifiers_offline_input(app, served, phone, pki, tmp_path):
+    """The README's way: ``openssl ocsp`` asks the responder the certificate names (a SHA-1 CertID, its own
+    nonce) and keeps the answer; ``--ocsp-response`` checks it later, offline."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        missing("openssl is not installed")
+    shutil.copy(pki.directory / "mobile-ca.pem", tmp_path / "mobile-ca.pem")
+    (tmp_path / "phone.pem").write_bytes(phone.certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "response").write_text(phone.approve())
+    _change(app, phone, MobileCertificates.hold_certificates)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([openssl, *args], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+
+    url = run("x509", "-in", "phone.pem", "-noout", "-ocsp_uri").stdout.strip()
+    assert url == served.ocsp
+    asked = run("ocsp", "-issuer", "mobile-ca.pem", "-cert", "phone.pem", "-url", url, "-VAfile", "mobile-ca.pem",
+                "-respout", "ocsp.der")
+    assert asked.returncode == 0 and "Response verify OK" in asked.stderr, asked.stderr
+    assert "phone.pem: revoked" in asked.stdout and "Reason: certificateHold" in asked.stdout
+
+    served.down.update({"/pki/mobile/ocsp", "/pki/mobile/ca.crl"})
+    checked = _run(f"@{tmp_path / 'response'}", "--cert", base64.b64encode(phone.der).decode(),
+                   "--ca", str(tmp_path / "mobile-ca.pem"), "--ocsp-response", str(tmp_path / "ocsp.der"))
+    assert checked.returncode == 1 and "revoked (certificateHold)" in checked.stderr, checked.stderr
