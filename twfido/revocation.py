@@ -140,11 +140,12 @@ def status(
     """Whether ``certificate``, issued by ``issuer``, is good at ``at`` (now): the OCSP answer given, then the
     CRL given; with neither, fetched: the certificate's OCSP responder, then its CRL distribution point.
 
-    ``issuer`` must already be known to have issued ``certificate`` (``signed_response.verify`` checks that
-    first): nothing is fetched for a stranger's certificate. Returns :class:`Good`; raises
-    :class:`CertificateRevoked` or :class:`RevocationUnknown`.
+    A certificate ``issuer`` did not sign is refused first: nothing is fetched from addresses a stranger wrote.
+    Returns :class:`Good`; raises :class:`CertificateRevoked` or :class:`RevocationUnknown`.
     """
     at = at or datetime.now(timezone.utc)
+    if not _directly_issued_by(certificate, issuer):
+        raise RevocationUnknown("the certificate was not issued by this CA: its status is not asked")
     checks: list[tuple[str, Callable[[], Good]]] = []
     if ocsp_response is not None:
         checks.append(("the OCSP answer given", lambda: check_ocsp_response(ocsp_response, certificate, issuer, at=at)))

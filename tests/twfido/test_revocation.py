@@ -223,7 +223,7 @@ def _nonce_of(request_der: bytes) -> bytes | None:
 
 
 def _unstored(mobile_ca: MobileCA, status_at: str) -> x509.Certificate:
-    """A certificate signed with the mobile CA's key, naming the status at ``status_at``, that the CA never
+    """A certificate signed with ``mobile_ca``'s key, naming the status at ``status_at``, that the CA never
     recorded (and so knows nothing of)."""
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     return MobileCA(mobile_ca.certificate, mobile_ca.key, StatusUrls.under(status_at)).issue(
@@ -409,6 +409,17 @@ def test_a_crl_the_ca_did_not_publish_now_is_not_believed(mobile_ca, make, reaso
     assert check_crl(_crl_of(mobile_ca.certificate.subject, mobile_ca.key), certificate, mobile_ca.certificate)
     with pytest.raises(RevocationUnknown, match=reason):
         check_crl(make(mobile_ca), certificate, mobile_ca.certificate)
+
+
+def test_nothing_is_asked_about_a_certificate_the_ca_did_not_issue(mobile_ca, request_recorder):
+    key, impostor = _impostor(mobile_ca.certificate)  # under the mobile CA's name, naming the recorder's address
+    stranger = _unstored(MobileCA(impostor, key), request_recorder.url)
+    with pytest.raises(RevocationUnknown, match="not issued by this CA"):
+        status(stranger, mobile_ca.certificate)
+    assert request_recorder.requests == []
+    with pytest.raises(RevocationUnknown, match="404"):  # asked of its own issuer, it is asked
+        status(stranger, impostor)
+    assert request_recorder.requests == ["POST /pki/mobile/ocsp", "GET /pki/mobile/ca.crl"]
 
 
 def test_a_redirect_is_not_followed(request_recorder):
