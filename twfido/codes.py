@@ -53,6 +53,10 @@ CODES: dict[str, Code] = {
         "來源 IP 不在機關登記之範圍", "請由已登記之主機呼叫。",
         "This address is not on the agency's registered list.",
     ),
+    "SP_RATE_LIMITED": Code(
+        "來源 IP 被拒絕之呼叫過多", "請稍後再試，並檢查 sp_checksum 之計算。",
+        "Too many refused calls from this address; wait a minute, and check how sp_checksum is made.",
+    ),
     "TGT_INV": Code(
         "無效的操作對象代碼", "[9005] 資料驗證不成功，請洽該應用服務之管理員。",
         "op_code or op_mode is not one this operation takes.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify, make_response, request
 
 from twfido import codes
 
@@ -27,7 +27,23 @@ OPERATIONS: dict[str, Callable[[dict, str | None], Answer]] = {
 NOT_A_REQUEST = 400
 
 
+def _refusal_limit() -> str:
+    return current_app.config["SP_API_REFUSAL_RATE_LIMIT"]
+
+
+def _was_refused(response) -> bool:
+    """Whether the limiter counts this answer: a refusal, not a ticket, a result or "not yet"."""
+    body = response.get_json(silent=True) or {}
+    return body.get("error_code") not in (codes.SUCCESS, codes.PENDING)
+
+
+def _over_the_limit(limit):
+    operation = (request.view_args or {}).get("operation", "")
+    return make_response(_envelope(operation, "", "SP_RATE_LIMITED", {}, status=429))
+
+
 @bp.post("/moise/sp/<operation>")
+@limiter.limit(_refusal_limit, deduct_when=_was_refused, on_breach=_over_the_limit)
 def operation_call(operation: str):
     if operation not in OPERATIONS:
         return _envelope(operation, "", "PM_INV_NF", {}, status=404)

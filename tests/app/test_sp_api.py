@@ -414,3 +414,32 @@ def test_a_poll_is_one_read_and_writes_nothing(app, agency, phone):
     sql = [s for s in statements if not s.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT",
                                                                         "RELEASE"))]
     assert len(sql) == 1 and sql[0].lstrip().upper().startswith("SELECT"), sql
+
+
+def test_refused_calls_are_limited_per_address_and_good_ones_are_not_counted(app_config, pki):
+    from app import create_app
+
+    app_config.RATELIMIT_ENABLED = True
+    app_config.SP_API_REFUSAL_RATE_LIMIT = "3/minute"
+    limited = create_app(app_config)
+    with limited.app_context():
+        db.create_all()
+        agency, key = parts().agencies.add(actor="test", name="臺灣雲市集")
+        client = AgencyClient("", agency.sp_service_id, key)
+    try:
+        http = limited.test_client()
+
+        def call(body):
+            response = http.post("/moise/sp/checkDeviceStatus", json=body)
+            return response.status_code, response.get_json()["error_code"]
+
+        good = client.signed({"transaction_id": "t-1", "sp_service_id": client.sp_service_id, "id_num": ID},
+                             ("transaction_id", "sp_service_id", "id_num"))
+        assert [call(good) for _ in range(4)] == [(200, "0")] * 4  # answered calls are not counted
+        bad = {**good, "sp_checksum": "00" * 92}
+        assert [call(bad) for _ in range(3)] == [(200, "SP-API-LF-01-INV_SP_CHECKSUM")] * 3
+        assert call(bad) == (429, "SP-API-LF-01-SP_RATE_LIMITED")
+        assert call(good) == (429, "SP-API-LF-01-SP_RATE_LIMITED")  # the address waits, key or not
+    finally:
+        with limited.app_context():
+            db.drop_all()
