@@ -256,7 +256,8 @@ class Target:
     def _seed_people(self) -> None:
         person = self.register(PERSON_ID, "wang@example.com")
         admin = self.register(ADMIN_ID, "chen@example.com")
-        scopes = sum((["--scope", s] for s in ("read", "accounts:write", "devices:write", "clients:write")), [])
+        granted = ("read", "accounts:write", "devices:write", "clients:write", "agencies:write")
+        scopes = sum((["--scope", s] for s in granted), [])
         _, token = self.flask(["admin", "grant", ADMIN_ID, "--role", "admin", "--reason", "fuzz"],
                               ["admin", "token", "create", "--name", "fuzz", *scopes])
         token = json.loads(token)

@@ -33,7 +33,7 @@ from .query import audit_filter
 bp = Blueprint("admin_console", __name__, url_prefix="/admin")
 
 SEARCH_KINDS = account_admin.SEARCH_KINDS
-FILTER_FIELDS = ("account", "device", "site", "event", "actor", "since", "until")
+FILTER_FIELDS = ("account", "device", "site", "agency", "event", "actor", "since", "until")
 AUDIT_PAGE = 50
 RECENT_EVENTS = 20
 # The console's choice of token endpoint methods: private_key_jwt needs the client's JWKS (CLI or API).
