@@ -289,7 +289,8 @@ def _plausible_form(route: Route, rng: random.Random, ctx: Context) -> dict | No
     if endpoint.startswith("admin_console.") or endpoint in ("oidc.authorize", "oidc.logout_confirmed"):
         return {"reason": "fuzz", "decision": rng.choice(["approve", "deny"]), "role": "auditor", "name": "RP",
                 "redirect_uris": "https://rp.example/cb", "q": "A123456789", "national_id": "A123456789",
-                "scopes": "read", "expires_in_days": "30"}
+                "scopes": "read", "expires_in_days": "30", "allowed_ips": "203.0.113.0/24",
+                "callback_url": "https://sp.example/cb"}
     return None
 
 
