@@ -72,8 +72,11 @@ TBS_ENCODINGS = {"NONE", "base64"}
 HASH_ALGORITHMS = {"SHA1", "SHA256", "SHA384", "SHA512"}
 
 # doBatchSigning's checksum fields: the published documents do not show them, so MoCert takes
-# getSpTicket's with the batch's items concatenated in order as sign_data (README: the API for agencies).
-BATCH_FIELDS = ("transaction_id", "sp_service_id", "id_num", "op_code", "op_mode", "hint", "sign_data")
+# requestAthOrSignPush's with op_mode, and as sign_data the items' SHA-256 hex digests concatenated in order
+# (64 characters each: no other batch reads the same, as the items themselves concatenated could).
+BATCH_FIELDS = (
+    "transaction_id", "sp_service_id", "id_num", "device_user_def_desc", "op_code", "op_mode", "hint", "sign_data",
+)
 # checkDeviceStatus's, likewise not published: the call's own fields, in the order of the others.
 DEVICE_STATUS_FIELDS = ("transaction_id", "sp_service_id", "id_num")
 DEVICE_STATUS_ANSWER = ("transaction_id", "error_code", "is_fido", "is_mcert_sign")
@@ -332,13 +335,14 @@ class SpRequests:
             "version": TICKET_VERSION,
         })
         sp_request.ticket_check = issued.rsplit(".", 1)[1]
+        try:
+            db.session.flush()
+        except IntegrityError:  # the same transaction_id, made a moment ago by a call racing this one
+            raise self._refused(operation, "TXNLOG_INS_ERR", agency, body, account=account, race=True) from None
         record(Tags.SP_REQUEST_MADE, actor=_actor(agency), account=account, agency=agency.sp_service_id,
                operation=operation, sp_request=sp_request.public_id, transaction_id=transaction_id,
                op_code=op_code, op_mode=op_mode, device=target.id if target else None)
-        try:
-            db.session.commit()
-        except IntegrityError:  # the same transaction_id, made a moment ago by a call racing this one
-            raise self._refused(operation, "TXNLOG_INS_ERR", agency, body, account=account) from None
+        db.session.commit()
         answer = {"transaction_id": transaction_id, "error_code": codes.SUCCESS, "sp_ticket": issued}
         return Answer(codes.SUCCESS, {
             "sp_ticket": issued,
@@ -397,7 +401,7 @@ class SpRequests:
 
     def _one_of(self, operation: str, agency: Agency, body: dict, name: str, allowed: set[str]) -> str:
         value = body.get(name)
-        if value not in allowed:
+        if not isinstance(value, str) or value not in allowed:
             raise self._refused(operation, "TGT_INV", agency, body, field=name)
         return value
 
@@ -438,7 +442,7 @@ class SpRequests:
             ("hash_algorithm", HASH_ALGORITHMS, "SHA256"),
         ):
             value = info.get(name, default)
-            if value not in allowed:
+            if not isinstance(value, str) or value not in allowed:
                 raise self._refused(operation, "PM_INV_NF", agency, body, field=f"sign_info.{name}")
             stored[name] = value
         if op_code == "SIGN":
@@ -554,12 +558,13 @@ def _devices_of(account: Account) -> list[Device]:
 
 
 def _checked_values(body: dict, batch: bool) -> dict:
-    """The body's values as the checksum reads them: sign_data from inside sign_info (a batch's items
-    concatenated)."""
+    """The body's values as the checksum reads them: sign_data from inside sign_info (for a batch, its
+    items' digests concatenated; an item that is not text counts as its str() here, and is refused after
+    the checksum)."""
     info = body.get("sign_info") if isinstance(body.get("sign_info"), dict) else {}
     if batch:
         items = info.get("sign_data_set")
-        sign_data = "".join(i for i in items if isinstance(i, str)) if isinstance(items, list) else None
+        sign_data = "".join(batch_digests([str(i) for i in items])) if isinstance(items, list) else None
     else:
         sign_data = info.get("sign_data")
     return {**body, "sign_data": sign_data}

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 # The contract's field orders, written out again here on purpose (see the module's docstring).
 TICKET_FIELDS = ("transaction_id", "sp_service_id", "id_num", "op_code", "op_mode", "hint", "sign_data")
 PUSH_FIELDS = ("transaction_id", "sp_service_id", "id_num", "device_user_def_desc", "op_code", "hint", "sign_data")
+BATCH_FIELDS = ("transaction_id", "sp_service_id", "id_num", "device_user_def_desc", "op_code", "op_mode", "hint",
+                "sign_data")
 RESULT_FIELDS = ("transaction_id", "sp_service_id", "sp_ticket_id")
 TICKET_ANSWER = ("transaction_id", "error_code", "sp_ticket")
 RESULT_ANSWER = ("transaction_id", "error_code", "hashed_id_num", "signed_response")
@@ -32,8 +34,12 @@ def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _joined(values: dict, order: tuple[str, ...]) -> str:
+    return "".join("" if values.get(name) is None else str(values[name]) for name in order)
+
+
 def checksum(key: bytes, values: dict, order: tuple[str, ...], iv: bytes | None = None) -> str:
-    plain = hashlib.sha256("".join(str(values.get(name) or "") for name in order).encode()).hexdigest()
+    plain = hashlib.sha256(_joined(values, order).encode()).hexdigest()
     iv = os.urandom(12) if iv is None else iv
     return (iv + AESGCM(key).encrypt(iv, plain.encode(), None)).hex()
 
@@ -41,7 +47,7 @@ def checksum(key: bytes, values: dict, order: tuple[str, ...], iv: bytes | None 
 def checksum_holds(key: bytes, values: dict, order: tuple[str, ...], sealed: str) -> bool:
     raw = bytes.fromhex(sealed)
     plain = AESGCM(key).decrypt(raw[:12], raw[12:], None)  # raises InvalidTag on a wrong key
-    return plain == hashlib.sha256("".join(str(values.get(name) or "") for name in order).encode()).hexdigest().encode()
+    return plain == hashlib.sha256(_joined(values, order).encode()).hexdigest().encode()
 
 
 def ticket_fields(sp_ticket: str) -> dict:
@@ -78,9 +84,11 @@ class AgencyClient:
         return Call(body, response.json(), response.status_code)
 
     def signed(self, body: dict, order: tuple[str, ...], **overrides) -> dict:
-        values = {**body, "sign_data": (body.get("sign_info") or {}).get("sign_data")}
-        if "sign_data_set" in (body.get("sign_info") or {}):
-            values["sign_data"] = "".join(body["sign_info"]["sign_data_set"])
+        info = body.get("sign_info") if isinstance(body.get("sign_info"), dict) else {}
+        values = {**body, "sign_data": info.get("sign_data")}
+        if "sign_data_set" in info:
+            values["sign_data"] = "".join(hashlib.sha256(str(item).encode()).hexdigest()
+                                          for item in info["sign_data_set"])
         return {**body, "sp_checksum": checksum(self.key, values, order), **overrides}
 
     def ticket(self, id_num: str, *, op_code="ATH", op_mode="I-SCAN", hint="登入臺灣雲市集", sign_info=None,
@@ -101,12 +109,15 @@ class AgencyClient:
             body["sign_info"] = sign_info
         return self.post("requestAthOrSignPush", self.signed(body, PUSH_FIELDS, **overrides))
 
-    def batch(self, id_num: str, items: list[str], *, op_mode="I-SCAN", hint="簽署文件", **overrides) -> Call:
+    def batch(self, id_num: str, items: list[str], *, op_mode="I-SCAN", hint="簽署文件", device=None,
+              **overrides) -> Call:
         body = {"transaction_id": str(uuid.uuid4()), "sp_service_id": self.sp_service_id, "id_num": id_num,
                 "op_code": "BATSIGN", "op_mode": op_mode, "hint": hint, "time_limit": 120,
                 "sign_info": {"sign_type": "PKCS#1", "sign_data_set": items, "tbs_encoding": "NONE",
                               "hash_algorithm": "SHA256"}}
-        return self.post("doBatchSigning", self.signed(body, TICKET_FIELDS, **overrides))
+        if device is not None:
+            body["device_user_def_desc"] = device
+        return self.post("doBatchSigning", self.signed(body, BATCH_FIELDS, **overrides))
 
     def result(self, sp_ticket: str, **overrides) -> Call:
         fields = ticket_fields(sp_ticket)

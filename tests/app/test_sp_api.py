@@ -443,3 +443,149 @@ def test_refused_calls_are_limited_per_address_and_good_ones_are_not_counted(app
     finally:
         with limited.app_context():
             db.drop_all()
+
+
+# -- what a careful reviewer tried ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change, code", [
+    ({"op_code": ["ATH"]}, "TGT_INV"),
+    ({"op_mode": {}}, "TGT_INV"),
+    ({"op_code": None}, "TGT_INV"),
+    ({"hint": 12}, "PM_INV_NF"),
+    ({"time_limit": [60]}, "SPTKT_TIME_FT_ERR"),
+    ({"time_limit": True}, "SPTKT_TIME_FT_ERR"),
+    ({"op_code": "SIGN", "sign_info": {"sign_data": "x", "sign_type": ["RAW"]}}, "PM_INV_NF"),
+    ({"op_code": "SIGN", "sign_info": {"sign_data": "x", "tbs_encoding": {}}}, "PM_INV_NF"),
+    ({"op_code": "SIGN", "sign_info": {"sign_data": ["x"]}}, "PM_INV_NF"),
+    ({"op_code": "SIGN", "sign_info": "x"}, "PM_INV_NF"),
+    ({"id_num": 123456789}, "PM_IDN_FT_ERR"),
+], ids=lambda value: str(value)[:40])
+def test_values_of_the_wrong_type_are_refused_not_a_500(app, agency, phone, change, code):
+    body = {"transaction_id": str(uuid.uuid4()), "sp_service_id": agency.sp_service_id, "id_num": ID,
+            "op_code": "ATH", "op_mode": "I-SCAN", "hint": "登入", **change}
+    _refused(app, agency.post("getSpTicket", agency.signed(body, TICKET_FIELDS)), code)
+    assert _requests(app) == 0
+
+
+def test_a_batch_whose_mode_or_items_are_of_the_wrong_type_is_refused(app, agency, phone):
+    _refused(app, agency.batch(ID, ["a"], op_mode=["PUSH"]), "TGT_INV", "SP-API-ATH-04")
+    _refused(app, agency.batch(ID, ["a", 7]), "PM_INV_NF", "SP-API-ATH-04")
+
+
+def test_two_batches_whose_items_concatenate_alike_have_different_checksums(app, agency, phone):
+    signed = agency.batch(ID, ["I agree to", " And B"]).sent
+    moved = {**signed, "transaction_id": signed["transaction_id"],
+             "sign_info": {**signed["sign_info"], "sign_data_set": ["I agree", " to And B"]}}
+    _requests_before = _requests(app)
+    _refused(app, agency.post("doBatchSigning", moved), "INV_SP_CHECKSUM", "SP-API-ATH-04")
+    assert _requests(app) == _requests_before
+
+
+@pytest.mark.parametrize("step", ["options", "complete", "decline"])
+def test_a_ticket_nested_past_any_depth_is_refused_on_the_phone(issuer, step):
+    body = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
+    ticket = body + "." + base64.urlsafe_b64encode(hashlib.sha256(body.encode()).digest()).rstrip(b"=").decode()
+    refused = requests.post(f"{issuer}/api/v1/m/sp-requests/{step}", json={"sp_ticket": ticket, "credential": {}},
+                            timeout=10)
+    assert (refused.status_code, refused.json()["error"]) == (400, "SPTKT_PLD_FT_ERR")
+
+
+def test_a_racing_call_with_the_same_transaction_id_is_refused_not_a_500(app, agency, phone):
+    """The second of two calls with one transaction_id passes the check for it before the first commits:
+    the row's unique constraint refuses it, and it is answered and audited as TXNLOG_INS_ERR."""
+    from sqlalchemy import insert
+
+    body = agency.ticket(ID).sent
+    with app.app_context():
+        engine = db.engine
+        template = db.session.scalars(select(SpRequest)).one()
+        racing = {c.key: getattr(template, c.key) for c in SpRequest.__table__.columns if c.key != "id"}
+    again = agency.signed({**body, "transaction_id": "racing-1", "sp_checksum": None}, TICKET_FIELDS)
+
+    done = []
+
+    def the_other_call_commits_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT SP_REQUESTS.ID") and not done:
+            done.append(True)
+            with engine.begin() as other:
+                other.execute(insert(SpRequest.__table__).values(
+                    {**racing, "transaction_id": "racing-1", "public_id": "p-race", "token_hash": "h" * 64}))
+
+    event.listen(engine, "after_cursor_execute", the_other_call_commits_first)
+    try:
+        response = app.test_client().post("/moise/sp/getSpTicket", json=again)
+    finally:
+        event.remove(engine, "after_cursor_execute", the_other_call_commits_first)
+    assert done and response.status_code == 200
+    assert response.get_json()["error_code"] == "SP-API-ATH-01-TXNLOG_INS_ERR"
+    assert _events(app, "sp:api:refused")[-1]["race"] is True
+    assert _requests(app) == 2  # the first call's and the other's, nothing of this one
+
+
+def test_a_refused_call_does_not_spend_its_transaction_id(app, agency, phone):
+    refused = agency.ticket(ID, op_code="SIGN", sign_info={"sign_data": "x" * 1025})
+    assert refused.code.endswith("SIGNDATA_LEN_LIMIT")
+    assert agency.ticket(ID, transaction_id=refused.sent["transaction_id"]).code == "0"
+
+
+def test_a_locked_person_is_as_unknown_to_agencies(app, agency, phone):
+    with app.app_context():
+        db.session.execute(update(Account).values(locked_at=utcnow()))
+        db.session.commit()
+    assert _refused(app, agency.ticket(ID), "IDNUM_USERPROF_NF")["reason"] == "locked"
+
+
+def test_a_push_to_one_phone_cannot_be_approved_by_the_persons_other_phone(app, issuer, pki, agency, phone):
+    computer = Browser(issuer, pki)
+    computer.card_login()
+    binding = computer.http.post(f"{issuer}/api/v1/bindings", json={}, headers={"X-CSRF-Token": computer.csrf()},
+                                 timeout=10).json()
+    tablet = PhoneClient(PhoneBrowser(SoftwareAuthenticator(None)))
+    tablet.bind(binding["url"], "我的平板")
+    sp_ticket = agency.push(ID, device="我的手機").result["sp_ticket"]
+    options = _options(issuer, sp_ticket).json()["publicKey"]
+    assert len(options["allowCredentials"]) == 1  # the named phone only
+    credential = tablet.browser.get({k: v for k, v in options.items() if k != "allowCredentials"}, origin=issuer)
+    refused = requests.post(f"{issuer}/api/v1/m/sp-requests/complete",
+                            json={"sp_ticket": sp_ticket, "credential": credential}, timeout=10)
+    assert (refused.status_code, refused.json()["error"]) == (403, "DEVID_SPTKT_MISMATCH")
+    assert _approve(issuer, phone, sp_ticket) == {"status": "approved"}
+
+
+def test_an_answer_after_expiry_or_after_another_answer_is_refused(app, issuer, agency, phone):
+    sp_ticket = agency.ticket(ID).result["sp_ticket"]
+    options = _options(issuer, sp_ticket).json()
+    credential = phone.browser.get(options["publicKey"], origin=issuer)
+    with app.app_context():
+        db.session.execute(update(SpRequest).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    late = requests.post(f"{issuer}/api/v1/m/sp-requests/complete",
+                         json={"sp_ticket": sp_ticket, "credential": credential}, timeout=10)
+    assert (late.status_code, late.json()["error"]) == (410, "SPTKT_OVD")
+    assert agency.result(sp_ticket).code == "SP-API-ATH-02-SPTKT_OVD"
+
+    approved = agency.ticket(ID).result["sp_ticket"]
+    assert _approve(issuer, phone, approved) == {"status": "approved"}
+    refused = _decline(issuer, approved)
+    assert (refused.status_code, refused.json()["error"]) == (409, "SPTKTID_SPTKT_RDM")
+    assert agency.result(approved).code == "0"
+
+
+def test_an_approved_poll_is_one_read_too(app, issuer, agency, phone):
+    sp_ticket = agency.ticket(ID).result["sp_ticket"]
+    _approve(issuer, phone, sp_ticket)
+    fields = ticket_fields(sp_ticket)
+    body = agency.signed({"transaction_id": fields["transaction_id"], "sp_service_id": agency.sp_service_id,
+                          "sp_ticket_id": fields["sp_ticket_id"]}, RESULT_FIELDS)
+    statements = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        response = app.test_client().post("/moise/sp/getAthOrSignResult", json=body)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert response.get_json()["error_code"] == "0"
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT"), statements
