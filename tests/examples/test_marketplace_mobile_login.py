@@ -14,10 +14,11 @@ from datetime import timedelta
 
 import pytest
 import requests
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from app.audit import Tags
 from app.extensions import db
-from app.models import SpRequest, utcnow
+from app.models import AuditEvent, SpRequest, utcnow
 from examples.marketplace.app import create_app
 from examples.marketplace.registration import AGENCY_NAME
 from examples.marketplace.twfido_client import Refused, TwFidoClient, Untrusted
@@ -168,10 +169,18 @@ def test_a_person_without_a_phone_at_mocert_is_told_to_bind_one_there_first(moce
     assert national_id in text  # the form keeps what was typed
 
 
-def test_a_national_id_of_the_wrong_shape_is_refused_before_mocert_is_asked(marketplace):
-    for typed, status_code in (("A12345", 400), ("A123456788", 400)):  # the second: MoCert's check digit
+def test_a_national_id_of_the_wrong_shape_is_refused_before_mocert_is_asked_and_a_wrong_check_digit_by_mocert(
+    app, marketplace
+):
+    def refusals():
+        with app.app_context():
+            return [e.details["code"] for e in db.session.scalars(
+                select(AuditEvent).where(AuditEvent.tag == Tags.SP_API_REFUSED))]
+
+    for typed, sent in (("A12345", []), ("A123456788", ["PM_IDN_FT_ERR"])):
         refused = start(requests.Session(), marketplace.url, typed)
-        assert refused.status_code == status_code and "身分證字號不正確" in refused.text
+        assert refused.status_code == 400 and "身分證字號不正確" in refused.text
+        assert refusals() == sent
     forged = requests.post(f"{marketplace.url}/login/mobile", data={"national_id": ID}, timeout=10)
     assert forged.status_code == 400  # no CSRF token
 
