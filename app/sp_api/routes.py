@@ -65,7 +65,8 @@ def _phone_limit() -> str:
 @phone_bp.post("/api/v1/m/sp-requests/options")
 @limiter.limit(_phone_limit)
 def phone_options():
-    return jsonify(parts().sp_requests.phone_options(json_body().get("sp_ticket")))
+    body = json_body()
+    return jsonify(parts().sp_requests.phone_options(body.get("sp_ticket"), return_url=body.get("rtn_url")))
 
 
 @phone_bp.post("/api/v1/m/sp-requests/complete")

@@ -66,8 +66,8 @@ def mobile_ca(issuer) -> x509.Certificate:
     return x509.load_der_x509_certificate(requests.get(f"{issuer}{PKI_PATH}/ca.cer", timeout=10).content)
 
 
-def _options(issuer, sp_ticket):
-    return requests.post(f"{issuer}/api/v1/m/sp-requests/options", json={"sp_ticket": sp_ticket}, timeout=10)
+def _options(issuer, sp_ticket, **more):
+    return requests.post(f"{issuer}/api/v1/m/sp-requests/options", json={"sp_ticket": sp_ticket, **more}, timeout=10)
 
 
 def _approve(issuer, phone: PhoneClient, sp_ticket) -> dict:
@@ -187,6 +187,33 @@ def test_mweb2app_is_answered_on_the_same_phone(app, issuer, agency, phone, mobi
     assert ticket_fields(sp_ticket)["op_mode"] == "MWEB2APP"
     assert _approve(issuer, phone, sp_ticket) == {"status": "approved"}
     _approved_result(app, agency, issuer, mobile_ca, call, sp_ticket)
+
+
+def test_mweb2app_goes_back_only_to_the_agencys_registered_origin(issuer, register_agency, phone):
+    market = register_agency(callback_url="https://market.example.tw/sp/callback")
+    sp_ticket = market.ticket(ID, op_mode="MWEB2APP").result["sp_ticket"]
+
+    def back(rtn_url):
+        answer = _options(issuer, sp_ticket, rtn_url=rtn_url)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["return_url"]
+
+    assert back("https://market.example.tw/order/7?step=2") == "https://market.example.tw/order/7?step=2"
+    for elsewhere in ("https://evil.example/order", "http://market.example.tw/order", "https://market.example.tw:8443/",
+                      "https://x@market.example.tw/", "javascript:alert(1)", "//market.example.tw/order", "", None, 7):
+        assert back(elsewhere) is None, elsewhere
+    assert _options(issuer, sp_ticket).json()["return_url"] is None  # none given
+
+
+def test_only_a_same_phone_request_of_an_agency_with_a_callback_has_a_way_back(issuer, register_agency, phone):
+    url = "https://market.example.tw/back"
+    with_callback = register_agency(callback_url="https://market.example.tw/sp/callback")
+    without = register_agency(name="無回呼機關")
+    for agency, op_mode in ((with_callback, "I-SCAN"), (without, "MWEB2APP")):
+        sp_ticket = agency.ticket(ID, op_mode=op_mode).result["sp_ticket"]
+        assert _options(issuer, sp_ticket, rtn_url=url).json()["return_url"] is None, op_mode
+    app2app = with_callback.ticket(ID, op_mode="APP2APP").result["sp_ticket"]
+    assert _options(issuer, app2app, rtn_url=url).json()["return_url"] == url
 
 
 def test_declining_answers_app_user_cancel_and_the_ticket_cannot_be_approved_after(app, issuer, agency, phone):
