@@ -255,6 +255,31 @@ def test_checking_device_status_says_whether_the_person_can_sign(app, issuer, ag
     assert len(_events(app, "sp:device_status:checked")) == 2
 
 
+# -- the phone's pages (their behaviour in Chromium: tests/browser/test_sp_request.py) ----------------------
+
+
+def test_the_request_page_without_a_ticket_sends_the_phone_to_the_scanner(client):
+    response = client.get("/m/sp")
+    assert (response.status_code, response.headers["Location"]) == (302, "/m/scan")
+
+
+def test_the_request_page_carries_what_its_link_says_as_data_never_as_markup(client):
+    page = client.get("/m/sp", query_string={"sp_ticket": 'a"><script>alert(1)</script>',
+                                             "rtn_url": "https://market.example.tw/back", "rtn_val": "<b>s-1</b>"})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'lang="zh-Hant-TW"' in text and "機關的請求" in text
+    assert "<script>alert(1)</script>" not in text and "<b>s-1</b>" not in text
+    assert 'data-sp-ticket="a&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in text
+    assert 'data-rtn-url="https://market.example.tw/back"' in text
+
+
+def test_the_scanner_speaks_zh_tw_first_then_english_and_serves_its_decoder(client):
+    assert "掃描機關的請求" in client.get("/m/scan").get_data(as_text=True)
+    assert "Scan an agency's request" in client.get("/m/scan", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    decoder = client.get("/static/vendor/jsqr/jsQR.js")
+    assert decoder.status_code == 200 and b"jsQR" in decoder.data
+
+
 # -- refusals: each with its code, audited, and nothing made ---------------------------------------------
 
 
