@@ -251,10 +251,10 @@ def test_an_expired_request_says_to_start_again_at_the_agency(page, bound_phone,
         db.session.execute(update(SpRequest).values(expires_at=utcnow() - timedelta(seconds=1)))
         db.session.commit()
     phone.click("#sp-approve")
-    expect(phone.locator("#sp-status")).to_have_text("此請求已逾時，請回到機關的頁面重新開始。")
+    expect(phone.locator("#sp-status")).to_have_text("此請求已逾期，請回到機關的頁面重新開始。")
     expect(phone.locator("#sp-area")).to_be_hidden()
     phone.reload()
-    expect(phone.locator("#sp-status")).to_have_text("此請求已逾時，請回到機關的頁面重新開始。")
+    expect(phone.locator("#sp-status")).to_have_text("此請求已逾期，請回到機關的頁面重新開始。")
 
 
 def test_sign_shows_the_text_signed_as_text_before_the_fingerprint(page, bound_phone, live_server, app, agency_site):
