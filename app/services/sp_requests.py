@@ -66,6 +66,8 @@ TAIPEI = timezone(timedelta(hours=8))
 RESULT_KEPT_AFTER_ANSWER = timedelta(seconds=60)
 
 OP_MODES = {"I-SCAN", "MWEB2APP", "APP2APP"}  # the person's phone scans, or is the device asking
+# The modes in which the agency's page (or app) is on the phone that answers: only these go back to it.
+SAME_PHONE = {"MWEB2APP", "APP2APP"}
 PUSH = "PUSH"  # requestAthOrSignPush's mode: sent to the person's phones
 SIGN_TYPES = {"PKCS#1", "PKCS#7", "RAW"}
 TBS_ENCODINGS = {"NONE", "base64"}
@@ -200,8 +202,11 @@ class SpRequests:
 
     # -- the phone's side (no session: the ticket is the capability, the passkey the proof) ----------------
 
-    def phone_options(self, ticket: object) -> dict:
-        """What the phone shows, and the request options its passkey answers (the person's phones only)."""
+    def phone_options(self, ticket: object, *, return_url: object = None) -> dict:
+        """What the phone shows, and the request options its passkey answers (the person's phones only).
+
+        ``return_url`` is the agency's ``rtn_url`` as the phone's page was given it; it is answered back as
+        ``return_url`` only where :meth:`return_url` allows it, else None."""
         sp_request = self._open(self._by_ticket(ticket))
         if sp_request.scanned_at is None:
             sp_request.scanned_at = utcnow()
@@ -215,6 +220,7 @@ class SpRequests:
             "hint": sp_request.hint,
             "op_code": sp_request.op_code,
             "expires_at": sp_request.expires_at.isoformat(),
+            "return_url": self.return_url(sp_request, return_url),
             **webauthn.authentication_options(
                 rp_id=self.relying_party.id,
                 challenge=sp_request.challenge,
@@ -271,9 +277,12 @@ class SpRequests:
         return sp_request
 
     def return_url(self, sp_request: SpRequest, url: object) -> str | None:
-        """Where a same-phone request (MWEB2APP) may send the person back: a URL of the agency's registered
-        callback's origin, else nowhere (the page says to go back by hand; never an open redirect)."""
+        """Where a same-phone request (MWEB2APP, APP2APP) may send the person back: a URL of the agency's
+        registered callback's origin, else nowhere (the page says to go back by hand; never an open redirect).
+        A request scanned from another screen (I-SCAN) or pushed has no page on this phone to go back to."""
         callback = sp_request.agency.callback_url
+        if sp_request.op_mode not in SAME_PHONE:
+            return None
         if not isinstance(url, str) or not callback or len(url) > agency_rules.URL_MAX:
             return None
         try:

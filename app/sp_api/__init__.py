@@ -1,8 +1,9 @@
 """The TW FidO service-provider API (/moise/sp/…) for agencies, and the phone's side of their requests.
 
 Two blueprints: ``bp`` is the agencies' API, server to server, answered in the contract's envelope (HTTP
-200 for every business answer, the code in ``error_code``); ``phone_bp`` is what a phone calls to show
-and answer a request, answered as the other phone endpoints are. Neither has a session, so no CSRF token
+200 for every business answer, the code in ``error_code``); ``phone_bp`` is the phone's: its pages
+(/m/scan reads a request's QR code, /m/sp shows and answers it) and the calls they make to show and answer
+a request, answered as the other phone endpoints are. Neither has a session, so no CSRF token
 applies: the agency's checksum, and the phone's ticket and passkey, are the proofs.
 """
 

@@ -66,8 +66,8 @@ def mobile_ca(issuer) -> x509.Certificate:
     return x509.load_der_x509_certificate(requests.get(f"{issuer}{PKI_PATH}/ca.cer", timeout=10).content)
 
 
-def _options(issuer, sp_ticket):
-    return requests.post(f"{issuer}/api/v1/m/sp-requests/options", json={"sp_ticket": sp_ticket}, timeout=10)
+def _options(issuer, sp_ticket, **more):
+    return requests.post(f"{issuer}/api/v1/m/sp-requests/options", json={"sp_ticket": sp_ticket, **more}, timeout=10)
 
 
 def _approve(issuer, phone: PhoneClient, sp_ticket) -> dict:
@@ -189,6 +189,33 @@ def test_mweb2app_is_answered_on_the_same_phone(app, issuer, agency, phone, mobi
     _approved_result(app, agency, issuer, mobile_ca, call, sp_ticket)
 
 
+def test_mweb2app_goes_back_only_to_the_agencys_registered_origin(issuer, register_agency, phone):
+    market = register_agency(callback_url="https://market.example.tw/sp/callback")
+    sp_ticket = market.ticket(ID, op_mode="MWEB2APP").result["sp_ticket"]
+
+    def back(rtn_url):
+        answer = _options(issuer, sp_ticket, rtn_url=rtn_url)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["return_url"]
+
+    assert back("https://market.example.tw/order/7?step=2") == "https://market.example.tw/order/7?step=2"
+    for elsewhere in ("https://evil.example/order", "http://market.example.tw/order", "https://market.example.tw:8443/",
+                      "https://x@market.example.tw/", "javascript:alert(1)", "//market.example.tw/order", "", None, 7):
+        assert back(elsewhere) is None, elsewhere
+    assert _options(issuer, sp_ticket).json()["return_url"] is None  # none given
+
+
+def test_only_a_same_phone_request_of_an_agency_with_a_callback_has_a_way_back(issuer, register_agency, phone):
+    url = "https://market.example.tw/back"
+    with_callback = register_agency(callback_url="https://market.example.tw/sp/callback")
+    without = register_agency(name="無回呼機關")
+    for agency, op_mode in ((with_callback, "I-SCAN"), (without, "MWEB2APP")):
+        sp_ticket = agency.ticket(ID, op_mode=op_mode).result["sp_ticket"]
+        assert _options(issuer, sp_ticket, rtn_url=url).json()["return_url"] is None, op_mode
+    app2app = with_callback.ticket(ID, op_mode="APP2APP").result["sp_ticket"]
+    assert _options(issuer, app2app, rtn_url=url).json()["return_url"] == url
+
+
 def test_declining_answers_app_user_cancel_and_the_ticket_cannot_be_approved_after(app, issuer, agency, phone):
     call = agency.ticket(ID)
     sp_ticket = call.result["sp_ticket"]
@@ -226,6 +253,31 @@ def test_checking_device_status_says_whether_the_person_can_sign(app, issuer, ag
     unbound = agency.device_status("B223456782")
     assert (unbound.result["is_fido"], unbound.result["is_mcert_sign"]) == ("N", "N")
     assert len(_events(app, "sp:device_status:checked")) == 2
+
+
+# -- the phone's pages (their behaviour in Chromium: tests/browser/test_sp_request.py) ----------------------
+
+
+def test_the_request_page_without_a_ticket_sends_the_phone_to_the_scanner(client):
+    response = client.get("/m/sp")
+    assert (response.status_code, response.headers["Location"]) == (302, "/m/scan")
+
+
+def test_the_request_page_carries_what_its_link_says_as_data_never_as_markup(client):
+    page = client.get("/m/sp", query_string={"sp_ticket": 'a"><script>alert(1)</script>',
+                                             "rtn_url": "https://market.example.tw/back", "rtn_val": "<b>s-1</b>"})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'lang="zh-Hant-TW"' in text and "機關的請求" in text
+    assert "<script>alert(1)</script>" not in text and "<b>s-1</b>" not in text
+    assert 'data-sp-ticket="a&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in text
+    assert 'data-rtn-url="https://market.example.tw/back"' in text
+
+
+def test_the_scanner_speaks_zh_tw_first_then_english_and_serves_its_decoder(client):
+    assert "掃描機關的請求" in client.get("/m/scan").get_data(as_text=True)
+    assert "Scan an agency's request" in client.get("/m/scan", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    decoder = client.get("/static/vendor/jsqr/jsQR.js")
+    assert decoder.status_code == 200 and b"jsQR" in decoder.data
 
 
 # -- refusals: each with its code, audited, and nothing made ---------------------------------------------

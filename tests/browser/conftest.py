@@ -79,9 +79,8 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture
-def phone(browser):
-    """A second browser context playing the phone, with a user-verifying platform authenticator."""
+def _phone_page(browser):
+    """A new context of ``browser`` playing the phone, with a user-verifying platform authenticator."""
     context = browser.new_context(
         locale="zh-TW",
         viewport={"width": 390, "height": 844},
@@ -93,8 +92,45 @@ def phone(browser):
     cdp.send("WebAuthn.enable")
     authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_PHONE})
     page.authenticator = (cdp, authenticator["authenticatorId"])
+    return page
+
+
+@pytest.fixture
+def phone(browser):
+    """A second browser context playing the phone, with a user-verifying platform authenticator."""
+    page = _phone_page(browser)
     yield page
-    context.close()
+    page.context.close()
+
+
+@pytest.fixture
+def camera_phone(browser, tmp_path):
+    """``camera_phone(frame)``: a phone (as ``phone``) whose camera films ``frame``, a PIL image of
+    640×480. Chromium's fake capture device plays a file named when the browser starts, so each such phone
+    is a Chromium of its own."""
+    launched = []
+
+    def open_phone(frame):
+        import io
+
+        video = tmp_path / f"camera-{len(launched)}.mjpeg"  # Motion JPEG: the frames one after another
+        with video.open("wb") as out:
+            for _ in range(3):
+                jpeg = io.BytesIO()
+                frame.convert("RGB").save(jpeg, format="JPEG", quality=90)
+                out.write(jpeg.getvalue())
+        camera = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+            *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        ])
+        launched.append(camera)
+        page = _phone_page(camera)
+        page.context.grant_permissions(["camera"])
+        return page
+
+    yield open_phone
+    for camera in launched:
+        camera.close()
 
 
 @pytest.fixture
