@@ -208,8 +208,10 @@ class SpRequests:
         ``return_url`` is the agency's ``rtn_url`` as the phone's page was given it; it is answered back as
         ``return_url`` only where :meth:`return_url` allows it, else None."""
         sp_request = self._open(self._by_ticket(ticket))
-        if sp_request.scanned_at is None:
-            sp_request.scanned_at = utcnow()
+        # The first scan is audited once: of two phones scanning at once, the one whose UPDATE set it.
+        if sp_request.scanned_at is None and tickets.claim(
+            sp_request, SpRequest.scanned_at.is_(None), scanned_at=utcnow(), commit=False,
+        ):
             record(Tags.SP_REQUEST_SCANNED, account=sp_request.account, agency=sp_request.agency.sp_service_id,
                    sp_request=sp_request.public_id)
             db.session.commit()

@@ -641,3 +641,12 @@ def test_an_approved_poll_is_one_read_too(app, issuer, agency, phone):
         event.remove(engine, "before_cursor_execute", listener)
     assert response.get_json()["error_code"] == "0"
     assert len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT"), statements
+
+
+def test_the_first_scan_is_audited_once(app, issuer, agency, phone):
+    sp_ticket = agency.ticket(ID).result["sp_ticket"]
+    assert _options(issuer, sp_ticket).status_code == 200
+    assert _options(issuer, sp_ticket).status_code == 200
+    scanned, = _events(app, "sp:request:scanned")
+    with app.app_context():
+        assert scanned["sp_request"] == db.session.scalars(select(SpRequest)).one().public_id
