@@ -30,7 +30,9 @@ raised and the view shows an error page: MoCert never posts to an address the ag
 later refusal of the form (``TGT_INV``, ``SPTKT_TIME_*``, ``SIGNDATA_LEN_LIMIT``, ``PM_INV_NF``,
 ``TXNLOG_INS_ERR``) goes back to the agency's callback with its code, as do a decline (``APP_USER_CANCEL``),
 expiry (``SPTKT_OVD``) and an ID the person could not confirm (``IDNUM_NOT_CONFIRMED``). Every refusal is
-audited by ``SpRequests._refused`` as the JSON API's are.
+audited by ``SpRequests._refused`` as the JSON API's are. A reload of MoCert's page resends the agency's form:
+its transaction_id is used by then, so the agency hears ``TXNLOG_INS_ERR``. An answer goes to the callback
+URL registered when it is given, under the agency's key of that moment.
 
 The request is an ordinary :class:`~app.models.SpRequest` (``op_mode`` "WEB", no account until a phone
 approves), made, checked and answered by :class:`~app.services.sp_requests.SpRequests`: one mechanism.

@@ -3,8 +3,8 @@
 The form arrives by a cross-site POST, so without the person's MoCert cookies (SameSite=Lax). The pages
 it answers must write nothing to the session: a Set-Cookie would replace the person's MoCert session with
 an empty one. So they carry no CSRF token (they have no form of ours; the page's calls carry its own
-token, and the blueprint is exempt). Nothing on this blueprint is cached: the page holds its token, and
-the answer it posts holds the person's ID.
+token, and the blueprint is exempt), and no answer of this blueprint saves the session, an error page's
+neither. Nothing on it is cached: the page holds its token, and the answer it posts holds the person's ID.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import urlsplit
 
-from flask import current_app, jsonify, render_template, request
+from flask import current_app, jsonify, render_template, request, session
 
 from twfido import codes
 
@@ -32,8 +32,11 @@ def _phone_limit() -> str:
 
 
 @web_bp.after_request
-def _not_cached(response):
+def _not_cached_and_no_cookie(response):
     response.headers["Cache-Control"] = "no-store"
+    # Whatever answers here (an error page too: a 429, a 400 for unstorable text, a 500) leaves the session
+    # cookie alone: Flask saves the session after this, and only a modified one.
+    session.modified = False
     return response
 
 

@@ -379,6 +379,13 @@ def test_a_form_without_a_transaction_id_gets_an_error_page(app, issuer, agency,
     _error_page(app, _post_form(issuer, {}), "PM_INV_NF", site)
 
 
+def test_a_form_the_door_refuses_gets_the_error_page_and_no_cookie_either(issuer, agency, site, phone):
+    refused = requests.post(f"{issuer}/moise/sp/fidoRedirect/web", data={**agency.web_form(), "hint": "a\x00b"},
+                            timeout=10)
+    assert refused.status_code == 400 and "Set-Cookie" not in refused.headers
+    assert site.received == []
+
+
 def test_an_agency_without_a_callback_url_gets_an_error_page(app, issuer, site, phone):
     nowhere = _register(app, issuer, name="無回傳網址的機關")
     _error_page(app, _post_form(issuer, nowhere.web_form()), "SP_CALLBACK_NF", site)
