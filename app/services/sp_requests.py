@@ -235,8 +235,9 @@ class SpRequests:
             raise Refusal("malformed_input", case="sp_answer")
         sp_request = self._open(self._by_ticket(ticket))
         device = self._device_of(credential)
-        if device is None or not self._may_approve(sp_request, device):
-            raise self._answer_failed(sp_request, device, Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone"))
+        refusal = self._not_an_approver(sp_request, device)
+        if refusal is not None:
+            raise self._answer_failed(sp_request, device, refusal)
         try:
             verified = self.devices.verify_assertion(device, credential, sp_request.challenge)
         except Refusal as refusal:
@@ -523,16 +524,19 @@ class SpRequests:
             return [d for d in usable if d.id == sp_request.target_device_id]
         return usable
 
-    def _may_approve(self, sp_request: SpRequest, device: Device) -> bool:
-        """Whether this phone may answer: one of the person's approvers, or, for a request naming no one
-        (WEB-01), any usable phone of an unlocked account (the approver is then the person)."""
+    def _not_an_approver(self, sp_request: SpRequest, device: Device | None) -> Refusal | None:
+        """Why this phone may not answer, or None: it must be one of the person's approvers, or, for a
+        request naming no one (WEB-01), any usable phone of an unlocked account (its owner is then the
+        person), told why not (suspended, expired, locked) as a login is."""
+        if device is None:
+            return Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
         if sp_request.account_id is None:
             try:
                 ensure_usable(device, utcnow())
-            except Refusal:
-                return False
-            return True
-        return device in self._approvers(sp_request)
+            except Refusal as refusal:
+                return refusal
+            return None
+        return None if device in self._approvers(sp_request) else Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
 
     @staticmethod
     def _device_of(credential: dict) -> Device | None:

@@ -22,7 +22,10 @@ For agencies that prefer not to show a QR code themselves:
 
 The checksum orders of WEB-01 are not published; MoCert's are :data:`FIELDS` (getSpTicket's without the
 ``id_num`` and ``op_mode`` WEB-01 does not have) and :data:`ANSWER_FIELDS` (getAthOrSignResult's answer,
-with ``id_num`` where it has ``hashed_id_num``).
+with ``id_num`` where it has ``hashed_id_num``). A form's values arrive as the browser sends them, which
+writes every line break as CRLF: an agency signs, and gets signed, ``sign_data`` and ``hint`` with CRLF. The
+callback carries no ``sp_ticket_id`` (the contract's fields do not have it): the agency reads it from the
+signed response's ``challenge_input``, and checks the rest of it against what it sent.
 
 Refusals: while the request is not shown to be the agency's (``PM_INV_NF`` of its transaction_id,
 ``SPSVCID_NF``, ``INV_SP_CHECKSUM``), or the agency has no callback URL (``SP_CALLBACK_NF``), the refusal is

@@ -24,14 +24,14 @@ from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.mobile_pki import PKI_PATH
-from app.models import Account, AuditEvent, SpRequest, utcnow
+from app.models import Account, AuditEvent, Device, SpRequest, utcnow
 from app.services import agencies as agency_rules
 from app.services.sp_web import CONFIRM_WINDOW
 from app.wiring import parts
 from tests.factories import make_account
 from tests.support import card_of
 from twfido import signed_response as shipped
-from webauthn.phone import PhoneBrowser, PhoneClient, SoftwareAuthenticator
+from webauthn.phone import PhoneBrowser, PhoneClient, ServerError, SoftwareAuthenticator
 
 from .agency_client import AgencyClient, AgencySite, challenge_input, check_signed_response, ticket_fields
 from .oidc.support import Browser
@@ -253,6 +253,18 @@ def test_any_bound_phone_may_approve_and_the_id_given_is_its_owners(app, issuer,
     assert site.received == []
     _deliver(_release(issuer, token, STRANGER).json()["post"])
     _check_approval(app, agency, site, mobile_ca, form, page, id_num=STRANGER)
+
+
+def test_a_suspended_phone_cannot_approve_a_request_naming_no_one(app, issuer, agency, site, phone):
+    page = _post_form(issuer, agency.web_form())
+    with app.app_context():
+        db.session.execute(update(Device).values(status="suspended"))
+        db.session.commit()
+    with pytest.raises(ServerError) as refused:
+        _approve(issuer, phone, page)
+    assert (refused.value.status, refused.value.code) == (403, "device_suspended")  # said as a login says it
+    assert _events(app, "sp:approval:failure")[-1]["reason"] == "device_suspended"
+    assert _status(issuer, page.data["data-token"]).json() == {"status": "scanned"}  # still open for another phone
 
 
 def test_the_agencys_address_list_does_not_apply_to_a_form_from_the_persons_browser(app, issuer, site, phone):
