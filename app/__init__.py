@@ -109,6 +109,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(sp_api.bp)  # the agencies' TW FidO API (/moise/sp/…)
     app.register_blueprint(sp_api.phone_bp)
+    app.register_blueprint(sp_api.web_bp)  # SP-API-WEB-01: the agency's form, MoCert's page and its calls
     from . import mobile_pki
 
     csrf.exempt(mobile_pki.bp)  # relying parties post OCSP requests without a session or CSRF token

@@ -78,6 +78,12 @@ class Tags(StrEnum):
     SP_REQUEST_APPROVED = "sp:request:approved"
     SP_REQUEST_DECLINED = "sp:request:declined"
     SP_APPROVAL_FAILURE = "sp:approval:failure"
+    # SP-API-WEB-01: the form the agency's callback receives, handed to the person's page (once), after the
+    # person typed their national ID (checked as the consent page checks it: app/oidc/national_id.py).
+    SP_REQUEST_RELEASED = "sp:request:released"
+    SP_NATIONAL_ID_CONFIRMED = "sp:national_id:confirmed"
+    SP_NATIONAL_ID_MISMATCH = "sp:national_id:mismatch"
+    SP_NATIONAL_ID_LOCKED = "sp:national_id:locked"
     ACCOUNT_LOCKED = "account:locked"
     ACCOUNT_UNLOCKED = "account:unlocked"
     ROLE_GRANTED = "admin:role:granted"

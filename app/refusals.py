@@ -192,6 +192,11 @@ ANSWERS: dict[Key, Answer] = {
     ("DEVID_SPTKT_MISMATCH", "sp_phone"): Answer(
         403, N_("This phone is not one the request was sent to. Use a phone bound to your own account.")
     ),
+    # -- SP-API-WEB-01: MoCert's page following an agency's request (app/sp_api/web.py) --------------------
+    ("SPTKTID_SPTKT_NF", "sp_web"): Answer(404, N_("There is no such request. Start again on the agency's site.")),
+    ("SPTKTID_SPTKT_RDM", "sp_web"): Answer(409, N_("The answer to this request was already sent to the agency.")),
+    ("sp_request_not_approved", "sp_web"): Answer(409, N_("This request has not been approved yet.")),
+    ("SPTKT_OVD", "sp_web"): Answer(410, N_("It took too long. Start again on the agency's site.")),
     # -- administration --------------------------------------------------------------------------------------
     "one_criterion": Answer(400, N_("Search by one of: national ID, email, mobile number or name.")),
     **{(f"invalid_{kind}", "search_criterion"): Answer(
@@ -267,7 +272,8 @@ ANSWERS: dict[Key, Answer] = {
     # ends and the site hears access_denied.
     ("national_id_not_confirmed", "missing"): Answer(400, N_("Enter your national ID number.")),
     ("national_id_not_confirmed", "invalid"): Answer(400, N_("The national ID number is not valid.")),
-    ("national_id_not_confirmed", "mismatch"): Answer(400, N_("This is not the national ID number of your account.")),
+    ("national_id_not_confirmed", "mismatch"): Answer(
+        400, N_("This is not the national ID number of your account."), shown=("attempts_left",)),
     ("national_id_not_confirmed", "locked"): Answer(403, N_("This is not the national ID number of your account.")),
 }
 

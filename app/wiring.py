@@ -35,6 +35,7 @@ from .services.mobile_certificates import MobileCA, MobileCertificates, StatusUr
 from .services.mobile_login import MobileLogins
 from .services.sessions import LoginMarker
 from .services.sp_requests import SpRequests
+from .services.sp_web import WebRedirects
 from .services.tokens import NationalIdHash
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Parts:
     support_contacts: tuple[dict, ...]  # shown on the help page
     agencies: Agencies  # of the TW FidO service-provider API, their keys sealed under the configured key
     sp_requests: SpRequests  # the agencies' requests: tickets, polls, and the phones' answers
+    sp_web: WebRedirects  # SP-API-WEB-01: the same requests, by the agency's form and MoCert's page
 
 
 def built_from(setting: str, build: Callable[[], T]) -> T:
@@ -107,6 +109,13 @@ def build(config: Mapping[str, Any]) -> Parts:
         device_limit=config["DEVICE_LIMIT"],
     )
     agencies = built_from("AGENCY_KEY_ENCRYPTION_KEY", lambda: Agencies.of(config["AGENCY_KEY_ENCRYPTION_KEY"]))
+    sp_requests = SpRequests(
+        agencies=agencies,
+        devices=devices,
+        relying_party=relying_party,
+        national_id_hash=national_id_hash,
+        public_url=public_url,
+    )
     return Parts(
         national_id_hash=national_id_hash,
         login_marker=login_marker,
@@ -145,13 +154,8 @@ def build(config: Mapping[str, Any]) -> Parts:
         ),
         support_contacts=built_from("SUPPORT_CONTACTS_FILE", lambda: _support_contacts(config["SUPPORT_CONTACTS"])),
         agencies=agencies,
-        sp_requests=SpRequests(
-            agencies=agencies,
-            devices=devices,
-            relying_party=relying_party,
-            national_id_hash=national_id_hash,
-            public_url=public_url,
-        ),
+        sp_requests=sp_requests,
+        sp_web=WebRedirects(sp_requests=sp_requests),
     )
 
 

@@ -69,6 +69,7 @@ OP_MODES = {"I-SCAN", "MWEB2APP", "APP2APP"}  # the person's phone scans, or is 
 # The modes in which the agency's page (or app) is on the phone that answers: only these go back to it.
 SAME_PHONE = {"MWEB2APP", "APP2APP"}
 PUSH = "PUSH"  # requestAthOrSignPush's mode: sent to the person's phones
+WEB = "WEB"  # SP-API-WEB-01's (app/services/sp_web.py): MoCert's page in the person's browser; no one named
 SIGN_TYPES = {"PKCS#1", "PKCS#7", "RAW"}
 TBS_ENCODINGS = {"NONE", "base64"}
 HASH_ALGORITHMS = {"SHA1", "SHA256", "SHA384", "SHA512"}
@@ -215,7 +216,8 @@ class SpRequests:
             record(Tags.SP_REQUEST_SCANNED, account=sp_request.account, agency=sp_request.agency.sp_service_id,
                    sp_request=sp_request.public_id)
             db.session.commit()
-        devices = self._approvers(sp_request)
+        # A request naming no one (WEB) asks for a discoverable credential: any person's phone may answer.
+        devices = self._approvers(sp_request) if sp_request.account_id is not None else []
         info = sp_request.sign_info or {}
         shown = {
             "sp_name": sp_request.agency.name,
@@ -244,8 +246,9 @@ class SpRequests:
             raise Refusal("malformed_input", case="sp_answer")
         sp_request = self._open(self._by_ticket(ticket))
         device = self._device_of(credential)
-        if device is None or device not in self._approvers(sp_request):
-            raise self._answer_failed(sp_request, device, Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone"))
+        refusal = self._not_an_approver(sp_request, device)
+        if refusal is not None:
+            raise self._answer_failed(sp_request, device, refusal)
         try:
             verified = self.devices.verify_assertion(device, credential, sp_request.challenge)
         except Refusal as refusal:
@@ -259,8 +262,8 @@ class SpRequests:
             signature=verified.signature,
         ).encode()
         now = utcnow()
-        if not self._take(sp_request, now, completed_at=now, device_id=device.id, signed_response=signed,
-                          cert=base64.b64encode(certificate.der).decode("ascii")):
+        if not self._take(sp_request, now, completed_at=now, device_id=device.id, account_id=device.account_id,
+                          signed_response=signed, cert=base64.b64encode(certificate.der).decode("ascii")):
             raise self._taken(sp_request)
         record(Tags.SP_REQUEST_APPROVED, account=device.account, agency=sp_request.agency.sp_service_id,
                sp_request=sp_request.public_id, transaction_id=sp_request.transaction_id, op_code=sp_request.op_code,
@@ -317,6 +320,25 @@ class SpRequests:
             target = next((d for d in usable if d.name == device_name), None)
             if target is None:
                 raise self._refused(operation, "DEV_DESC_MISMATCH", agency, body, account=account)
+        sp_request, issued = self._issue(
+            operation, agency, body, ttl=ttl, account=account, hashed_id_num=sp_ticket.hashed_id_num(national_id),
+            op_code=op_code, op_mode=op_mode, hint=hint, sign_info=sign_info, signed_data=signed_data,
+            target_device=target,
+        )
+        answer = {"transaction_id": transaction_id, "error_code": codes.SUCCESS, "sp_ticket": issued}
+        return Answer(codes.SUCCESS, {
+            "sp_ticket": issued,
+            "idp_checksum": checksum.seal(key, checksum.fields_of(answer, checksum.ANSWER_FIELDS["ticket"])),
+        })
+
+    def _issue(
+        self, operation: str, agency: Agency, body: dict, *, ttl: timedelta, account: Account | None,
+        hashed_id_num: str | None, op_code: str, op_mode: str, hint: str, sign_info: dict | None,
+        signed_data: str | list[str] | None, target_device: Device | None = None, **columns: object,
+    ) -> tuple[SpRequest, str]:
+        """Make the request (committed, with its audit event) and its sp_ticket, once its transaction_id is
+        shown unused; ``columns`` are further values of the row (WEB-01's browser token)."""
+        transaction_id = body["transaction_id"]
         if db.session.scalar(select(SpRequest.id).where(
             SpRequest.agency_id == agency.id, SpRequest.transaction_id == transaction_id,
         )) is not None:
@@ -324,9 +346,9 @@ class SpRequests:
 
         sp_request, ticket_id = tickets.issue(
             SpRequest, ttl=ttl, agency=agency, transaction_id=transaction_id, account=account,
-            hashed_id_num=sp_ticket.hashed_id_num(national_id), op_code=op_code, op_mode=op_mode, hint=hint,
-            sign_info=sign_info, target_device=target, ticket_check="",
-            challenge_input="",
+            hashed_id_num=hashed_id_num, op_code=op_code, op_mode=op_mode, hint=hint,
+            sign_info=sign_info, target_device=target_device, ticket_check="",
+            challenge_input="", **columns,
         )
         sp_request.challenge_input = challenge_input(
             hint=hint, op_code=op_code, sign_data=signed_data, sp_service_id=agency.sp_service_id,
@@ -352,13 +374,9 @@ class SpRequests:
             raise self._refused(operation, "TXNLOG_INS_ERR", agency, body, account=account, race=True) from None
         record(Tags.SP_REQUEST_MADE, actor=_actor(agency), account=account, agency=agency.sp_service_id,
                operation=operation, sp_request=sp_request.public_id, transaction_id=transaction_id,
-               op_code=op_code, op_mode=op_mode, device=target.id if target else None)
+               op_code=op_code, op_mode=op_mode, device=target_device.id if target_device else None)
         db.session.commit()
-        answer = {"transaction_id": transaction_id, "error_code": codes.SUCCESS, "sp_ticket": issued}
-        return Answer(codes.SUCCESS, {
-            "sp_ticket": issued,
-            "idp_checksum": checksum.seal(key, checksum.fields_of(answer, checksum.ANSWER_FIELDS["ticket"])),
-        })
+        return sp_request, issued
 
     def _approved(self, sp_request: SpRequest, key: bytes) -> dict:
         answer = {"transaction_id": sp_request.transaction_id, "error_code": codes.SUCCESS,
@@ -380,9 +398,12 @@ class SpRequests:
 
     def _authenticate(
         self, operation: str, body: dict, address: str | None, agency: Agency | None, fields: tuple[str, ...],
-        *, batch: bool = False,
+        *, batch: bool = False, check_address: bool = True,
     ) -> bytes:
-        """The agency's key, once the call is shown to be the agency's; else the refusal, audited."""
+        """The agency's key, once the call is shown to be the agency's; else the refusal, audited.
+
+        ``check_address`` false: the call comes from the person's browser (SP-API-WEB-01's form), not from
+        the agency's servers, so only the checksum shows it is the agency's."""
         transaction_id = body.get("transaction_id")
         if not isinstance(transaction_id, str) or not 0 < len(transaction_id) <= TRANSACTION_ID_MAX \
                 or not storable(transaction_id):
@@ -390,7 +411,7 @@ class SpRequests:
         if agency is None or agency.disabled_at is not None:
             raise self._refused(operation, "SPSVCID_NF", agency, body,
                                 reason="disabled" if agency is not None else "unknown")
-        if not agency_rules.allows_address(agency, address):
+        if check_address and not agency_rules.allows_address(agency, address):
             raise self._refused(operation, "SP_IP_DENIED", agency, body)
         key = self.agencies.key_of(agency)
         try:
@@ -517,6 +538,20 @@ class SpRequests:
         if sp_request.target_device_id is not None:
             return [d for d in usable if d.id == sp_request.target_device_id]
         return usable
+
+    def _not_an_approver(self, sp_request: SpRequest, device: Device | None) -> Refusal | None:
+        """Why this phone may not answer, or None: it must be one of the person's approvers, or, for a
+        request naming no one (WEB-01), any usable phone of an unlocked account (its owner is then the
+        person), told why not (suspended, expired, locked) as a login is."""
+        if device is None:
+            return Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
+        if sp_request.account_id is None:
+            try:
+                ensure_usable(device, utcnow())
+            except Refusal as refusal:
+                return refusal
+            return None
+        return None if device in self._approvers(sp_request) else Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
 
     @staticmethod
     def _device_of(credential: dict) -> Device | None:

@@ -7,6 +7,7 @@ Never downloads a browser: Chromium comes from Debian (`.ci/run` installs it). A
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -16,9 +17,9 @@ import pytest
 from werkzeug.serving import make_server
 
 from tests.factories import make_staff
-from tests.support import missing
+from tests.support import browser_card_login, missing
 
-from .support import VIRTUAL_PHONE
+from .support import VIRTUAL_PHONE, verified_account
 
 CHROMIUM = os.environ.get("MOCERT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -169,3 +170,33 @@ def relying_party():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}", seen
     server.shutdown()
+
+
+@pytest.fixture
+def device(page, live_server, pki, app):
+    """This browser bound as 王小明's phone through the real binding flow (one tab: the virtual authenticator
+    is the tab's, so its passkey is "a passkey on this device"), then logged out of MoCert; returns the CDP
+    session and the authenticator's id."""
+    from playwright.sync_api import expect
+
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    authenticator_id = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_PHONE})["authenticatorId"]
+
+    verified_account(app, pki)
+    assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "logged_in"
+    page.goto(f"{live_server}/account/devices/bind")
+    link = page.locator("#bind-link")
+    expect(link).to_have_text(re.compile(rf"^{re.escape(live_server)}/m/bind/\S+$"))  # the binding is made
+    bind_url = link.text_content()
+    page.goto(bind_url)  # the binding QR code's link, opened on this device
+    page.fill("#device-name", "我的筆電")
+    page.click("#phone-bind-button")
+    expect(page.locator("#phone-done")).to_be_visible()
+    [credential] = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"]
+    assert credential["isResidentCredential"] is True
+
+    page.goto(f"{live_server}/account")
+    page.click("#logout-button")
+    page.wait_for_url(f"{live_server}/")
+    return cdp, authenticator_id
