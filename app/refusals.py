@@ -268,6 +268,7 @@ ANSWERS: dict[Key, Answer] = {
         400, N_("%(url)s is not an absolute HTTPS URL without a fragment (plain HTTP only on localhost)."),
         shown=("field",)),
     "agency_unknown": Answer(404, N_("There is no agency %(sp_service_id)s.")),
+    "agency_disabled": Answer(409, N_("Agency %(sp_service_id)s is disabled: it gets no new key.")),
     # The national ID typed on the consent page, shown there; "locked" is never shown: the authorization
     # ends and the site hears access_denied.
     ("national_id_not_confirmed", "missing"): Answer(400, N_("Enter your national ID number.")),

@@ -21,6 +21,13 @@ bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 csrf.exempt(bp)  # checked in current_operator for sessions; a service token is not sent by browsers
 
 
+@bp.after_request
+def _not_stored(response):
+    # Answers carry people's data and, once, a new client secret or agency key: no cache keeps them.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _operator(scope: str) -> Operator:
     operator = current_operator(allow_token=True)
     operator.require(scope)

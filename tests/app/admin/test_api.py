@@ -322,6 +322,10 @@ def test_agencies_are_added_rotated_and_disabled_with_the_key_shown_once(app, is
     assert disabled.json()["agency"]["state"] == "disabled" and disabled.json()["agency"]["disabled_at"]
     assert "api_key" not in disabled.json()
     assert admin_browser.api("GET", "/agencies").json()["agencies"][0]["state"] == "disabled"
+    refused = admin_browser.api("POST", f"/agencies/{sp_service_id}/rotate-key", {"reason": "again"})
+    assert (refused.status_code, refused.json()["error"]) == (409, "agency_disabled")
+    assert agency_key(app, sp_service_id) == new_key  # no key made for a disabled agency
+    assert added.headers["Cache-Control"] == rotated.headers["Cache-Control"] == "no-store"
 
     # Each change audited with the admin as actor, the reason, and the agency, found by it.
     admin_actor = f"account:{staff['admin']}"
