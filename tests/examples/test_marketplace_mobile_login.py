@@ -19,9 +19,11 @@ from sqlalchemy import select, update
 from app.audit import Tags
 from app.extensions import db
 from app.models import AuditEvent, SpRequest, utcnow
+from examples.marketplace import mobile_login
 from examples.marketplace.app import create_app
 from examples.marketplace.registration import AGENCY_NAME
 from examples.marketplace.twfido_client import Refused, TwFidoClient, Untrusted
+from iccard.national_id import is_valid as mocert_accepts
 from twfido import ticket as twfido_ticket
 
 from .test_marketplace import VALID_TAX_ID, csrf_of
@@ -155,34 +157,89 @@ def test_an_expired_ticket_logs_nobody_in(app, mocert, marketplace, phone):
     assert "逾時" in answer["message"]["zh"] and "expired" in answer["message"]["en"]
 
 
-@pytest.mark.parametrize("national_id, bound", [("B223456782", False), (ID, True)],
-                         ids=["not registered", "registered without a phone"])
-def test_a_person_without_a_phone_at_mocert_is_told_to_bind_one_there_first(mocert, marketplace, person,
-                                                                             national_id, bound):
-    refused = start(requests.Session(), marketplace.url, national_id)
-    assert refused.status_code == 400
-    text = html.unescape(refused.text)
-    zh, en = text.index("請先至 MoCert 綁定手機"), text.index("Bind a phone there first")
-    assert zh < en  # Traditional Chinese first
-    link = html.unescape(re.search(r'id="bind-link" href="([^"]+)"', refused.text).group(1))
-    assert link == f"{mocert}/account/devices/bind"
-    assert national_id in text  # the form keeps what was typed
-
-
-def test_a_national_id_of_the_wrong_shape_is_refused_before_mocert_is_asked_and_a_wrong_check_digit_by_mocert(
-    app, marketplace
+def test_an_unknown_id_and_an_id_without_a_usable_phone_are_told_alike_to_bind_a_phone_first(
+    app, mocert, marketplace, person
 ):
+    """Whoever types an ID learns neither whether it is registered at MoCert nor whether it has a phone."""
     def refusals():
         with app.app_context():
             return [e.details["code"] for e in db.session.scalars(
                 select(AuditEvent).where(AuditEvent.tag == Tags.SP_API_REFUSED))]
 
-    for typed, sent in (("A12345", []), ("A123456788", ["PM_IDN_FT_ERR"])):
-        refused = start(requests.Session(), marketplace.url, typed)
-        assert refused.status_code == 400 and "身分證字號不正確" in refused.text
-        assert refusals() == sent
-    forged = requests.post(f"{marketplace.url}/login/mobile", data={"national_id": ID}, timeout=10)
-    assert forged.status_code == 400  # no CSRF token
+    pages = {}
+    for national_id in ("B223456782", ID):  # not registered; registered (王小明), no phone bound
+        refused = start(requests.Session(), marketplace.url, national_id)
+        assert refused.status_code == 400
+        assert national_id in html.unescape(refused.text)  # the form keeps what was typed
+        pages[national_id] = shown(refused, "mobile-error")
+        link = html.unescape(re.search(r'id="bind-link" href="([^"]+)"', refused.text).group(1))
+        assert link == f"{mocert}/account/devices/bind"
+    assert refusals() == ["IDNUM_USERPROF_NF", "IDNUM_DEVPROF_NF"]  # MoCert told the marketplace which…
+    assert pages["B223456782"] == pages[ID]  # …the page tells no one
+    error = pages[ID]
+    assert error.startswith("此身分證字號目前無法以行動自然人憑證登入") and "請先至 MoCert 綁定手機" in error
+    assert "IDNUM" not in error
+
+
+@pytest.mark.parametrize("typed", ["A12345", "a12345678x", "A323456789", "A123456788", "Z123456789"])
+def test_a_national_id_of_the_wrong_shape_or_check_digit_is_refused_before_mocert_is_asked(app, marketplace, typed):
+    refused = start(requests.Session(), marketplace.url, typed)
+    assert refused.status_code == 400 and "身分證字號不正確" in refused.text
+    with app.app_context():
+        assert not db.session.scalars(select(AuditEvent).where(AuditEvent.tag == Tags.SP_API_REFUSED)).all()
+
+
+def test_the_marketplaces_check_digit_rule_is_mocerts():
+    # MoCert's rule (iccard) is the reference; the example has its own copy, importing nothing of MoCert's.
+    for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        for body in ("12345678", "22345678", "80000001", "90000000", "10000000"):
+            candidates = [f"{letter}{body}{digit}" for digit in range(10)]
+            assert [mocert_accepts(c) for c in candidates] == [_marketplace_accepts(c) for c in candidates]
+            assert sum(map(_marketplace_accepts, candidates)) == 1  # one check digit fits
+
+
+def _marketplace_accepts(candidate: str) -> bool:
+    try:
+        mobile_login.normalize(candidate)
+    except mobile_login.InvalidNationalId:
+        return False
+    return True
+
+
+def test_a_visitor_starting_logins_again_and_again_is_stopped_before_mocert_is_asked(app, marketplace, person):
+    """Each start asks MoCert; MoCert refuses wrong IDs to the marketplace's one address at most so many a
+    minute, so one visitor trying ID after ID must not spend that for everyone."""
+    http = requests.Session()
+    limit, _ = mobile_login.VISITOR_LIMIT
+    for _ in range(limit):
+        assert start(http, marketplace.url, "B223456782").status_code == 400  # asked MoCert: not registered
+    stopped = start(http, marketplace.url, "B223456782")
+    assert stopped.status_code == 429 and "登入嘗試過於頻繁" in stopped.text
+    assert start(requests.Session(), marketplace.url, ID, mode="push").status_code == 429  # the address, any ID
+    with app.app_context():
+        assert len(db.session.scalars(select(AuditEvent).where(AuditEvent.tag == Tags.SP_API_REFUSED)).all()) == limit
+
+
+def test_pushes_to_one_national_id_are_limited_whoever_asks_and_the_qr_code_stays(app, mocert, marketplace, phone):
+    """A push reaches the phones of whatever ID is typed: three in ten minutes, from any address; then the
+    person's phones are left alone (approval fatigue), and scanning a QR code still works."""
+    market = marketplace.url
+    parts = marketplace.app.extensions["marketplace"]
+    form = requests.get(f"{market}/login/mobile", timeout=10)
+    assert "推播只會送到上面所填身分證字號在 MoCert 綁定的手機" in html.unescape(form.text)  # the page says so
+    assert start(requests.Session(), market, mode="qr").status_code == 303
+    pushes, _ = mobile_login.PUSH_LIMIT
+    for _ in range(pushes):
+        assert start(requests.Session(), market, mode="push").status_code == 303
+    stopped = start(requests.Session(), market, mode="push")
+    assert stopped.status_code == 429 and "推播次數已達上限" in stopped.text and "QR Code" in stopped.text
+    with pytest.raises(mobile_login.TooManyLogins) as limited:  # from another address as well
+        mobile_login.start(parts["twfido"], parts["store"], ID, push=True, visitor="198.51.100.7")
+    assert limited.value.which == "push"
+    assert start(requests.Session(), market, mode="qr").status_code == 303
+    with app.app_context():
+        modes = [r.op_mode for r in db.session.scalars(select(SpRequest).order_by(SpRequest.id))]
+    assert modes == ["I-SCAN"] + ["PUSH"] * pushes + ["I-SCAN"]
 
 
 def test_without_an_agency_registration_the_mobile_login_is_not_offered(tmp_path):
