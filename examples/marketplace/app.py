@@ -342,6 +342,9 @@ MOBILE_REFUSALS = {
     "SPTKT_OVD": ("登入請求已逾時，請重新登入。", "The login request expired; please start again.", False),
 }
 MOBILE_FAILED = ("登入失敗，請再試一次。", "Login failed; please try again.", False)
+MOBILE_REVOKED = ("此手機的行動自然人憑證已被廢止或暫停使用，無法以此手機登入。請至 MoCert 查看您的手機。",
+                  "This phone's mobile certificate is revoked or suspended: it cannot log in. See your phones "
+                  "at MoCert.", False)
 MOBILE_UNAVAILABLE = ("暫時無法連線到 MoCert，請稍後再試。", "MoCert cannot be reached; please try again later.", False)
 MOBILE_ENDED = ("這次登入已結束，請重新登入。", "This login has ended; please start again.", False)
 MOBILE_TOO_MANY = {
@@ -414,7 +417,8 @@ def _mobile_login_routes(app: Flask) -> None:
             return jsonify(status="pending")
         if outcome.status != "logged_in":
             session.pop("mobile_login", None)
-            message = _mobile_message(outcome.code) if outcome.status == "refused" else _message(MOBILE_FAILED)
+            message = (_mobile_message(outcome.code) if outcome.status == "refused"
+                       else _message(MOBILE_REVOKED if outcome.status == "revoked" else MOBILE_FAILED))
             return jsonify(status=outcome.status, code=outcome.code, message=message)
         login, approval = outcome.login, outcome.approval
         session.clear()  # a new session for the person logged in (the CSRF token with it)

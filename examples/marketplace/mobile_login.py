@@ -23,7 +23,8 @@ from twfido import ticket as sp_ticket
 
 from .store import MobileLogin, Store
 from .twfido_client import (
-    POLL_INTERVAL_SECONDS, TIME_LIMIT_SECONDS, Approval, Refused, Request, TwFidoClient, Unavailable, Untrusted,
+    POLL_INTERVAL_SECONDS, TIME_LIMIT_SECONDS, Approval, Refused, Request, Revoked, TwFidoClient, Unavailable,
+    Untrusted,
 )
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ class TooManyLogins(Exception):
 @dataclass(frozen=True)
 class Outcome:
     """A poll's answer: ``pending``; ``logged_in`` with the approval; ``refused`` with MoCert's code (or
-    ``SPTKT_OVD`` when the login outlived its ticket); ``failed`` (an answer not believed); ``ended`` (no
-    such login: it ended already, or never began in this session)."""
+    ``SPTKT_OVD`` when the login outlived its ticket); ``revoked`` (approved on a phone whose certificate is
+    revoked or on hold); ``failed`` (an answer not believed); ``ended`` (no such login: it ended already, or
+    never began in this session)."""
 
     status: str
     code: str | None = None
@@ -126,12 +128,18 @@ def poll(client: TwFidoClient, store: Store, login_id: str) -> Outcome:
                       hint=login.hint, hashed_id_num=login.hashed_id_num)
     try:
         approval = client.result(request)
-    except Unavailable as exc:  # MoCert away for a moment: the page asks again; the ticket's limit still holds
+    except Unavailable as exc:
+        # MoCert, or the certificate's status, away for a moment: the page asks again (MoCert answers the
+        # result again until the request expires); the ticket's limit still holds.
         log.warning("mobile login %s: %s", login.transaction_id, exc)
         return Outcome("pending", login=login)
     except Refused as refusal:
         store.end_mobile_login(login_id)
         return Outcome("refused", refusal.code, login)
+    except Revoked as exc:
+        log.warning("mobile login %s: %s", login.transaction_id, exc)
+        store.end_mobile_login(login_id)
+        return Outcome("revoked", login=login)
     except Untrusted as exc:
         log.warning("mobile login %s: answer not believed: %s", login.transaction_id, exc)
         store.end_mobile_login(login_id)

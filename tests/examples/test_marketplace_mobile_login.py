@@ -10,10 +10,16 @@ import html
 import json
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from requests.adapters import HTTPAdapter
 from sqlalchemy import select, update
 
 from app.audit import Tags
@@ -24,7 +30,10 @@ from examples.marketplace.app import create_app
 from examples.marketplace.registration import AGENCY_NAME
 from examples.marketplace.twfido_client import Refused, TwFidoClient, Untrusted
 from iccard.national_id import is_valid as mocert_accepts
+from tests.app.oidc.support import Browser
+from twfido import checksum
 from twfido import ticket as twfido_ticket
+from twfido.revocation import RevocationUnknown, Sources, fetch_url
 
 from .test_marketplace import VALID_TAX_ID, csrf_of
 
@@ -283,3 +292,141 @@ def _session(marketplace, http: requests.Session) -> dict:
     """The marketplace's signed session cookie, read with its own secret key (as the app reads it)."""
     serializer = marketplace.app.session_interface.get_signing_serializer(marketplace.app)
     return serializer.loads(http.cookies["marketplace_session"])
+
+
+# -- a MoCert whose answers are not to be believed ----------------------------------------------------------
+
+
+class TamperingMoCert(HTTPAdapter):
+    """MoCert as the marketplace hears it through this transport: each approved getAthOrSignResult answer is
+    kept (``approved``) and, once ``change`` is set, altered by it; then, unless ``reseal`` is false, its
+    idp_checksum is sealed again over what was changed, as a MoCert that lies (it holds the key) would."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__()
+        self.key, self.change, self.reseal, self.approved = key, None, True, []
+
+    def send(self, request, **kwargs):
+        response = super().send(request, **kwargs)
+        if not request.url.endswith("/moise/sp/getAthOrSignResult"):
+            return response
+        answer = response.json()
+        if answer["error_code"] != "0":
+            return response
+        self.approved.append(dict(answer["result"]))
+        if self.change is not None:
+            self.change(answer["result"])
+            if self.reseal:
+                answer["result"]["idp_checksum"] = checksum.seal(self.key, checksum.fields_of(
+                    {**answer, **answer["result"]}, checksum.ANSWER_FIELDS["result"]))
+            response._content = json.dumps(answer).encode()
+        return response
+
+
+def _use_client(marketplace, mocert, **changes) -> TwFidoClient:
+    """The marketplace, from now on, with its client of MoCert made as the app makes it but with ``changes``
+    (another transport, another source of certificates' status)."""
+    client = _client(marketplace, mocert, **changes)
+    marketplace.app.extensions["marketplace"]["twfido"] = client
+    return client
+
+
+def _tampering(marketplace, mocert) -> TamperingMoCert:
+    kept = json.loads((marketplace.instance / "marketplace-agency.json").read_text())
+    tampering, session = TamperingMoCert(checksum.agency_key(kept["api_key"])), requests.Session()
+    session.mount(mocert, tampering)
+    _use_client(marketplace, mocert, session=session)
+    return tampering
+
+
+def _approved_login(mocert, market: str, phone) -> tuple[requests.Session, dict]:
+    """A login the person approves on the phone: the browser, and the page's first poll after."""
+    http = requests.Session()
+    page = waiting_page(http, market)
+    phone.approve_sp(phone.sp_request(mocert, shown(page, "mobile-ticket")))
+    return http, status(http, market, page)
+
+
+def _self_signed_like_the_persons() -> str:
+    """A certificate for 王小明 that MoCert's mobile CA did not issue: base64 DER."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "王小明")])
+    now = datetime.now(timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+                   .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+    return base64.b64encode(certificate.public_bytes(Encoding.DER)).decode()
+
+
+def _flip_last_digit(text: str) -> str:
+    return text[:-1] + ("0" if text[-1] != "0" else "1")
+
+
+TAMPERINGS = {
+    # (what MoCert's answer says instead, whether its idp_checksum is sealed again over that)
+    "idp_checksum": (lambda result, seen: result.update(idp_checksum=_flip_last_digit(result["idp_checksum"])),
+                     False),
+    "hashed_id_num": (lambda result, seen: result.update(
+        hashed_id_num=hashlib.sha256(b"B223456782").hexdigest()), True),  # as if about another person
+    "signed_response": (lambda result, seen: result.update(  # an earlier login's approval, replayed
+        signed_response=seen[0]["signed_response"], cert=seen[0]["cert"]), True),
+    "cert": (lambda result, seen: result.update(cert=_self_signed_like_the_persons()), True),
+    "cert_not_text": (lambda result, seen: result.update(cert=12345), True),
+}
+
+
+@pytest.mark.parametrize("field", sorted(TAMPERINGS))
+def test_an_approval_mocert_answers_altered_logs_nobody_in(mocert, marketplace, phone, field):
+    tampering = _tampering(marketplace, mocert)
+    earlier, answer = _approved_login(mocert, marketplace.url, phone)  # untouched: believed
+    assert answer["status"] == "logged_in"
+    change, tampering.reseal = TAMPERINGS[field]
+    tampering.change = lambda result: change(result, tampering.approved)
+
+    http, answer = _approved_login(mocert, marketplace.url, phone)
+    assert (answer["status"], answer["message"]["zh"]) == ("failed", "登入失敗，請再試一次。")
+    assert len(tampering.approved) == 2  # MoCert did answer an approval: the marketplace did not believe it
+    assert http.get(f"{marketplace.url}/join", allow_redirects=False, timeout=10).headers["Location"] == "/login"
+    assert "mobile_login" not in _session(marketplace, http)  # the login ended: not asked again
+    assert status(http, marketplace.url, http.get(f"{marketplace.url}/login/mobile", timeout=10))["status"] == "ended"
+
+
+def test_an_approval_from_a_phone_revoked_since_logs_nobody_in_and_says_why(mocert, marketplace, pki, phone):
+    market, http = marketplace.url, requests.Session()
+    page = waiting_page(http, market)
+    phone.approve_sp(phone.sp_request(mocert, shown(page, "mobile-ticket")))
+    # The person unbinds the phone at MoCert (lost, say) before the marketplace reads the approval: MoCert
+    # still answers it, and its mobile CA now says the certificate is revoked.
+    person = Browser(mocert, pki)
+    person.card_login()
+    [device] = person.http.get(f"{mocert}/api/v1/devices", timeout=10).json()["devices"]
+    unbound = person.http.delete(f"{mocert}/api/v1/devices/{device['id']}", json={"reason": "lost"},
+                                 headers={"X-CSRF-Token": person.csrf()}, timeout=10)
+    assert unbound.json()["device"]["status"] == "revoked"
+
+    answer = status(http, market, page)
+    assert answer["status"] == "revoked"
+    assert answer["message"]["zh"].startswith("此手機的行動自然人憑證已被廢止") and "revoked" in answer["message"]["en"]
+    assert http.get(f"{market}/join", allow_redirects=False, timeout=10).headers["Location"] == "/login"
+    assert status(http, market, page)["status"] == "ended"
+
+
+def test_when_the_certificates_status_cannot_be_learnt_the_page_keeps_waiting_and_the_login_follows(
+    mocert, marketplace, phone
+):
+    reachable = False
+
+    def fetch(url: str, body: bytes | None) -> bytes:  # the mobile CA's OCSP responder and CRL, away a moment
+        if not reachable:
+            raise RevocationUnknown(f"{url} did not answer (the test)")
+        return fetch_url(url, body)
+
+    _use_client(marketplace, mocert, revocation=Sources(fetch=fetch))
+    market, http = marketplace.url, requests.Session()
+    page = waiting_page(http, market)
+    phone.approve_sp(phone.sp_request(mocert, shown(page, "mobile-ticket")))
+    first = time.monotonic()
+    assert status(http, market, page) == {"status": "pending"}  # not refused: not known to be revoked either
+    reachable = True
+    time.sleep(max(0.0, 4.1 - (time.monotonic() - first)))  # the next poll MoCert is asked again
+    assert status(http, market, page) == {"status": "logged_in", "next": "/join"}
