@@ -215,7 +215,7 @@ def _marketplace_accepts(candidate: str) -> bool:
     return True
 
 
-def test_a_visitor_starting_logins_again_and_again_is_stopped_before_mocert_is_asked(app, marketplace, person):
+def test_a_visitor_starting_logins_again_and_again_is_stopped_before_mocert_is_asked(app, marketplace):
     """Each start asks MoCert; MoCert refuses wrong IDs to the marketplace's one address at most so many a
     minute, so one visitor trying ID after ID must not spend that for everyone."""
     http = requests.Session()
