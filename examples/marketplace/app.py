@@ -330,19 +330,28 @@ def _after_login() -> str:
 # -- 行動自然人憑證 (TW FidO API for agencies) -----------------------------------------------------------
 
 # MoCert's refusals as the marketplace words them: (zh-TW, English, whether to offer binding a phone).
+# "Unknown at MoCert" and "no usable phone" are worded alike: whoever types an ID here learns neither.
+MOBILE_NOT_USABLE = ("此身分證字號目前無法以行動自然人憑證登入。若您尚未綁定，請先至 MoCert 綁定手機並申請行動自然人憑證，再回來登入。",
+                     "This national ID cannot log in with the mobile certificate now. If you have not yet, "
+                     "bind a phone at MoCert first, then come back.", True)
 MOBILE_REFUSALS = {
-    "IDNUM_USERPROF_NF": ("此身分證字號尚未在 MoCert 綁定手機。請先至 MoCert 綁定手機並申請行動自然人憑證，再回來登入。",
-                          "No phone is bound to this national ID at MoCert. Bind a phone there first, then come back.",
-                          True),
-    "IDNUM_DEVPROF_NF": ("您在 MoCert 沒有可使用的手機。請先至 MoCert 綁定手機並申請行動自然人憑證。",
-                         "You have no usable phone at MoCert. Bind a phone there first.", True),
+    "IDNUM_USERPROF_NF": MOBILE_NOT_USABLE,
+    "IDNUM_DEVPROF_NF": MOBILE_NOT_USABLE,
     "PM_IDN_FT_ERR": ("身分證字號不正確，請再確認。", "That is not a valid national ID; please check it.", False),
     "APP_USER_CANCEL": ("您已在手機上拒絕這次登入。", "You declined this login on your phone.", False),
     "SPTKT_OVD": ("登入請求已逾時，請重新登入。", "The login request expired; please start again.", False),
 }
 MOBILE_FAILED = ("登入失敗，請再試一次。", "Login failed; please try again.", False)
+MOBILE_REVOKED = ("此手機的行動自然人憑證已被廢止或暫停使用，無法以此手機登入。請至 MoCert 查看您的手機。",
+                  "This phone's mobile certificate is revoked or suspended: it cannot log in. See your phones "
+                  "at MoCert.", False)
 MOBILE_UNAVAILABLE = ("暫時無法連線到 MoCert，請稍後再試。", "MoCert cannot be reached; please try again later.", False)
 MOBILE_ENDED = ("這次登入已結束，請重新登入。", "This login has ended; please start again.", False)
+MOBILE_TOO_MANY = {
+    "visitor": ("登入嘗試過於頻繁，請稍候一分鐘再試。", "Too many login attempts; please wait a minute.", False),
+    "push": ("此身分證字號的推播次數已達上限（每 10 分鐘 3 次），請稍後再試，或改以手機掃描 QR Code。",
+             "This national ID was pushed to 3 times in 10 minutes; try later, or scan a QR code instead.", False),
+}
 
 
 def _mobile_message(code: str | None) -> dict:
@@ -369,10 +378,14 @@ def _mobile_login_routes(app: Flask) -> None:
             return render_template("mobile_login.html", error=None, national_id="")
         national_id = request.form.get("national_id", "")
         try:
-            login = mobile_login.start(_twfido(), _store(), national_id, push=request.form.get("mode") == "push")
+            login = mobile_login.start(_twfido(), _store(), national_id, push=request.form.get("mode") == "push",
+                                       visitor=request.remote_addr or "")
         except mobile_login.InvalidNationalId:
             return render_template("mobile_login.html", error=_mobile_message("PM_IDN_FT_ERR"),
                                    national_id=national_id), 400
+        except mobile_login.TooManyLogins as limited:
+            return render_template("mobile_login.html", error=_message(MOBILE_TOO_MANY[limited.which]),
+                                   national_id=national_id), 429
         except Refused as refusal:  # the person is unknown, has no phone...
             return render_template("mobile_login.html", error=_mobile_message(refusal.code),
                                    national_id=national_id), 400
@@ -404,7 +417,8 @@ def _mobile_login_routes(app: Flask) -> None:
             return jsonify(status="pending")
         if outcome.status != "logged_in":
             session.pop("mobile_login", None)
-            message = _mobile_message(outcome.code) if outcome.status == "refused" else _message(MOBILE_FAILED)
+            message = (_mobile_message(outcome.code) if outcome.status == "refused"
+                       else _message(MOBILE_REVOKED if outcome.status == "revoked" else MOBILE_FAILED))
             return jsonify(status=outcome.status, code=outcome.code, message=message)
         login, approval = outcome.login, outcome.approval
         session.clear()  # a new session for the person logged in (the CSRF token with it)

@@ -4,7 +4,8 @@ A company belongs to the person (their OIDC ``sub`` at MoCert) who joined it; it
 A purchase takes the points and records the split in one transaction, so two purchases at once cannot
 spend the same points twice. A login with 行動自然人憑證 waits here, server-side, while the person answers on
 the phone: its poll of MoCert is claimed in one UPDATE (at most one every few seconds, whoever asks) and
-its end in one DELETE (one request logs in).
+its end in one DELETE (one request logs in). Starting such a login is counted here too (``login_attempts``),
+so that a limit holds whichever of the app's processes is asked.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ CREATE TABLE IF NOT EXISTS mobile_logins (
     started_at REAL NOT NULL,            -- Unix time
     polled_at REAL                       -- when MoCert was last asked
 );
+CREATE TABLE IF NOT EXISTS login_attempts (
+    key TEXT NOT NULL,                   -- what is limited: "visitor:<address>", "push:<hashed_id_num>"
+    expires_at REAL NOT NULL             -- Unix time: from then on the attempt no longer counts
+);
+CREATE INDEX IF NOT EXISTS login_attempts_key ON login_attempts (key);
 """
 
 
@@ -197,3 +203,17 @@ class Store:
         with self._transaction() as db:
             cursor = db.execute("DELETE FROM mobile_logins WHERE id = ?", (login_id,))
         return cursor.rowcount == 1
+
+    def count_attempt(self, limits: list[tuple[str, int, float]], *, now: float) -> str | None:
+        """Count one attempt under each ``(key, limit, window)``, all or none. None when every key had fewer
+        than ``limit`` attempts in the last ``window`` seconds (now counted); else the first key that had
+        them all, and nothing is counted: a refused attempt does not lengthen the wait."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM login_attempts WHERE expires_at <= ?", (now,))
+            for key, limit, _ in limits:
+                (count,) = db.execute("SELECT COUNT(*) FROM login_attempts WHERE key = ?", (key,)).fetchone()
+                if count >= limit:
+                    return key
+            db.executemany("INSERT INTO login_attempts (key, expires_at) VALUES (?, ?)",
+                           [(key, now + window) for key, _, window in limits])
+        return None

@@ -10,11 +10,14 @@ package's; this module only sends, and checks every answer before it is believed
 - the ticket names our transaction and the national ID we sent;
 - an approval's ``signed_response`` verifies with its certificate, issued by MoCert's mobile CA (fetched
   once from ``<MoCert>/pki/mobile/ca.cer``), over the challenge_input this module rebuilds itself from
-  what it sent, for MoCert's WebAuthn site (``rp_id``).
+  what it sent, for MoCert's WebAuthn site (``rp_id``);
+- and that the certificate is not revoked or on hold, in the mobile CA's own word, asked on every approval
+  (by default the OCSP responder the certificate names, then its CRL: ``twfido.revocation``).
 
 Errors are this module's own: :class:`Refused` (MoCert answered a code: the person is unknown, declined,
-the ticket expired...), :class:`Unavailable` (MoCert could not be asked), :class:`Untrusted` (an answer
-failed a check: it is not believed, whatever it says).
+the ticket expired...), :class:`Unavailable` (MoCert could not be asked, or the certificate's status could
+not be learnt: ask again), :class:`Untrusted` (an answer failed a check: it is not believed, whatever it
+says), :class:`Revoked` (the approving phone's certificate is revoked or on hold).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from cryptography.x509.oid import NameOID
 from twfido import checksum, codes
 from twfido import ticket as sp_ticket
 from twfido.challenge import challenge_input
+from twfido.revocation import ONLINE, CertificateRevoked, RevocationUnknown, Sources
 from twfido.signed_response import SignedResponseError, verify
 
 CA_PATH = "/pki/mobile/ca.cer"
@@ -58,6 +62,11 @@ class Unavailable(TwFidoError):
 
 class Untrusted(TwFidoError):
     """An answer failed a check (checksum, ticket, signature): it is not believed."""
+
+
+class Revoked(TwFidoError):
+    """The approval verifies, but the mobile CA says the phone's certificate is revoked (or on hold: the
+    phone is suspended). Not an approval: the person cannot log in with that phone."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +97,13 @@ class Approval:
 class TwFidoClient:
     def __init__(
         self, base_url: str, *, sp_service_id: str, api_key: str, rp_id: str, timeout: float = 10,
-        session: requests.Session | None = None,
+        session: requests.Session | None = None, revocation: Sources = ONLINE,
     ) -> None:
+        """``revocation``: where an approving certificate's status is learnt (``twfido.revocation.Sources``);
+        by default fetched each time from the places the certificate names. There is no "do not check"."""
         self.base_url = base_url.rstrip("/")
         self.sp_service_id, self.rp_id, self.timeout = sp_service_id, rp_id, timeout
+        self.revocation = revocation
         self._key = checksum.agency_key(api_key)
         self._http = session or requests.Session()
         self._ca: x509.Certificate | None = None
@@ -109,8 +121,10 @@ class TwFidoClient:
 
     def result(self, request: Request) -> Approval | None:
         """``getAthOrSignResult``: None while the person has not answered; the verified approval once they
-        approved. Raises :class:`Refused` (APP_USER_CANCEL, SPTKT_OVD...), :class:`Unavailable`,
-        :class:`Untrusted`. Call it at most every :data:`POLL_INTERVAL_SECONDS`."""
+        approved. Raises :class:`Refused` (APP_USER_CANCEL, SPTKT_OVD...), :class:`Revoked`, :class:`Untrusted`,
+        :class:`Unavailable` (also when the certificate's status cannot be learnt now: MoCert answers the
+        result again until the request expires, so asking again later may succeed). Call it at most every
+        :data:`POLL_INTERVAL_SECONDS`."""
         operation = "getAthOrSignResult"
         body = {"transaction_id": request.transaction_id, "sp_service_id": self.sp_service_id,
                 "sp_ticket_id": request.sp_ticket_id}
@@ -127,10 +141,17 @@ class TwFidoClient:
             hint=request.hint, op_code=ATH, sign_data=None, sp_service_id=self.sp_service_id,
             sp_ticket_id=request.sp_ticket_id, transaction_id=request.transaction_id,
         )
+        cert = result.get("cert")
+        if not isinstance(cert, str):  # base64 would raise TypeError for a number, a list...
+            raise Untrusted("the result's cert is not base64 text")
+        ca = self.mobile_ca()
         try:
-            certificate_der = base64.b64decode(result.get("cert") or "", validate=True)
-            approval = verify(values["signed_response"], certificate_der, ca=self.mobile_ca(),
-                              expected_input=expected, rp_id=self.rp_id)
+            approval = verify(values["signed_response"], base64.b64decode(cert, validate=True), ca=ca,
+                              expected_input=expected, rp_id=self.rp_id, revocation=self.revocation)
+        except CertificateRevoked as exc:  # a ValueError as well: before it
+            raise Revoked(str(exc)) from exc
+        except RevocationUnknown as exc:
+            raise Unavailable(f"the certificate's status cannot be learnt now: {exc}") from exc
         except (SignedResponseError, binascii.Error, ValueError) as exc:
             raise Untrusted(f"the signed response does not verify: {exc}") from exc
         names = approval.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)

@@ -145,6 +145,20 @@ def test_store_joins_once_per_person_and_once_per_tax_id(tmp_path):
     assert purchase.product == "pos" and purchase.payment == subsidy.Payment(36_000, 18_000, 18_000)
 
 
+def test_store_counts_attempts_within_their_window_and_all_or_none(tmp_path):
+    store = Store(tmp_path / "m.db")
+    ip, push = ("visitor:203.0.113.1", 2, 60), ("push:abc", 1, 600)
+    assert store.count_attempt([ip], now=0) is None
+    assert store.count_attempt([ip, push], now=1) is None
+    assert store.count_attempt([ip], now=2) == "visitor:203.0.113.1"  # two in the last minute
+    assert store.count_attempt([ip], now=60) is None  # the first no longer counts
+    # The address is full again and the push too: neither is counted, so the address frees at 61, not later.
+    assert store.count_attempt([push, ip], now=60.5) == "push:abc"
+    assert store.count_attempt([ip], now=61) is None
+    assert store.count_attempt([("visitor:203.0.113.2", 2, 60), push], now=300) == "push:abc"  # any address
+    assert store.count_attempt([push], now=601) is None
+
+
 # -- configuration and layout ----------------------------------------------------------------------------
 
 
