@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,18 +32,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 from pywebpush import WebPushException, webpush
 
+log = logging.getLogger(__name__)
+
 ENDPOINT_MAX = 1000
 # Text before the PEM of a key that development made for itself under instance/: production refuses it.
 DEMO_KEY_MARK = "MoCert development VAPID key: not for production"
-# The major browsers' push services (Chrome and other Chromium browsers, Firefox, Safari, Edge).
-DEFAULT_SERVICES = (
-    "https://fcm.googleapis.com",
-    "https://updates.push.services.mozilla.com",
-    "https://web.push.apple.com",
-    "https://*.notify.windows.com",
-)
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 GONE = {404, 410}
+# One pool for the process: the notices of one request go out together, so a slow service costs the
+# agency's call one timeout, not one for each phone. Only HTTP runs there, never the database.
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webpush")
 
 
 class WebPushError(Exception):
@@ -76,22 +76,12 @@ class Subscription:
 class VapidKey:
     """MoCert's VAPID key pair and the contact it gives the push services (``mailto:`` or ``https:``)."""
 
-    def __init__(self, private_key: ec.EllipticCurvePrivateKey, subject: str) -> None:
-        if not isinstance(private_key, ec.EllipticCurvePrivateKey) or not isinstance(private_key.curve, ec.SECP256R1):
-            raise ValueError("is not a P-256 (prime256v1) EC private key")
-        if not isinstance(subject, str) or not subject.startswith(("mailto:", "https://")) or len(subject) < 10:
-            raise ValueError("the subject must be a mailto: address or an https:// URL of whoever runs MoCert")
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey, subject: object) -> None:
+        """Raises ``ValueError`` for a subject that is neither."""
+        if not isinstance(subject, str) or not subject.startswith(("mailto:", "https://")) or len(subject) < 10 \
+                or any(c.isspace() for c in subject):
+            raise ValueError("must be a mailto: address or an https:// URL of whoever runs this MoCert")
         self._private_key, self.subject = private_key, subject
-
-    @classmethod
-    def load(cls, value: str, subject: str) -> VapidKey:
-        """The key from ``value``: the PEM text itself, or the path of a PEM file. Raises ``ValueError``."""
-        pem = value if "-----BEGIN" in value else _read(value)
-        try:
-            key = serialization.load_pem_private_key(_pem_only(pem).encode(), password=None)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"is not an unencrypted PEM private key ({exc})") from None
-        return cls(key, subject)
 
     @property
     def application_server_key(self) -> str:
@@ -101,6 +91,19 @@ class VapidKey:
 
     def _vapid(self) -> Vapid02:
         return Vapid02(self._private_key)
+
+
+def load_private_key(value: str) -> ec.EllipticCurvePrivateKey:
+    """A VAPID private key from ``value``: the PEM text itself, or the path of a PEM file; P-256 only.
+    Raises ``ValueError`` saying what is wrong."""
+    pem = value if "-----BEGIN" in value else _read(value)
+    try:
+        key = serialization.load_pem_private_key(_pem_only(pem).encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"is not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("is not a P-256 (prime256v1) EC private key, which VAPID takes")
+    return key
 
 
 def is_demo_key(value: str | None) -> bool:
@@ -218,6 +221,26 @@ def send(subscription: Subscription, message: dict, *, vapid: VapidKey, ttl: int
         raise PushFailed("keys") from None
     finally:
         session.close()
+
+
+def send_all(subscriptions: list[Subscription], message: dict, *, vapid: VapidKey, ttl: int,
+             timeout: float) -> list[WebPushError | None]:
+    """:func:`send` to each subscription at once; waits at most about ``timeout`` in all. Returns, in order,
+    None for each message accepted, else its error (a send still running then is a ``PushFailed("timeout")``;
+    it ends by its own timeout)."""
+    futures = [_POOL.submit(send, s, message, vapid=vapid, ttl=ttl, timeout=timeout) for s in subscriptions]
+    wait(futures, timeout=timeout + 1)
+    outcomes: list[WebPushError | None] = []
+    for future in futures:
+        if not future.done():
+            outcomes.append(PushFailed("timeout"))
+            continue
+        error = future.exception()
+        if error is not None and not isinstance(error, WebPushError):
+            log.error("web push failed unexpectedly", exc_info=error)
+            error = PushFailed("error")
+        outcomes.append(error)
+    return outcomes
 
 
 def _secure(scheme: str, host: str) -> bool:
