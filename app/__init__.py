@@ -109,6 +109,9 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(sp_api.bp)  # the agencies' TW FidO API (/moise/sp/…)
     app.register_blueprint(sp_api.phone_bp)
+    from . import inbox
+
+    app.register_blueprint(inbox.bp)  # each phone's inbox of the requests agencies push to it
     from . import mobile_pki
 
     csrf.exempt(mobile_pki.bp)  # relying parties post OCSP requests without a session or CSRF token
