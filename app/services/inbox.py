@@ -86,39 +86,39 @@ class Inbox:
         (audited once the opening is spent)."""
         if not isinstance(credential, dict):
             raise Refusal("malformed_input", case="passkey_answer")
-        session = tickets.by_token(InboxSession, opening)
-        if session is None:
+        inbox = tickets.by_token(InboxSession, opening)
+        if inbox is None:
             raise Refusal("inbox_opening_unknown")
-        if session.consumed_at is not None:
+        if inbox.consumed_at is not None:
             raise Refusal("inbox_opening_used")
-        if session.expires_at <= utcnow():
+        if inbox.expires_at <= utcnow():
             raise Refusal("inbox_opening_expired")
         # Taken first, in one statement: of two answers racing for one challenge, one is checked.
-        if not tickets.consume(session):
+        if not tickets.consume(inbox):
             raise Refusal("inbox_opening_used")
         device = by_credential(credential)
         if device is None:
-            raise _failed(session, None, Refusal("credential_unknown"))
+            raise _failed(inbox, None, Refusal("credential_unknown"))
         try:
-            self.devices.verify_assertion(device, credential, session.challenge)
+            self.devices.verify_assertion(device, credential, inbox.challenge)
         except Refusal as refusal:
-            raise _failed(session, device, refusal) from None
+            raise _failed(inbox, device, refusal) from None
         token, now = new_token(), utcnow()
-        session.device_id = device.id
-        session.access_hash = digest(token)
-        session.completed_at = now
+        inbox.device_id = device.id
+        inbox.access_hash = digest(token)
+        inbox.completed_at = now
         # verify_assertion found the phone usable: it has a certificate, and the inbox does not outlive it.
-        session.access_expires_at = min(now + self.ttl, device.certificate.not_after)
-        record(Tags.INBOX_OPENED, account=device.account, device=device.id, inbox=session.public_id)
+        inbox.access_expires_at = min(now + self.ttl, device.certificate.not_after)
+        record(Tags.INBOX_OPENED, account=device.account, device=device.id, inbox=inbox.public_id)
         db.session.commit()
-        return Opened(token, session.access_expires_at, device)
+        return Opened(token, inbox.access_expires_at, device)
 
     # -- what the inbox token does ------------------------------------------------------------------------
 
     def pending(self, token: object) -> dict:
         """The phone's pending requests, newest first: pushed to it or to all its person's phones, unanswered,
         unexpired, of an agency still enabled. No write: polled every few seconds."""
-        session, device = self._opened(token)
+        inbox, device = self._opened(token)
         now = utcnow()
         rows = db.session.execute(
             select(SpRequest.public_id, SpRequest.op_code, SpRequest.hint, SpRequest.created_at,
@@ -141,7 +141,7 @@ class Inbox:
                  "created_at": row.created_at.isoformat(), "expires_at": row.expires_at.isoformat()}
                 for row in rows
             ],
-            "expires_at": session.access_expires_at.isoformat(),
+            "expires_at": inbox.access_expires_at.isoformat(),
             "device": {"name": device.name},
         }
 
@@ -176,24 +176,24 @@ class Inbox:
         ).first()
         if row is None:
             raise Refusal("inbox_unknown")
-        session, device, _ = row
+        inbox, device, _ = row
         now = utcnow()
-        if session.access_expires_at <= now:
+        if inbox.access_expires_at <= now:
             raise Refusal("inbox_expired")
         ensure_usable(device, now)  # suspended, revoked, expired or locked since: the inbox is closed
-        return session, device
+        return inbox, device
 
 
-def _failed(session: InboxSession, device: Device | None, refusal: Refusal) -> Refusal:
+def _failed(inbox: InboxSession, device: Device | None, refusal: Refusal) -> Refusal:
     """Record why a spent opening came to nothing; returns the refusal to raise."""
     db.session.rollback()  # nothing half-done (a possibly-cloned mark is committed already)
-    session = db.session.get(InboxSession, session.id)
-    tickets.fail(session, refusal.code)
+    inbox = db.session.get(InboxSession, inbox.id)
+    tickets.fail(inbox, refusal.code)
     record(
         Tags.INBOX_OPEN_FAILURE,
         account=device.account if device is not None else None,
         device=device.id if device is not None else None,
-        inbox=session.public_id,
+        inbox=inbox.public_id,
         reason=refusal.code,
     )
     db.session.commit()
