@@ -212,6 +212,8 @@ class SpRequests:
                    sp_request=sp_request.public_id)
             db.session.commit()
         devices = [d for d in self._approvers(sp_request) if device is None or d.id == device.id]
+        if device is not None and not devices:  # never options any passkey would answer (no allowCredentials)
+            raise Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
         info = sp_request.sign_info or {}
         shown = {
             "sp_name": sp_request.agency.name,
