@@ -693,7 +693,8 @@ def test_development_makes_its_own_marked_vapid_key_under_instance(monkeypatch, 
     monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
     monkeypatch.delenv("MOCERT_VAPID_PRIVATE_KEY", raising=False)
     first, second = config_from_env(), config_from_env()
-    assert first.VAPID_PRIVATE_KEY == second.VAPID_PRIVATE_KEY and "-----BEGIN PRIVATE KEY-----" in first.VAPID_PRIVATE_KEY
+    assert first.VAPID_PRIVATE_KEY == second.VAPID_PRIVATE_KEY
+    assert "-----BEGIN PRIVATE KEY-----" in first.VAPID_PRIVATE_KEY
     assert first.VAPID_SUBJECT.startswith("mailto:")
     assert (tmp_path / "vapid_demo_key.pem").stat().st_mode & 0o077 == 0
     from app.wiring import parts
@@ -729,7 +730,8 @@ def test_production_without_a_vapid_key_starts_with_notices_off(safe_production_
     ({"MOCERT_VAPID_PRIVATE_KEY": "/nonexistent/vapid.pem"}, "MOCERT_VAPID_PRIVATE_KEY"),
     ({"MOCERT_VAPID_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----"},
      "MOCERT_VAPID_PRIVATE_KEY"),
-    ({"MOCERT_VAPID_PRIVATE_KEY": "P-384", "MOCERT_VAPID_SUBJECT": "mailto:ops@example.tw"}, "MOCERT_VAPID_PRIVATE_KEY"),
+    ({"MOCERT_VAPID_PRIVATE_KEY": "P-384", "MOCERT_VAPID_SUBJECT": "mailto:ops@example.tw"},
+     "MOCERT_VAPID_PRIVATE_KEY"),
     ({"MOCERT_VAPID_PRIVATE_KEY": "P-256"}, "MOCERT_VAPID_SUBJECT"),
     ({"MOCERT_VAPID_PRIVATE_KEY": "P-256", "MOCERT_VAPID_SUBJECT": "ops@example.tw"}, "MOCERT_VAPID_SUBJECT"),
     ({"MOCERT_PUSH_SERVICES": "fcm.googleapis.com"}, "MOCERT_PUSH_SERVICES"),

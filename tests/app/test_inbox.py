@@ -30,7 +30,8 @@ OTHER_ID = "B223456782"  # 陳美玲, the demo's other person
 
 def _events(app, tag):
     with app.app_context():
-        return [e.details for e in db.session.scalars(select(AuditEvent).where(AuditEvent.tag == tag).order_by(AuditEvent.id))]
+        events = db.session.scalars(select(AuditEvent).where(AuditEvent.tag == tag).order_by(AuditEvent.id))
+        return [e.details for e in events]
 
 
 def _device_id(app, name):
@@ -76,7 +77,8 @@ def test_a_pushed_request_waits_in_the_inbox_and_is_approved_there(app, issuer, 
     assert answer["push"] == {"enabled": False, "application_server_key": None}  # no VAPID key configured
 
     [item] = inbox.pending()
-    assert set(item) == {"id", "sp_name", "op_code", "hint", "created_at", "expires_at"}  # no ticket, nothing to answer with
+    # No ticket: nothing in the list answers a request.
+    assert set(item) == {"id", "sp_name", "op_code", "hint", "created_at", "expires_at"}
     assert (item["sp_name"], item["op_code"], item["hint"]) == ("臺灣雲市集", "ATH", "登入臺灣雲市集")
     assert item["id"] == _public_id(app, call) != ticket_fields(sp_ticket)["sp_ticket_id"]
 
@@ -200,7 +202,8 @@ def test_a_made_up_or_an_answered_request_is_refused_from_the_inbox(app, inbox, 
     call = agency.push(ID)
     public_id = _public_id(app, call)
     assert inbox.approve(public_id).status_code == 200
-    assert (inbox.decline(public_id).status_code, inbox.decline(public_id).json()["error"]) == (409, "SPTKTID_SPTKT_RDM")
+    again = inbox.decline(public_id)
+    assert (again.status_code, again.json()["error"]) == (409, "SPTKTID_SPTKT_RDM")
 
 
 # -- opening, and the inbox token ------------------------------------------------------------------------

@@ -57,7 +57,8 @@ def _events(app, tag):
     from app.models import AuditEvent
 
     with app.app_context():
-        return [e.details for e in db.session.scalars(select(AuditEvent).where(AuditEvent.tag == tag).order_by(AuditEvent.id))]
+        events = db.session.scalars(select(AuditEvent).where(AuditEvent.tag == tag).order_by(AuditEvent.id))
+        return [e.details for e in events]
 
 
 def _subscriptions(app) -> int:
