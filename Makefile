@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test fuzz setup setup-test lock translations db demo-pki mobile-certificates marketplace-client clean
+.PHONY: run test fuzz setup setup-test lock translations db demo-pki mobile-certificates marketplace-registration clean
 
 AGENT_PORT ?= 61161
 MARKET_PORT ?= 5001
 
 # The server, and beside it the card agent with the emulated demo cards and the example relying party
 # (臺灣雲市集 on http://localhost:5001), both stopped with the server.
-run: setup translations db demo-pki mobile-certificates marketplace-client
+run: setup translations db demo-pki mobile-certificates marketplace-registration
 	@public=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)}; \
 	$(BIN)/python -m iccard.agent --emulate --port $(AGENT_PORT) --trust "$$public" & agent=$$!; \
 	MARKETPLACE_PORT=$(MARKET_PORT) MARKETPLACE_MOCERT_URL="$$public" $(BIN)/python -m examples.marketplace & market=$$!; \
@@ -20,8 +20,9 @@ run: setup translations db demo-pki mobile-certificates marketplace-client
 	MOCERT_PUBLIC_URL="$$public" MOCERT_COMPONENT_URL=http://localhost:$(AGENT_PORT) \
 	  $(FLASK) run --host localhost --port $(PORT)
 
-# The marketplace's OIDC client, registered once (its secret goes to instance/marketplace-client.json).
-marketplace-client: db
+# The marketplace registered once as an OIDC client (its secret goes to instance/marketplace-client.json) and
+# as an agency of the TW FidO API (its sp_service_id and key to instance/marketplace-agency.json).
+marketplace-registration: db
 	MARKETPLACE_PORT=$(MARKET_PORT) MARKETPLACE_MOCERT_URL=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)} \
 	  $(BIN)/python -m examples.marketplace register
 

@@ -180,6 +180,9 @@ class Config:
         self.CARD_LOGIN_RATE_LIMIT = _env("CARD_LOGIN_RATE_LIMIT", "30/minute")
         self.REGISTRATION_RATE_LIMIT = _env("REGISTRATION_RATE_LIMIT", "10/minute")
         self.PHONE_RATE_LIMIT = _env("PHONE_RATE_LIMIT", "30/minute")
+        # Refused calls of the agencies' API per address (a poll or a ticket that passes is not counted):
+        # each refusal is an audit event, so a caller without the key cannot fill the trail.
+        self.SP_API_REFUSAL_RATE_LIMIT = _env("SP_API_REFUSAL_RATE_LIMIT", "60/minute")
 
         self.BABEL_DEFAULT_LOCALE = "zh_Hant_TW"
         self.BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "app" / "translations")

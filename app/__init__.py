@@ -112,6 +112,7 @@ def create_app(config: Config | None = None) -> Flask:
     from . import inbox
 
     app.register_blueprint(inbox.bp)  # each phone's inbox of the requests agencies push to it
+    app.register_blueprint(sp_api.web_bp)  # SP-API-WEB-01: the agency's form, MoCert's page and its calls
     from . import mobile_pki
 
     csrf.exempt(mobile_pki.bp)  # relying parties post OCSP requests without a session or CSRF token

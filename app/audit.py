@@ -84,6 +84,12 @@ class Tags(StrEnum):
     PUSH_SENT = "push:sent"  # the notices of one pushed request: how many went, failed, were gone
     PUSH_FAILURE = "push:failure"  # one notice not accepted by its push service (the request waits anyway)
     PUSH_SUBSCRIPTION_REMOVED = "push:subscription:removed"  # the push service said it is gone (404, 410)
+    # SP-API-WEB-01: the form the agency's callback receives, handed to the person's page (once), after the
+    # person typed their national ID (checked as the consent page checks it: app/oidc/national_id.py).
+    SP_REQUEST_RELEASED = "sp:request:released"
+    SP_NATIONAL_ID_CONFIRMED = "sp:national_id:confirmed"
+    SP_NATIONAL_ID_MISMATCH = "sp:national_id:mismatch"
+    SP_NATIONAL_ID_LOCKED = "sp:national_id:locked"
     ACCOUNT_LOCKED = "account:locked"
     ACCOUNT_UNLOCKED = "account:unlocked"
     ROLE_GRANTED = "admin:role:granted"

@@ -105,6 +105,8 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException):
         if isinstance(exc, InternalServerError):
             return internal_error(exc)
+        if exc.response is not None:  # made by whoever raised it (the agencies' API's rate limit): theirs
+            return exc.response
         code = getattr(exc, "error_code", None) or (exc.name or "error").lower().replace(" ", "_")
         description = exc.description
         if exc.code == 413:

@@ -657,6 +657,11 @@ class SpRequest(SingleUseTicket, db.Model):
     ``challenge_input``, fixed when the request is made, so the phone signs exactly what the agency asked.
     Answered once (``consumed_at``): approved (``completed_at``, with the signed response and the phone's
     certificate) or declined (``failure`` = ``APP_USER_CANCEL``).
+
+    SP-API-WEB-01's requests (``op_mode`` "WEB", ``app/services/sp_web.py``) name no one: any person's
+    bound phone may approve, so ``account_id`` and ``hashed_id_num`` are set when one does. Their page in
+    the person's browser follows the request with a second token (``browser_hash``), and the signed form
+    for the agency's callback is handed to that page once (``released_at``).
     """
 
     __tablename__ = "sp_requests"
@@ -670,8 +675,8 @@ class SpRequest(SingleUseTicket, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
     transaction_id: Mapped[str] = mapped_column(String(64))
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
-    hashed_id_num: Mapped[str] = mapped_column(String(64))  # the contract's: SHA-256 hex of the upper-case ID
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)  # WEB: the approver's
+    hashed_id_num: Mapped[str | None] = mapped_column(String(64))  # the contract's: SHA-256 hex of the upper-case ID
     op_code: Mapped[str] = mapped_column(String(10))  # ATH, SIGN, BATSIGN
     op_mode: Mapped[str] = mapped_column(String(10))  # I-SCAN, MWEB2APP, APP2APP, PUSH
     hint: Mapped[str] = mapped_column(Text)
@@ -682,9 +687,11 @@ class SpRequest(SingleUseTicket, db.Model):
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))  # the phone that approved
     signed_response: Mapped[str | None] = mapped_column(Text)
     cert: Mapped[str | None] = mapped_column(Text)  # base64 DER of the approving phone's mobile certificate
+    browser_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # WEB: the page's token, hashed
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # WEB: the callback's form handed over
 
     agency: Mapped[Agency] = relationship()
-    account: Mapped[Account] = relationship()
+    account: Mapped[Account | None] = relationship()
     device: Mapped[Device | None] = relationship(foreign_keys=[device_id])
     target_device: Mapped[Device | None] = relationship(foreign_keys=[target_device_id])
 

@@ -203,6 +203,11 @@ ANSWERS: dict[Key, Answer] = {
         400, N_("This browser's notification subscription could not be read."), shown=("reason",)),
     ("invalid_push_subscription", "push_service"): Answer(
         400, N_("This browser's push service is not one MoCert sends notifications through.")),
+    # -- SP-API-WEB-01: MoCert's page following an agency's request (app/sp_api/web.py) --------------------
+    ("SPTKTID_SPTKT_NF", "sp_web"): Answer(404, N_("There is no such request. Start again on the agency's site.")),
+    ("SPTKTID_SPTKT_RDM", "sp_web"): Answer(409, N_("The answer to this request was already sent to the agency.")),
+    ("sp_request_not_approved", "sp_web"): Answer(409, N_("This request has not been approved yet.")),
+    ("SPTKT_OVD", "sp_web"): Answer(410, N_("It took too long. Start again on the agency's site.")),
     # -- administration --------------------------------------------------------------------------------------
     "one_criterion": Answer(400, N_("Search by one of: national ID, email, mobile number or name.")),
     **{(f"invalid_{kind}", "search_criterion"): Answer(
@@ -274,11 +279,13 @@ ANSWERS: dict[Key, Answer] = {
         400, N_("%(url)s is not an absolute HTTPS URL without a fragment (plain HTTP only on localhost)."),
         shown=("field",)),
     "agency_unknown": Answer(404, N_("There is no agency %(sp_service_id)s.")),
+    "agency_disabled": Answer(409, N_("Agency %(sp_service_id)s is disabled: it gets no new key.")),
     # The national ID typed on the consent page, shown there; "locked" is never shown: the authorization
     # ends and the site hears access_denied.
     ("national_id_not_confirmed", "missing"): Answer(400, N_("Enter your national ID number.")),
     ("national_id_not_confirmed", "invalid"): Answer(400, N_("The national ID number is not valid.")),
-    ("national_id_not_confirmed", "mismatch"): Answer(400, N_("This is not the national ID number of your account.")),
+    ("national_id_not_confirmed", "mismatch"): Answer(
+        400, N_("This is not the national ID number of your account."), shown=("attempts_left",)),
     ("national_id_not_confirmed", "locked"): Answer(403, N_("This is not the national ID number of your account.")),
 }
 

@@ -38,6 +38,7 @@ from .services.mobile_login import MobileLogins
 from .services.push_notices import PushNotices
 from .services.sessions import LoginMarker
 from .services.sp_requests import SpRequests
+from .services.sp_web import WebRedirects
 from .services.tokens import NationalIdHash
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Parts:
     sp_requests: SpRequests  # the agencies' requests: tickets, polls, and the phones' answers
     push_notices: PushNotices  # Web Push to the phones a request is pushed to (off without a VAPID key)
     inbox: Inbox  # each phone's pushed requests, by its passkey
+    sp_web: WebRedirects  # SP-API-WEB-01: the same requests, by the agency's form and MoCert's page
 
 
 def built_from(setting: str, build: Callable[[], T]) -> T:
@@ -173,6 +175,7 @@ def build(config: Mapping[str, Any]) -> Parts:
             push_notices=push_notices,
             ttl=config["INBOX_TTL"],
         ),
+        sp_web=WebRedirects(sp_requests=sp_requests),
     )
 
 

@@ -141,7 +141,7 @@ def _segment(route: Route, converter: str, args: str | None, var: str, rng: rand
         if roll < 0.85:
             return rng.choice(choices).encode()
     plausible = {
-        "client_id": seed.client_ids, "binding_id": seed.binding_ids,
+        "client_id": seed.client_ids, "sp_service_id": seed.agency_ids, "binding_id": seed.binding_ids,
         "token": seed.login_tokens if "/m/login/" in route.rule else seed.binding_tokens,
         "public_id": seed.login_ids, "code": ["zh_Hant_TW", "en", "zh-TW", "EN"],
         "filename": ["css/app.css", "js/app.js", "js/login.js", "../../config.py", "css/../../wsgi.py"],
@@ -262,6 +262,9 @@ def _plausible_body(route: Route, rng: random.Random, ctx: Context, notes: list[
         "admin_api.create_client": {"name": "RP", "redirect_uris": ["https://rp2.example/cb"], "scopes": ["openid"]},
         "admin_api.update_client": {"name": "RP 2", "redirect_uris": ["https://rp.example/cb"]},
         "admin_api.client_action": {"reason": "fuzz"},
+        "admin_api.add_agency": {"name": "機關", "allowed_ips": ["203.0.113.0/24"],
+                                 "callback_url": "https://sp.example/cb", "reason": "fuzz"},
+        "admin_api.agency_action": {"reason": "fuzz"},
         "admin_api.device_action": {"reason": "fuzz"},
         "admin_api.create_service_token": {"name": "t", "scopes": ["read"], "expires_in_days": 30},
         "admin_api.revoke_service_token": {"reason": "fuzz"},
@@ -286,7 +289,8 @@ def _plausible_form(route: Route, rng: random.Random, ctx: Context) -> dict | No
     if endpoint.startswith("admin_console.") or endpoint in ("oidc.authorize", "oidc.logout_confirmed"):
         return {"reason": "fuzz", "decision": rng.choice(["approve", "deny"]), "role": "auditor", "name": "RP",
                 "redirect_uris": "https://rp.example/cb", "q": "A123456789", "national_id": "A123456789",
-                "scopes": "read", "expires_in_days": "30"}
+                "scopes": "read", "expires_in_days": "30", "allowed_ips": "203.0.113.0/24",
+                "callback_url": "https://sp.example/cb"}
     return None
 
 

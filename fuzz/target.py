@@ -73,6 +73,7 @@ class Seed:
     device_ids: list[int] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     client_ids: list[str] = field(default_factory=list)
+    agency_ids: list[str] = field(default_factory=list)  # sp_service_ids
     client_secret: str = ""
     service_token: str = ""
     binding_ids: list[str] = field(default_factory=list)
@@ -131,18 +132,20 @@ class Target:
             MOCERT_IDENTITY_CHECK_URL=f"{self.pki_url}/pki/demo/identity-check",
             MOCERT_IDENTITY_CHECK_TOKEN=identity_check_token(self.instance / "demo-pki"),
         )
-        _, client, public, self.routes = self.flask(
+        _, client, public, agency, self.routes = self.flask(
             ["db", "upgrade"],
             ["clients", "add", "--name", "Fuzz RP", "--redirect-uri", RP_REDIRECT,
              "--post-logout-redirect-uri", "https://rp.example/bye"],
             ["clients", "add", "--name", "Fuzz public RP", "--public", "--redirect-uri", RP_REDIRECT,
              "--allow-national-id", "--scope", "openid profile email national_id"],
+            ["agencies", "add", "--name", "Fuzz agency", "--allow-ip", "127.0.0.1"],
             ["routes"],
         )
         self.pki = DemoPKI(self.instance / "demo-pki")
         client, public = json.loads(client), json.loads(public)
         self.seed.client_ids += [client["client_id"], public["client_id"]]
         self.seed.client_secret = client["client_secret"]
+        self.seed.agency_ids.append(json.loads(agency)["sp_service_id"])
         self._serve()
         self._seed_people()
 
@@ -256,7 +259,8 @@ class Target:
     def _seed_people(self) -> None:
         person = self.register(PERSON_ID, "wang@example.com")
         admin = self.register(ADMIN_ID, "chen@example.com")
-        scopes = sum((["--scope", s] for s in ("read", "accounts:write", "devices:write", "clients:write")), [])
+        granted = ("read", "accounts:write", "devices:write", "clients:write", "agencies:write")
+        scopes = sum((["--scope", s] for s in granted), [])
         _, token = self.flask(["admin", "grant", ADMIN_ID, "--role", "admin", "--reason", "fuzz"],
                               ["admin", "token", "create", "--name", "fuzz", *scopes])
         token = json.loads(token)

@@ -19,8 +19,9 @@ TEXTS = [
     "é@é.é", "+886912345678", "0912345678", "https://evil.example/cb", "https://rp.example/cb", "javascript:alert(1)",
     "//evil.example", "\\\\evil.example", "/account", "openid", "openid profile email phone offline_access national_id",
     "code", "token", "id_token", "S256", "plain", "none", "login", "consent", "admin", "auditor", "user", "approve",
-    "deny", "suspend", "revoke", "lock", "zh_Hant_TW", "en", "read", "clients:write", "client_secret_post",
-    "private_key_jwt", "pairwise", "public", "ES256", "HS256", "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.",
+    "deny", "suspend", "revoke", "lock", "zh_Hant_TW", "en", "read", "clients:write", "agencies:write",
+    "client_secret_post", "private_key_jwt", "pairwise", "public", "ES256", "HS256",
+    "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.",
     "AAAA", "====", "_-_-", base64.b64encode(b"\x30\x03\x02\x01\x00").decode(),
 ]
 INTEGERS = [0, 1, 2, 3, -1, 2**31 - 1, 2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64, 10**30]

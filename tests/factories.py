@@ -1,8 +1,8 @@
-"""The state tests start from, built one way: accounts, their cards, devices, relying parties.
+"""The state tests start from, built one way: accounts, their cards, devices, relying parties, agencies.
 
-Plain functions, called inside an app context (the OIDC client goes through ``flask clients add``, as a
-deployment registers one). Each builds what an earlier flow would have left in the database, so a test can
-start from it instead of replaying the flow.
+Plain functions, called inside an app context (the OIDC client goes through ``flask clients add`` and the
+agency through ``flask agencies add``, as a deployment registers them). Each builds what an earlier flow
+would have left in the database, so a test can start from it instead of replaying the flow.
 """
 
 from __future__ import annotations
@@ -80,6 +80,15 @@ def make_oidc_client(app, *args: str) -> dict:
     """A relying party registered by ``flask clients add ARGS`` (by default "Example RP" at RP/cb); its JSON."""
     args = args or ("--name", "Example RP", "--redirect-uri", f"{RP}/cb")
     result = app.test_cli_runner().invoke(args=["clients", "add", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def make_agency(app, *args: str) -> dict:
+    """An agency registered by ``flask agencies add ARGS`` (by default "臺灣雲市集", calls from anywhere); its
+    JSON, with the API key that is printed only then."""
+    args = args or ("--name", "臺灣雲市集")
+    result = app.test_cli_runner().invoke(args=["agencies", "add", *args])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 

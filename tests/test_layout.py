@@ -1,6 +1,7 @@
 """The shape the design asks for: domain packages free of Flask; no package shadowing pyscard."""
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,11 @@ def test_domain_packages_import_only_the_domain_packages_they_build_on(package):
     inner = tuple(name.removeprefix(f"{package}/") for name in DOMAIN_IMPORTS if name.startswith(f"{package}/"))
     ours = {name.split("/")[0] for name in DOMAIN_IMPORTS} - {package.split("/")[0]}
     assert _imports(package, leaving_out=inner) & ours <= DOMAIN_IMPORTS[package]
+
+
+def test_twfido_needs_only_cryptography_and_the_standard_library():
+    """Agencies read and rerun it (the verifier of a phone's signature above all): nothing else to install."""
+    assert _imports("twfido") - set(sys.stdlib_module_names) == {"cryptography"}
 
 
 def test_no_local_package_shadows_pyscards_smartcard():

@@ -4,7 +4,8 @@ An answer's ``error_code`` is ``"0"``, or the interface's number and the code jo
 (``SP-API-ATH-01-INV_SP_CHECKSUM``); a result not answered yet is the bare ``"20002"``, as client code
 written for TW FidO expects. The zh-TW descriptions and the advice numbers follow the specification's
 table (行動自然人憑證應用程式介面規格書 v2.9, 表5-1-1), its advice reworded where it speaks to the app's user
-rather than to the agency; SP_IP_DENIED and the English are ours. Kept here, apart from the server, so an
+rather than to the agency; SP_IP_DENIED, SP_CALLBACK_NF and IDNUM_NOT_CONFIRMED (SP-API-WEB-01's) and the
+English are ours. Kept here, apart from the server, so an
 agency's code can read what each code means.
 """
 
@@ -52,6 +53,14 @@ CODES: dict[str, Code] = {
     "SP_IP_DENIED": Code(
         "來源 IP 不在機關登記之範圍", "請由已登記之主機呼叫。",
         "This address is not on the agency's registered list.",
+    ),
+    "SP_RATE_LIMITED": Code(
+        "來源 IP 被拒絕之呼叫過多", "請稍後再試，並檢查 sp_checksum 之計算。",
+        "Too many refused calls from this address; wait a minute, and check how sp_checksum is made.",
+    ),
+    "SP_CALLBACK_NF": Code(
+        "機關未登記回傳網址（callback URL）", "請洽 MoCert 管理者登記後再使用網頁轉導。",
+        "The agency has no callback URL registered, so SP-API-WEB-01 has nowhere to answer.",
     ),
     "TGT_INV": Code(
         "無效的操作對象代碼", "[9005] 資料驗證不成功，請洽該應用服務之管理員。",
@@ -111,6 +120,11 @@ CODES: dict[str, Code] = {
         "This phone is not one the request was sent to.",
     ),
     "PM_INV_SG": Code("APP 端簽章驗證失敗", "[5004] 驗證不成功，請確認憑證有效性。", "The phone's signature does not verify."),
+    "IDNUM_NOT_CONFIRMED": Code(
+        "使用者未能確認身分證字號", "請重新執行驗證流程。",
+        "The phone approved, but the person did not confirm their national ID on MoCert's page (too many "
+        "wrong tries).",
+    ),
     "APP_USER_CANCEL": Code(
         "APP 簽章時使用者取消", "[9015] APP 回報使用者取消簽章，簽章作業終止。", "The person declined on the phone."
     ),

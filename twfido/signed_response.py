@@ -7,12 +7,14 @@ SHA-256 of ``challenge_input`` (:mod:`twfido.challenge`). ``signed_response`` is
      "credential_id", "authenticator_data", "client_data_json", "signature": <base64url>}
 
 and ``cert`` (beside it in the answer) the base64 DER of the approving phone's mobile certificate. To
-verify: the certificate was issued by the mobile CA and is within its validity (its revocation status is
-the CA's OCSP responder's or CRL's to tell, and is not checked here); the client data is a
+verify: the certificate was issued by the mobile CA and is within its validity; the client data is a
 ``webauthn.get`` whose challenge is the SHA-256 of ``challenge_input``; the authenticator says the user was
 present and verified (fingerprint or face); the signature over ``authenticator_data ‖
-SHA-256(client_data_json)`` verifies with the certificate's key. Written with ``cryptography`` alone so
-that an agency can read and rerun it: a WebAuthn library wants the credential registered with it first.
+SHA-256(client_data_json)`` verifies with the certificate's key; and, last, the certificate is good: not
+revoked nor on hold, in the mobile CA's OCSP answer or CRL (:mod:`twfido.revocation`: fetched from the
+places the certificate names, or a CRL or OCSP answer the verifier downloaded). Written with ``cryptography``
+alone so that an agency can read and rerun it: a WebAuthn library wants the credential registered with it
+first.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from . import base64url
 from .challenge import challenge
+from .revocation import ONLINE, Good, Sources
 
 FORMAT = "mocert-webauthn-v1"
 MAX_LENGTH = 64 * 1024
@@ -81,6 +84,7 @@ class Approval:
     challenge_input: str
     credential_id: bytes
     sign_count: int
+    revocation: Good | None  # the certificate's status, and who said so; None: not checked (revocation=None)
 
 
 def verify(
@@ -91,15 +95,24 @@ def verify(
     expected_input: str | None = None,
     rp_id: str | None = None,
     at: datetime | None = None,
+    revocation: Sources | None = ONLINE,
 ) -> Approval:
-    """Verify ``signed_response`` with the phone's ``certificate_der`` under the mobile CA ``ca``.
+    """Verify ``signed_response`` with the phone's ``certificate_der`` under the mobile CA ``ca``, at ``at`` (now).
 
     ``expected_input`` (the challenge_input rebuilt from the request) must then equal the one signed;
     ``rp_id`` (the WebAuthn relying-party id, MoCert's host) must then be the one the authenticator
-    signed for. Raises :class:`SignedResponseError` saying which check failed.
+    signed for. ``revocation`` says where the certificate's status is learnt: by default fetched from its
+    OCSP responder, then its CRL; ``Sources(crl=...)`` or ``Sources(ocsp_response=...)`` for what was
+    downloaded; None not to check it. It is checked last, so nothing is fetched for a response that fails
+    the rest.
+
+    Raises :class:`SignedResponseError` saying which check failed; for the status,
+    :class:`twfido.revocation.CertificateRevoked` (with the reason) or :class:`twfido.revocation.RevocationUnknown`
+    (it could not be learnt: not proof of anything, ask again later).
     """
+    at = at or datetime.now(timezone.utc)
     response = SignedResponse.decode(signed_response)
-    certificate = _issued_by(certificate_der, ca, at or datetime.now(timezone.utc))
+    certificate = _issued_by(certificate_der, ca, at)
     if expected_input is not None and not hmac.compare_digest(
         response.challenge_input.encode("utf-8"), expected_input.encode("utf-8")
     ):
@@ -115,7 +128,10 @@ def verify(
         raise SignedResponseError("the authenticator did not verify the person (no fingerprint or face)")
     signed = data + hashlib.sha256(response.client_data_json).digest()
     _verify_signature(certificate, response.signature, signed)
-    return Approval(certificate, response.challenge_input, response.credential_id, int.from_bytes(data[33:37], "big"))
+    good = revocation.status(certificate, ca, at=at) if revocation is not None else None
+    return Approval(
+        certificate, response.challenge_input, response.credential_id, int.from_bytes(data[33:37], "big"), good
+    )
 
 
 def _issued_by(der: bytes, ca: x509.Certificate, at: datetime) -> x509.Certificate:

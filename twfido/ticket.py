@@ -41,6 +41,8 @@ def decode(ticket: object) -> dict:
         if not hmac.compare_digest(check.encode("ascii"), expected.encode("ascii")):
             raise TicketError("the ticket's digest does not match: it is cut or altered")
         fields = json.loads(base64url.decode(body))
+    except RecursionError as exc:  # "[[[[…": the digest is no MAC, anyone can make one that nests so deep
+        raise TicketError("the ticket is not base64url JSON") from exc
     except (UnicodeError, ValueError) as exc:
         if isinstance(exc, TicketError):
             raise

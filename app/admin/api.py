@@ -1,6 +1,7 @@
 """The administration API, ``/api/v1/admin``: the console's operations as JSON, for an admin session or a
 scoped service token. Views are thin: the services (``staff``, ``account_admin``, ``service_tokens``,
-``audit_trail``, ``clients``) hold the rules, and what they refuse is answered from ``app/refusals.py``."""
+``audit_trail``, ``clients``, ``agencies``) hold the rules, and what they refuse is answered from
+``app/refusals.py``."""
 
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from .. import wiring
 from ..api import json_body
 from ..extensions import csrf
-from ..services import account_admin, audit_trail, clients, service_tokens, staff
+from ..services import account_admin, agencies, audit_trail, clients, service_tokens, staff
 from ..services.staff import Operator
 from .auth import current_operator
 from .query import audit_filter
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 csrf.exempt(bp)  # checked in current_operator for sessions; a service token is not sent by browsers
+
+
+@bp.after_request
+def _not_stored(response):
+    # Answers carry people's data and, once, a new client secret or agency key: no cache keeps them.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _operator(scope: str) -> Operator:
@@ -143,6 +151,43 @@ def client_action(client_id: str, action: str):
         return jsonify(client=clients.client_view(client), client_secret=secret)
     act = clients.disable if action == "disable" else clients.enable
     return jsonify(client=clients.client_view(act(client, actor=operator.actor, reason=reason)))
+
+
+# -- agencies (需用機關) of the TW FidO service-provider API ------------------------------------------------
+
+
+@bp.get("/agencies")
+def list_agencies():
+    _operator(staff.READ)
+    return jsonify(agencies=[agencies.agency_view(a) for a in agencies.list_all()])
+
+
+@bp.post("/agencies")
+def add_agency():
+    operator = _operator(staff.AGENCIES_WRITE)
+    body = json_body()
+    # Absent or null: calls from anywhere. Anything else the service checks (false is no list of networks).
+    allowed_ips = body.get("allowed_ips")
+    agency, api_key = wiring.parts().agencies.add(
+        actor=operator.actor,
+        reason=staff.reason_of(body.get("reason")),
+        name=body.get("name"),
+        allowed_ips=[] if allowed_ips is None else allowed_ips,
+        callback_url=body.get("callback_url"),
+    )
+    return jsonify(agency=agencies.agency_view(agency), api_key=api_key), 201
+
+
+@bp.post("/agencies/<sp_service_id>/<any('rotate-key', disable):action>")
+def agency_action(sp_service_id: str, action: str):
+    operator = _operator(staff.AGENCIES_WRITE)
+    reason = staff.reason_of(json_body().get("reason"))
+    agency = agencies.get(sp_service_id)
+    if action == "rotate-key":
+        api_key = wiring.parts().agencies.rotate_key(agency, actor=operator.actor, reason=reason)
+        return jsonify(agency=agencies.agency_view(agency), api_key=api_key)
+    agency = wiring.parts().agencies.disable(agency, actor=operator.actor, reason=reason)
+    return jsonify(agency=agencies.agency_view(agency))
 
 
 # -- the audit trail ------------------------------------------------------------------------------------

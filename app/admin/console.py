@@ -4,7 +4,7 @@ Plain HTML forms that work without JavaScript, for an admin or auditor logged in
 token). Every change is a POST with the CSRF token and a reason. It answers with a redirect and a flashed
 message (post/redirect/get), or, when the service refuses, with the same page again showing why, at the
 refusal's 4xx status, having changed nothing: each such view catches the :class:`Refusal` itself and
-answers with :func:`_shown_again`. Secrets (a client's, a service token) are the exception:
+answers with :func:`_shown_again`. Secrets (a client's, a service token, an agency's API key) are the exception:
 shown once on the POST's own answer and kept nowhere, not even in the session cookie.
 """
 
@@ -24,7 +24,7 @@ from .. import refusals, wiring
 from ..extensions import db
 from ..models import Account, Device, utcnow
 from ..oidc import claims as oidc_claims
-from ..services import account_admin, audit_trail, clients, service_tokens, staff
+from ..services import account_admin, agencies, audit_trail, clients, service_tokens, staff
 from ..services.refusals import Refusal
 from .api import audit_csv_response
 from .auth import current_operator
@@ -33,7 +33,7 @@ from .query import audit_filter
 bp = Blueprint("admin_console", __name__, url_prefix="/admin")
 
 SEARCH_KINDS = account_admin.SEARCH_KINDS
-FILTER_FIELDS = ("account", "device", "site", "event", "actor", "since", "until")
+FILTER_FIELDS = ("account", "device", "site", "agency", "event", "actor", "since", "until")
 AUDIT_PAGE = 50
 RECENT_EVENTS = 20
 # The console's choice of token endpoint methods: private_key_jwt needs the client's JWKS (CLI or API).
@@ -316,6 +316,72 @@ def _offered_scopes() -> list[str]:
 
 def _scopes_of(form) -> list[str]:
     return ["openid", *form.getlist("scope")]
+
+
+# -- agencies (需用機關) of the TW FidO service-provider API ------------------------------------------------
+
+
+@bp.get("/agencies")
+def agencies_page():
+    return _agencies_page()
+
+
+def _agencies_page(*, form: Mapping[str, str] | None = None, error: str | None = None) -> str:
+    g.operator.require(staff.READ)
+    return render_template("admin/agencies.html", agencies=agencies.list_all(), form=form, error=error)
+
+
+@bp.post("/agencies")
+def add_agency():
+    g.operator.require(staff.AGENCIES_WRITE)
+    form = request.form
+    try:
+        agency, api_key = wiring.parts().agencies.add(
+            actor=g.operator.actor,
+            reason=_reason(),
+            name=form.get("name"),
+            allowed_ips=form.get("allowed_ips", ""),
+            callback_url=form.get("callback_url", ""),
+        )
+    except Refusal as refusal:
+        return _shown_again(refusal, _agencies_page, form=form)
+    # As a client secret: on this POST's answer only, never through the session.
+    return render_template("admin/secret.html", kind="agency", agency=agency, secret=api_key), 201
+
+
+@bp.get("/agencies/<sp_service_id>")
+def agency_page(sp_service_id: str):
+    return _agency_page(sp_service_id)
+
+
+def _agency_page(sp_service_id: str, *, error: str | None = None) -> str:
+    agency = agencies.get(sp_service_id)
+    wanted = audit_trail.AuditFilter(agency=agency.sp_service_id, limit=RECENT_EVENTS)
+    events = [audit_trail.event_view(event) for event in audit_trail.events(g.operator, wanted)]
+    return render_template("admin/agency.html", agency=agency, events=events, people=_people(events), error=error)
+
+
+@bp.post("/agencies/<sp_service_id>/rotate-key")
+def rotate_agency_key(sp_service_id: str):
+    g.operator.require(staff.AGENCIES_WRITE)
+    try:
+        agency = agencies.get(sp_service_id)
+        api_key = wiring.parts().agencies.rotate_key(agency, actor=g.operator.actor, reason=_reason())
+    except Refusal as refusal:
+        return _shown_again(refusal, _agency_page, sp_service_id)
+    return render_template("admin/secret.html", kind="agency_rotated", agency=agency, secret=api_key)
+
+
+@bp.post("/agencies/<sp_service_id>/disable")
+def disable_agency(sp_service_id: str):
+    g.operator.require(staff.AGENCIES_WRITE)
+    try:
+        agency = agencies.get(sp_service_id)
+        wiring.parts().agencies.disable(agency, actor=g.operator.actor, reason=_reason())
+    except Refusal as refusal:
+        return _shown_again(refusal, _agency_page, sp_service_id)
+    return _done(_("The agency is disabled: its calls are refused from now on."), ".agency_page",
+                 sp_service_id=agency.sp_service_id)
 
 
 # -- the audit trail ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The audit trail's filter as a query string writes it: ``account``, ``device``, ``site``, ``event``,
-``actor``, ``since``, ``until`` (ISO 8601, UTC if no zone is given), ``before``, ``limit``.
+``agency``, ``actor``, ``since``, ``until`` (ISO 8601, UTC if no zone is given), ``before``, ``limit``.
 
 Bad values are refused (``invalid_<name>``, a 400), never a 500.
 """
@@ -19,6 +19,7 @@ def audit_filter(args: Mapping[str, str]) -> AuditFilter:
         account_id=_int_arg(args, "account"),
         device_id=_int_arg(args, "device"),
         client=_text_arg(args, "site"),
+        agency=_text_arg(args, "agency"),
         tag=_text_arg(args, "event"),
         actor=_text_arg(args, "actor"),
         since=_time_arg(args, "since"),

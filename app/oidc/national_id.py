@@ -11,12 +11,18 @@ not to the audit trail.
 The sealed value is bound (as associated data) to what the row is for, its client and its account: a
 sealed ID copied into another row does not open. Wrong IDs are counted per person in Flask-Limiter's
 storage: a new authorization does not refill the attempts.
+
+The same confirmation (:func:`confirm_typed`) gives an agency's SP-API-WEB-01 callback its ``id_num``: the
+person types it on MoCert's page once their phone has approved (``app/sp_api/web.py``). Both count against
+the same attempts of the person, each audited under its own tags (an :class:`Asker`).
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from authlib.oauth2.rfc6749.util import scope_to_list
 from cryptography.exceptions import InvalidTag
@@ -114,14 +120,32 @@ def _key() -> bytes:
 # -- the person confirms it --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Asker:
+    """Who asks the person for their ID, as the audit trail records each outcome: its tags, and the facts
+    that name it (the client, or the agency and its request)."""
+
+    confirmed: Tags
+    mismatch: Tags
+    locked: Tags
+    facts: Mapping[str, object]
+
+
 def confirm(account, client, typed: object) -> str:
+    """The national ID the person typed for a client's consent (:func:`confirm_typed`; ``oidc:national_id:*``)."""
+    asker = Asker(Tags.OIDC_NATIONAL_ID_CONFIRMED, Tags.OIDC_NATIONAL_ID_MISMATCH, Tags.OIDC_NATIONAL_ID_LOCKED,
+                  {"client": client.client_id})
+    return confirm_typed(account, typed, asker)
+
+
+def confirm_typed(account, typed: object, asker: Asker) -> str:
     """The national ID the person typed, normalised, when it is theirs (compared as keyed hashes).
 
     Refuses ``national_id_not_confirmed`` (:func:`not_confirmed`), its case saying why: ``missing``,
     ``invalid`` (not an ID), ``mismatch`` (not this person's) or ``locked`` (no attempts left: the
     authorization is refused); ``attempts_left`` is None while rate limits are off. A wrong ID costs an
-    attempt and is audited (``oidc:national_id:mismatch``, with no trace of what was typed); with none left,
-    ``oidc:national_id:locked``. A typo that is no ID at all (format, check digit) costs nothing. The caller
+    attempt and is audited (the asker's ``mismatch`` tag, with no trace of what was typed); with none left,
+    its ``locked`` tag. A typo that is no ID at all (format, check digit) costs nothing. The caller
     commits a success.
     """
     # Parallel guesses for one person wait for each other here (PostgreSQL), so each sees the count the
@@ -129,7 +153,7 @@ def confirm(account, client, typed: object) -> str:
     db.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
     left = _attempts_left(account)
     if left == 0:
-        _locked(account, client)
+        _locked(account, asker)
     if not isinstance(typed, str) or not typed.strip():
         raise not_confirmed("missing", left)
     try:
@@ -139,12 +163,12 @@ def confirm(account, client, typed: object) -> str:
     typed_hash = wiring.parts().national_id_hash(national_id)
     if not hmac.compare_digest(typed_hash, account.national_id_hash):
         left = _spend_attempt(account)
-        record(Tags.OIDC_NATIONAL_ID_MISMATCH, account=account, client=client.client_id, attempts_left=left)
+        record(asker.mismatch, account=account, **asker.facts, attempts_left=left)
         db.session.commit()
         if left == 0:
-            _locked(account, client)
+            _locked(account, asker)
         raise not_confirmed("mismatch", left)
-    record(Tags.OIDC_NATIONAL_ID_CONFIRMED, account=account, client=client.client_id)
+    record(asker.confirmed, account=account, **asker.facts)
     return national_id
 
 
@@ -152,8 +176,8 @@ def not_confirmed(case: str, attempts_left: int | None) -> Refusal:
     return Refusal("national_id_not_confirmed", case=case, attempts_left=attempts_left)
 
 
-def _locked(account, client) -> None:
-    record(Tags.OIDC_NATIONAL_ID_LOCKED, account=account, client=client.client_id, limits=ATTEMPT_LIMITS)
+def _locked(account, asker: Asker) -> None:
+    record(asker.locked, account=account, **asker.facts, limits=ATTEMPT_LIMITS)
     db.session.commit()
     raise not_confirmed("locked", 0)
 
@@ -178,4 +202,5 @@ def _limits():
 
 
 def _attempts_key(account) -> tuple[str, str]:
+    # One count per person, whoever asks (the name kept from when only the consent page asked).
     return "mocert-oidc-national-id", str(account.id)

@@ -94,7 +94,10 @@ class Agencies:
         return agency, base64.b64encode(api_key).decode("ascii")
 
     def rotate_key(self, agency: Agency, *, actor: str, reason: str | None = None) -> str:
-        """A new API key at once; the old one stops working now (shown once, like the first)."""
+        """A new API key at once; the old one stops working now (shown once, like the first). A disabled
+        agency gets none: its calls are refused anyway, and a key made for it is one more to leak."""
+        if agency.disabled_at is not None:
+            raise Refusal("agency_disabled", sp_service_id=agency.sp_service_id)
         api_key = os.urandom(KEY_BYTES)
         agency.api_key_sealed = self._seal(api_key, agency.sp_service_id)
         agency.key_rotated_at = utcnow()

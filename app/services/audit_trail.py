@@ -31,6 +31,7 @@ class AuditFilter:
     account_id: int | None = None
     device_id: int | None = None
     client: str | None = None  # a relying party's client_id ("site")
+    agency: str | None = None  # an agency's sp_service_id
     tag: str | None = None  # a prefix: "device:" is every device event
     actor: str | None = None
     since: datetime | None = None
@@ -46,6 +47,8 @@ class AuditFilter:
             statement = statement.where(QueryableDetails()["device"].as_integer() == self.device_id)
         if self.client is not None:
             statement = statement.where(QueryableDetails()["client"].as_string() == self.client)
+        if self.agency is not None:
+            statement = statement.where(QueryableDetails()["agency"].as_string() == self.agency)
         if self.tag is not None:
             escaped = self.tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             statement = statement.where(AuditEvent.tag.like(f"{escaped}%", escape="\\"))
@@ -135,6 +138,7 @@ def event_view(event: AuditEvent) -> dict:
         "account_id": event.account_id,
         "device": details.get("device"),
         "site": details.get("client"),
+        "agency": details.get("agency"),
         "ip": event.ip,
         "user_agent": event.user_agent,
         "details": details,

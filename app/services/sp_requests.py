@@ -67,14 +67,20 @@ TAIPEI = timezone(timedelta(hours=8))
 RESULT_KEPT_AFTER_ANSWER = timedelta(seconds=60)
 
 OP_MODES = {"I-SCAN", "MWEB2APP", "APP2APP"}  # the person's phone scans, or is the device asking
+# The modes in which the agency's page (or app) is on the phone that answers: only these go back to it.
+SAME_PHONE = {"MWEB2APP", "APP2APP"}
 PUSH = "PUSH"  # requestAthOrSignPush's mode: sent to the person's phones
+WEB = "WEB"  # SP-API-WEB-01's (app/services/sp_web.py): MoCert's page in the person's browser; no one named
 SIGN_TYPES = {"PKCS#1", "PKCS#7", "RAW"}
 TBS_ENCODINGS = {"NONE", "base64"}
 HASH_ALGORITHMS = {"SHA1", "SHA256", "SHA384", "SHA512"}
 
 # doBatchSigning's checksum fields: the published documents do not show them, so MoCert takes
-# getSpTicket's with the batch's items concatenated in order as sign_data (README: the API for agencies).
-BATCH_FIELDS = ("transaction_id", "sp_service_id", "id_num", "op_code", "op_mode", "hint", "sign_data")
+# requestAthOrSignPush's with op_mode, and as sign_data the items' SHA-256 hex digests concatenated in order
+# (64 characters each: no other batch reads the same, as the items themselves concatenated could).
+BATCH_FIELDS = (
+    "transaction_id", "sp_service_id", "id_num", "device_user_def_desc", "op_code", "op_mode", "hint", "sign_data",
+)
 # checkDeviceStatus's, likewise not published: the call's own fields, in the order of the others.
 DEVICE_STATUS_FIELDS = ("transaction_id", "sp_service_id", "id_num")
 DEVICE_STATUS_ANSWER = ("transaction_id", "error_code", "is_fido", "is_mcert_sign")
@@ -200,26 +206,35 @@ class SpRequests:
 
     # -- the phone's side (no session: the ticket is the capability, the passkey the proof) ----------------
 
-    def phone_options(self, ticket: object) -> dict:
-        """What the phone shows, and the request options its passkey answers (the person's phones only)."""
-        return self._options_of(self._open(self._by_ticket(ticket)))
+    def phone_options(self, ticket: object, *, return_url: object = None) -> dict:
+        """What the phone shows, and the request options its passkey answers (the person's phones only).
 
-    def _options_of(self, sp_request: SpRequest, device: Device | None = None) -> dict:
+        ``return_url`` is the agency's ``rtn_url`` as the phone's page was given it; it is answered back as
+        ``return_url`` only where :meth:`return_url` allows it, else None."""
+        return self._options_of(self._open(self._by_ticket(ticket)), return_url=return_url)
+
+    def _options_of(self, sp_request: SpRequest, device: Device | None = None, *, return_url: object = None) -> dict:
         """The options of an open request, for its approvers (or only ``device``, in that phone's inbox)."""
-        if sp_request.scanned_at is None:
-            sp_request.scanned_at = utcnow()
+        # The first scan is audited once: of two phones scanning at once, the one whose UPDATE set it.
+        if sp_request.scanned_at is None and tickets.claim(
+            sp_request, SpRequest.scanned_at.is_(None), scanned_at=utcnow(), commit=False,
+        ):
             record(Tags.SP_REQUEST_SCANNED, account=sp_request.account, agency=sp_request.agency.sp_service_id,
                    sp_request=sp_request.public_id)
             db.session.commit()
-        devices = [d for d in self._approvers(sp_request) if device is None or d.id == device.id]
-        if device is not None and not devices:  # never options any passkey would answer (no allowCredentials)
-            raise Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
+        # A request naming no one (WEB) asks for a discoverable credential: any person's phone may answer.
+        devices = self._approvers(sp_request) if sp_request.account_id is not None else []
+        if device is not None:
+            devices = [d for d in devices if d.id == device.id]
+            if not devices:  # never options any passkey would answer (no allowCredentials)
+                raise Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
         info = sp_request.sign_info or {}
         shown = {
             "sp_name": sp_request.agency.name,
             "hint": sp_request.hint,
             "op_code": sp_request.op_code,
             "expires_at": sp_request.expires_at.isoformat(),
+            "return_url": self.return_url(sp_request, return_url),
             **webauthn.authentication_options(
                 rp_id=self.relying_party.id,
                 challenge=sp_request.challenge,
@@ -245,9 +260,11 @@ class SpRequests:
         """Check an open request's answer and take the request (see :meth:`approve`); from a phone's inbox,
         only that phone's passkey answers."""
         device = self._device_of(credential)
-        if device is None or device not in self._approvers(sp_request) \
-                or (inbox_device is not None and device.id != inbox_device.id):
-            raise self._answer_failed(sp_request, device, Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone"))
+        refusal = self._not_an_approver(sp_request, device)
+        if refusal is None and inbox_device is not None and device.id != inbox_device.id:
+            refusal = Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")  # from an inbox, only its own phone
+        if refusal is not None:
+            raise self._answer_failed(sp_request, device, refusal)
         try:
             verified = self.devices.verify_assertion(device, credential, sp_request.challenge)
         except Refusal as refusal:
@@ -261,8 +278,8 @@ class SpRequests:
             signature=verified.signature,
         ).encode()
         now = utcnow()
-        if not self._take(sp_request, now, completed_at=now, device_id=device.id, signed_response=signed,
-                          cert=base64.b64encode(certificate.der).decode("ascii")):
+        if not self._take(sp_request, now, completed_at=now, device_id=device.id, account_id=device.account_id,
+                          signed_response=signed, cert=base64.b64encode(certificate.der).decode("ascii")):
             raise self._taken(sp_request)
         record(Tags.SP_REQUEST_APPROVED, account=device.account, agency=sp_request.agency.sp_service_id,
                sp_request=sp_request.public_id, transaction_id=sp_request.transaction_id, op_code=sp_request.op_code,
@@ -311,9 +328,12 @@ class SpRequests:
         return self._open(sp_request)
 
     def return_url(self, sp_request: SpRequest, url: object) -> str | None:
-        """Where a same-phone request (MWEB2APP) may send the person back: a URL of the agency's registered
-        callback's origin, else nowhere (the page says to go back by hand; never an open redirect)."""
+        """Where a same-phone request (MWEB2APP, APP2APP) may send the person back: a URL of the agency's
+        registered callback's origin, else nowhere (the page says to go back by hand; never an open redirect).
+        A request scanned from another screen (I-SCAN) or pushed has no page on this phone to go back to."""
         callback = sp_request.agency.callback_url
+        if sp_request.op_mode not in SAME_PHONE:
+            return None
         if not isinstance(url, str) or not callback or len(url) > agency_rules.URL_MAX:
             return None
         try:
@@ -346,6 +366,25 @@ class SpRequests:
             target = next((d for d in usable if d.name == device_name), None)
             if target is None:
                 raise self._refused(operation, "DEV_DESC_MISMATCH", agency, body, account=account)
+        sp_request, issued = self._issue(
+            operation, agency, body, ttl=ttl, account=account, hashed_id_num=sp_ticket.hashed_id_num(national_id),
+            op_code=op_code, op_mode=op_mode, hint=hint, sign_info=sign_info, signed_data=signed_data,
+            target_device=target,
+        )
+        answer = {"transaction_id": transaction_id, "error_code": codes.SUCCESS, "sp_ticket": issued}
+        return Answer(codes.SUCCESS, {
+            "sp_ticket": issued,
+            "idp_checksum": checksum.seal(key, checksum.fields_of(answer, checksum.ANSWER_FIELDS["ticket"])),
+        })
+
+    def _issue(
+        self, operation: str, agency: Agency, body: dict, *, ttl: timedelta, account: Account | None,
+        hashed_id_num: str | None, op_code: str, op_mode: str, hint: str, sign_info: dict | None,
+        signed_data: str | list[str] | None, target_device: Device | None = None, **columns: object,
+    ) -> tuple[SpRequest, str]:
+        """Make the request (committed, with its audit event) and its sp_ticket, once its transaction_id is
+        shown unused; ``columns`` are further values of the row (WEB-01's browser token)."""
+        transaction_id = body["transaction_id"]
         if db.session.scalar(select(SpRequest.id).where(
             SpRequest.agency_id == agency.id, SpRequest.transaction_id == transaction_id,
         )) is not None:
@@ -353,9 +392,9 @@ class SpRequests:
 
         sp_request, ticket_id = tickets.issue(
             SpRequest, ttl=ttl, agency=agency, transaction_id=transaction_id, account=account,
-            hashed_id_num=sp_ticket.hashed_id_num(national_id), op_code=op_code, op_mode=op_mode, hint=hint,
-            sign_info=sign_info, target_device=target, ticket_check="",
-            challenge_input="",
+            hashed_id_num=hashed_id_num, op_code=op_code, op_mode=op_mode, hint=hint,
+            sign_info=sign_info, target_device=target_device, ticket_check="",
+            challenge_input="", **columns,
         )
         sp_request.challenge_input = challenge_input(
             hint=hint, op_code=op_code, sign_data=signed_data, sp_service_id=agency.sp_service_id,
@@ -375,20 +414,17 @@ class SpRequests:
             "version": TICKET_VERSION,
         })
         sp_request.ticket_check = issued.rsplit(".", 1)[1]
+        try:
+            db.session.flush()
+        except IntegrityError:  # the same transaction_id, made a moment ago by a call racing this one
+            raise self._refused(operation, "TXNLOG_INS_ERR", agency, body, account=account, race=True) from None
         record(Tags.SP_REQUEST_MADE, actor=_actor(agency), account=account, agency=agency.sp_service_id,
                operation=operation, sp_request=sp_request.public_id, transaction_id=transaction_id,
-               op_code=op_code, op_mode=op_mode, device=target.id if target else None)
-        try:
-            db.session.commit()
-        except IntegrityError:  # the same transaction_id, made a moment ago by a call racing this one
-            raise self._refused(operation, "TXNLOG_INS_ERR", agency, body, account=account) from None
+               op_code=op_code, op_mode=op_mode, device=target_device.id if target_device else None)
+        db.session.commit()
         if op_mode == PUSH and self.push_notices is not None:
             self.push_notices.announce(sp_request)  # committed first; never raises: the request waits anyway
-        answer = {"transaction_id": transaction_id, "error_code": codes.SUCCESS, "sp_ticket": issued}
-        return Answer(codes.SUCCESS, {
-            "sp_ticket": issued,
-            "idp_checksum": checksum.seal(key, checksum.fields_of(answer, checksum.ANSWER_FIELDS["ticket"])),
-        })
+        return sp_request, issued
 
     def _approved(self, sp_request: SpRequest, key: bytes) -> dict:
         answer = {"transaction_id": sp_request.transaction_id, "error_code": codes.SUCCESS,
@@ -410,9 +446,12 @@ class SpRequests:
 
     def _authenticate(
         self, operation: str, body: dict, address: str | None, agency: Agency | None, fields: tuple[str, ...],
-        *, batch: bool = False,
+        *, batch: bool = False, check_address: bool = True,
     ) -> bytes:
-        """The agency's key, once the call is shown to be the agency's; else the refusal, audited."""
+        """The agency's key, once the call is shown to be the agency's; else the refusal, audited.
+
+        ``check_address`` false: the call comes from the person's browser (SP-API-WEB-01's form), not from
+        the agency's servers, so only the checksum shows it is the agency's."""
         transaction_id = body.get("transaction_id")
         if not isinstance(transaction_id, str) or not 0 < len(transaction_id) <= TRANSACTION_ID_MAX \
                 or not storable(transaction_id):
@@ -420,7 +459,7 @@ class SpRequests:
         if agency is None or agency.disabled_at is not None:
             raise self._refused(operation, "SPSVCID_NF", agency, body,
                                 reason="disabled" if agency is not None else "unknown")
-        if not agency_rules.allows_address(agency, address):
+        if check_address and not agency_rules.allows_address(agency, address):
             raise self._refused(operation, "SP_IP_DENIED", agency, body)
         key = self.agencies.key_of(agency)
         try:
@@ -442,7 +481,7 @@ class SpRequests:
 
     def _one_of(self, operation: str, agency: Agency, body: dict, name: str, allowed: set[str]) -> str:
         value = body.get(name)
-        if value not in allowed:
+        if not isinstance(value, str) or value not in allowed:
             raise self._refused(operation, "TGT_INV", agency, body, field=name)
         return value
 
@@ -483,7 +522,7 @@ class SpRequests:
             ("hash_algorithm", HASH_ALGORITHMS, "SHA256"),
         ):
             value = info.get(name, default)
-            if value not in allowed:
+            if not isinstance(value, str) or value not in allowed:
                 raise self._refused(operation, "PM_INV_NF", agency, body, field=f"sign_info.{name}")
             stored[name] = value
         if op_code == "SIGN":
@@ -548,6 +587,20 @@ class SpRequests:
             return [d for d in usable if d.id == sp_request.target_device_id]
         return usable
 
+    def _not_an_approver(self, sp_request: SpRequest, device: Device | None) -> Refusal | None:
+        """Why this phone may not answer, or None: it must be one of the person's approvers, or, for a
+        request naming no one (WEB-01), any usable phone of an unlocked account (its owner is then the
+        person), told why not (suspended, expired, locked) as a login is."""
+        if device is None:
+            return Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
+        if sp_request.account_id is None:
+            try:
+                ensure_usable(device, utcnow())
+            except Refusal as refusal:
+                return refusal
+            return None
+        return None if device in self._approvers(sp_request) else Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
+
     @staticmethod
     def _device_of(credential: dict) -> Device | None:
         raw_id = _credential_id(credential)
@@ -599,12 +652,13 @@ def _devices_of(account: Account) -> list[Device]:
 
 
 def _checked_values(body: dict, batch: bool) -> dict:
-    """The body's values as the checksum reads them: sign_data from inside sign_info (a batch's items
-    concatenated)."""
+    """The body's values as the checksum reads them: sign_data from inside sign_info (for a batch, its
+    items' digests concatenated; an item that is not text counts as its str() here, and is refused after
+    the checksum)."""
     info = body.get("sign_info") if isinstance(body.get("sign_info"), dict) else {}
     if batch:
         items = info.get("sign_data_set")
-        sign_data = "".join(i for i in items if isinstance(i, str)) if isinstance(items, list) else None
+        sign_data = "".join(batch_digests([str(i) for i in items])) if isinstance(items, list) else None
     else:
         sign_data = info.get("sign_data")
     return {**body, "sign_data": sign_data}

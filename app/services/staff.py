@@ -19,9 +19,10 @@ READ = "read"
 DEVICES_WRITE = "devices:write"
 ACCOUNTS_WRITE = "accounts:write"
 CLIENTS_WRITE = "clients:write"
+AGENCIES_WRITE = "agencies:write"  # apart from sites: a token that automates OIDC clients makes no agency API keys
 ROLES_WRITE = "roles:write"  # admins only: never through a service token
 TOKENS_WRITE = "tokens:write"  # admins only: a token cannot mint tokens
-TOKEN_SCOPES = (READ, DEVICES_WRITE, ACCOUNTS_WRITE, CLIENTS_WRITE)
+TOKEN_SCOPES = (READ, DEVICES_WRITE, ACCOUNTS_WRITE, CLIENTS_WRITE, AGENCIES_WRITE)
 ROLES = {
     "auditor": frozenset({READ}),
     "admin": frozenset({*TOKEN_SCOPES, ROLES_WRITE, TOKENS_WRITE}),

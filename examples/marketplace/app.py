@@ -1,4 +1,5 @@
-"""臺灣雲市集（示範）: the web app. Its people log in at MoCert through Authlib's OpenID Connect client.
+"""臺灣雲市集（示範）: the web app. Its people log in at MoCert through Authlib's OpenID Connect client, or
+with 行動自然人憑證 through MoCert's TW FidO API for agencies (``mobile_login.py``, ``twfido_client.py``).
 
 Configuration is read here, in the factory, from ``MARKETPLACE_*`` variables:
 
@@ -8,6 +9,11 @@ Configuration is read here, in the factory, from ``MARKETPLACE_*`` variables:
 ``MARKETPLACE_CLIENT_ID``,     the client registered at MoCert; without them, the JSON file written by
 ``MARKETPLACE_CLIENT_SECRET``  ``python -m examples.marketplace register``
 ``MARKETPLACE_CLIENT_FILE``    that file (``instance/marketplace-client.json``)
+``MARKETPLACE_SP_SERVICE_ID``, the agency registered at MoCert (TW FidO API); without them, the JSON file
+``MARKETPLACE_API_KEY``        written by ``python -m examples.marketplace register``; without either, no
+                               login with 行動自然人憑證
+``MARKETPLACE_AGENCY_FILE``    that file (``instance/marketplace-agency.json``)
+``MARKETPLACE_MOCERT_RP_ID``   the WebAuthn site MoCert's phones sign for (MoCert's host)
 ``MARKETPLACE_SECRET_KEY``     session signing; by default random, made once in ``instance/``
 ``MARKETPLACE_INSTANCE_DIR``   ``instance/`` at the repository root
 ``MARKETPLACE_DATABASE``       ``instance/marketplace.db``
@@ -17,19 +23,24 @@ Configuration is read here, in the factory, from ``MARKETPLACE_*`` variables:
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import qrcode
+import qrcode.image.svg
 import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Flask, abort, current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from joserfc.errors import JoseError
 
-from . import subsidy
+from . import mobile_login, subsidy
 from .store import Store, TaxIdTaken
+from .twfido_client import Refused, TwFidoClient, Unavailable, Untrusted
 
 ROOT = Path(__file__).resolve().parents[2]
 SCOPE = "openid profile email"
@@ -50,6 +61,10 @@ def load_config(environ=os.environ) -> dict:
         "CLIENT_ID": environ.get("MARKETPLACE_CLIENT_ID"),
         "CLIENT_SECRET": environ.get("MARKETPLACE_CLIENT_SECRET"),
         "CLIENT_FILE": Path(environ.get("MARKETPLACE_CLIENT_FILE", instance / "marketplace-client.json")),
+        "SP_SERVICE_ID": environ.get("MARKETPLACE_SP_SERVICE_ID"),
+        "API_KEY": environ.get("MARKETPLACE_API_KEY"),
+        "AGENCY_FILE": Path(environ.get("MARKETPLACE_AGENCY_FILE", instance / "marketplace-agency.json")),
+        "MOCERT_RP_ID": environ.get("MARKETPLACE_MOCERT_RP_ID"),
         "SECRET_KEY": environ.get("MARKETPLACE_SECRET_KEY"),
         "DATABASE": Path(environ.get("MARKETPLACE_DATABASE", instance / "marketplace.db")),
     }
@@ -87,6 +102,23 @@ def _client_credentials(config: dict) -> tuple[str, str]:
         ) from None
 
 
+def _twfido_client(config: dict) -> TwFidoClient | None:
+    """The agency's client, or None when the marketplace is not registered as an agency."""
+    if config.get("SP_SERVICE_ID") and config.get("API_KEY"):
+        sp_service_id, api_key = config["SP_SERVICE_ID"], config["API_KEY"]
+    else:
+        try:
+            registered = json.loads(Path(config["AGENCY_FILE"]).read_text())
+            sp_service_id, api_key = registered["sp_service_id"], registered["api_key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    try:
+        return TwFidoClient(config["MOCERT_URL"], sp_service_id=sp_service_id, api_key=api_key,
+                            rp_id=config.get("MOCERT_RP_ID") or urlsplit(config["MOCERT_URL"]).hostname)
+    except ValueError as exc:  # a key that is not base64 of 32 bytes
+        raise ConfigurationError(f"the agency's API key: {exc}") from None
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     config = {**load_config(), **(overrides or {})}
     app = Flask(__name__)
@@ -106,10 +138,13 @@ def create_app(overrides: dict | None = None) -> Flask:
         server_metadata_url=f"{config['MOCERT_URL']}/.well-known/openid-configuration",
         client_kwargs={"scope": SCOPE, "code_challenge_method": "S256"},
     )
-    app.extensions["marketplace"] = {"oauth": oauth, "store": Store(config["DATABASE"])}
-    app.jinja_env.globals.update(csrf_token=csrf_token, products=subsidy.PRODUCTS, find_product=subsidy.product)
+    app.extensions["marketplace"] = {"oauth": oauth, "store": Store(config["DATABASE"]),
+                                     "twfido": _twfido_client(config)}
+    app.jinja_env.globals.update(csrf_token=csrf_token, products=subsidy.PRODUCTS, find_product=subsidy.product,
+                                 mobile_login_offered=app.extensions["marketplace"]["twfido"] is not None)
     app.before_request(_check_csrf)
     _routes(app)
+    _mobile_login_routes(app)
     return app
 
 
@@ -122,6 +157,18 @@ def _mocert():
 
 def _store() -> Store:
     return current_app.extensions["marketplace"]["store"]
+
+
+def _twfido() -> TwFidoClient | None:
+    return current_app.extensions["marketplace"]["twfido"]
+
+
+def qr_svg(text: str) -> str:
+    """``text`` as a QR code, an inline SVG (qrcode's path image)."""
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=4)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return buffer.getvalue().decode()
 
 
 def csrf_token() -> str:
@@ -190,11 +237,10 @@ def _routes(app: Flask) -> None:
             "owner": f"{claims['iss']} {claims['sub']}",
             "name": info.get("name") or claims.get("name") or "",
             "email": info.get("email") or "",
+            "method": "oidc",
         }
         session["id_token"] = token["id_token"]
-        if _store().company_of(session["person"]["owner"]) is None:
-            return redirect(url_for("join"))
-        return redirect(url_for("company"))
+        return redirect(_after_login())
 
     @app.route("/join", methods=["GET", "POST"])
     def join():
@@ -262,10 +308,112 @@ def _routes(app: Flask) -> None:
 
     @app.post("/logout")
     def logout():
-        """End our session, then MoCert's (RP-initiated logout); MoCert sends the person back to ``/``."""
+        """End our session, then MoCert's (RP-initiated logout); MoCert sends the person back to ``/``. A
+        login with 行動自然人憑證 opened no session at MoCert: ours alone ends."""
         id_token = session.get("id_token")
+        method = (_person() or {}).get("method")
         session.clear()
+        if method == "mobile":
+            flash("您已登出。You are logged out.")
+            return redirect(url_for("index"), code=303)
         return _mocert().logout_redirect(
             post_logout_redirect_uri=f"{current_app.config['PUBLIC_URL']}/",
             id_token_hint=id_token,
         )
+
+
+def _after_login() -> str:
+    """Where a person goes once logged in: to join, or to their company."""
+    return url_for("join") if _store().company_of(session["person"]["owner"]) is None else url_for("company")
+
+
+# -- 行動自然人憑證 (TW FidO API for agencies) -----------------------------------------------------------
+
+# MoCert's refusals as the marketplace words them: (zh-TW, English, whether to offer binding a phone).
+MOBILE_REFUSALS = {
+    "IDNUM_USERPROF_NF": ("此身分證字號尚未在 MoCert 綁定手機。請先至 MoCert 綁定手機並申請行動自然人憑證，再回來登入。",
+                          "No phone is bound to this national ID at MoCert. Bind a phone there first, then come back.",
+                          True),
+    "IDNUM_DEVPROF_NF": ("您在 MoCert 沒有可使用的手機。請先至 MoCert 綁定手機並申請行動自然人憑證。",
+                         "You have no usable phone at MoCert. Bind a phone there first.", True),
+    "PM_IDN_FT_ERR": ("身分證字號不正確，請再確認。", "That is not a valid national ID; please check it.", False),
+    "APP_USER_CANCEL": ("您已在手機上拒絕這次登入。", "You declined this login on your phone.", False),
+    "SPTKT_OVD": ("登入請求已逾時，請重新登入。", "The login request expired; please start again.", False),
+}
+MOBILE_FAILED = ("登入失敗，請再試一次。", "Login failed; please try again.", False)
+MOBILE_UNAVAILABLE = ("暫時無法連線到 MoCert，請稍後再試。", "MoCert cannot be reached; please try again later.", False)
+MOBILE_ENDED = ("這次登入已結束，請重新登入。", "This login has ended; please start again.", False)
+
+
+def _mobile_message(code: str | None) -> dict:
+    zh, en, bind = MOBILE_REFUSALS.get(code or "", (
+        f"MoCert 拒絕了這次登入（{code}）。", f"MoCert refused this login ({code}).", False))
+    return _message((zh, en, bind))
+
+
+def _message(words: tuple[str, str, bool]) -> dict:
+    zh, en, bind = words
+    return {"zh": zh, "en": en,
+            "bind_url": f"{current_app.config['MOCERT_URL']}/account/devices/bind" if bind else None}
+
+
+def _mobile_login_routes(app: Flask) -> None:
+    @app.route("/login/mobile", methods=["GET", "POST"])
+    def mobile_login_start():
+        """The national ID, and how the phone gets the request: scanning a QR code, or a push."""
+        if _twfido() is None:
+            message = ("臺灣雲市集尚未向 MoCert 註冊為需用機關，暫無法以行動自然人憑證登入。",
+                       "The marketplace is not registered at MoCert as an agency yet: no mobile login.", False)
+            return render_template("mobile_login.html", error=_message(message), national_id=""), 503
+        if request.method == "GET":
+            return render_template("mobile_login.html", error=None, national_id="")
+        national_id = request.form.get("national_id", "")
+        try:
+            login = mobile_login.start(_twfido(), _store(), national_id, push=request.form.get("mode") == "push")
+        except mobile_login.InvalidNationalId:
+            return render_template("mobile_login.html", error=_mobile_message("PM_IDN_FT_ERR"),
+                                   national_id=national_id), 400
+        except Refused as refusal:  # the person is unknown, has no phone...
+            return render_template("mobile_login.html", error=_mobile_message(refusal.code),
+                                   national_id=national_id), 400
+        except (Unavailable, Untrusted) as exc:
+            current_app.logger.warning("mobile login not started: %r", exc)
+            words, status = (MOBILE_UNAVAILABLE, 503) if isinstance(exc, Unavailable) else (MOBILE_FAILED, 502)
+            return render_template("mobile_login.html", error=_message(words), national_id=national_id), status
+        session["mobile_login"] = login.id
+        return redirect(url_for("mobile_login_wait"), code=303)
+
+    @app.get("/login/mobile/wait")
+    def mobile_login_wait():
+        """The QR code (or where the push went) and the hint, while the page polls /login/mobile/status."""
+        login = _store().mobile_login(session.get("mobile_login", ""))
+        if login is None:
+            return redirect(url_for("mobile_login_start"))
+        qr = qr_svg(login.sp_ticket) if login.op_mode != "PUSH" else None
+        return render_template("mobile_wait.html", login=login, qr=qr)
+
+    @app.post("/login/mobile/status")
+    def mobile_login_status():
+        """The page's poll (JSON): pending, refused or failed (with words), or logged in (and where next)."""
+        login_id = session.get("mobile_login", "")
+        outcome = mobile_login.poll(_twfido(), _store(), login_id) if login_id and _twfido() else None
+        if outcome is None or outcome.status == "ended":
+            session.pop("mobile_login", None)
+            return jsonify(status="ended", message=_message(MOBILE_ENDED))
+        if outcome.status == "pending":
+            return jsonify(status="pending")
+        if outcome.status != "logged_in":
+            session.pop("mobile_login", None)
+            message = _mobile_message(outcome.code) if outcome.status == "refused" else _message(MOBILE_FAILED)
+            return jsonify(status=outcome.status, code=outcome.code, message=message)
+        login, approval = outcome.login, outcome.approval
+        session.clear()  # a new session for the person logged in (the CSRF token with it)
+        session["person"] = {
+            # The marketplace knows the person by the ID they typed, which MoCert's answer matched.
+            "owner": f"{current_app.config['MOCERT_URL']} national-id-sha256:{approval.hashed_id_num}",
+            "name": approval.name,
+            "email": "",
+            "method": "mobile",
+            "national_id_masked": login.national_id_masked,
+        }
+        return jsonify(status="logged_in", next=_after_login())

@@ -1,8 +1,10 @@
-"""Registering the demo client at MoCert through MoCert's own CLI (``flask --app wsgi clients ...``).
+"""Registering the marketplace at MoCert through MoCert's own CLI (``flask --app wsgi clients|agencies ...``):
+as an OpenID Connect client, and as an agency (需用機關) of the TW FidO API for agencies.
 
 Runs ``clients add`` only when the client does not exist yet, and keeps the printed
 ``{"client_id", "client_secret"}`` in ``instance/marketplace-client.json`` (mode 0600): MoCert shows the
-secret only once.
+secret only once. Likewise ``agencies add`` only when the agency kept in ``instance/marketplace-agency.json``
+(``{"sp_service_id", "api_key"}``, mode 0600) is not at MoCert.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Callable
 
 CLIENT_ID = "marketplace-demo"
 CLIENT_NAME = "臺灣雲市集（示範）"
+AGENCY_NAME = CLIENT_NAME  # shown to the person on the phone
+AGENCY_CALLBACK_PATH = "/login/mobile"  # the agency's registered origin: where a phone may send the person back
 
 # Runs one MoCert CLI command (the words after ``flask --app wsgi``); returns (exit code, output).
 FlaskCli = Callable[[list[str]], tuple[int, str]]
@@ -75,6 +79,67 @@ def register(run: FlaskCli, *, public_url: str, client_file: Path, client_id: st
     credentials = json.loads(output.strip().splitlines()[-1])
     _write_private(client_file, json.dumps(credentials) + "\n")
     return f"client {client_id} registered at MoCert; its credentials are in {client_file}"
+
+
+def registered_agencies(run: FlaskCli) -> list[dict]:
+    """``agencies list``: one object per agency (``sp_service_id``, ``name``, ``callback_url``, ``state``...)."""
+    code, output = run(["agencies", "list"])
+    if code != 0:
+        raise RegistrationError(f"`flask agencies list` failed (is MoCert's database migrated?):\n{output}")
+    agencies = []
+    for line in output.splitlines():
+        try:
+            agency = json.loads(line)
+        except ValueError:
+            continue  # not a listing line (a warning of the command's)
+        if isinstance(agency, dict) and "sp_service_id" in agency:
+            agencies.append(agency)
+    return agencies
+
+
+def register_agency(run: FlaskCli, *, public_url: str, agency_file: Path, name: str = AGENCY_NAME) -> str:
+    """Register the marketplace as an agency unless the one in ``agency_file`` is at MoCert already; returns
+    what happened, in one line.
+
+    MoCert chooses the ``sp_service_id`` and shows the key once, so the file is what says which agency is
+    ours. Without it (or when MoCert's database no longer has that agency), an active agency of this name and
+    callback URL is taken back with a new key (``agencies rotate-key``) rather than registered twice; else
+    one is added. Raises :class:`RegistrationError` when MoCert cannot be asked or our agency is disabled.
+    """
+    agency_file = Path(agency_file)
+    callback_url = public_url.rstrip("/") + AGENCY_CALLBACK_PATH
+    agencies = registered_agencies(run)
+    stored = _stored_agency(agency_file)
+    ours = next((a for a in agencies if stored and a["sp_service_id"] == stored["sp_service_id"]), None)
+    if ours is not None:
+        if ours.get("state") != "active":
+            raise RegistrationError(f"agency {ours['sp_service_id']} is {ours.get('state')} at MoCert")
+        return f"agency {ours['sp_service_id']} already registered; its key is in {agency_file}"
+    same = next((a for a in agencies if a.get("state") == "active" and a.get("name") == name
+                 and a.get("callback_url") == callback_url), None)
+    if same is not None:
+        command = ["agencies", "rotate-key", same["sp_service_id"]]
+        done = f"its key was not in {agency_file}: key rotated"
+    else:
+        command = ["agencies", "add", "--name", name, "--callback-url", callback_url]
+        done = "registered at MoCert"
+    code, output = run(command)
+    if code != 0:
+        raise RegistrationError(f"`flask {' '.join(command[:2])}` failed:\n{output}")
+    answer = json.loads(output.strip().splitlines()[-1])
+    credentials = {"sp_service_id": answer["sp_service_id"], "api_key": answer["api_key"]}
+    _write_private(agency_file, json.dumps(credentials) + "\n")
+    return f"agency {credentials['sp_service_id']} {done}; its key is in {agency_file}"
+
+
+def _stored_agency(agency_file: Path) -> dict | None:
+    try:
+        stored = json.loads(agency_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or not all(isinstance(stored.get(k), str) for k in ("sp_service_id", "api_key")):
+        return None
+    return stored
 
 
 def _stored_client_id(client_file: Path) -> str | None:

@@ -2,7 +2,9 @@
 
 A company belongs to the person (their OIDC ``sub`` at MoCert) who joined it; its 統一編號 joins once.
 A purchase takes the points and records the split in one transaction, so two purchases at once cannot
-spend the same points twice.
+spend the same points twice. A login with 行動自然人憑證 waits here, server-side, while the person answers on
+the phone: its poll of MoCert is claimed in one UPDATE (at most one every few seconds, whoever asks) and
+its end in one DELETE (one request logs in).
 """
 
 from __future__ import annotations
@@ -33,11 +35,36 @@ CREATE TABLE IF NOT EXISTS purchases (
     own_funds INTEGER NOT NULL,
     bought_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS mobile_logins (
+    id TEXT PRIMARY KEY,                 -- random; the browser's session names it
+    transaction_id TEXT NOT NULL UNIQUE,
+    sp_ticket TEXT NOT NULL,
+    op_mode TEXT NOT NULL,               -- I-SCAN or PUSH
+    hint TEXT NOT NULL,
+    hashed_id_num TEXT NOT NULL,         -- SHA-256 of the national ID the person typed
+    national_id_masked TEXT NOT NULL,
+    started_at REAL NOT NULL,            -- Unix time
+    polled_at REAL                       -- when MoCert was last asked
+);
 """
 
 
 class TaxIdTaken(Exception):
     """Another person already joined this company."""
+
+
+@dataclass(frozen=True)
+class MobileLogin:
+    """A login with 行動自然人憑證 waiting for the person's phone."""
+
+    id: str
+    transaction_id: str
+    sp_ticket: str
+    op_mode: str
+    hint: str
+    hashed_id_num: str
+    national_id_masked: str
+    started_at: float
 
 
 @dataclass(frozen=True)
@@ -135,3 +162,38 @@ class Store:
             rows = db.execute(query + " ORDER BY p.id DESC", params).fetchall()
         return [Purchase(r["id"], r["product"], Payment(r["price"], r["points"], r["own_funds"]), r["bought_at"])
                 for r in rows]
+
+    # -- logins with 行動自然人憑證 ---------------------------------------------------------------------
+
+    def start_mobile_login(self, login: MobileLogin, *, older_than: float) -> None:
+        """Keep ``login``, and forget those started before ``older_than`` (their tickets have expired)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM mobile_logins WHERE started_at < ?", (older_than,))
+            db.execute(
+                "INSERT INTO mobile_logins (id, transaction_id, sp_ticket, op_mode, hint, hashed_id_num,"
+                " national_id_masked, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (login.id, login.transaction_id, login.sp_ticket, login.op_mode, login.hint, login.hashed_id_num,
+                 login.national_id_masked, login.started_at),
+            )
+
+    def mobile_login(self, login_id: str) -> MobileLogin | None:
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM mobile_logins WHERE id = ?", (login_id,)).fetchone()
+        if row is None:
+            return None
+        return MobileLogin(**{name: row[name] for name in MobileLogin.__dataclass_fields__})
+
+    def claim_poll(self, login_id: str, *, now: float, interval: float) -> bool:
+        """Whether this caller may ask MoCert now: true for one caller at most every ``interval`` seconds."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE mobile_logins SET polled_at = ? WHERE id = ? AND (polled_at IS NULL OR polled_at <= ?)",
+                (now, login_id, now - interval),
+            )
+        return cursor.rowcount == 1
+
+    def end_mobile_login(self, login_id: str) -> bool:
+        """Forget the login; true for the one caller that did (the one that may log the person in)."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM mobile_logins WHERE id = ?", (login_id,))
+        return cursor.rowcount == 1

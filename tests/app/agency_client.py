@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import os
+import threading
 import uuid
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from cryptography import x509
@@ -23,17 +27,26 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 # The contract's field orders, written out again here on purpose (see the module's docstring).
 TICKET_FIELDS = ("transaction_id", "sp_service_id", "id_num", "op_code", "op_mode", "hint", "sign_data")
 PUSH_FIELDS = ("transaction_id", "sp_service_id", "id_num", "device_user_def_desc", "op_code", "hint", "sign_data")
+BATCH_FIELDS = ("transaction_id", "sp_service_id", "id_num", "device_user_def_desc", "op_code", "op_mode", "hint",
+                "sign_data")
 RESULT_FIELDS = ("transaction_id", "sp_service_id", "sp_ticket_id")
 TICKET_ANSWER = ("transaction_id", "error_code", "sp_ticket")
 RESULT_ANSWER = ("transaction_id", "error_code", "hashed_id_num", "signed_response")
+# SP-API-WEB-01's, which the published documents do not show: MoCert's, as its README gives them.
+WEB_FIELDS = ("transaction_id", "sp_service_id", "op_code", "hint", "sign_data")
+WEB_ANSWER = ("transaction_id", "error_code", "id_num", "signed_response")
 
 
 def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _joined(values: dict, order: tuple[str, ...]) -> str:
+    return "".join("" if values.get(name) is None else str(values[name]) for name in order)
+
+
 def checksum(key: bytes, values: dict, order: tuple[str, ...], iv: bytes | None = None) -> str:
-    plain = hashlib.sha256("".join(str(values.get(name) or "") for name in order).encode()).hexdigest()
+    plain = hashlib.sha256(_joined(values, order).encode()).hexdigest()
     iv = os.urandom(12) if iv is None else iv
     return (iv + AESGCM(key).encrypt(iv, plain.encode(), None)).hex()
 
@@ -41,7 +54,7 @@ def checksum(key: bytes, values: dict, order: tuple[str, ...], iv: bytes | None 
 def checksum_holds(key: bytes, values: dict, order: tuple[str, ...], sealed: str) -> bool:
     raw = bytes.fromhex(sealed)
     plain = AESGCM(key).decrypt(raw[:12], raw[12:], None)  # raises InvalidTag on a wrong key
-    return plain == hashlib.sha256("".join(str(values.get(name) or "") for name in order).encode()).hexdigest().encode()
+    return plain == hashlib.sha256(_joined(values, order).encode()).hexdigest().encode()
 
 
 def ticket_fields(sp_ticket: str) -> dict:
@@ -78,9 +91,11 @@ class AgencyClient:
         return Call(body, response.json(), response.status_code)
 
     def signed(self, body: dict, order: tuple[str, ...], **overrides) -> dict:
-        values = {**body, "sign_data": (body.get("sign_info") or {}).get("sign_data")}
-        if "sign_data_set" in (body.get("sign_info") or {}):
-            values["sign_data"] = "".join(body["sign_info"]["sign_data_set"])
+        info = body.get("sign_info") if isinstance(body.get("sign_info"), dict) else {}
+        values = {**body, "sign_data": info.get("sign_data")}
+        if "sign_data_set" in info:
+            values["sign_data"] = "".join(hashlib.sha256(str(item).encode()).hexdigest()
+                                          for item in info["sign_data_set"])
         return {**body, "sp_checksum": checksum(self.key, values, order), **overrides}
 
     def ticket(self, id_num: str, *, op_code="ATH", op_mode="I-SCAN", hint="登入臺灣雲市集", sign_info=None,
@@ -101,12 +116,15 @@ class AgencyClient:
             body["sign_info"] = sign_info
         return self.post("requestAthOrSignPush", self.signed(body, PUSH_FIELDS, **overrides))
 
-    def batch(self, id_num: str, items: list[str], *, op_mode="I-SCAN", hint="簽署文件", **overrides) -> Call:
+    def batch(self, id_num: str, items: list[str], *, op_mode="I-SCAN", hint="簽署文件", device=None,
+              **overrides) -> Call:
         body = {"transaction_id": str(uuid.uuid4()), "sp_service_id": self.sp_service_id, "id_num": id_num,
                 "op_code": "BATSIGN", "op_mode": op_mode, "hint": hint, "time_limit": 120,
                 "sign_info": {"sign_type": "PKCS#1", "sign_data_set": items, "tbs_encoding": "NONE",
                               "hash_algorithm": "SHA256"}}
-        return self.post("doBatchSigning", self.signed(body, TICKET_FIELDS, **overrides))
+        if device is not None:
+            body["device_user_def_desc"] = device
+        return self.post("doBatchSigning", self.signed(body, BATCH_FIELDS, **overrides))
 
     def result(self, sp_ticket: str, **overrides) -> Call:
         fields = ticket_fields(sp_ticket)
@@ -118,6 +136,17 @@ class AgencyClient:
         body = {"transaction_id": str(uuid.uuid4()), "sp_service_id": self.sp_service_id, "id_num": id_num}
         return self.post("checkDeviceStatus", self.signed(body, ("transaction_id", "sp_service_id", "id_num"),
                                                           **overrides))
+
+    def web_form(self, *, op_code="ATH", hint="登入臺灣雲市集", sign_data=None, sign_type=None, tbs_encoding=None,
+                 hash_algorithm=None, time_limit="120", transaction_id=None, **overrides) -> dict[str, str]:
+        """SP-API-WEB-01: the fields of the form the agency's page has the person's browser post to MoCert."""
+        form = {"transaction_id": transaction_id or str(uuid.uuid4()), "op_code": op_code,
+                "sp_service_id": self.sp_service_id, "hint": hint, "time_limit": time_limit}
+        for name, value in (("sign_type", sign_type), ("sign_data", sign_data), ("tbs_encoding", tbs_encoding),
+                            ("hash_algorithm", hash_algorithm)):
+            if value is not None:
+                form[name] = value
+        return {**form, "sp_checksum": checksum(self.key, form, WEB_FIELDS), **overrides}
 
     # -- what the agency checks of the answers ---------------------------------------------------------
 
@@ -132,13 +161,68 @@ class AgencyClient:
         return checksum_holds(self.key, values, RESULT_ANSWER, call.result["idp_checksum"])
 
 
+    def web_answer_holds(self, posted: dict) -> bool:
+        """SP-API-WEB-01: the idp_checksum of the form MoCert's page posted to the callback."""
+        return checksum_holds(self.key, posted, WEB_ANSWER, posted["idp_checksum"])
+
+
+class AgencySite:
+    """The agency's own site, on 127.0.0.1 (another site than MoCert's localhost): ``/start`` is a page whose
+    form (``form``: its action and fields) the person's browser posts to MoCert; ``/cb`` is the callback, which
+    records each form posted to it (``received``) and answers a page saying so."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.form: tuple[str, dict] | None = None
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                if urlsplit(self.path).path != "/start" or site.form is None:
+                    return self._answer(404, "<!doctype html><title>no</title>")
+                action, fields = site.form
+                inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                                 for k, v in fields.items())
+                self._answer(200, f'<!doctype html><html lang="zh-Hant-TW"><title>臺灣雲市集</title>'
+                                  f'<form id="to-mocert" method="post" action="{html.escape(action)}">{inputs}'
+                                  f'<button id="go">以行動自然人憑證登入</button></form>')
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if urlsplit(self.path).path == "/cb":
+                    site.received.append({k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()})
+                self._answer(200, '<!doctype html><title>臺灣雲市集</title><p id="agency">已收到 MoCert 的回覆</p>')
+
+            def _answer(self, status, text):
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.callback_url = f"{self.url}/cb"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def challenge_input(request: dict, sp_ticket_id: str) -> str:
-    """The contract's challenge_input, rebuilt from what the agency sent (keys sorted, no spaces, UTF-8)."""
+    """The contract's challenge_input, rebuilt from what the agency sent (keys sorted, no spaces, UTF-8): a
+    JSON request, or SP-API-WEB-01's form (its sign_data flat; an ATH signs none)."""
     info = request.get("sign_info") or {}
     if "sign_data_set" in info:
         sign_data = [hashlib.sha256(item.encode()).hexdigest() for item in info["sign_data_set"]]
     else:
-        sign_data = info.get("sign_data") or ""
+        flat = request.get("sign_data") if request["op_code"] == "SIGN" else None
+        sign_data = info.get("sign_data") or flat or ""
     return json.dumps({
         "hint": request.get("hint") or "", "op_code": request["op_code"], "sign_data": sign_data,
         "sp_service_id": request["sp_service_id"], "sp_ticket_id": sp_ticket_id,

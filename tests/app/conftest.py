@@ -17,7 +17,7 @@ from app.models import Account, utcnow
 from app.oidc.keys import ensure_keys
 from tests.app.agency_client import AgencyClient
 from tests.app.oidc.support import Browser, Computer
-from tests.factories import make_account, make_oidc_client
+from tests.factories import make_account, make_agency, make_oidc_client
 from tests.support import card_of
 from webauthn.phone import PhoneBrowser, PhoneClient, SoftwareAuthenticator
 
@@ -44,6 +44,12 @@ def discovery(issuer) -> dict:
 def add_client(app):
     """``add_client("--name", "X", ...)``: runs ``flask clients add`` and returns its JSON."""
     return lambda *args: make_oidc_client(app, *args)
+
+
+@pytest.fixture
+def add_agency(app):
+    """``add_agency("--name", "X", ...)``: runs ``flask agencies add`` and returns its JSON (with the API key)."""
+    return lambda *args: make_agency(app, *args)
 
 
 @pytest.fixture

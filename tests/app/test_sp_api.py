@@ -51,8 +51,8 @@ def mobile_ca(issuer) -> x509.Certificate:
     return x509.load_der_x509_certificate(requests.get(f"{issuer}{PKI_PATH}/ca.cer", timeout=10).content)
 
 
-def _options(issuer, sp_ticket):
-    return requests.post(f"{issuer}/api/v1/m/sp-requests/options", json={"sp_ticket": sp_ticket}, timeout=10)
+def _options(issuer, sp_ticket, **more):
+    return requests.post(f"{issuer}/api/v1/m/sp-requests/options", json={"sp_ticket": sp_ticket, **more}, timeout=10)
 
 
 def _approve(issuer, phone: PhoneClient, sp_ticket) -> dict:
@@ -174,6 +174,33 @@ def test_mweb2app_is_answered_on_the_same_phone(app, issuer, agency, phone, mobi
     _approved_result(app, agency, issuer, mobile_ca, call, sp_ticket)
 
 
+def test_mweb2app_goes_back_only_to_the_agencys_registered_origin(issuer, register_agency, phone):
+    market = register_agency(callback_url="https://market.example.tw/sp/callback")
+    sp_ticket = market.ticket(ID, op_mode="MWEB2APP").result["sp_ticket"]
+
+    def back(rtn_url):
+        answer = _options(issuer, sp_ticket, rtn_url=rtn_url)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["return_url"]
+
+    assert back("https://market.example.tw/order/7?step=2") == "https://market.example.tw/order/7?step=2"
+    for elsewhere in ("https://evil.example/order", "http://market.example.tw/order", "https://market.example.tw:8443/",
+                      "https://x@market.example.tw/", "javascript:alert(1)", "//market.example.tw/order", "", None, 7):
+        assert back(elsewhere) is None, elsewhere
+    assert _options(issuer, sp_ticket).json()["return_url"] is None  # none given
+
+
+def test_only_a_same_phone_request_of_an_agency_with_a_callback_has_a_way_back(issuer, register_agency, phone):
+    url = "https://market.example.tw/back"
+    with_callback = register_agency(callback_url="https://market.example.tw/sp/callback")
+    without = register_agency(name="無回呼機關")
+    for agency, op_mode in ((with_callback, "I-SCAN"), (without, "MWEB2APP")):
+        sp_ticket = agency.ticket(ID, op_mode=op_mode).result["sp_ticket"]
+        assert _options(issuer, sp_ticket, rtn_url=url).json()["return_url"] is None, op_mode
+    app2app = with_callback.ticket(ID, op_mode="APP2APP").result["sp_ticket"]
+    assert _options(issuer, app2app, rtn_url=url).json()["return_url"] == url
+
+
 def test_declining_answers_app_user_cancel_and_the_ticket_cannot_be_approved_after(app, issuer, agency, phone):
     call = agency.ticket(ID)
     sp_ticket = call.result["sp_ticket"]
@@ -211,6 +238,31 @@ def test_checking_device_status_says_whether_the_person_can_sign(app, issuer, ag
     unbound = agency.device_status("B223456782")
     assert (unbound.result["is_fido"], unbound.result["is_mcert_sign"]) == ("N", "N")
     assert len(_events(app, "sp:device_status:checked")) == 2
+
+
+# -- the phone's pages (their behaviour in Chromium: tests/browser/test_sp_request.py) ----------------------
+
+
+def test_the_request_page_without_a_ticket_sends_the_phone_to_the_scanner(client):
+    response = client.get("/m/sp")
+    assert (response.status_code, response.headers["Location"]) == (302, "/m/scan")
+
+
+def test_the_request_page_carries_what_its_link_says_as_data_never_as_markup(client):
+    page = client.get("/m/sp", query_string={"sp_ticket": 'a"><script>alert(1)</script>',
+                                             "rtn_url": "https://market.example.tw/back", "rtn_val": "<b>s-1</b>"})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'lang="zh-Hant-TW"' in text and "機關的請求" in text
+    assert "<script>alert(1)</script>" not in text and "<b>s-1</b>" not in text
+    assert 'data-sp-ticket="a&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in text
+    assert 'data-rtn-url="https://market.example.tw/back"' in text
+
+
+def test_the_scanner_speaks_zh_tw_first_then_english_and_serves_its_decoder(client):
+    assert "掃描機關的請求" in client.get("/m/scan").get_data(as_text=True)
+    assert "Scan an agency's request" in client.get("/m/scan", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    decoder = client.get("/static/vendor/jsqr/jsQR.js")
+    assert decoder.status_code == 200 and b"jsQR" in decoder.data
 
 
 # -- refusals: each with its code, audited, and nothing made ---------------------------------------------
@@ -399,3 +451,187 @@ def test_a_poll_is_one_read_and_writes_nothing(app, agency, phone):
     sql = [s for s in statements if not s.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT",
                                                                         "RELEASE"))]
     assert len(sql) == 1 and sql[0].lstrip().upper().startswith("SELECT"), sql
+
+
+def test_refused_calls_are_limited_per_address_and_good_ones_are_not_counted(app_config, pki):
+    from app import create_app
+
+    app_config.RATELIMIT_ENABLED = True
+    app_config.SP_API_REFUSAL_RATE_LIMIT = "3/minute"
+    limited = create_app(app_config)
+    with limited.app_context():
+        db.create_all()
+        agency, key = parts().agencies.add(actor="test", name="臺灣雲市集")
+        client = AgencyClient("", agency.sp_service_id, key)
+    try:
+        http = limited.test_client()
+
+        def call(body):
+            response = http.post("/moise/sp/checkDeviceStatus", json=body)
+            return response.status_code, response.get_json()["error_code"]
+
+        good = client.signed({"transaction_id": "t-1", "sp_service_id": client.sp_service_id, "id_num": ID},
+                             ("transaction_id", "sp_service_id", "id_num"))
+        assert [call(good) for _ in range(4)] == [(200, "0")] * 4  # answered calls are not counted
+        bad = {**good, "sp_checksum": "00" * 92}
+        assert [call(bad) for _ in range(3)] == [(200, "SP-API-LF-01-INV_SP_CHECKSUM")] * 3
+        assert call(bad) == (429, "SP-API-LF-01-SP_RATE_LIMITED")
+        assert call(good) == (429, "SP-API-LF-01-SP_RATE_LIMITED")  # the address waits, key or not
+    finally:
+        with limited.app_context():
+            db.drop_all()
+
+
+# -- what a careful reviewer tried ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change, code", [
+    ({"op_code": ["ATH"]}, "TGT_INV"),
+    ({"op_mode": {}}, "TGT_INV"),
+    ({"op_code": None}, "TGT_INV"),
+    ({"hint": 12}, "PM_INV_NF"),
+    ({"time_limit": [60]}, "SPTKT_TIME_FT_ERR"),
+    ({"time_limit": True}, "SPTKT_TIME_FT_ERR"),
+    ({"op_code": "SIGN", "sign_info": {"sign_data": "x", "sign_type": ["RAW"]}}, "PM_INV_NF"),
+    ({"op_code": "SIGN", "sign_info": {"sign_data": "x", "tbs_encoding": {}}}, "PM_INV_NF"),
+    ({"op_code": "SIGN", "sign_info": {"sign_data": ["x"]}}, "PM_INV_NF"),
+    ({"op_code": "SIGN", "sign_info": "x"}, "PM_INV_NF"),
+    ({"id_num": 123456789}, "PM_IDN_FT_ERR"),
+], ids=lambda value: str(value)[:40])
+def test_values_of_the_wrong_type_are_refused_not_a_500(app, agency, phone, change, code):
+    body = {"transaction_id": str(uuid.uuid4()), "sp_service_id": agency.sp_service_id, "id_num": ID,
+            "op_code": "ATH", "op_mode": "I-SCAN", "hint": "登入", **change}
+    _refused(app, agency.post("getSpTicket", agency.signed(body, TICKET_FIELDS)), code)
+    assert _requests(app) == 0
+
+
+def test_a_batch_whose_mode_or_items_are_of_the_wrong_type_is_refused(app, agency, phone):
+    _refused(app, agency.batch(ID, ["a"], op_mode=["PUSH"]), "TGT_INV", "SP-API-ATH-04")
+    _refused(app, agency.batch(ID, ["a", 7]), "PM_INV_NF", "SP-API-ATH-04")
+
+
+def test_two_batches_whose_items_concatenate_alike_have_different_checksums(app, agency, phone):
+    signed = agency.batch(ID, ["I agree to", " And B"]).sent
+    moved = {**signed, "transaction_id": signed["transaction_id"],
+             "sign_info": {**signed["sign_info"], "sign_data_set": ["I agree", " to And B"]}}
+    _requests_before = _requests(app)
+    _refused(app, agency.post("doBatchSigning", moved), "INV_SP_CHECKSUM", "SP-API-ATH-04")
+    assert _requests(app) == _requests_before
+
+
+@pytest.mark.parametrize("step", ["options", "complete", "decline"])
+def test_a_ticket_nested_past_any_depth_is_refused_on_the_phone(issuer, step):
+    body = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
+    ticket = body + "." + base64.urlsafe_b64encode(hashlib.sha256(body.encode()).digest()).rstrip(b"=").decode()
+    refused = requests.post(f"{issuer}/api/v1/m/sp-requests/{step}", json={"sp_ticket": ticket, "credential": {}},
+                            timeout=10)
+    assert (refused.status_code, refused.json()["error"]) == (400, "SPTKT_PLD_FT_ERR")
+
+
+def test_a_racing_call_with_the_same_transaction_id_is_refused_not_a_500(app, agency, phone):
+    """The second of two calls with one transaction_id passes the check for it before the first commits:
+    the row's unique constraint refuses it, and it is answered and audited as TXNLOG_INS_ERR."""
+    from sqlalchemy import insert
+
+    body = agency.ticket(ID).sent
+    with app.app_context():
+        engine = db.engine
+        template = db.session.scalars(select(SpRequest)).one()
+        racing = {c.key: getattr(template, c.key) for c in SpRequest.__table__.columns if c.key != "id"}
+    again = agency.signed({**body, "transaction_id": "racing-1", "sp_checksum": None}, TICKET_FIELDS)
+
+    done = []
+
+    def the_other_call_commits_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT SP_REQUESTS.ID") and not done:
+            done.append(True)
+            with engine.begin() as other:
+                other.execute(insert(SpRequest.__table__).values(
+                    {**racing, "transaction_id": "racing-1", "public_id": "p-race", "token_hash": "h" * 64}))
+
+    event.listen(engine, "after_cursor_execute", the_other_call_commits_first)
+    try:
+        response = app.test_client().post("/moise/sp/getSpTicket", json=again)
+    finally:
+        event.remove(engine, "after_cursor_execute", the_other_call_commits_first)
+    assert done and response.status_code == 200
+    assert response.get_json()["error_code"] == "SP-API-ATH-01-TXNLOG_INS_ERR"
+    assert _events(app, "sp:api:refused")[-1]["race"] is True
+    assert _requests(app) == 2  # the first call's and the other's, nothing of this one
+
+
+def test_a_refused_call_does_not_spend_its_transaction_id(app, agency, phone):
+    refused = agency.ticket(ID, op_code="SIGN", sign_info={"sign_data": "x" * 1025})
+    assert refused.code.endswith("SIGNDATA_LEN_LIMIT")
+    assert agency.ticket(ID, transaction_id=refused.sent["transaction_id"]).code == "0"
+
+
+def test_a_locked_person_is_as_unknown_to_agencies(app, agency, phone):
+    with app.app_context():
+        db.session.execute(update(Account).values(locked_at=utcnow()))
+        db.session.commit()
+    assert _refused(app, agency.ticket(ID), "IDNUM_USERPROF_NF")["reason"] == "locked"
+
+
+def test_a_push_to_one_phone_cannot_be_approved_by_the_persons_other_phone(app, issuer, pki, agency, phone):
+    computer = Browser(issuer, pki)
+    computer.card_login()
+    binding = computer.http.post(f"{issuer}/api/v1/bindings", json={}, headers={"X-CSRF-Token": computer.csrf()},
+                                 timeout=10).json()
+    tablet = PhoneClient(PhoneBrowser(SoftwareAuthenticator(None)))
+    tablet.bind(binding["url"], "我的平板")
+    sp_ticket = agency.push(ID, device="我的手機").result["sp_ticket"]
+    options = _options(issuer, sp_ticket).json()["publicKey"]
+    assert len(options["allowCredentials"]) == 1  # the named phone only
+    credential = tablet.browser.get({k: v for k, v in options.items() if k != "allowCredentials"}, origin=issuer)
+    refused = requests.post(f"{issuer}/api/v1/m/sp-requests/complete",
+                            json={"sp_ticket": sp_ticket, "credential": credential}, timeout=10)
+    assert (refused.status_code, refused.json()["error"]) == (403, "DEVID_SPTKT_MISMATCH")
+    assert _approve(issuer, phone, sp_ticket) == {"status": "approved"}
+
+
+def test_an_answer_after_expiry_or_after_another_answer_is_refused(app, issuer, agency, phone):
+    sp_ticket = agency.ticket(ID).result["sp_ticket"]
+    options = _options(issuer, sp_ticket).json()
+    credential = phone.browser.get(options["publicKey"], origin=issuer)
+    with app.app_context():
+        db.session.execute(update(SpRequest).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    late = requests.post(f"{issuer}/api/v1/m/sp-requests/complete",
+                         json={"sp_ticket": sp_ticket, "credential": credential}, timeout=10)
+    assert (late.status_code, late.json()["error"]) == (410, "SPTKT_OVD")
+    assert agency.result(sp_ticket).code == "SP-API-ATH-02-SPTKT_OVD"
+
+    approved = agency.ticket(ID).result["sp_ticket"]
+    assert _approve(issuer, phone, approved) == {"status": "approved"}
+    refused = _decline(issuer, approved)
+    assert (refused.status_code, refused.json()["error"]) == (409, "SPTKTID_SPTKT_RDM")
+    assert agency.result(approved).code == "0"
+
+
+def test_an_approved_poll_is_one_read_too(app, issuer, agency, phone):
+    sp_ticket = agency.ticket(ID).result["sp_ticket"]
+    _approve(issuer, phone, sp_ticket)
+    fields = ticket_fields(sp_ticket)
+    body = agency.signed({"transaction_id": fields["transaction_id"], "sp_service_id": agency.sp_service_id,
+                          "sp_ticket_id": fields["sp_ticket_id"]}, RESULT_FIELDS)
+    statements = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        response = app.test_client().post("/moise/sp/getAthOrSignResult", json=body)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert response.get_json()["error_code"] == "0"
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT"), statements
+
+
+def test_the_first_scan_is_audited_once(app, issuer, agency, phone):
+    sp_ticket = agency.ticket(ID).result["sp_ticket"]
+    assert _options(issuer, sp_ticket).status_code == 200
+    assert _options(issuer, sp_ticket).status_code == 200
+    scanned, = _events(app, "sp:request:scanned")
+    with app.app_context():
+        assert scanned["sp_request"] == db.session.scalars(select(SpRequest)).one().public_id

@@ -7,6 +7,7 @@ Never downloads a browser: Chromium comes from Debian (`.ci/run` installs it). A
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -16,9 +17,9 @@ import pytest
 from werkzeug.serving import make_server
 
 from tests.factories import make_staff
-from tests.support import missing
+from tests.support import browser_card_login, missing
 
-from .support import VIRTUAL_PHONE
+from .support import VIRTUAL_PHONE, verified_account
 
 CHROMIUM = os.environ.get("MOCERT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -79,9 +80,8 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture
-def phone(browser):
-    """A second browser context playing the phone, with a user-verifying platform authenticator."""
+def _phone_page(browser):
+    """A new context of ``browser`` playing the phone, with a user-verifying platform authenticator."""
     context = browser.new_context(
         locale="zh-TW",
         viewport={"width": 390, "height": 844},
@@ -93,8 +93,45 @@ def phone(browser):
     cdp.send("WebAuthn.enable")
     authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_PHONE})
     page.authenticator = (cdp, authenticator["authenticatorId"])
+    return page
+
+
+@pytest.fixture
+def phone(browser):
+    """A second browser context playing the phone, with a user-verifying platform authenticator."""
+    page = _phone_page(browser)
     yield page
-    context.close()
+    page.context.close()
+
+
+@pytest.fixture
+def camera_phone(browser, tmp_path):
+    """``camera_phone(frame)``: a phone (as ``phone``) whose camera films ``frame``, a PIL image of
+    640×480. Chromium's fake capture device plays a file named when the browser starts, so each such phone
+    is a Chromium of its own."""
+    launched = []
+
+    def open_phone(frame):
+        import io
+
+        video = tmp_path / f"camera-{len(launched)}.mjpeg"  # Motion JPEG: the frames one after another
+        with video.open("wb") as out:
+            for _ in range(3):
+                jpeg = io.BytesIO()
+                frame.convert("RGB").save(jpeg, format="JPEG", quality=90)
+                out.write(jpeg.getvalue())
+        camera = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+            *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        ])
+        launched.append(camera)
+        page = _phone_page(camera)
+        page.context.grant_permissions(["camera"])
+        return page
+
+    yield open_phone
+    for camera in launched:
+        camera.close()
 
 
 @pytest.fixture
@@ -133,3 +170,33 @@ def relying_party():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}", seen
     server.shutdown()
+
+
+@pytest.fixture
+def device(page, live_server, pki, app):
+    """This browser bound as 王小明's phone through the real binding flow (one tab: the virtual authenticator
+    is the tab's, so its passkey is "a passkey on this device"), then logged out of MoCert; returns the CDP
+    session and the authenticator's id."""
+    from playwright.sync_api import expect
+
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    authenticator_id = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_PHONE})["authenticatorId"]
+
+    verified_account(app, pki)
+    assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "logged_in"
+    page.goto(f"{live_server}/account/devices/bind")
+    link = page.locator("#bind-link")
+    expect(link).to_have_text(re.compile(rf"^{re.escape(live_server)}/m/bind/\S+$"))  # the binding is made
+    bind_url = link.text_content()
+    page.goto(bind_url)  # the binding QR code's link, opened on this device
+    page.fill("#device-name", "我的筆電")
+    page.click("#phone-bind-button")
+    expect(page.locator("#phone-done")).to_be_visible()
+    [credential] = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"]
+    assert credential["isResidentCredential"] is True
+
+    page.goto(f"{live_server}/account")
+    page.click("#logout-button")
+    page.wait_for_url(f"{live_server}/")
+    return cdp, authenticator_id

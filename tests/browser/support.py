@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 from tests.factories import make_account
-from tests.support import card_of
+from tests.support import browser_card_login, card_of
 
 VIRTUAL_PHONE = {
     "protocol": "ctap2",
@@ -41,3 +43,30 @@ def verified_account(app, pki, national_id="A123456789"):
 
     with app.app_context():
         make_account(pki, card_of(pki, national_id), email_verified_at=utcnow())
+
+
+def decode_qr(page, selector: str) -> str:
+    """What the QR code the page shows at ``selector`` holds, read from a screenshot as a camera would."""
+    import zxingcpp
+    from PIL import Image
+
+    png = page.locator(selector).screenshot()
+    [barcode] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    return barcode.text
+
+
+def bind_phone(page, phone, live_server: str, app, pki, national_id="A123456789", name="我的 Pixel") -> None:
+    """Bind the phone context to the card holder's account through the real flow: the computer (``page``)
+    logs in with the card and shows the binding QR code, the phone opens it and confirms with its virtual
+    authenticator. The computer is logged out afterwards."""
+    from playwright.sync_api import expect
+
+    verified_account(app, pki, national_id)
+    assert browser_card_login(page, live_server, pki, national_id)["status"] == "logged_in"
+    page.goto(f"{live_server}/account/devices/bind")
+    phone.goto(decode_qr(page, "#bind-qr"))
+    phone.fill("#device-name", name)
+    phone.click("#phone-bind-button")
+    expect(phone.locator("#phone-done")).to_be_visible()
+    expect(page.locator("#bind-status")).to_have_attribute("data-status", "completed")
+    page.context.clear_cookies()

@@ -1,12 +1,16 @@
 """The administration console in Chromium, on a computer and on a phone: an admin logs in with the card,
 finds a person by national ID, revokes their lost phone with a reason, and finds the revocation in the
-audit trail with the reason and the admin as the one who did it."""
+audit trail with the reason and the admin as the one who did it; and registers an agency, sees its API key
+once, makes it a new one and disables it."""
 
 from __future__ import annotations
+
+import base64
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.app.admin.support import agency_key
 from tests.app.oidc.support import Browser
 from tests.factories import ADMIN_ID
 from tests.support import browser_card_login
@@ -99,3 +103,73 @@ def test_an_admin_revokes_a_lost_phone_and_finds_it_in_the_audit_trail(  # noqa:
         assert "event=device" in page.locator("#audit-csv").get_attribute("href")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("screen", sorted(SCREENS))
+def test_an_admin_registers_an_agency_sees_its_key_once_rotates_it_and_disables_it(
+    browser, live_server, pki, app, staff, screen
+):
+    context = browser.new_context(locale="zh-TW", **SCREENS[screen])
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        assert browser_card_login(page, live_server, pki, ADMIN_ID)["status"] == "logged_in"
+        page.goto(f"{live_server}/admin")
+        page.get_by_role("link", name="需用機關").click()
+        expect(page.locator("h1")).to_have_text("需用機關（TW FidO 服務提供者）")
+        expect(page.get_by_text("尚未登記任何需用機關。")).to_be_visible()
+
+        # Register it: the key is on the answer, with the warning that this is the only time.
+        form = page.locator("#agency-create-form")
+        form.get_by_label("機關名稱").fill("臺灣雲市集")
+        form.get_by_label("允許的 IP 位址").fill("203.0.113.0/24\n2001:db8::/32")
+        form.get_by_label("回呼網址").fill("https://market.example.tw/fido")
+        form.get_by_label("原因").fill("112 年度合約")
+        form.get_by_role("button", name="登記機關").click()
+        expect(page.locator("h1")).to_have_text("「臺灣雲市集」已登記")
+        expect(page.locator("#secret-warning")).to_contain_text("只顯示這一次")
+        first_key = page.locator("#secret-value").input_value()
+        sp_service_id = page.locator("#new-sp-service-id").inner_text()
+        assert len(base64.b64decode(first_key, validate=True)) == 32
+        assert _fits_the_screen(page)
+
+        # Never again: not on the agency's page, not in the list.
+        page.get_by_role("link", name="完成").click()
+        expect(page.locator("#agency-id")).to_have_text(sp_service_id)
+        assert first_key not in page.content()
+        page.get_by_role("link", name="所有需用機關").click()
+        row = page.locator(f'tr[data-agency-id="{sp_service_id}"]')
+        expect(row).to_contain_text("203.0.113.0/24")
+        expect(row.locator("[data-state]")).to_have_attribute("data-state", "active")
+        assert first_key not in page.content()
+        assert _fits_the_screen(page)
+
+        # A new key: asked for in place, with what it does, then shown once.
+        row.get_by_role("link", name="臺灣雲市集").click()
+        page.locator("summary", has_text="產生新 API 金鑰").click()
+        rotate = page.locator("#agency-rotate-form")
+        expect(rotate).to_contain_text("立即失效")
+        rotate.get_by_label("原因").fill("金鑰疑似外洩")
+        rotate.get_by_role("button", name="產生新的 API 金鑰").click()
+        expect(page.locator("h1")).to_have_text("「臺灣雲市集」的新 API 金鑰")
+        expect(page.locator("#secret-warning")).to_contain_text("只顯示這一次")
+        second_key = page.locator("#secret-value").input_value()
+        assert second_key != first_key
+
+        # Disabled, with a reason, after saying what it does.
+        page.get_by_role("link", name="完成").click()
+        page.locator("summary", has_text="停用").click()
+        disable = page.locator("#agency-disable-form")
+        expect(disable).to_contain_text("拒絕此機關的所有呼叫")
+        disable.get_by_label("原因").fill("合約終止")
+        disable.get_by_role("button", name="停用機關").click()
+        expect(page.locator(".console-message")).to_contain_text("已停用此機關")
+        expect(page.locator("#agency-state")).to_have_attribute("data-state", "disabled")
+        expect(page.locator("#agency-rotate-form, #agency-disable-form")).to_have_count(0)
+        event = page.locator('tr[data-event="agency:disabled"]')
+        expect(event.locator(".event-reason")).to_contain_text("合約終止")
+        expect(event.locator(".event-actor")).to_have_attribute("data-actor", f"account:{staff['admin']}")
+        assert second_key not in page.content() and _fits_the_screen(page)
+    finally:
+        context.close()
+    assert agency_key(app, sp_service_id) == second_key

@@ -1,22 +1,12 @@
 """Binding a phone as a person does it: the computer shows a QR code, the phone scans it and confirms
 with its platform authenticator (Chromium's virtual one), and the computer's page follows by itself."""
 
-import io
-
 from playwright.sync_api import expect
 
 from tests.support import browser_card_login
 
+from .support import decode_qr
 from .support import verified_account as _verified_account
-
-
-def _decode_qr(page) -> str:
-    import zxingcpp
-    from PIL import Image
-
-    png = page.locator("#bind-qr").screenshot()
-    [barcode] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    return barcode.text
 
 
 def test_the_phone_scans_the_qr_code_and_the_computer_sees_it_completed(page, phone, live_server, pki, app):
@@ -24,7 +14,7 @@ def test_the_phone_scans_the_qr_code_and_the_computer_sees_it_completed(page, ph
     assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "logged_in"
     page.goto(f"{live_server}/account/devices/bind")
     expect(page.locator("#bind-qr")).to_be_visible()
-    url = _decode_qr(page)
+    url = decode_qr(page, "#bind-qr")
     assert url.startswith(f"{live_server}/m/bind/")
     assert page.locator("#bind-link").text_content().strip() == url
 
@@ -53,7 +43,7 @@ def test_a_phone_without_biometrics_is_told_what_it_needs(page, phone, live_serv
     _verified_account(app, pki)
     browser_card_login(page, live_server, pki, "A123456789")
     page.goto(f"{live_server}/account/devices/bind")
-    url = _decode_qr(page)
+    url = decode_qr(page, "#bind-qr")
     cdp, authenticator_id = phone.authenticator
     cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator_id})
     phone.goto(url)

@@ -6,10 +6,8 @@ passkey button asks navigator.credentials.get for a discoverable credential, the
 from __future__ import annotations
 
 import json
-import re
 import secrets
 
-import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 from playwright.sync_api import expect
@@ -17,37 +15,6 @@ from sqlalchemy import func, select
 
 from app.oidc.keys import ensure_keys
 from tests.app.oidc.support import verify_id_token
-from tests.support import browser_card_login
-
-from .support import VIRTUAL_PHONE
-from .support import verified_account as _verified_account
-
-
-@pytest.fixture
-def device(page, live_server, pki, app):
-    """This browser bound as the person's phone (one tab: the virtual authenticator is the tab's), then
-    logged out of MoCert; returns the CDP session and the authenticator's id."""
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("WebAuthn.enable")
-    authenticator_id = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_PHONE})["authenticatorId"]
-
-    _verified_account(app, pki)
-    assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "logged_in"
-    page.goto(f"{live_server}/account/devices/bind")
-    link = page.locator("#bind-link")
-    expect(link).to_have_text(re.compile(rf"^{re.escape(live_server)}/m/bind/\S+$"))  # the binding is made
-    bind_url = link.text_content()
-    page.goto(bind_url)  # the binding QR code's link, opened on this device
-    page.fill("#device-name", "我的筆電")
-    page.click("#phone-bind-button")
-    expect(page.locator("#phone-done")).to_be_visible()
-    [credential] = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"]
-    assert credential["isResidentCredential"] is True
-
-    page.goto(f"{live_server}/account")
-    page.click("#logout-button")
-    page.wait_for_url(f"{live_server}/")
-    return cdp, authenticator_id
 
 
 def _site_sends_the_browser_to_authorize(page, app, tmp_path, live_server, rp_url):

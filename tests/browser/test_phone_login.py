@@ -5,7 +5,6 @@ continues by itself to the site, which exchanges the code (PKCE) for an ID token
 
 from __future__ import annotations
 
-import io
 import json
 import secrets
 
@@ -15,18 +14,8 @@ from playwright.sync_api import expect
 
 from app.oidc.keys import ensure_keys
 from tests.app.oidc.support import verify_id_token
-from tests.support import browser_card_login
 
-from .support import verified_account as _verified_account
-
-
-def _decode_qr(page, selector: str = "#bind-qr") -> str:
-    import zxingcpp
-    from PIL import Image
-
-    png = page.locator(selector).screenshot()
-    [barcode] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    return barcode.text
+from .support import bind_phone, decode_qr
 
 
 def test_a_person_logs_in_to_a_site_with_the_phone_by_qr_code(  # noqa: F811  (phone: the fixture)
@@ -41,15 +30,7 @@ def test_a_person_logs_in_to_a_site_with_the_phone_by_qr_code(  # noqa: F811  (p
     client = json.loads(result.output)
 
     # The phone is bound first, through the real binding flow, in the phone's own context.
-    _verified_account(app, pki)
-    assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "logged_in"
-    page.goto(f"{live_server}/account/devices/bind")
-    phone.goto(_decode_qr(page))
-    phone.fill("#device-name", "我的 Pixel")
-    phone.click("#phone-bind-button")
-    expect(phone.locator("#phone-done")).to_be_visible()
-    expect(page.locator("#bind-status")).to_have_attribute("data-status", "completed")
-    page.context.clear_cookies()  # the computer is no longer logged in
+    bind_phone(page, phone, live_server, app, pki)
 
     # The relying party sends the computer's browser to /authorize.
     discovery = requests.get(f"{live_server}/.well-known/openid-configuration", timeout=10).json()
@@ -63,7 +44,7 @@ def test_a_person_logs_in_to_a_site_with_the_phone_by_qr_code(  # noqa: F811  (p
     expect(page.locator("#login-card")).to_be_visible()
     code = page.locator("#login-match-code").text_content().strip()
     assert len(code) == 3
-    login_url = _decode_qr(page, "#login-qr")
+    login_url = decode_qr(page, "#login-qr")
     assert login_url.startswith(f"{live_server}/m/login/")
 
     # The phone shows the same site and code; the person compares and approves.

@@ -1,17 +1,15 @@
-"""MoCert and the example marketplace, each served over real HTTP on its own random localhost port."""
+"""MoCert and the example marketplace, each served over real HTTP on its own random localhost port, and the
+person's software phone (helpers in tests/examples/support.py)."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from werkzeug.serving import make_server
 
 from app.oidc.keys import ensure_keys
-from examples.marketplace.app import create_app as create_marketplace
-from examples.marketplace.registration import register
 from tests.factories import make_account
 from tests.support import card_of
+
+from .support import bind_software_phone, flask_cli, serve, serve_marketplace
 
 
 @pytest.fixture(params=["sqlite"])
@@ -20,17 +18,11 @@ def database_url(sqlite_database):
     return sqlite_database
 
 
-def _serve(wsgi_app):
-    server = make_server("localhost", 0, wsgi_app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture
 def mocert(app, tmp_path):
     """MoCert on http://localhost:<port> with its own signing keys; returns its URL (the issuer)."""
     ensure_keys(app.config["OIDC_KEYS_DIR"])
-    server = _serve(app)
+    server = serve(app)
     app.config["PUBLIC_URL"] = f"http://localhost:{server.server_port}"
     from app import wiring
 
@@ -42,12 +34,7 @@ def mocert(app, tmp_path):
 @pytest.fixture
 def mocert_cli(app):
     """MoCert's real CLI (``flask clients ...``) as the registration step runs it."""
-
-    def run(args: list[str]) -> tuple[int, str]:
-        result = app.test_cli_runner().invoke(args=args)
-        return result.exit_code, result.output
-
-    return run
+    return flask_cli(app)
 
 
 @pytest.fixture
@@ -57,28 +44,15 @@ def person(app, pki):
         return make_account(pki, card_of(pki, "A123456789")).id
 
 
-class Marketplace:
-    def __init__(self, url: str, app) -> None:
-        self.url, self.app = url, app
+@pytest.fixture
+def marketplace(mocert, mocert_cli, tmp_path):
+    """The marketplace on its own port, registered at MoCert (client and agency) by the registration step."""
+    served = serve_marketplace(mocert, mocert_cli, tmp_path / "marketplace-instance")
+    yield served
+    served.stop()
 
 
 @pytest.fixture
-def marketplace(mocert, mocert_cli, tmp_path):
-    """The marketplace on its own port, registered at MoCert by the registration step."""
-    holder = {}
-    server = _serve(lambda environ, start_response: holder["app"](environ, start_response))
-    url = f"http://localhost:{server.server_port}"
-    instance = tmp_path / "marketplace-instance"
-    register(mocert_cli, public_url=url, client_file=instance / "marketplace-client.json")
-    holder["app"] = create_marketplace({
-        "INSTANCE_DIR": instance,
-        "MOCERT_URL": mocert,
-        "PUBLIC_URL": url,
-        "CLIENT_ID": None,
-        "CLIENT_SECRET": None,
-        "CLIENT_FILE": instance / "marketplace-client.json",
-        "SECRET_KEY": None,
-        "DATABASE": instance / "marketplace.db",
-    })
-    yield Marketplace(url, holder["app"])
-    server.shutdown()
+def phone(app, mocert, pki, person):
+    """王小明's software phone, bound through the real binding flow."""
+    return bind_software_phone(app, mocert, pki, person)

@@ -4,6 +4,7 @@ person joining through a real OpenID Connect login at MoCert (Authlib's client, 
 from __future__ import annotations
 
 import ast
+import base64
 import html
 import json
 import re
@@ -16,7 +17,9 @@ import requests
 
 from examples.marketplace import subsidy
 from examples.marketplace.app import ConfigurationError, create_app, instance_secret
-from examples.marketplace.registration import CLIENT_ID, CLIENT_NAME, RegistrationError, register
+from examples.marketplace.registration import (
+    AGENCY_NAME, CLIENT_ID, CLIENT_NAME, RegistrationError, register, register_agency,
+)
 from examples.marketplace.store import Store, TaxIdTaken
 from examples.marketplace.subsidy import SUBSIDY_POINTS, Company, InvalidPrice, InvalidTaxId, is_valid_tax_id
 from tests.support import card_of, make_signature
@@ -154,6 +157,7 @@ def test_the_example_imports_nothing_from_mocerts_packages():
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 imported.add(node.module.split(".")[0])
     assert "authlib" in imported  # the standard client library does the OIDC work
+    assert "twfido" in imported  # the shipped package computes the TW FidO API's checksums and checks
     assert not imported & {"app", "iccard", "webauthn", "config", "wsgi"}
 
 
@@ -194,6 +198,40 @@ def test_registration_adds_the_client_once_and_keeps_its_secret_private(app, moc
     mocert_cli(["clients", "disable", CLIENT_ID])
     with pytest.raises(RegistrationError, match="disabled"):
         register(mocert_cli, public_url="http://localhost:5001", client_file=client_file)
+
+
+def test_registration_adds_the_agency_once_keeps_its_key_private_and_takes_it_back_when_the_key_is_lost(
+    app, mocert_cli, tmp_path
+):
+    def listing():
+        code, output = mocert_cli(["agencies", "list"])
+        assert code == 0
+        return [json.loads(line) for line in output.splitlines()]
+
+    agency_file = tmp_path / "instance" / "marketplace-agency.json"
+    assert "registered at MoCert" in register_agency(mocert_cli, public_url="http://localhost:5001/",
+                                                     agency_file=agency_file)
+    kept = json.loads(agency_file.read_text())
+    assert set(kept) == {"sp_service_id", "api_key"} and len(base64.b64decode(kept["api_key"])) == 32
+    assert stat.S_IMODE(agency_file.stat().st_mode) == 0o600
+    [agency] = listing()
+    assert (agency["sp_service_id"], agency["name"], agency["callback_url"]) == (
+        kept["sp_service_id"], AGENCY_NAME, "http://localhost:5001/login/mobile")
+
+    assert "already registered" in register_agency(mocert_cli, public_url="http://localhost:5001",
+                                                   agency_file=agency_file)
+    assert json.loads(agency_file.read_text()) == kept and len(listing()) == 1
+
+    # The file is lost: MoCert shows a key once, so the same agency gets a new one rather than a twin.
+    elsewhere = tmp_path / "elsewhere.json"
+    assert "key rotated" in register_agency(mocert_cli, public_url="http://localhost:5001", agency_file=elsewhere)
+    again = json.loads(elsewhere.read_text())
+    assert again["sp_service_id"] == kept["sp_service_id"] and again["api_key"] != kept["api_key"]
+    assert len(listing()) == 1
+
+    mocert_cli(["agencies", "disable", kept["sp_service_id"]])
+    with pytest.raises(RegistrationError, match="disabled"):
+        register_agency(mocert_cli, public_url="http://localhost:5001", agency_file=elsewhere)
 
 
 # -- a person joins through MoCert --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ class AdminBrowser(Browser):
 
     def api(self, method: str, path: str, body: dict | None = None, **kwargs):
         headers = {"X-CSRF-Token": self.csrf()} if method != "GET" else {}
+        headers.update(kwargs.pop("headers", {}))
         return self.http.request(method, f"{self.issuer}/api/v1/admin{path}", json=body, headers=headers,
                                  allow_redirects=False, timeout=30, **kwargs)
 
@@ -57,3 +59,13 @@ class Console:
 
     def csrf(self) -> str:
         return forms(self.get("/admin"))["/admin"]["csrf_token"]
+
+
+def agency_key(app, sp_service_id: str) -> str:
+    """The API key MoCert holds for the agency (opened with its key-encryption key), as the agency got it:
+    base64."""
+    from app.services import agencies
+    from app.wiring import parts
+
+    with app.app_context():
+        return base64.b64encode(parts().agencies.key_of(agencies.get(sp_service_id))).decode()

@@ -3,6 +3,7 @@ trail read and exported, by an admin session or a scoped service token, and noth
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 from datetime import timedelta
@@ -13,12 +14,13 @@ import requests
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import Account, AuditEvent, AuthSession, Device, MobileCertificate, OidcClient, ServiceToken, utcnow
+from app.models import (Account, Agency, AuditEvent, AuthSession, Device, MobileCertificate, OidcClient, ServiceToken,
+                        utcnow)
 from webauthn.phone import ServerError
 
 from ..oidc.support import RP, Browser, Computer, query
 from ..oidc.support import rp_authorization as _authorize_url
-from .support import ADMIN_ID, AdminBrowser
+from .support import ADMIN_ID, AdminBrowser, agency_key
 
 pytestmark = pytest.mark.usefixtures("staff")
 
@@ -289,6 +291,140 @@ def test_relying_parties_are_created_edited_rotated_and_disabled(app, issuer, ad
             + _events(app, "oidc:client:secret_rotated") + _events(app, "oidc:client:disabled")]
     assert len(tags) == 4
     assert admin_browser.api("POST", "/clients/nope/disable", {"reason": "x"}).status_code == 404
+
+
+def test_agencies_are_added_rotated_and_disabled_with_the_key_shown_once(app, issuer, admin_browser, staff):
+    added = admin_browser.api("POST", "/agencies", {
+        "name": "臺灣雲市集", "allowed_ips": ["203.0.113.0/24", "2001:db8::1"],
+        "callback_url": "https://market.example.tw/fido", "reason": "合約 2026-12",
+    })
+    assert added.status_code == 201, added.text
+    agency, api_key = added.json()["agency"], added.json()["api_key"]
+    sp_service_id = agency["sp_service_id"]
+    assert agency["allowed_ips"] == ["203.0.113.0/24", "2001:db8::1/128"] and agency["state"] == "active"
+    assert agency["callback_url"] == "https://market.example.tw/fido" and "api_key" not in agency
+    assert len(base64.b64decode(api_key, validate=True)) == 32 and agency_key(app, sp_service_id) == api_key
+
+    # Listed, never with its key: not in the list, not in the audit trail.
+    listed = admin_browser.api("GET", "/agencies")
+    assert listed.status_code == 200 and [a["sp_service_id"] for a in listed.json()["agencies"]] == [sp_service_id]
+    assert api_key not in listed.text and api_key not in admin_browser.api("GET", "/audit").text
+
+    rotated = admin_browser.api("POST", f"/agencies/{sp_service_id}/rotate-key", {"reason": "金鑰外洩 leaked"})
+    assert rotated.status_code == 200, rotated.text
+    new_key = rotated.json()["api_key"]
+    assert new_key != api_key and agency_key(app, sp_service_id) == new_key
+    assert rotated.json()["agency"]["key_rotated_at"] is not None
+    assert new_key not in admin_browser.api("GET", "/agencies").text
+
+    disabled = admin_browser.api("POST", f"/agencies/{sp_service_id}/disable", {"reason": "合約終止"})
+    assert disabled.status_code == 200, disabled.text
+    assert disabled.json()["agency"]["state"] == "disabled" and disabled.json()["agency"]["disabled_at"]
+    assert "api_key" not in disabled.json()
+    assert admin_browser.api("GET", "/agencies").json()["agencies"][0]["state"] == "disabled"
+    refused = admin_browser.api("POST", f"/agencies/{sp_service_id}/rotate-key", {"reason": "again"})
+    assert (refused.status_code, refused.json()["error"]) == (409, "agency_disabled")
+    assert agency_key(app, sp_service_id) == new_key  # no key made for a disabled agency
+    assert added.headers["Cache-Control"] == rotated.headers["Cache-Control"] == "no-store"
+
+    # Each change audited with the admin as actor, the reason, and the agency, found by it.
+    admin_actor = f"account:{staff['admin']}"
+    for tag, reason in (("agency:added", "合約 2026-12"), ("agency:key_rotated", "金鑰外洩 leaked"),
+                        ("agency:disabled", "合約終止")):
+        [event] = _events(app, tag)
+        assert (event.actor, event.details["reason"], event.details["agency"]) == (admin_actor, reason, sp_service_id)
+    found = admin_browser.api("GET", "/audit", params={"agency": sp_service_id}).json()["events"]
+    assert [e["event"] for e in found] == ["agency:disabled", "agency:key_rotated", "agency:added"]
+    assert all(e["agency"] == sp_service_id for e in found)
+    for action in ("rotate-key", "disable"):
+        unknown = admin_browser.api("POST", f"/agencies/SPNOSUCHAGENCY/{action}", {"reason": "x"})
+        assert unknown.status_code == 404 and unknown.json()["error"] == "agency_unknown"
+
+
+def test_an_auditor_lists_agencies_but_cannot_add_rotate_or_disable_them(app, issuer, auditor_browser, add_agency,
+                                                                         staff):
+    printed = add_agency()
+    sp_service_id = printed["sp_service_id"]
+    listed = auditor_browser.api("GET", "/agencies")
+    assert listed.status_code == 200 and [a["name"] for a in listed.json()["agencies"]] == ["臺灣雲市集"]
+    assert printed["api_key"] not in listed.text
+    attempts = [
+        ("/agencies", {"name": "X", "reason": "x"}),
+        (f"/agencies/{sp_service_id}/rotate-key", {"reason": "x"}),
+        (f"/agencies/{sp_service_id}/disable", {"reason": "x"}),
+    ]
+    for path, body in attempts:
+        response = auditor_browser.api("POST", path, body)
+        assert response.status_code == 403 and response.json()["error"] == "forbidden", (path, response.text)
+        assert response.json()["scope"] == "agencies:write" and "api_key" not in response.json()
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count(Agency.id))) == 1
+        agency = db.session.scalar(select(Agency))
+        assert agency.disabled_at is None and agency.key_rotated_at is None
+    assert agency_key(app, sp_service_id) == printed["api_key"]
+    denied = _events(app, "admin:denied")
+    assert len(denied) == len(attempts) and {e.actor for e in denied} == {f"account:{staff['auditor']}"}
+    assert not _events(app, "agency:key_rotated") and not _events(app, "agency:disabled")
+
+
+def test_agencies_take_a_token_with_their_own_scope_not_the_sites_one(app, issuer, service_token):
+    sites_only = service_token("read", "clients:write")
+    refused = _api(issuer, sites_only, "POST", "/agencies", {"name": "X", "reason": "automation"})
+    assert refused.status_code == 403 and refused.json()["scope"] == "agencies:write"
+    assert _api(issuer, sites_only, "GET", "/agencies").status_code == 200  # read is enough to list
+
+    token = service_token("agencies:write")
+    added = _api(issuer, token, "POST", "/agencies", {"name": "自動化 Automation", "reason": "provisioning"})
+    assert added.status_code == 201, added.text
+    [event] = _events(app, "agency:added")
+    assert event.actor.startswith("service:") and event.details["reason"] == "provisioning"
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "said"),
+    [
+        ({"name": "   "}, "invalid_name", "name"),
+        ({"name": None}, "invalid_name", "name"),
+        ({"name": ["臺灣雲市集"]}, "invalid_name", "name"),
+        ({"allowed_ips": ["not-a-network"]}, "invalid_allowed_ips", "not-a-network"),
+        ({"allowed_ips": ["10.0.0.0/33"]}, "invalid_allowed_ips", "10.0.0.0/33"),
+        ({"allowed_ips": ["203.0.113.5/24"]}, "invalid_allowed_ips", "203.0.113.0/24"),  # host bits: named
+        ({"allowed_ips": False}, "invalid_allowed_ips", "allowed_ips"),
+        ({"allowed_ips": [5]}, "invalid_allowed_ips", "allowed_ips"),
+        ({"allowed_ips": {"203.0.113.0/24": True}}, "invalid_allowed_ips", "allowed_ips"),
+        ({"allowed_ips": ["10.0.0.%d" % n for n in range(51)]}, "invalid_allowed_ips", "50"),
+        ({"callback_url": "http://market.example.tw/fido"}, "invalid_callback_url", "http://market.example.tw/fido"),
+        ({"callback_url": "market.example.tw/fido"}, "invalid_callback_url", "market.example.tw/fido"),
+        ({"callback_url": "https://market.example.tw/fido#x"}, "invalid_callback_url", "#x"),
+        ({"callback_url": "https://[::1/cb"}, "invalid_callback_url", "[::1"),
+        ({"callback_url": 42}, "invalid_callback_url", "callback_url"),
+        ({"reason": ""}, "reason_required", "reason"),
+        ({"reason": "x" * 201}, "reason_too_long", "200"),
+    ],
+)
+def test_a_refused_agency_is_a_4xx_that_says_why_and_registers_nothing(app, admin_browser, body, error, said):
+    response = admin_browser.api("POST", "/agencies", {"name": "臺灣雲市集", "reason": "合約", **body},
+                                 headers={"Accept-Language": "en"})
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["error"] == error and "api_key" not in answer
+    assert said in answer["message"] or said == answer.get("field"), answer
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count(Agency.id))) == 0
+    assert not _events(app, "agency:added")
+
+
+def test_an_agency_change_needs_the_csrf_token_and_a_json_body(app, issuer, admin_browser, add_agency):
+    sp_service_id = add_agency()["sp_service_id"]
+    no_csrf = admin_browser.http.post(f"{issuer}/api/v1/admin/agencies/{sp_service_id}/disable",
+                                      json={"reason": "x"}, timeout=30)
+    assert no_csrf.status_code == 400 and no_csrf.json()["error"] == "csrf_failed"
+    not_json = admin_browser.http.post(f"{issuer}/api/v1/admin/agencies", data="name=X&reason=x",
+                                       headers={"X-CSRF-Token": admin_browser.csrf()}, timeout=30)
+    assert not_json.status_code == 400 and not_json.json()["error"] == "malformed_input"
+    assert Browser(issuer, admin_browser.pki).get(f"{issuer}/api/v1/admin/agencies").status_code == 401
+    with app.app_context():
+        assert db.session.scalar(select(Agency.disabled_at)) is None
 
 
 def test_the_audit_trail_filters_and_exports_csv(app, issuer, pki, discovery, rp_client, phone, computer, admin_browser):

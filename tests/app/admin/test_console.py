@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 
 from app.audit import record
 from app.extensions import db
-from app.models import Account, AuditEvent, Device, OidcClient, ServiceToken, utcnow
+from app.models import Account, Agency, AuditEvent, Device, OidcClient, ServiceToken, utcnow
 
 from ..oidc.support import RP, Browser
-from .support import ZH, AdminBrowser, Console, forms
+from .support import ZH, AdminBrowser, Console, agency_key, forms
 
 pytestmark = pytest.mark.usefixtures("staff")
 
@@ -343,6 +343,116 @@ def test_a_public_site_has_no_secret_to_show(app, issuer, admin_console):
     assert "PKCE" in created.text
 
 
+def _shown_key(page: requests.Response) -> str:
+    return html.unescape(re.search(r'id="secret-value"[^>]*value="([^"]+)"', page.text).group(1))
+
+
+def test_agencies_are_registered_rotated_and_disabled_in_the_console_with_the_key_shown_once(
+    app, issuer, admin_console, staff
+):
+    page = admin_console.get("/admin/agencies")
+    assert page.status_code == 200 and "/admin/agencies" in forms(page)
+    created = admin_console.submit(page, "/admin/agencies", name="臺灣雲市集", allowed_ips="203.0.113.0/24\r\n2001:db8::1",
+                                   callback_url="https://market.example.tw/fido", reason="合約 2026-12")
+    assert created.status_code == 201 and created.headers["Cache-Control"] == "no-store"
+    sp_service_id = html.unescape(re.search(r'id="new-sp-service-id">([^<]+)<', created.text).group(1))
+    api_key = _shown_key(created)
+    assert agency_key(app, sp_service_id) == api_key
+    assert "只顯示這一次" in created.text  # the warning, in zh-TW
+    assert api_key not in _session(app, admin_console)  # not kept for a later page, not even in the cookie
+
+    # Never shown again: not in the list, not on the agency's page, not in the audit trail.
+    listed = admin_console.get("/admin/agencies")
+    row = re.search(rf'<tr data-agency-id="{sp_service_id}">(.*?)</tr>', listed.text, re.S).group(1)
+    assert "臺灣雲市集" in row and "203.0.113.0/24" in row and "2001:db8::1/128" in row
+    assert "https://market.example.tw/fido" in row and 'data-state="active"' in row
+    agency_page = admin_console.get(f"/admin/agencies/{sp_service_id}")
+    assert agency_page.status_code == 200 and 'data-event="agency:added"' in agency_page.text
+    for shown in (listed, agency_page, admin_console.get("/admin/audit")):
+        assert api_key not in shown.text
+
+    base = f"/admin/agencies/{sp_service_id}"
+    rotated = admin_console.submit(agency_page, f"{base}/rotate-key", reason="金鑰外洩")
+    assert rotated.status_code == 200 and rotated.headers["Cache-Control"] == "no-store"
+    new_key = _shown_key(rotated)
+    assert new_key != api_key and agency_key(app, sp_service_id) == new_key
+    assert new_key not in admin_console.get(base).text
+
+    disabled = admin_console.follow(admin_console.submit(agency_page, f"{base}/disable", reason="合約終止"))
+    assert 'id="agency-state" data-state="disabled"' in disabled.text
+    assert f"{base}/rotate-key" not in forms(disabled) and f"{base}/disable" not in forms(disabled)
+    with app.app_context():
+        assert db.session.scalar(select(Agency.disabled_at)) is not None
+
+    admin_actor = f"account:{staff['admin']}"
+    for tag, reason in (("agency:added", "合約 2026-12"), ("agency:key_rotated", "金鑰外洩"),
+                        ("agency:disabled", "合約終止")):
+        [event] = _events(app, tag)
+        assert (event.actor, event.details["reason"], event.details["agency"]) == (admin_actor, reason, sp_service_id)
+        assert f'data-event="{tag}"' in disabled.text  # the agency's page lists its own events
+    trail = admin_console.get("/admin/audit", params={"agency": sp_service_id})
+    assert re.findall(r'data-event="([^"]+)"', trail.text) == ["agency:disabled", "agency:key_rotated", "agency:added"]
+    assert admin_console.get("/admin/agencies/SPNOSUCHAGENCY").status_code == 404
+
+
+def test_the_agency_key_warning_is_in_english_on_an_english_page(app, issuer, admin_console):
+    page = admin_console.get("/admin/agencies", headers={"Accept-Language": "en"})
+    shown = forms(page)["/admin/agencies"]
+    created = admin_console.browser.http.post(
+        f"{issuer}/admin/agencies", data={**shown, "name": "Marketplace", "reason": "contract"},
+        headers={"Accept-Language": "en"}, allow_redirects=False, timeout=30)
+    assert created.status_code == 201 and "shown only now" in created.text
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"name": "   "}, "請為機關取一個"),
+        ({"allowed_ips": "203.0.113.0/24\nnot-a-network"}, "not-a-network 不是 IP 位址"),
+        ({"allowed_ips": "203.0.113.5/24"}, "203.0.113.0/24"),  # host bits: the network meant is named
+        ({"callback_url": "http://market.example.tw/fido"}, "不是不含片段"),
+        ({"callback_url": "https://market.example.tw/fido#top"}, "不是不含片段"),
+        ({"reason": ""}, "請說明原因"),
+    ],
+)
+def test_a_refused_agency_shows_why_on_the_same_page_and_registers_nothing(app, issuer, admin_console, fields,
+                                                                           said):
+    page = admin_console.get("/admin/agencies")
+    typed = {"name": "臺灣雲市集", "allowed_ips": "198.51.100.0/24", "callback_url": "https://market.example.tw/fido",
+             "reason": "合約", **fields}
+    refused = admin_console.submit(page, "/admin/agencies", **typed)
+    assert refused.status_code == 400 and 'id="console-error"' in refused.text
+    error = html.unescape(re.search(r'id="console-error">([^<]+)<', refused.text).group(1))
+    assert said in error, error
+    assert "/admin/agencies" in forms(refused)  # the form again, keeping what was typed
+    assert html.escape(typed["callback_url"]) in refused.text and 'id="secret-value"' not in refused.text
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Agency.id))) == 0
+    assert not _events(app, "agency:added")
+
+
+def test_an_auditor_sees_the_agencies_but_no_forms_and_forged_posts_change_nothing(
+    app, issuer, auditor_console, add_agency, staff
+):
+    printed = add_agency()
+    base = f"/admin/agencies/{printed['sp_service_id']}"
+    listed = auditor_console.get("/admin/agencies")
+    assert listed.status_code == 200 and "臺灣雲市集" in listed.text and list(forms(listed)) == []
+    page = auditor_console.get(base)
+    assert page.status_code == 200 and list(forms(page)) == [] and printed["api_key"] not in page.text
+    csrf = auditor_console.csrf()
+    for path in ("/admin/agencies", f"{base}/rotate-key", f"{base}/disable"):
+        response = auditor_console.post(path, {"csrf_token": csrf, "name": "X", "reason": "forged"})
+        assert response.status_code == 403 and "權限" in response.text, path
+        assert 'id="secret-value"' not in response.text
+    with app.app_context():
+        agency = db.session.scalar(select(Agency))
+        assert db.session.scalar(select(func.count(Agency.id))) == 1
+        assert agency.disabled_at is None and agency.key_rotated_at is None
+    assert agency_key(app, printed["sp_service_id"]) == printed["api_key"]
+    assert len(_events(app, "admin:denied")) == 3
+
+
 def test_the_audit_page_filters_pages_and_links_its_csv_export(app, issuer, phone, admin_console, staff):
     person, device_id = _wang(app), _device_id(app)
     admin_console.submit(admin_console.get(f"/admin/accounts/{person}"),
@@ -441,7 +551,7 @@ def test_people_without_a_role_get_403_and_visitors_are_sent_to_log_in(app, issu
     assert visitor.get(f"{issuer}/admin").status_code == 302
 
     visitor.card_login()
-    for path in ("/admin", "/admin/audit", "/admin/clients", "/admin/tokens", "/admin/audit.csv"):
+    for path in ("/admin", "/admin/audit", "/admin/clients", "/admin/agencies", "/admin/tokens", "/admin/audit.csv"):
         response = visitor.get(f"{issuer}{path}", headers=ZH)
         assert response.status_code == 403 and response.headers["Content-Type"].startswith("text/html"), path
     assert 'id="nav-admin"' not in visitor.get(f"{issuer}/account").text
