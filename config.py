@@ -19,6 +19,12 @@ from iccard.origins import parse_origin
 
 BASE_DIR = Path(__file__).resolve().parent  # beside config.py: app/, migrations/ (source tree or site-packages)
 
+# The browsers' push services: Chrome's (and other Chromium browsers'), Firefox's, Safari's, Edge's.
+DEFAULT_PUSH_SERVICES = (
+    "https://fcm.googleapis.com https://updates.push.services.mozilla.com https://web.push.apple.com "
+    "https://*.notify.windows.com"
+)
+
 # gunicorn's master halts ("App failed to load.") when a worker exits with this status; any other status
 # and it boots a new worker, which is refused again, forever.
 APP_LOAD_ERROR = 4
@@ -196,6 +202,15 @@ class Config:
         self.OIDC_PAIRWISE_KEY = _env("OIDC_PAIRWISE_KEY")
         # Seals the agencies' API keys (AES-256-GCM): base64 of 32 random bytes, `openssl rand -base64 32`.
         self.AGENCY_KEY_ENCRYPTION_KEY = _env("AGENCY_KEY_ENCRYPTION_KEY")
+        # A phone's inbox (/m/inbox) of the requests agencies push to it: open this long after its passkey.
+        self.INBOX_TTL = timedelta(seconds=_env_int("INBOX_TTL", 600))
+        # Web Push (VAPID) notices to the phones' inboxes: MoCert's P-256 key (the PEM, or a PEM file's path)
+        # and a contact for the push services (mailto: or https:). No key: no notices (an open inbox still
+        # lists what waits). The push services it posts to are origins, *. for all hosts of a domain.
+        self.VAPID_PRIVATE_KEY = _env("VAPID_PRIVATE_KEY")
+        self.VAPID_SUBJECT = _env("VAPID_SUBJECT")
+        self.PUSH_SERVICES = tuple((_env("PUSH_SERVICES") or DEFAULT_PUSH_SERVICES).replace(",", " ").split())
+        self.PUSH_TIMEOUT = _env_float("PUSH_TIMEOUT", 5)
 
 
 class DevelopmentConfig(Config):
@@ -212,6 +227,9 @@ class DevelopmentConfig(Config):
         self.AGENCY_KEY_ENCRYPTION_KEY = self.AGENCY_KEY_ENCRYPTION_KEY or _instance_secret(
             self.INSTANCE_DIR / "agency_key_encryption_key", _random_base64_key
         )
+        if self.VAPID_PRIVATE_KEY is None:  # marked as development's own: production refuses it
+            self.VAPID_PRIVATE_KEY = _instance_secret(self.INSTANCE_DIR / "vapid_demo_key.pem", _demo_vapid_key)
+            self.VAPID_SUBJECT = self.VAPID_SUBJECT or "mailto:mocert@localhost"
         if self.IDENTITY_CHECK_URL is None and self.SERVE_DEMO_PKI:
             # The demo identity check, served by this same server (``flask run`` answers it on another thread).
             from iccard.demo_pki import identity_check_token
@@ -248,6 +266,12 @@ def config_from_env() -> Config:
         return CONFIGS[name]()
     except KeyError:
         refuse_to_start(f"MOCERT_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
+
+
+def _demo_vapid_key() -> str:
+    from app.webpush import demo_key_pem  # only when development first makes its key: app imports config
+
+    return demo_key_pem()
 
 
 def _random_base64_key() -> str:

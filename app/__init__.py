@@ -109,6 +109,9 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(sp_api.bp)  # the agencies' TW FidO API (/moise/sp/…)
     app.register_blueprint(sp_api.phone_bp)
+    from . import inbox
+
+    app.register_blueprint(inbox.bp)  # each phone's inbox of the requests agencies push to it
     app.register_blueprint(sp_api.web_bp)  # SP-API-WEB-01: the agency's form, MoCert's page and its calls
     from . import mobile_pki
 

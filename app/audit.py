@@ -78,6 +78,12 @@ class Tags(StrEnum):
     SP_REQUEST_APPROVED = "sp:request:approved"
     SP_REQUEST_DECLINED = "sp:request:declined"
     SP_APPROVAL_FAILURE = "sp:approval:failure"
+    INBOX_OPENED = "inbox:opened"  # a phone proved itself with its passkey and sees its pushed requests
+    INBOX_OPEN_FAILURE = "inbox:open:failure"
+    PUSH_SUBSCRIBED = "push:subscribed"  # a phone's browser gave its Web Push subscription
+    PUSH_SENT = "push:sent"  # the notices of one pushed request: how many went, failed, were gone
+    PUSH_FAILURE = "push:failure"  # one notice not accepted by its push service (the request waits anyway)
+    PUSH_SUBSCRIPTION_REMOVED = "push:subscription:removed"  # the push service said it is gone (404, 410)
     # SP-API-WEB-01: the form the agency's callback receives, handed to the person's page (once), after the
     # person typed their national ID (checked as the consent page checks it: app/oidc/national_id.py).
     SP_REQUEST_RELEASED = "sp:request:released"

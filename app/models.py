@@ -665,7 +665,11 @@ class SpRequest(SingleUseTicket, db.Model):
     """
 
     __tablename__ = "sp_requests"
-    __table_args__ = (UniqueConstraint("agency_id", "transaction_id"),)  # TXNLOG_INS_ERR: one use each
+    __table_args__ = (
+        UniqueConstraint("agency_id", "transaction_id"),  # TXNLOG_INS_ERR: one use each
+        # A phone's inbox: the person's pushed requests still open, in one indexed read (app/services/inbox.py).
+        Index("ix_sp_requests_inbox", "account_id", "op_mode", "expires_at"),
+    )
     DONE = "approved"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -693,3 +697,46 @@ class SpRequest(SingleUseTicket, db.Model):
 
     def done(self) -> bool:
         return self.completed_at is not None
+
+
+class InboxSession(SingleUseTicket, db.Model):
+    """A phone's inbox, open for a few minutes: the agencies' requests pushed to it, listed while it is open.
+
+    Opened like a login by phone: a single-use ticket whose token comes with the passkey's options (the
+    challenge) and is consumed by the answer; a discoverable credential names the phone. The answer's success
+    gives the inbox token, a new random value stored only as ``access_hash``, good until
+    ``access_expires_at`` (never past the phone's certificate). The token lists; answering a request still
+    takes the passkey, over that request's own challenge.
+    """
+
+    __tablename__ = "inbox_sessions"
+    DONE = "opened"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), index=True)  # once opened
+    access_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # the inbox token, hashed
+    access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    device: Mapped[Device | None] = relationship()
+
+    __table_args__ = (Index("ix_inbox_sessions_expires_at", "expires_at"),)
+
+    def done(self) -> bool:
+        return self.completed_at is not None
+
+
+class PushSubscription(db.Model):
+    """A phone's Web Push subscription (its browser's, with its vendor's push service): where MoCert sends
+    "a request is waiting" when an agency pushes one to the phone. Nothing secret is ever sent through it."""
+
+    __tablename__ = "push_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(1000), unique=True)  # the push service's URL for the browser
+    p256dh: Mapped[str] = mapped_column(String(100))  # base64url: the browser's key the messages are encrypted to
+    auth: Mapped[str] = mapped_column(String(40))  # base64url: the browser's authentication secret
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    device: Mapped[Device] = relationship()

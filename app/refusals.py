@@ -192,6 +192,17 @@ ANSWERS: dict[Key, Answer] = {
     ("DEVID_SPTKT_MISMATCH", "sp_phone"): Answer(
         403, N_("This phone is not one the request was sent to. Use a phone bound to your own account.")
     ),
+    # -- a phone's inbox of pushed requests, and its notices ---------------------------------------------------
+    "inbox_opening_unknown": Answer(404, N_("This page is out of date. Open the inbox again.")),
+    "inbox_opening_used": Answer(409, N_("This page is out of date. Open the inbox again.")),
+    "inbox_opening_expired": Answer(410, N_("Opening the inbox took too long. Open it again.")),
+    "inbox_unknown": Answer(401, N_("The inbox is closed. Open it again with your fingerprint or face.")),
+    "inbox_expired": Answer(401, N_("The inbox closed after a while. Open it again with your fingerprint or face.")),
+    "push_disabled": Answer(409, N_("Notifications are not set up on this server.")),
+    ("invalid_push_subscription", "subscription"): Answer(
+        400, N_("This browser's notification subscription could not be read."), shown=("reason",)),
+    ("invalid_push_subscription", "push_service"): Answer(
+        400, N_("This browser's push service is not one MoCert sends notifications through.")),
     # -- SP-API-WEB-01: MoCert's page following an agency's request (app/sp_api/web.py) --------------------
     ("SPTKTID_SPTKT_NF", "sp_web"): Answer(404, N_("There is no such request. Start again on the agency's site.")),
     ("SPTKTID_SPTKT_RDM", "sp_web"): Answer(409, N_("The answer to this request was already sent to the agency.")),

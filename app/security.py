@@ -20,6 +20,8 @@ from iccard import moica
 from iccard.demo_pki import ISSUER_NAME, MOBILE_CA_NAME, ROOT_NAME
 from iccard.validation import REVOCATION_MODES
 
+from .webpush import is_demo_key
+
 SECRETS = ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY", "OIDC_PAIRWISE_KEY")
 
 
@@ -37,10 +39,10 @@ VARIABLES = {
 DURATIONS = (
     "CARD_LOGIN_CHALLENGE_TTL", "REGISTRATION_TTL", "BINDING_TTL", "MOBILE_LOGIN_TTL", "MOBILE_CRL_VALIDITY",
     "EMAIL_CODE_TTL", "EMAIL_CODE_LOCKOUT", "SESSION_LIFETIME", "ADMIN_IDLE_TIMEOUT", "OIDC_TOKEN_TTL",
-    "OIDC_REFRESH_TOKEN_TTL", "OIDC_CODE_TTL", "OIDC_KEY_RETIRE_AFTER",
+    "OIDC_REFRESH_TOKEN_TTL", "OIDC_CODE_TTL", "OIDC_KEY_RETIRE_AFTER", "INBOX_TTL",
 )
 COUNTS = ("DEVICE_LIMIT", "EMAIL_CODE_MAX_ATTEMPTS", "IDENTITY_CHECK_MAX_ATTEMPTS")
-TIMEOUTS = ("CARD_REVOCATION_TIMEOUT", "IDENTITY_CHECK_TIMEOUT", "SMTP_TIMEOUT")
+TIMEOUTS = ("CARD_REVOCATION_TIMEOUT", "IDENTITY_CHECK_TIMEOUT", "SMTP_TIMEOUT", "PUSH_TIMEOUT")
 RATE_LIMITS = ("CARD_LOGIN_RATE_LIMIT", "REGISTRATION_RATE_LIMIT", "PHONE_RATE_LIMIT", "SP_API_REFUSAL_RATE_LIMIT")
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
@@ -128,6 +130,9 @@ def check_production(config) -> None:
                 # (national-ID hashes, pairwise subjects).
                 problems.append(f"MOCERT_{first} and MOCERT_{second} must differ")
     problems.extend(agency_key_problems(config.get("AGENCY_KEY_ENCRYPTION_KEY")))
+    if is_demo_key(config.get("VAPID_PRIVATE_KEY")):
+        # Its private half is in every development's instance/ it was copied from: anyone could push as MoCert.
+        problems.append("MOCERT_VAPID_PRIVATE_KEY is a development key; make one of your own (README: Web Push)")
     problems.extend(debugging_problems(config.get("DEBUG")))
     storage = (config.get("RATELIMIT_STORAGE_URI") or "memory://").lower()
     if storage.startswith("memory:"):

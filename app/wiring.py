@@ -25,14 +25,17 @@ from iccard.identity_check import IdentityCheckClient
 from iccard.origins import origin_of
 from iccard.validation import CardCertificateValidator, TrustSettings
 
+from . import webpush
 from .mail import Letters
 from .oidc.keys import CachedKeyRing
 from .services.accounts import Accounts
 from .services.agencies import Agencies
 from .services.card_login import CardLogins, CardVerifier, LoginSessions, NoTrustedIssuer
 from .services.devices import Devices, RelyingParty, trust_policy
+from .services.inbox import Inbox
 from .services.mobile_certificates import MobileCA, MobileCertificates, StatusUrls
 from .services.mobile_login import MobileLogins
+from .services.push_notices import PushNotices
 from .services.sessions import LoginMarker
 from .services.sp_requests import SpRequests
 from .services.sp_web import WebRedirects
@@ -70,6 +73,8 @@ class Parts:
     support_contacts: tuple[dict, ...]  # shown on the help page
     agencies: Agencies  # of the TW FidO service-provider API, their keys sealed under the configured key
     sp_requests: SpRequests  # the agencies' requests: tickets, polls, and the phones' answers
+    push_notices: PushNotices  # Web Push to the phones a request is pushed to (off without a VAPID key)
+    inbox: Inbox  # each phone's pushed requests, by its passkey
     sp_web: WebRedirects  # SP-API-WEB-01: the same requests, by the agency's form and MoCert's page
 
 
@@ -109,12 +114,19 @@ def build(config: Mapping[str, Any]) -> Parts:
         device_limit=config["DEVICE_LIMIT"],
     )
     agencies = built_from("AGENCY_KEY_ENCRYPTION_KEY", lambda: Agencies.of(config["AGENCY_KEY_ENCRYPTION_KEY"]))
+    push_notices = PushNotices(
+        vapid=_vapid_key(config),
+        services=built_from("PUSH_SERVICES", lambda: webpush.PushServices.of(config["PUSH_SERVICES"])),
+        inbox_url=f"{public_url}/m/inbox",
+        timeout=config["PUSH_TIMEOUT"],
+    )
     sp_requests = SpRequests(
         agencies=agencies,
         devices=devices,
         relying_party=relying_party,
         national_id_hash=national_id_hash,
         public_url=public_url,
+        push_notices=push_notices,
     )
     return Parts(
         national_id_hash=national_id_hash,
@@ -155,8 +167,24 @@ def build(config: Mapping[str, Any]) -> Parts:
         support_contacts=built_from("SUPPORT_CONTACTS_FILE", lambda: _support_contacts(config["SUPPORT_CONTACTS"])),
         agencies=agencies,
         sp_requests=sp_requests,
+        push_notices=push_notices,
+        inbox=Inbox(
+            relying_party=relying_party,
+            devices=devices,
+            sp_requests=sp_requests,
+            push_notices=push_notices,
+            ttl=config["INBOX_TTL"],
+        ),
         sp_web=WebRedirects(sp_requests=sp_requests),
     )
+
+
+def _vapid_key(config: Mapping[str, Any]) -> webpush.VapidKey | None:
+    """MoCert's VAPID key, or None: no key configured, no Web Push."""
+    if not config["VAPID_PRIVATE_KEY"]:
+        return None
+    key = built_from("VAPID_PRIVATE_KEY", lambda: webpush.load_private_key(config["VAPID_PRIVATE_KEY"]))
+    return built_from("VAPID_SUBJECT", lambda: webpush.VapidKey(key, config["VAPID_SUBJECT"]))
 
 
 def _support_contacts(path: str | None) -> tuple[dict, ...]:

@@ -675,3 +675,78 @@ def test_a_support_contacts_file_that_is_no_list_of_contacts_stops_the_start(mon
     monkeypatch.setenv("MOCERT_SUPPORT_CONTACTS_FILE", str(tmp_path / "contacts.json"))
     with pytest.raises(SystemExit, match="MOCERT_SUPPORT_CONTACTS_FILE"):
         _create()
+
+
+# -- Web Push (VAPID) ------------------------------------------------------------------------------------
+
+
+def _vapid_pem(curve=None) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(curve or ec.SECP256R1())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def test_development_makes_its_own_marked_vapid_key_under_instance(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.delenv("MOCERT_VAPID_PRIVATE_KEY", raising=False)
+    first, second = config_from_env(), config_from_env()
+    assert first.VAPID_PRIVATE_KEY == second.VAPID_PRIVATE_KEY
+    assert "-----BEGIN PRIVATE KEY-----" in first.VAPID_PRIVATE_KEY
+    assert first.VAPID_SUBJECT.startswith("mailto:")
+    assert (tmp_path / "vapid_demo_key.pem").stat().st_mode & 0o077 == 0
+    from app.wiring import parts
+
+    with _create().app_context():
+        assert parts().push_notices.enabled
+
+
+def test_production_refuses_developments_vapid_key_and_starts_with_its_own(safe_production_env, tmp_path):
+    from app.webpush import demo_key_pem
+
+    safe_production_env.setenv("MOCERT_VAPID_SUBJECT", "mailto:ops@login.example.tw")
+    (tmp_path / "copied.pem").write_text(demo_key_pem())
+    for demo in (demo_key_pem(), str(tmp_path / "copied.pem")):
+        safe_production_env.setenv("MOCERT_VAPID_PRIVATE_KEY", demo)
+        with pytest.raises(SystemExit, match="MOCERT_VAPID_PRIVATE_KEY is a development key"):
+            _create()
+    safe_production_env.setenv("MOCERT_VAPID_PRIVATE_KEY", _vapid_pem())
+    from app.wiring import parts
+
+    with _create().app_context():
+        assert parts().push_notices.enabled
+
+
+def test_production_without_a_vapid_key_starts_with_notices_off(safe_production_env):
+    from app.wiring import parts
+
+    with _create().app_context():
+        assert not parts().push_notices.enabled and parts().push_notices.application_server_key is None
+
+
+@pytest.mark.parametrize(("settings", "named"), [
+    ({"MOCERT_VAPID_PRIVATE_KEY": "/nonexistent/vapid.pem"}, "MOCERT_VAPID_PRIVATE_KEY"),
+    ({"MOCERT_VAPID_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----"},
+     "MOCERT_VAPID_PRIVATE_KEY"),
+    ({"MOCERT_VAPID_PRIVATE_KEY": "P-384", "MOCERT_VAPID_SUBJECT": "mailto:ops@example.tw"},
+     "MOCERT_VAPID_PRIVATE_KEY"),
+    ({"MOCERT_VAPID_PRIVATE_KEY": "P-256"}, "MOCERT_VAPID_SUBJECT"),
+    ({"MOCERT_VAPID_PRIVATE_KEY": "P-256", "MOCERT_VAPID_SUBJECT": "ops@example.tw"}, "MOCERT_VAPID_SUBJECT"),
+    ({"MOCERT_PUSH_SERVICES": "fcm.googleapis.com"}, "MOCERT_PUSH_SERVICES"),
+    ({"MOCERT_PUSH_SERVICES": "http://push.example.tw"}, "MOCERT_PUSH_SERVICES"),
+    ({"MOCERT_PUSH_TIMEOUT": "0"}, "MOCERT_PUSH_TIMEOUT"),
+    ({"MOCERT_INBOX_TTL": "0"}, "MOCERT_INBOX_TTL"),
+])
+def test_web_push_settings_that_cannot_work_stop_the_start_and_are_named(monkeypatch, tmp_path, settings, named):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    monkeypatch.setenv("MOCERT_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.delenv("MOCERT_VAPID_SUBJECT", raising=False)
+    for name, value in settings.items():
+        curves = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
+        monkeypatch.setenv(name, _vapid_pem(curves[value]) if value in curves else value)
+    with pytest.raises(SystemExit, match=named) as refused:
+        _create()
+    assert refused.value.code == 4

@@ -11,6 +11,8 @@ the limits of the configuration; what a request brings (the phone's user agent) 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import secrets
 from collections.abc import Sequence
@@ -360,6 +362,18 @@ def get_device(account: Account, device_id: int) -> Device:
     if device is None or device.account_id != account.id:
         raise Refusal("device_unknown")
     return device
+
+
+def by_credential(credential: dict) -> Device | None:
+    """The device whose credential a discoverable login's answer names (its ``rawId``), or None."""
+    value = credential.get("rawId", credential.get("id"))
+    if not isinstance(value, str) or not 0 < len(value) <= 1400:
+        return None
+    try:
+        raw_id = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return db.session.scalar(select(Device).where(Device.credential_id == raw_id))
 
 
 def rename(account: Account, device_id: int, new_name: object) -> Device:

@@ -15,11 +15,15 @@ from ..extensions import db
 from ..models import (
     Binding,
     CardLogin,
+    Device,
+    DeviceStatus,
     EmailVerification,
+    InboxSession,
     LoginRequest,
     OidcAuthorizationCode,
     OidcClientAssertion,
     OidcToken,
+    PushSubscription,
     utcnow,
 )
 
@@ -37,6 +41,18 @@ def purge() -> dict[str, int]:
     removed["login_requests"] = db.session.execute(delete(LoginRequest).where(LoginRequest.expires_at < cutoff)).rowcount
     removed["bindings"] = db.session.execute(
         delete(Binding).where(Binding.expires_at < cutoff, Binding.completed_at.is_(None))
+    ).rowcount
+    # An inbox that was never opened ends with its challenge; an opened one with its token.
+    removed["inbox_sessions"] = db.session.execute(
+        delete(InboxSession).where(
+            InboxSession.expires_at < cutoff,
+            or_(InboxSession.access_expires_at.is_(None), InboxSession.access_expires_at < cutoff),
+        )
+    ).rowcount
+    # An unbound phone is sent no notice again.
+    removed["push_subscriptions"] = db.session.execute(
+        delete(PushSubscription).where(PushSubscription.device_id.in_(
+            select(Device.id).where(Device.status == DeviceStatus.REVOKED.value)))
     ).rowcount
     removed["email_verifications"] = db.session.execute(
         delete(EmailVerification).where(

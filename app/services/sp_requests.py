@@ -49,6 +49,7 @@ from . import agencies as agency_rules
 from . import tickets
 from .agencies import Agencies
 from .devices import Devices, RelyingParty, ensure_usable
+from .push_notices import PushNotices
 from .refusals import Refusal
 from .tokens import NationalIdHash, digest
 
@@ -113,9 +114,11 @@ class SpRequests:
         relying_party: RelyingParty,
         national_id_hash: NationalIdHash,
         public_url: str,
+        push_notices: PushNotices | None = None,
     ) -> None:
         self.agencies, self.devices, self.relying_party = agencies, devices, relying_party
         self.national_id_hash, self.public_url = national_id_hash, public_url
+        self.push_notices = push_notices  # Web Push to the phones a PUSH request waits for
 
     def phone_url(self, ticket: str) -> str:
         """Where a phone opens a request (MWEB2APP sends the person's browser here)."""
@@ -208,7 +211,10 @@ class SpRequests:
 
         ``return_url`` is the agency's ``rtn_url`` as the phone's page was given it; it is answered back as
         ``return_url`` only where :meth:`return_url` allows it, else None."""
-        sp_request = self._open(self._by_ticket(ticket))
+        return self._options_of(self._open(self._by_ticket(ticket)), return_url=return_url)
+
+    def _options_of(self, sp_request: SpRequest, device: Device | None = None, *, return_url: object = None) -> dict:
+        """The options of an open request, for its approvers (or only ``device``, in that phone's inbox)."""
         # The first scan is audited once: of two phones scanning at once, the one whose UPDATE set it.
         if sp_request.scanned_at is None and tickets.claim(
             sp_request, SpRequest.scanned_at.is_(None), scanned_at=utcnow(), commit=False,
@@ -218,6 +224,10 @@ class SpRequests:
             db.session.commit()
         # A request naming no one (WEB) asks for a discoverable credential: any person's phone may answer.
         devices = self._approvers(sp_request) if sp_request.account_id is not None else []
+        if device is not None:
+            devices = [d for d in devices if d.id == device.id]
+            if not devices:  # never options any passkey would answer (no allowCredentials)
+                raise Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
         info = sp_request.sign_info or {}
         shown = {
             "sp_name": sp_request.agency.name,
@@ -244,9 +254,15 @@ class SpRequests:
         transaction). Raises :class:`Refusal` (case ``sp_phone``, or the WebAuthn reason)."""
         if not isinstance(credential, dict):
             raise Refusal("malformed_input", case="sp_answer")
-        sp_request = self._open(self._by_ticket(ticket))
+        return self._approve(self._open(self._by_ticket(ticket)), credential)
+
+    def _approve(self, sp_request: SpRequest, credential: dict, inbox_device: Device | None = None) -> SpRequest:
+        """Check an open request's answer and take the request (see :meth:`approve`); from a phone's inbox,
+        only that phone's passkey answers."""
         device = self._device_of(credential)
         refusal = self._not_an_approver(sp_request, device)
+        if refusal is None and inbox_device is not None and device.id != inbox_device.id:
+            refusal = Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")  # from an inbox, only its own phone
         if refusal is not None:
             raise self._answer_failed(sp_request, device, refusal)
         try:
@@ -273,13 +289,43 @@ class SpRequests:
 
     def decline(self, ticket: object) -> SpRequest:
         """The person said no on the phone: the agency's poll answers APP_USER_CANCEL from now on."""
-        sp_request = self._open(self._by_ticket(ticket))
+        return self._decline(self._open(self._by_ticket(ticket)))
+
+    def _decline(self, sp_request: SpRequest, device: Device | None = None) -> SpRequest:
         if not self._take(sp_request, utcnow(), failure="APP_USER_CANCEL"):
             raise self._taken(sp_request)
         record(Tags.SP_REQUEST_DECLINED, account=sp_request.account, agency=sp_request.agency.sp_service_id,
-               sp_request=sp_request.public_id, transaction_id=sp_request.transaction_id)
+               sp_request=sp_request.public_id, transaction_id=sp_request.transaction_id,
+               **({"device": device.id} if device is not None else {}))
         db.session.commit()
         return sp_request
+
+    # -- the phone's inbox (app/services/inbox.py: the phone is known by its inbox token, not a ticket) -----
+
+    def inbox_options(self, device: Device, public_id: object) -> dict:
+        """:meth:`phone_options` for a request in ``device``'s inbox, named by its ``public_id``."""
+        return self._options_of(self._in_inbox(device, public_id), device)
+
+    def inbox_approve(self, device: Device, public_id: object, credential: object) -> SpRequest:
+        """:meth:`approve` of a request in ``device``'s inbox, with that phone's passkey."""
+        if not isinstance(credential, dict):
+            raise Refusal("malformed_input", case="sp_answer")
+        return self._approve(self._in_inbox(device, public_id), credential, device)
+
+    def inbox_decline(self, device: Device, public_id: object) -> SpRequest:
+        """:meth:`decline` of a request in ``device``'s inbox."""
+        return self._decline(self._in_inbox(device, public_id), device)
+
+    def _in_inbox(self, device: Device, public_id: object) -> SpRequest:
+        """The open request ``public_id`` names, if it was pushed to this phone: to it, or to all its person's
+        phones. Another phone's or another person's is as unknown as a made-up one."""
+        sp_request = None
+        if isinstance(public_id, str) and 0 < len(public_id) <= 64:
+            sp_request = db.session.scalar(select(SpRequest).where(SpRequest.public_id == public_id))
+        if sp_request is None or sp_request.op_mode != PUSH or sp_request.account_id != device.account_id \
+                or sp_request.target_device_id not in (None, device.id):
+            raise Refusal("SPTKTID_SPTKT_NF", case="sp_phone")
+        return self._open(sp_request)
 
     def return_url(self, sp_request: SpRequest, url: object) -> str | None:
         """Where a same-phone request (MWEB2APP, APP2APP) may send the person back: a URL of the agency's
@@ -376,6 +422,8 @@ class SpRequests:
                operation=operation, sp_request=sp_request.public_id, transaction_id=transaction_id,
                op_code=op_code, op_mode=op_mode, device=target_device.id if target_device else None)
         db.session.commit()
+        if op_mode == PUSH and self.push_notices is not None:
+            self.push_notices.announce(sp_request)  # committed first; never raises: the request waits anyway
         return sp_request, issued
 
     def _approved(self, sp_request: SpRequest, key: bytes) -> dict:

@@ -1,5 +1,6 @@
-"""The provider served over real HTTP, relying parties registered by the CLI, a person with a card, and
-their phone: the ground of tests/app/oidc and tests/app/admin (helpers in tests/app/oidc/support.py)."""
+"""The provider served over real HTTP, relying parties registered by the CLI, a person with a card, their
+phones, and agencies of the TW FidO API: the ground of tests/app/oidc, tests/app/admin and the agencies' tests
+(helpers in tests/app/oidc/support.py and tests/app/agency_client.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import threading
 
 import pytest
 import requests
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from app import wiring
 from app.extensions import db
 from app.models import Account, utcnow
 from app.oidc.keys import ensure_keys
+from tests.app.agency_client import AgencyClient
 from tests.app.oidc.support import Browser, Computer
 from tests.factories import make_account, make_agency, make_oidc_client
 from tests.support import card_of
@@ -64,20 +67,33 @@ def browser(issuer, pki, person) -> Browser:
 
 
 @pytest.fixture
-def phone(issuer, pki, person, app):
+def bind_phone(issuer, pki, app):
+    """``bind_phone(name, national_id="A123456789")``: a new software phone, bound to that registered person
+    through the real binding flow (card login, QR token)."""
+
+    def bind(name: str, national_id: str = "A123456789") -> PhoneClient:
+        with app.app_context():
+            account = db.session.scalar(select(Account).where(
+                Account.national_id_hash == wiring.parts().national_id_hash(national_id)))
+            account.email_verified_at = account.email_verified_at or utcnow()
+            db.session.commit()
+        computer = Browser(issuer, pki)
+        computer.card_login(national_id)
+        binding = computer.http.post(
+            f"{issuer}/api/v1/bindings", json={}, headers={"X-CSRF-Token": computer.csrf()}, timeout=10
+        )
+        assert binding.status_code == 201, binding.text
+        client = PhoneClient(PhoneBrowser(SoftwareAuthenticator(None)))
+        client.bind(binding.json()["url"], name)
+        return client
+
+    return bind
+
+
+@pytest.fixture
+def phone(person, bind_phone):
     """The software phone, bound to 王小明 through the real binding flow (card login, QR token)."""
-    with app.app_context():
-        db.session.get(Account, person).email_verified_at = utcnow()
-        db.session.commit()
-    computer = Browser(issuer, pki)
-    computer.card_login()
-    binding = computer.http.post(
-        f"{issuer}/api/v1/bindings", json={}, headers={"X-CSRF-Token": computer.csrf()}, timeout=10
-    )
-    assert binding.status_code == 201, binding.text
-    client = PhoneClient(PhoneBrowser(SoftwareAuthenticator(None)))
-    client.bind(binding.json()["url"], "我的手機")
-    return client
+    return bind_phone("我的手機")
 
 
 @pytest.fixture
@@ -88,3 +104,20 @@ def computer(issuer, pki) -> Computer:
 @pytest.fixture
 def rp_client(add_client):
     return add_client()
+
+
+@pytest.fixture
+def register_agency(app, issuer):
+    """``register_agency(name=…, allowed_ips=…, callback_url=…)``: an agency registered as ``flask agencies add``
+    does it, and its client of the TW FidO API (tests/app/agency_client.py)."""
+    def register(name="臺灣雲市集", allowed_ips=(), callback_url=None) -> AgencyClient:
+        with app.app_context():
+            agency, api_key = wiring.parts().agencies.add(actor="test", name=name, allowed_ips=list(allowed_ips),
+                                                   callback_url=callback_url)
+            return AgencyClient(issuer, agency.sp_service_id, api_key)
+    return register
+
+
+@pytest.fixture
+def agency(register_agency) -> AgencyClient:
+    return register_agency()

@@ -62,3 +62,31 @@ def test_purge_keeps_codes_whose_tokens_live_and_drops_dead_tokens(app):
     with app.app_context():
         assert db.session.get(OidcAuthorizationCode, kept_id) is not None
         assert db.session.get(OidcAuthorizationCode, dropped_id) is None
+
+
+def test_purge_removes_spent_inbox_sessions_and_the_subscriptions_of_unbound_phones(app, issuer, phone):
+    from app.models import Device, InboxSession, PushSubscription
+    from app.services.tokens import digest
+    from app.wiring import parts
+
+    from .inbox_client import PhoneInbox
+
+    open_one, spent = PhoneInbox(issuer, phone), PhoneInbox(issuer, phone)
+    assert open_one.open().status_code == 200 and spent.open().status_code == 200
+    PhoneInbox(issuer, phone).options()  # asked for, never answered
+    with app.app_context():
+        device = db.session.scalar(select(Device))
+        db.session.add(PushSubscription(device_id=device.id, endpoint="https://fcm.googleapis.com/fcm/send/x",
+                                        p256dh="k", auth="a"))
+        long_ago = utcnow() - timedelta(days=2)
+        db.session.execute(update(InboxSession).where(InboxSession.access_hash.is_(None)).values(expires_at=long_ago))
+        db.session.execute(update(InboxSession).where(InboxSession.access_hash == digest(spent.token)).values(
+            expires_at=long_ago, access_expires_at=long_ago))
+        db.session.commit()
+    result = app.test_cli_runner().invoke(args=["purge"])
+    assert "inbox_sessions: 2 removed" in result.output and "push_subscriptions: 0 removed" in result.output
+    assert open_one.listing().status_code == 200
+    with app.app_context():
+        parts().devices.revoke(db.session.scalar(select(Device)), actor="test", reason="lost")
+    result = app.test_cli_runner().invoke(args=["purge"])
+    assert "push_subscriptions: 1 removed" in result.output

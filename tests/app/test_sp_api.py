@@ -47,21 +47,6 @@ def _requests(app) -> int:
 
 
 @pytest.fixture
-def register_agency(app, issuer):
-    def register(name="臺灣雲市集", allowed_ips=(), callback_url=None) -> AgencyClient:
-        with app.app_context():
-            agency, api_key = parts().agencies.add(actor="test", name=name, allowed_ips=list(allowed_ips),
-                                                   callback_url=callback_url)
-            return AgencyClient(issuer, agency.sp_service_id, api_key)
-    return register
-
-
-@pytest.fixture
-def agency(register_agency) -> AgencyClient:
-    return register_agency()
-
-
-@pytest.fixture
 def mobile_ca(issuer) -> x509.Certificate:
     return x509.load_der_x509_certificate(requests.get(f"{issuer}{PKI_PATH}/ca.cer", timeout=10).content)
 

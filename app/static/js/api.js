@@ -22,9 +22,10 @@
   }
 
   // Always resolves, so callers handle one shape: {ok, status, data}. On failure data is the
-  // API's {error, message}, or one made up here when the server or network gave none.
-  async function api(method, path, body) {
-    const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  // API's {error, message}, or one made up here when the server or network gave none. headers: more
+  // request headers (a phone's inbox sends its token as Authorization).
+  async function api(method, path, body, headers) {
+    const init = { method, credentials: "same-origin", headers: Object.assign({ Accept: "application/json" }, headers) };
     if (method !== "GET" && method !== "HEAD") {
       init.headers["X-CSRF-Token"] = csrfToken();
       init.headers["Content-Type"] = "application/json";
