@@ -9,7 +9,8 @@ What is believed:
 * an OCSP answer about this certificate's CertID (its serial, the CA's name and key hashes), signed by the CA
   itself or by a responder certificate the CA issued for OCSP signing (``id-kp-OCSPSigning``) and valid at the
   time of the check, current then (``thisUpdate`` not after it, ``nextUpdate`` not past), and, when fetched,
-  with the nonce of our request if it echoes one (an earlier answer replayed does not);
+  echoing the nonce of our request (an earlier answer replayed, with another nonce or none, does not: MoCert's
+  responder always echoes it);
 * a CRL under the CA's name, signed with its key, complete (not a delta, not a partial distribution point),
   current as above.
 
@@ -184,8 +185,8 @@ def check_ocsp_response(
     source: str = "the OCSP answer given",
 ) -> Good:
     """The status an OCSP answer gives ``certificate``, if it is to be believed (see the module's docstring);
-    ``nonce``, the one our request sent, must then be the one echoed, if any is. Returns :class:`Good`;
-    raises :class:`CertificateRevoked` or :class:`RevocationUnknown`."""
+    ``nonce``, the one our request sent, must then be echoed. Returns :class:`Good`; raises
+    :class:`CertificateRevoked` or :class:`RevocationUnknown`."""
     at = at or datetime.now(timezone.utc)
     try:
         response = ocsp.load_der_ocsp_response(der)
@@ -283,7 +284,9 @@ def _check_nonce(response: ocsp.OCSPResponse, nonce: bytes) -> None:
     try:
         echoed = response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     except x509.ExtensionNotFound:
-        return  # a responder need not echo it (RFC 8954); ours does
+        # RFC 8954 lets a responder leave it out, but then nothing shows the answer was made for this request:
+        # one fetched before the revocation, replayed, would be believed until its nextUpdate. MoCert's echoes it.
+        raise RevocationUnknown("the OCSP answer does not echo our nonce: it may be an earlier one replayed") from None
     if not hmac.compare_digest(echoed, nonce):
         raise RevocationUnknown("the OCSP answer is to another request (its nonce is not ours): a replay")
 

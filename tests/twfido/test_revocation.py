@@ -307,6 +307,21 @@ def test_an_earlier_ocsp_answer_replayed_is_not_believed(app, served, phone, mob
         status(phone.certificate, mobile_ca.certificate)
 
 
+def test_an_earlier_ocsp_answer_without_a_nonce_replayed_is_not_believed_online(app, served, phone, mobile_ca):
+    earlier = fetch_url(served.ocsp, _ocsp_request(phone.certificate, mobile_ca.certificate))  # asked with no nonce
+    assert check_ocsp_response(earlier, phone.certificate, mobile_ca.certificate).source  # good then, and signed
+    _change(app, phone, MobileCertificates.revoke_certificates, "keyCompromise")
+
+    served.forged["/pki/mobile/ocsp"] = lambda request: earlier
+    served.down.add("/pki/mobile/ca.crl")
+    with pytest.raises(RevocationUnknown, match="does not echo our nonce"):
+        status(phone.certificate, mobile_ca.certificate)
+    served.down.clear()
+    served.forged["/pki/mobile/ocsp"] = lambda request: earlier  # the CRL, republished at the revocation, tells
+    with pytest.raises(CertificateRevoked, match=f"the CRL {served.crl}"):
+        status(phone.certificate, mobile_ca.certificate)
+
+
 def test_ocsp_unknown_is_not_made_good_by_a_crl_that_does_not_list_it(served, phone, mobile_ca):
     certificate = _unstored(mobile_ca, served.url)
     with pytest.raises(RevocationUnknown, match="does not know this certificate"):
