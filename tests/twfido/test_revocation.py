@@ -40,6 +40,7 @@ from twfido import base64url, challenge
 from twfido.revocation import (
     CertificateRevoked,
     RevocationUnknown,
+    Sources,
     check_crl,
     check_ocsp_response,
     fetch_url,
@@ -239,14 +240,18 @@ def test_a_bound_phones_approval_verifies_with_its_status_from_its_ocsp_responde
     approval = verify(phone.approve(), phone.der, ca=mobile_ca.certificate, expected_input=INPUT, rp_id=RP_ID)
     assert approval.revocation.source == f"the OCSP responder {served.ocsp}"
     assert approval.revocation.this_update <= datetime.now(timezone.utc) < approval.revocation.next_update
+    assert approval.revocation.caveat is None  # an answer to our nonce: made for this check
 
     downloaded = fetch_url(served.crl)
     good = status(phone.certificate, mobile_ca.certificate, crl=downloaded, fetch=None)
     assert good.source.startswith("the CRL given (number ")
+    assert good.caveat.startswith(f"the status is as of {good.this_update:%Y-%m-%d %H:%M:%S} UTC, the thisUpdate")
 
-    served.down.add("/pki/mobile/ocsp")  # the responder down: the CRL the certificate names tells
+    served.down.add("/pki/mobile/ocsp")  # the responder down: the CRL the certificate names tells, and says so
     good = status(phone.certificate, mobile_ca.certificate)
     assert good.source.startswith(f"the CRL {served.crl} (number ")
+    assert "a revocation since is not known; not learnt from what was tried first: OCSP " in good.caveat
+    assert "503" in good.caveat
 
 
 def test_a_revoked_phones_certificate_is_refused_naming_the_reason_by_ocsp_and_its_crl(app, served, phone, mobile_ca):
@@ -319,6 +324,30 @@ def test_an_earlier_ocsp_answer_without_a_nonce_replayed_is_not_believed_online(
     served.down.clear()
     served.forged["/pki/mobile/ocsp"] = lambda request: earlier  # the CRL, republished at the revocation, tells
     with pytest.raises(CertificateRevoked, match=f"the CRL {served.crl}"):
+        status(phone.certificate, mobile_ca.certificate)
+
+
+def test_a_crl_fetched_when_ocsp_is_blocked_is_not_believed_if_older_than_an_hour(app, served, phone, mobile_ca):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    earlier = ca_status.sign_crl(  # the CA's own, from before the revocation, still before its nextUpdate
+        mobile_ca.certificate, mobile_ca.key, [], number=1, this_update=now - timedelta(minutes=61),
+        next_update=now + timedelta(hours=23),
+    )
+    _change(app, phone, MobileCertificates.revoke_certificates, "keyCompromise")
+    served.down.add("/pki/mobile/ocsp")
+
+    served.forged["/pki/mobile/ca.crl"] = lambda request: earlier
+    with pytest.raises(RevocationUnknown) as unknown:
+        status(phone.certificate, mobile_ca.certificate)
+    assert "more than 60 minutes before the check: fetched, it may be an earlier one replayed" in str(unknown.value)
+    assert "503" in str(unknown.value)  # and why OCSP did not tell
+
+    served.forged["/pki/mobile/ca.crl"] = lambda request: earlier
+    kept = Sources(fetched_crl_max_age=timedelta(hours=2))  # a verifier that accepts more says so
+    assert kept.status(phone.certificate, mobile_ca.certificate).source == f"the CRL {served.crl} (number 1)"
+    given = status(phone.certificate, mobile_ca.certificate, crl=earlier, fetch=None)  # given: the giver's choice
+    assert f"as of {now - timedelta(minutes=61):%Y-%m-%d %H:%M:%S} UTC" in given.caveat
+    with pytest.raises(CertificateRevoked, match=f"the CRL {served.crl}"):  # the current one tells
         status(phone.certificate, mobile_ca.certificate)
 
 
