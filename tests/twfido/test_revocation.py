@@ -490,6 +490,14 @@ def test_the_command_line_checks_the_status_online_or_from_what_was_downloaded(a
     good = _run(*common)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["revocation"]["source"] == f"the OCSP responder {served.ocsp}"
+    assert json.loads(good.stdout)["revocation"]["caveat"] is None and "note:" not in good.stderr
+    (tmp_path / "good.der").write_bytes(fetch_url(served.ocsp, _ocsp_request(phone.certificate, mobile_ca.certificate)))
+    kept = _run(*common, "--ocsp-response", str(tmp_path / "good.der"))  # no nonce of ours: as of its thisUpdate
+    assert kept.returncode == 0, kept.stderr
+    this_update = datetime.fromisoformat(json.loads(kept.stdout)["revocation"]["this_update"])
+    assert f"note: the status is as of {this_update:%Y-%m-%d %H:%M:%S} UTC, the thisUpdate of an OCSP answer" \
+        in kept.stderr
+    assert json.loads(kept.stdout)["revocation"]["caveat"] in kept.stderr
     unchecked = _run(*common, "--no-revocation-check")
     assert unchecked.returncode == 0 and "revocation not checked" in unchecked.stderr
     assert json.loads(unchecked.stdout)["revocation"] == {"status": "not checked"}
