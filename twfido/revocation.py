@@ -11,10 +11,13 @@ What is believed:
   time of the check, current then (``thisUpdate`` not after it, ``nextUpdate`` not past), and, when fetched,
   echoing the nonce of our request (an earlier answer replayed, with another nonce or none, does not: MoCert's
   responder always echoes it);
-* a CRL under the CA's name, signed with its key, complete (not a delta, not a partial distribution point),
-  current as above; when fetched, dated at most :data:`FETCHED_CRL_MAX_AGE` (an hour) before the check. A CRL
-  carries no nonce, so one replayed by whoever blocks the OCSP responder is believed for that long at most; an
-  older one is believed only when given (downloaded, and its date the giver's choice).
+* a CRL under the CA's name, signed with its key, complete (not a delta, not of some reasons or kinds of
+  certificate only) and, if it names a distribution point (its issuing distribution point), one this
+  certificate names among its CRL distribution points (a CRL of another partition of the CA's certificates
+  says nothing of this one), current as above; when fetched, dated at most :data:`FETCHED_CRL_MAX_AGE` (an
+  hour) before the check. A CRL carries no nonce, so one replayed by whoever blocks the OCSP responder is
+  believed for that long at most; an older one is believed only when given (downloaded, and its date the
+  giver's choice).
 
 Only an OCSP answer fetched with our nonce is known to be made for this check. Any other says what the CA knew
 at its ``thisUpdate``: :attr:`Good.caveat` says so, with its date, and which sources could not be used first.
@@ -348,6 +351,7 @@ def check_crl(
         raise RevocationUnknown("the CRL is not signed by the mobile CA")
     try:
         _check_complete(crl)
+        _check_scope(crl, certificate)
         this_update, next_update = crl.last_update_utc, crl.next_update_utc
         entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
         reason = _reason(entry) if entry is not None else None
@@ -390,6 +394,20 @@ def _check_complete(crl: x509.CertificateRevocationList) -> None:
             raise RevocationUnknown("the CRL lists only some revocations (its issuing distribution point)")
         if isinstance(value, x509.UnrecognizedExtension) and extension.critical:
             raise RevocationUnknown(f"the CRL has a critical extension {value.oid.dotted_string} not understood")
+
+
+def _check_scope(crl: x509.CertificateRevocationList, certificate: x509.Certificate) -> None:
+    """A CRL whose issuing distribution point has a name covers the certificates that name it among their CRL
+    distribution points, and no others (RFC 5280 5.2.5, 6.3.3 b.2.i)."""
+    try:
+        point = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    except x509.ExtensionNotFound:
+        return
+    if point.relative_name is not None:  # a name relative to the issuer's: MoCert's CRL has none to match
+        raise RevocationUnknown("the CRL's issuing distribution point is named relative to its issuer: not matched")
+    if point.full_name is not None and not any(name in _distribution_points(certificate) for name in point.full_name):
+        named = ", ".join(str(getattr(name, "value", name)) for name in point.full_name)
+        raise RevocationUnknown(f"the CRL is of the distribution point {named}, which this certificate does not name")
 
 
 def _crl_number(crl: x509.CertificateRevocationList) -> int | None:
@@ -464,14 +482,15 @@ def _ocsp_urls(certificate: x509.Certificate) -> list[str]:
     ]
 
 
-def _crl_urls(certificate: x509.Certificate) -> list[str]:
+def _distribution_points(certificate: x509.Certificate) -> list[x509.GeneralName]:
+    """The full names of the certificate's CRL distribution points."""
     try:
         points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     except x509.ExtensionNotFound:
         return []
-    return [
-        name.value
-        for point in points
-        for name in point.full_name or ()
-        if isinstance(name, x509.UniformResourceIdentifier)
-    ]
+    return [name for point in points for name in point.full_name or ()]
+
+
+def _crl_urls(certificate: x509.Certificate) -> list[str]:
+    points = _distribution_points(certificate)
+    return [name.value for name in points if isinstance(name, x509.UniformResourceIdentifier)]

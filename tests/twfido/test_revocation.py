@@ -426,7 +426,11 @@ def test_an_answer_of_a_responder_the_ca_certified_for_ocsp_signing_is_believed(
                 check_ocsp_response(answer, certificate, mobile_ca.certificate)
 
 
-def _crl_of(issuer_name: x509.Name, key, *, this_update=None, next_update=None, delta=False) -> bytes:
+def _crl_of(issuer_name: x509.Name, key, *, this_update=None, next_update=None, delta=False,
+            revoked: x509.Certificate | None = None, point: str | x509.RelativeDistinguishedName | None = None,
+            ) -> bytes:
+    """A CRL under ``issuer_name`` signed with ``key``, listing ``revoked``; of the distribution point ``point``
+    (a URL, or a name relative to the issuer's) when given."""
     this_update = this_update or NOW - timedelta(minutes=1)
     builder = (
         x509.CertificateRevocationListBuilder().issuer_name(issuer_name).last_update(this_update)
@@ -434,6 +438,17 @@ def _crl_of(issuer_name: x509.Name, key, *, this_update=None, next_update=None, 
     )
     if delta:
         builder = builder.add_extension(x509.DeltaCRLIndicator(1), critical=True)
+    if revoked is not None:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(revoked.serial_number).revocation_date(this_update).build()
+        )
+    if point is not None:
+        full_name = [x509.UniformResourceIdentifier(point)] if isinstance(point, str) else None
+        relative_name = None if isinstance(point, str) else point
+        builder = builder.add_extension(x509.IssuingDistributionPoint(
+            full_name, relative_name, only_contains_user_certs=True, only_contains_ca_certs=False,
+            only_some_reasons=None, indirect_crl=False, only_contains_attribute_certs=False,
+        ), critical=True)
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
@@ -453,6 +468,22 @@ def test_a_crl_the_ca_did_not_publish_now_is_not_believed(mobile_ca, make, reaso
     assert check_crl(_crl_of(mobile_ca.certificate.subject, mobile_ca.key), certificate, mobile_ca.certificate)
     with pytest.raises(RevocationUnknown, match=reason):
         check_crl(make(mobile_ca), certificate, mobile_ca.certificate)
+
+
+def test_a_crl_of_another_distribution_point_than_the_certificates_is_not_believed(mobile_ca):
+    certificate = _unstored(mobile_ca, "http://127.0.0.1:9")  # its CRL: http://127.0.0.1:9/pki/mobile/ca.crl
+    own = _crl_of(mobile_ca.certificate.subject, mobile_ca.key, revoked=certificate,
+                  point=StatusUrls.under("http://127.0.0.1:9").crl)
+    with pytest.raises(CertificateRevoked):  # a partition that is the certificate's own: believed
+        check_crl(own, certificate, mobile_ca.certificate)
+
+    for point, reason in (
+        ("http://127.0.0.1:9/pki/mobile/other.crl", "distribution point http://127.0.0.1:9/pki/mobile/other.crl, "),
+        (x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "CRL1")]), "relative to its issuer"),
+    ):  # the CA's partition for other certificates does not list this one: not "good"
+        other = _crl_of(mobile_ca.certificate.subject, mobile_ca.key, point=point)
+        with pytest.raises(RevocationUnknown, match=reason):
+            check_crl(other, certificate, mobile_ca.certificate)
 
 
 def test_nothing_is_asked_about_a_certificate_the_ca_did_not_issue(mobile_ca, request_recorder):
