@@ -9,16 +9,26 @@ What is believed:
 * an OCSP answer about this certificate's CertID (its serial, the CA's name and key hashes), signed by the CA
   itself or by a responder certificate the CA issued for OCSP signing (``id-kp-OCSPSigning``) and valid at the
   time of the check, current then (``thisUpdate`` not after it, ``nextUpdate`` not past), and, when fetched,
-  with the nonce of our request if it echoes one (an earlier answer replayed does not);
-* a CRL under the CA's name, signed with its key, complete (not a delta, not a partial distribution point),
-  current as above.
+  echoing the nonce of our request (an earlier answer replayed, with another nonce or none, does not: MoCert's
+  responder always echoes it);
+* a CRL under the CA's name, signed with its key, complete (not a delta, not of some reasons or kinds of
+  certificate only) and, if it names a distribution point (its issuing distribution point), one this
+  certificate names among its CRL distribution points (a CRL of another partition of the CA's certificates
+  says nothing of this one), current as above; when fetched, dated at most :data:`FETCHED_CRL_MAX_AGE` (an
+  hour) before the check. A CRL carries no nonce, so one replayed by whoever blocks the OCSP responder is
+  believed for that long at most; an older one is believed only when given (downloaded, and its date the
+  giver's choice).
+
+Only an OCSP answer fetched with our nonce is known to be made for this check. Any other says what the CA knew
+at its ``thisUpdate``: :attr:`Good.caveat` says so, with its date, and which sources could not be used first.
 
 A believed OCSP answer decides: ``good``, ``revoked`` (:class:`CertificateRevoked`), or ``unknown``: the CA does
 not know the certificate, and its CRL, which lists only what it revoked, cannot make that good. Anything else
 (an answer not believed, a CRL stale or not the CA's, a server unreachable) is not "good": the next source is
 tried, and when none is left :class:`RevocationUnknown` says what each lacked. MoCert's responder is the
-mobile CA itself; its CRL is republished on every change (``app/mobile_pki``, the README's "Checking a mobile
-certificate's status").
+mobile CA itself; its CRL is republished on every change and re-signed when fetched after half its validity
+(``app/mobile_pki``, the README's "Checking a mobile certificate's status"), so with the responder unreachable
+the CRL fetched is often more than an hour old, and the status unknown unless that CRL is given.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
@@ -43,6 +53,10 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 # How far a thisUpdate may be ahead of the time of the check: the responder's clock and ours differ a little.
 CLOCK_SKEW = timedelta(minutes=5)
+# A CRL carries no nonce: one fetched (the OCSP responder blocked by whoever is on the path) may be an earlier one
+# replayed, current until its nextUpdate (MoCert's: a day on). One dated more than this before the check is not
+# believed: an hour, as long as MoCert lets an OCSP answer be kept. A CRL given (downloaded) is the giver's choice.
+FETCHED_CRL_MAX_AGE = timedelta(hours=1)
 TIMEOUT = 10.0  # seconds, per request
 MAX_FETCHED = 16 * 1024 * 1024  # a CRL of many revocations is megabytes; an answer beyond this is refused
 NONCE_BYTES = 16
@@ -72,11 +86,17 @@ class _Decided(RevocationUnknown):
 
 @dataclass(frozen=True)
 class Good:
-    """The certificate is not revoked, says ``source``, in an answer current from ``this_update`` to ``next_update``."""
+    """The certificate is not revoked, says ``source``, in an answer current from ``this_update`` to ``next_update``.
+
+    ``caveat`` is None for an OCSP answer to our nonce: made for this check. Otherwise it says that the status is
+    as of ``this_update`` (a revocation since is not known), and why: an answer given, or a CRL, has no nonce of
+    ours; and which sources could not be used before it.
+    """
 
     source: str
     this_update: datetime
     next_update: datetime
+    caveat: str | None = None
 
 
 # fetch(url, body): the body of the answer to a GET of ``url``, or, with ``body``, to a POST of that OCSP request.
@@ -115,14 +135,17 @@ def fetch_url(url: str, body: bytes | None = None, *, timeout: float = TIMEOUT) 
 class Sources:
     """Where :func:`status` learns the status: the OCSP answer (DER) and CRL (DER or PEM) given, or, when
     neither is, what ``fetch`` brings from the places the certificate names (``fetch=None``: nothing is
-    fetched, and with nothing given the status is unknown)."""
+    fetched, and with nothing given the status is unknown); a CRL fetched is believed only if dated at most
+    ``fetched_crl_max_age`` before the check."""
 
     ocsp_response: bytes | None = None
     crl: bytes | None = None
     fetch: Fetch | None = fetch_url
+    fetched_crl_max_age: timedelta = FETCHED_CRL_MAX_AGE
 
     def status(self, certificate: x509.Certificate, issuer: x509.Certificate, *, at: datetime | None = None) -> Good:
-        return status(certificate, issuer, at=at, ocsp_response=self.ocsp_response, crl=self.crl, fetch=self.fetch)
+        return status(certificate, issuer, at=at, ocsp_response=self.ocsp_response, crl=self.crl, fetch=self.fetch,
+                      fetched_crl_max_age=self.fetched_crl_max_age)
 
 
 ONLINE = Sources()
@@ -136,12 +159,15 @@ def status(
     ocsp_response: bytes | None = None,
     crl: bytes | None = None,
     fetch: Fetch | None = fetch_url,
+    fetched_crl_max_age: timedelta = FETCHED_CRL_MAX_AGE,
 ) -> Good:
     """Whether ``certificate``, issued by ``issuer``, is good at ``at`` (now): the OCSP answer given, then the
-    CRL given; with neither, fetched: the certificate's OCSP responder, then its CRL distribution point.
+    CRL given; with neither, fetched: the certificate's OCSP responder, then its CRL distribution point, whose
+    CRL is believed only if dated at most ``fetched_crl_max_age`` before ``at`` (it may be a replay).
 
     A certificate ``issuer`` did not sign is refused first: nothing is fetched from addresses a stranger wrote.
-    Returns :class:`Good`; raises :class:`CertificateRevoked` or :class:`RevocationUnknown`.
+    Returns :class:`Good` (its ``caveat`` names the sources that could not be used before the one that said);
+    raises :class:`CertificateRevoked` or :class:`RevocationUnknown`.
     """
     at = at or datetime.now(timezone.utc)
     if not _directly_issued_by(certificate, issuer):
@@ -155,7 +181,7 @@ def status(
         for url in _ocsp_urls(certificate):
             checks.append((f"OCSP {url}", _fetched_ocsp(url, certificate, issuer, at, fetch)))
         for url in _crl_urls(certificate):
-            checks.append((f"the CRL {url}", _fetched_crl(url, certificate, issuer, at, fetch)))
+            checks.append((f"the CRL {url}", _fetched_crl(url, certificate, issuer, at, fetch, fetched_crl_max_age)))
         if not checks:
             raise RevocationUnknown("the certificate names no OCSP responder and no CRL distribution point")
     if not checks:
@@ -163,11 +189,15 @@ def status(
     failures = []
     for label, check in checks:
         try:
-            return check()
+            good = check()
         except _Decided as decided:  # the CA's responder does not know it: no CRL can make it good
             raise RevocationUnknown(f"{label}: {decided}") from None
         except RevocationUnknown as exc:
             failures.append(f"{label}: {exc}")
+            continue
+        if failures and good.caveat is not None:  # e.g. the OCSP responder blocked, and the CRL said
+            good = replace(good, caveat=f"{good.caveat}; not learnt from what was tried first: {'; '.join(failures)}")
+        return good
     raise RevocationUnknown("; ".join(failures))
 
 
@@ -184,8 +214,8 @@ def check_ocsp_response(
     source: str = "the OCSP answer given",
 ) -> Good:
     """The status an OCSP answer gives ``certificate``, if it is to be believed (see the module's docstring);
-    ``nonce``, the one our request sent, must then be the one echoed, if any is. Returns :class:`Good`;
-    raises :class:`CertificateRevoked` or :class:`RevocationUnknown`."""
+    ``nonce``, the one our request sent, must then be echoed. Returns :class:`Good`; raises
+    :class:`CertificateRevoked` or :class:`RevocationUnknown`."""
     at = at or datetime.now(timezone.utc)
     try:
         response = ocsp.load_der_ocsp_response(der)
@@ -206,7 +236,8 @@ def check_ocsp_response(
         raise RevocationUnknown(f"the OCSP answer cannot be read: {exc}") from exc
     _check_current("OCSP answer", this_update, next_update, at)
     if kind == ocsp.OCSPCertStatus.GOOD:
-        return Good(source, this_update, next_update)
+        caveat = None if nonce is not None else _as_of(this_update, "an OCSP answer not asked with our nonce")
+        return Good(source, this_update, next_update, caveat)
     if kind == ocsp.OCSPCertStatus.REVOKED:
         raise CertificateRevoked(reason, revoked_at, source)
     raise _Decided("the CA's responder does not know this certificate (unknown)")
@@ -283,7 +314,9 @@ def _check_nonce(response: ocsp.OCSPResponse, nonce: bytes) -> None:
     try:
         echoed = response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     except x509.ExtensionNotFound:
-        return  # a responder need not echo it (RFC 8954); ours does
+        # RFC 8954 lets a responder leave it out, but then nothing shows the answer was made for this request:
+        # one fetched before the revocation, replayed, would be believed until its nextUpdate. MoCert's echoes it.
+        raise RevocationUnknown("the OCSP answer does not echo our nonce: it may be an earlier one replayed") from None
     if not hmac.compare_digest(echoed, nonce):
         raise RevocationUnknown("the OCSP answer is to another request (its nonce is not ours): a replay")
 
@@ -297,10 +330,12 @@ def check_crl(
     issuer: x509.Certificate,
     *,
     at: datetime | None = None,
+    max_age: timedelta | None = None,
     source: str = "the CRL given",
 ) -> Good:
     """The status ``issuer``'s CRL (DER or PEM) gives ``certificate``, if it is to be believed (see the module's
-    docstring). Returns :class:`Good`; raises :class:`CertificateRevoked` or :class:`RevocationUnknown`."""
+    docstring) and, with ``max_age``, dated at most that before ``at``. Returns :class:`Good`; raises
+    :class:`CertificateRevoked` or :class:`RevocationUnknown`."""
     at = at or datetime.now(timezone.utc)
     try:
         crl = x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----BEGIN") else x509.load_der_x509_crl(data)
@@ -316,6 +351,7 @@ def check_crl(
         raise RevocationUnknown("the CRL is not signed by the mobile CA")
     try:
         _check_complete(crl)
+        _check_scope(crl, certificate)
         this_update, next_update = crl.last_update_utc, crl.next_update_utc
         entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
         reason = _reason(entry) if entry is not None else None
@@ -327,13 +363,21 @@ def check_crl(
     if number is not None:
         source = f"{source} (number {number})"
     _check_current("CRL", this_update, next_update, at)
+    if max_age is not None and at - this_update > max_age:
+        raise RevocationUnknown(
+            f"the CRL is dated {this_update:%Y-%m-%d %H:%M:%S} UTC, more than {_minutes(max_age)} before the check: "
+            "fetched, it may be an earlier one replayed (a CRL carries no nonce); to accept it as of that date, "
+            "download it and give it"
+        )
     if entry is None or reason == x509.ReasonFlags.remove_from_crl:
-        return Good(source, this_update, next_update)
+        return Good(source, this_update, next_update, _as_of(this_update, "a CRL, which carries no nonce"))
     raise CertificateRevoked(reason, entry.revocation_date_utc, source)
 
 
-def _fetched_crl(url: str, certificate, issuer, at: datetime, fetch: Fetch) -> Callable[[], Good]:
-    return lambda: check_crl(_fetched(fetch, url, None), certificate, issuer, at=at, source=f"the CRL {url}")
+def _fetched_crl(url: str, certificate, issuer, at: datetime, fetch: Fetch, max_age: timedelta) -> Callable[[], Good]:
+    return lambda: check_crl(
+        _fetched(fetch, url, None), certificate, issuer, at=at, max_age=max_age, source=f"the CRL {url}"
+    )
 
 
 def _check_complete(crl: x509.CertificateRevocationList) -> None:
@@ -350,6 +394,20 @@ def _check_complete(crl: x509.CertificateRevocationList) -> None:
             raise RevocationUnknown("the CRL lists only some revocations (its issuing distribution point)")
         if isinstance(value, x509.UnrecognizedExtension) and extension.critical:
             raise RevocationUnknown(f"the CRL has a critical extension {value.oid.dotted_string} not understood")
+
+
+def _check_scope(crl: x509.CertificateRevocationList, certificate: x509.Certificate) -> None:
+    """A CRL whose issuing distribution point has a name covers the certificates that name it among their CRL
+    distribution points, and no others (RFC 5280 5.2.5, 6.3.3 b.2.i)."""
+    try:
+        point = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    except x509.ExtensionNotFound:
+        return
+    if point.relative_name is not None:  # a name relative to the issuer's: MoCert's CRL has none to match
+        raise RevocationUnknown("the CRL's issuing distribution point is named relative to its issuer: not matched")
+    if point.full_name is not None and not any(name in _distribution_points(certificate) for name in point.full_name):
+        named = ", ".join(str(getattr(name, "value", name)) for name in point.full_name)
+        raise RevocationUnknown(f"the CRL is of the distribution point {named}, which this certificate does not name")
 
 
 def _crl_number(crl: x509.CertificateRevocationList) -> int | None:
@@ -376,6 +434,15 @@ def _check_current(what: str, this_update: datetime, next_update: datetime | Non
         raise RevocationUnknown(f"the {what} states no nextUpdate")
     if at >= next_update:
         raise RevocationUnknown(f"the {what} is stale: its nextUpdate, {next_update:%Y-%m-%d %H:%M:%S} UTC, is past")
+
+
+def _as_of(this_update: datetime, what: str) -> str:
+    when = f"{this_update:%Y-%m-%d %H:%M:%S} UTC"
+    return f"the status is as of {when}, the thisUpdate of {what}: a revocation since is not known"
+
+
+def _minutes(duration: timedelta) -> str:
+    return f"{int(duration.total_seconds() // 60)} minutes"
 
 
 def _fetched(fetch: Fetch, url: str, body: bytes | None) -> bytes:
@@ -415,14 +482,15 @@ def _ocsp_urls(certificate: x509.Certificate) -> list[str]:
     ]
 
 
-def _crl_urls(certificate: x509.Certificate) -> list[str]:
+def _distribution_points(certificate: x509.Certificate) -> list[x509.GeneralName]:
+    """The full names of the certificate's CRL distribution points."""
     try:
         points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     except x509.ExtensionNotFound:
         return []
-    return [
-        name.value
-        for point in points
-        for name in point.full_name or ()
-        if isinstance(name, x509.UniformResourceIdentifier)
-    ]
+    return [name for point in points for name in point.full_name or ()]
+
+
+def _crl_urls(certificate: x509.Certificate) -> list[str]:
+    points = _distribution_points(certificate)
+    return [name.value for name in points if isinstance(name, x509.UniformResourceIdentifier)]

@@ -12,7 +12,9 @@ verify: the certificate was issued by the mobile CA and is within its validity; 
 present and verified (fingerprint or face); the signature over ``authenticator_data ‖
 SHA-256(client_data_json)`` verifies with the certificate's key; and, last, the certificate is good: not
 revoked nor on hold, in the mobile CA's OCSP answer or CRL (:mod:`twfido.revocation`: fetched from the
-places the certificate names, or a CRL or OCSP answer the verifier downloaded). Written with ``cryptography``
+places the certificate names, or a CRL or OCSP answer the verifier downloaded; only an OCSP answer fetched with
+our nonce is made for this check, anything else is as of its thisUpdate, which the approval's ``revocation``
+``caveat`` says). Written with ``cryptography``
 alone so that an agency can read and rerun it: a WebAuthn library wants the credential registered with it
 first.
 """
@@ -84,7 +86,7 @@ class Approval:
     challenge_input: str
     credential_id: bytes
     sign_count: int
-    revocation: Good | None  # the certificate's status, and who said so; None: not checked (revocation=None)
+    revocation: Good | None  # the certificate's status, who said so, as of when; None: not checked (revocation=None)
 
 
 def verify(

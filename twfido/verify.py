@@ -3,9 +3,11 @@
     python -m twfido.verify --ca mobile-ca.pem --cert CERT_BASE64 SIGNED_RESPONSE [--rp-id HOST]
         [--expect-input FILE] [--crl FILE | --ocsp-response FILE | --no-revocation-check]
 
-The certificate's status is fetched from the OCSP responder it names, then its CRL, unless a CRL (DER or PEM)
-or an OCSP answer (DER) downloaded earlier is given: then nothing is fetched. ``--no-revocation-check`` skips
-it, and says so. Prints what was approved as JSON and exits 0; or says which check failed and exits 1 (a
+The certificate's status is fetched from the OCSP responder it names (asked with a nonce, which the answer
+must echo), then its CRL (dated at most an hour before: a CRL carries no nonce), unless a CRL (DER or PEM) or
+an OCSP answer (DER) downloaded earlier is given: then nothing is fetched, and the status is as of the
+thisUpdate of what was given, which is printed (stderr, "note:"). ``--no-revocation-check`` skips it, and
+says so. Prints what was approved as JSON and exits 0; or says which check failed and exits 1 (a
 revoked certificate too), 3 when the status could not be learnt (try again, or give a current CRL), 2 for
 inputs that cannot be read. ``CERT_BASE64``, ``SIGNED_RESPONSE`` and ``FILE`` may be given as ``@path`` to
 read them from a file.
@@ -45,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rp-id", help="the WebAuthn relying-party id the phone must have signed for")
     parser.add_argument("--expect-input", help="the challenge_input rebuilt from the request (@file or text)")
     status = parser.add_mutually_exclusive_group()
-    status.add_argument("--crl", help="the mobile CA's CRL, downloaded (DER or PEM file): nothing is fetched")
-    status.add_argument("--ocsp-response", help="an OCSP answer about the certificate (DER file): nothing is fetched")
+    status.add_argument("--crl", help="the mobile CA's CRL, downloaded (DER or PEM file): nothing is fetched; "
+                        "the status is as of its thisUpdate")
+    status.add_argument("--ocsp-response", help="an OCSP answer about the certificate (DER file): nothing is "
+                        "fetched; the status is as of its thisUpdate (no nonce of ours can show it newer)")
     status.add_argument("--no-revocation-check", action="store_true",
                         help="do not check whether the certificate is revoked (said on stderr)")
     args = parser.parse_args(argv)
@@ -79,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if approval.revocation is None:
         print("warning: revocation not checked (--no-revocation-check): the certificate may be revoked",
               file=sys.stderr)
+    elif approval.revocation.caveat is not None:  # not an answer made for this check: as old as its thisUpdate
+        print(f"note: {approval.revocation.caveat}", file=sys.stderr)
     print(json.dumps({
         "verified": True,
         "subject": approval.certificate.subject.rfc4514_string(),
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             "source": approval.revocation.source,
             "this_update": approval.revocation.this_update.isoformat(),
             "next_update": approval.revocation.next_update.isoformat(),
+            "caveat": approval.revocation.caveat,
         },
     }, ensure_ascii=False, indent=2))
     return 0

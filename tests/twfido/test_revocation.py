@@ -40,6 +40,7 @@ from twfido import base64url, challenge
 from twfido.revocation import (
     CertificateRevoked,
     RevocationUnknown,
+    Sources,
     check_crl,
     check_ocsp_response,
     fetch_url,
@@ -239,14 +240,18 @@ def test_a_bound_phones_approval_verifies_with_its_status_from_its_ocsp_responde
     approval = verify(phone.approve(), phone.der, ca=mobile_ca.certificate, expected_input=INPUT, rp_id=RP_ID)
     assert approval.revocation.source == f"the OCSP responder {served.ocsp}"
     assert approval.revocation.this_update <= datetime.now(timezone.utc) < approval.revocation.next_update
+    assert approval.revocation.caveat is None  # an answer to our nonce: made for this check
 
     downloaded = fetch_url(served.crl)
     good = status(phone.certificate, mobile_ca.certificate, crl=downloaded, fetch=None)
     assert good.source.startswith("the CRL given (number ")
+    assert good.caveat.startswith(f"the status is as of {good.this_update:%Y-%m-%d %H:%M:%S} UTC, the thisUpdate")
 
-    served.down.add("/pki/mobile/ocsp")  # the responder down: the CRL the certificate names tells
+    served.down.add("/pki/mobile/ocsp")  # the responder down: the CRL the certificate names tells, and says so
     good = status(phone.certificate, mobile_ca.certificate)
     assert good.source.startswith(f"the CRL {served.crl} (number ")
+    assert "a revocation since is not known; not learnt from what was tried first: OCSP " in good.caveat
+    assert "503" in good.caveat
 
 
 def test_a_revoked_phones_certificate_is_refused_naming_the_reason_by_ocsp_and_its_crl(app, served, phone, mobile_ca):
@@ -304,6 +309,45 @@ def test_an_earlier_ocsp_answer_replayed_is_not_believed(app, served, phone, mob
     served.forged["/pki/mobile/ocsp"] = lambda request: earlier
     served.down.add("/pki/mobile/ca.crl")
     with pytest.raises(RevocationUnknown, match="its nonce is not ours"):
+        status(phone.certificate, mobile_ca.certificate)
+
+
+def test_an_earlier_ocsp_answer_without_a_nonce_replayed_is_not_believed_online(app, served, phone, mobile_ca):
+    earlier = fetch_url(served.ocsp, _ocsp_request(phone.certificate, mobile_ca.certificate))  # asked with no nonce
+    assert check_ocsp_response(earlier, phone.certificate, mobile_ca.certificate).source  # good then, and signed
+    _change(app, phone, MobileCertificates.revoke_certificates, "keyCompromise")
+
+    served.forged["/pki/mobile/ocsp"] = lambda request: earlier
+    served.down.add("/pki/mobile/ca.crl")
+    with pytest.raises(RevocationUnknown, match="does not echo our nonce"):
+        status(phone.certificate, mobile_ca.certificate)
+    served.down.clear()
+    served.forged["/pki/mobile/ocsp"] = lambda request: earlier  # the CRL, republished at the revocation, tells
+    with pytest.raises(CertificateRevoked, match=f"the CRL {served.crl}"):
+        status(phone.certificate, mobile_ca.certificate)
+
+
+def test_a_crl_fetched_when_ocsp_is_blocked_is_not_believed_if_older_than_an_hour(app, served, phone, mobile_ca):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    earlier = ca_status.sign_crl(  # the CA's own, from before the revocation, still before its nextUpdate
+        mobile_ca.certificate, mobile_ca.key, [], number=1, this_update=now - timedelta(minutes=61),
+        next_update=now + timedelta(hours=23),
+    )
+    _change(app, phone, MobileCertificates.revoke_certificates, "keyCompromise")
+    served.down.add("/pki/mobile/ocsp")
+
+    served.forged["/pki/mobile/ca.crl"] = lambda request: earlier
+    with pytest.raises(RevocationUnknown) as unknown:
+        status(phone.certificate, mobile_ca.certificate)
+    assert "more than 60 minutes before the check: fetched, it may be an earlier one replayed" in str(unknown.value)
+    assert "503" in str(unknown.value)  # and why OCSP did not tell
+
+    served.forged["/pki/mobile/ca.crl"] = lambda request: earlier
+    kept = Sources(fetched_crl_max_age=timedelta(hours=2))  # a verifier that accepts more says so
+    assert kept.status(phone.certificate, mobile_ca.certificate).source == f"the CRL {served.crl} (number 1)"
+    given = status(phone.certificate, mobile_ca.certificate, crl=earlier, fetch=None)  # given: the giver's choice
+    assert f"as of {now - timedelta(minutes=61):%Y-%m-%d %H:%M:%S} UTC" in given.caveat
+    with pytest.raises(CertificateRevoked, match=f"the CRL {served.crl}"):  # the current one tells
         status(phone.certificate, mobile_ca.certificate)
 
 
@@ -382,7 +426,11 @@ def test_an_answer_of_a_responder_the_ca_certified_for_ocsp_signing_is_believed(
                 check_ocsp_response(answer, certificate, mobile_ca.certificate)
 
 
-def _crl_of(issuer_name: x509.Name, key, *, this_update=None, next_update=None, delta=False) -> bytes:
+def _crl_of(issuer_name: x509.Name, key, *, this_update=None, next_update=None, delta=False,
+            revoked: x509.Certificate | None = None, point: str | x509.RelativeDistinguishedName | None = None,
+            ) -> bytes:
+    """A CRL under ``issuer_name`` signed with ``key``, listing ``revoked``; of the distribution point ``point``
+    (a URL, or a name relative to the issuer's) when given."""
     this_update = this_update or NOW - timedelta(minutes=1)
     builder = (
         x509.CertificateRevocationListBuilder().issuer_name(issuer_name).last_update(this_update)
@@ -390,6 +438,17 @@ def _crl_of(issuer_name: x509.Name, key, *, this_update=None, next_update=None, 
     )
     if delta:
         builder = builder.add_extension(x509.DeltaCRLIndicator(1), critical=True)
+    if revoked is not None:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(revoked.serial_number).revocation_date(this_update).build()
+        )
+    if point is not None:
+        full_name = [x509.UniformResourceIdentifier(point)] if isinstance(point, str) else None
+        relative_name = None if isinstance(point, str) else point
+        builder = builder.add_extension(x509.IssuingDistributionPoint(
+            full_name, relative_name, only_contains_user_certs=True, only_contains_ca_certs=False,
+            only_some_reasons=None, indirect_crl=False, only_contains_attribute_certs=False,
+        ), critical=True)
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
@@ -409,6 +468,22 @@ def test_a_crl_the_ca_did_not_publish_now_is_not_believed(mobile_ca, make, reaso
     assert check_crl(_crl_of(mobile_ca.certificate.subject, mobile_ca.key), certificate, mobile_ca.certificate)
     with pytest.raises(RevocationUnknown, match=reason):
         check_crl(make(mobile_ca), certificate, mobile_ca.certificate)
+
+
+def test_a_crl_of_another_distribution_point_than_the_certificates_is_not_believed(mobile_ca):
+    certificate = _unstored(mobile_ca, "http://127.0.0.1:9")  # its CRL: http://127.0.0.1:9/pki/mobile/ca.crl
+    own = _crl_of(mobile_ca.certificate.subject, mobile_ca.key, revoked=certificate,
+                  point=StatusUrls.under("http://127.0.0.1:9").crl)
+    with pytest.raises(CertificateRevoked):  # a partition that is the certificate's own: believed
+        check_crl(own, certificate, mobile_ca.certificate)
+
+    for point, reason in (
+        ("http://127.0.0.1:9/pki/mobile/other.crl", "distribution point http://127.0.0.1:9/pki/mobile/other.crl, "),
+        (x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "CRL1")]), "relative to its issuer"),
+    ):  # the CA's partition for other certificates does not list this one: not "good"
+        other = _crl_of(mobile_ca.certificate.subject, mobile_ca.key, point=point)
+        with pytest.raises(RevocationUnknown, match=reason):
+            check_crl(other, certificate, mobile_ca.certificate)
 
 
 def test_nothing_is_asked_about_a_certificate_the_ca_did_not_issue(mobile_ca, request_recorder):
@@ -446,6 +521,14 @@ def test_the_command_line_checks_the_status_online_or_from_what_was_downloaded(a
     good = _run(*common)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["revocation"]["source"] == f"the OCSP responder {served.ocsp}"
+    assert json.loads(good.stdout)["revocation"]["caveat"] is None and "note:" not in good.stderr
+    (tmp_path / "good.der").write_bytes(fetch_url(served.ocsp, _ocsp_request(phone.certificate, mobile_ca.certificate)))
+    kept = _run(*common, "--ocsp-response", str(tmp_path / "good.der"))  # no nonce of ours: as of its thisUpdate
+    assert kept.returncode == 0, kept.stderr
+    this_update = datetime.fromisoformat(json.loads(kept.stdout)["revocation"]["this_update"])
+    assert f"note: the status is as of {this_update:%Y-%m-%d %H:%M:%S} UTC, the thisUpdate of an OCSP answer" \
+        in kept.stderr
+    assert json.loads(kept.stdout)["revocation"]["caveat"] in kept.stderr
     unchecked = _run(*common, "--no-revocation-check")
     assert unchecked.returncode == 0 and "revocation not checked" in unchecked.stderr
     assert json.loads(unchecked.stdout)["revocation"] == {"status": "not checked"}
