@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,19 @@ GONE = {404, 410}
 # One pool for the process: the notices of one request go out together, so a slow service costs the
 # agency's call one timeout, not one for each phone. Only HTTP runs there, never the database.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webpush")
+# At most this many sends waiting or running: while a push service hangs, notices beyond it are not queued
+# (reported "busy") rather than piling up behind it.
+QUEUE_MAX = 64
+_SLOTS = threading.BoundedSemaphore(QUEUE_MAX)
+
+
+def _submit(fn, *args, **kwargs):
+    """The send as a future in the pool, or None when QUEUE_MAX are already waiting or running."""
+    if not _SLOTS.acquire(blocking=False):
+        return None
+    future = _POOL.submit(fn, *args, **kwargs)
+    future.add_done_callback(lambda _: _SLOTS.release())
+    return future
 
 
 class WebPushError(Exception):
@@ -228,12 +242,17 @@ def send_all(subscriptions: list[Subscription], message: dict, *, vapid: VapidKe
     """:func:`send` to each subscription at once; waits at most about ``timeout`` in all. Returns, in order,
     None for each message accepted, else its error (a send still running then is a ``PushFailed("timeout")``;
     it ends by its own timeout)."""
-    futures = [_POOL.submit(send, s, message, vapid=vapid, ttl=ttl, timeout=timeout) for s in subscriptions]
-    wait(futures, timeout=timeout + 1)
+    futures = [_submit(send, s, message, vapid=vapid, ttl=ttl, timeout=timeout) for s in subscriptions]
+    wait([f for f in futures if f is not None], timeout=timeout + 1)
     outcomes: list[WebPushError | None] = []
     for future in futures:
+        if future is None:
+            outcomes.append(PushFailed("busy"))  # the pool's queue was full: not sent at all
+            continue
         if not future.done():
-            outcomes.append(PushFailed("timeout"))
+            # Queued behind slow sends: taken back, so that it is not sent after the request expired while
+            # the trail says it failed. One already running ends by its own timeout.
+            outcomes.append(PushFailed("not_sent" if future.cancel() else "timeout"))
             continue
         error = future.exception()
         if error is not None and not isinstance(error, WebPushError):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, make_response, render_template, request
 
+from flask_limiter.util import get_remote_address
+
 from ..api import json_body
 from ..extensions import limiter
+from ..services.tokens import digest
 from ..wiring import parts
 from . import bp
 
@@ -17,8 +20,15 @@ def _phone_limit() -> str:
     return current_app.config["PHONE_RATE_LIMIT"]
 
 
-# A poll every POLL_SECONDS is 15 a minute: room for a few phones behind one address (a family's router).
-POLL_LIMIT = "60/minute"
+# A poll every POLL_SECONDS is 15 a minute per open inbox: counted per inbox token, so that phones behind one
+# carrier's address do not share it; and per address with room for many of them, against made-up tokens.
+POLL_LIMIT_PER_INBOX = "30/minute"
+POLL_LIMIT_PER_ADDRESS = "1200/minute"
+
+
+def _inbox_key() -> str:
+    token = _token()
+    return f"inbox:{digest(token)}" if token else f"address:{get_remote_address()}"
 
 
 def _token() -> str | None:
@@ -64,7 +74,8 @@ def open_inbox():
 
 
 @bp.get("/api/v1/m/inbox")
-@limiter.limit(POLL_LIMIT)
+@limiter.limit(POLL_LIMIT_PER_INBOX, key_func=_inbox_key)
+@limiter.limit(POLL_LIMIT_PER_ADDRESS)
 def pending():
     return jsonify(parts().inbox.pending(_token()))
 

@@ -1,5 +1,5 @@
 """Removing what has no use left: spent challenges, stale bindings, old email codes, dead OIDC tokens
-and the national IDs sealed in them.
+and the national IDs sealed in them, and what agencies' finished requests held of their person.
 
 Run from cron (``flask --app wsgi purge``); nothing on the login path pays for it. The audit trail keeps
 the story of each of them: only the working rows go.
@@ -24,6 +24,7 @@ from ..models import (
     OidcClientAssertion,
     OidcToken,
     PushSubscription,
+    SpRequest,
     utcnow,
 )
 
@@ -101,6 +102,17 @@ def purge() -> dict[str, int]:
     ).rowcount
     removed["oidc_client_assertions"] = db.session.execute(
         delete(OidcClientAssertion).where(OidcClientAssertion.expires_at < cutoff)
+    ).rowcount
+    # An agency's request stays (its transaction_id is single use for good), but what identifies the person
+    # goes once no poll can read it: hashed_id_num (the contract's plain SHA-256, which the ~10^9 valid IDs
+    # cannot hide), the signed response and the phone's certificate.
+    removed["sp_request_results"] = db.session.execute(
+        update(SpRequest)
+        .where(
+            SpRequest.expires_at < cutoff,
+            or_(SpRequest.hashed_id_num.isnot(None), SpRequest.signed_response.isnot(None), SpRequest.cert.isnot(None)),
+        )
+        .values(hashed_id_num=None, signed_response=None, cert=None)
     ).rowcount
     db.session.commit()
     return removed

@@ -171,6 +171,10 @@ class SpRequests:
         if sp_request is None or sp_request.transaction_id != body.get("transaction_id"):
             raise self._refused(operation, "SPTKTID_SPTKT_NF", agency, body)
         now = utcnow()
+        if sp_request.op_mode == WEB and sp_request.released_at is None and sp_request.failure is None:
+            # A browser's request is answered by its form posted back, once the person confirmed their ID:
+            # not to a poll before that (which would skip the confirmation).
+            return Answer(codes.PENDING if sp_request.expires_at > now else "SPTKT_OVD", {})
         if sp_request.completed_at is not None:
             if now >= max(sp_request.expires_at, sp_request.completed_at + RESULT_KEPT_AFTER_ANSWER):
                 return Answer("SPTKT_OVD", {})

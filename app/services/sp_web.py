@@ -216,9 +216,11 @@ class WebRedirects:
 
     @staticmethod
     def _claim(sp_request: SpRequest, now: datetime, **values: object) -> bool:
-        """The one hand-over of the approval's answer: one conditional UPDATE, not committed."""
+        """The one hand-over of the approval's answer: one conditional UPDATE, not committed, while the
+        approval is still within CONFIRM_WINDOW (checked again here: the typed ID's check may have waited
+        on the account's row lock past it)."""
         return tickets.claim(sp_request, SpRequest.released_at.is_(None), SpRequest.completed_at.is_not(None),
-                             released_at=now, commit=False, **values)
+                             SpRequest.completed_at > now - CONFIRM_WINDOW, released_at=now, commit=False, **values)
 
     @staticmethod
     def _taken() -> Refusal:

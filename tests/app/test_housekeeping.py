@@ -90,3 +90,24 @@ def test_purge_removes_spent_inbox_sessions_and_the_subscriptions_of_unbound_pho
         parts().devices.revoke(db.session.scalar(select(Device)), actor="test", reason="lost")
     result = app.test_cli_runner().invoke(args=["purge"])
     assert "push_subscriptions: 1 removed" in result.output
+
+
+def test_purge_keeps_an_agencys_finished_request_but_forgets_who_it_was(app, issuer, agency, phone):
+    from app.models import SpRequest
+
+    old = agency.ticket("A123456789").result["sp_ticket"]
+    assert phone.approve_sp(phone.sp_request(issuer, old)) == {"status": "approved"}
+    recent = agency.ticket("A123456789").result["sp_ticket"]
+    assert phone.approve_sp(phone.sp_request(issuer, recent)) == {"status": "approved"}
+    with app.app_context():
+        first = db.session.scalars(select(SpRequest).order_by(SpRequest.id)).first()
+        first.expires_at = utcnow() - timedelta(days=2)
+        db.session.commit()
+    result = app.test_cli_runner().invoke(args=["purge"])
+    assert "sp_request_results: 1 removed" in result.output
+    with app.app_context():
+        kept, live = db.session.scalars(select(SpRequest).order_by(SpRequest.id)).all()
+        assert (kept.hashed_id_num, kept.signed_response, kept.cert) == (None, None, None)
+        assert kept.transaction_id  # still there: the transaction_id stays spent
+        assert live.hashed_id_num and live.signed_response and live.cert
+    assert agency.result(recent).code == "0"

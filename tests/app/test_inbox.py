@@ -338,3 +338,22 @@ def _query_plan(session, app, item) -> str:
     session.execute(text("SET LOCAL enable_seqscan = off"))  # a tiny table: ask whether an index can serve it
     rows = session.execute(text("EXPLAIN " + query), {"a": account_id, "now": utcnow()}).all()
     return " ".join(r[0] for r in rows)
+
+
+@pytest.fixture
+def app_config(app_config, request):
+    if "limits_on" in request.fixturenames:
+        app_config.RATELIMIT_ENABLED = True  # as in production
+    return app_config
+
+
+@pytest.fixture
+def limits_on():
+    """Asked for by a test that needs the app's rate limits on (see ``app_config``)."""
+
+
+def test_polls_are_counted_per_open_inbox_not_per_address(limits_on, app, issuer, phone):
+    first, second = PhoneInbox(issuer, phone), PhoneInbox(issuer, phone)
+    assert first.open().status_code == 200 and second.open().status_code == 200
+    assert [first.listing().status_code for _ in range(31)][-2:] == [200, 429]
+    assert second.listing().status_code == 200  # another phone behind the same address polls on

@@ -324,6 +324,25 @@ def test_the_approvals_answer_is_handed_over_once(app, issuer, agency, site, pho
     assert len(_events(app, "sp:request:released")) == 1
 
 
+def test_a_poll_of_a_browsers_request_tells_nothing_before_the_person_confirmed_their_id(
+    app, issuer, agency, site, phone
+):
+    page = _post_form(issuer, agency.web_form())
+    _approve(issuer, phone, page)
+    poll = agency.result(page.data["data-sp-ticket"])
+    assert (poll.code, poll.result) == ("20002", {})  # approved, but the answer is the posted form's to give
+
+
+def test_an_id_confirmed_past_the_window_hands_nothing_over(app, issuer, agency, site, phone):
+    page = _post_form(issuer, agency.web_form())
+    _approve(issuer, phone, page)
+    with app.app_context():
+        row = db.session.scalars(select(SpRequest)).one()
+        released = parts().sp_web._claim(row, row.completed_at + CONFIRM_WINDOW + timedelta(seconds=1))
+        db.session.rollback()
+    assert released is False
+
+
 def test_wrong_ids_until_none_are_left_post_back_idnum_not_confirmed(ids_counted, app, issuer, agency, site, phone):
     page = _post_form(issuer, agency.web_form())
     _approve(issuer, phone, page)

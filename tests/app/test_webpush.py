@@ -95,6 +95,28 @@ def test_sending_to_several_waits_one_timeout_not_one_each(service, vapid):
     assert outcomes[0].reason == "timeout"
 
 
+def test_sends_queued_behind_a_hanging_service_are_taken_back_not_sent_late(service, vapid):
+    # 16 sends, 4 at a time, each failing at its own 0.5 s timeout: four waves, and the call waits 1.5 s.
+    subscriptions = [_subscription(service, BrowserKeys(), f"p{i}") for i in range(16)]
+    for i in range(16):
+        service.answers[f"/push/p{i}"] = (201, 3)
+    outcomes = webpush.send_all(subscriptions, {"kind": "x"}, vapid=vapid, ttl=0, timeout=0.5)
+    reasons = [o.reason for o in outcomes]
+    assert set(reasons) <= {"timeout", "not_sent"} and reasons.count("not_sent") >= 4
+    time.sleep(3)
+    assert len(service.messages) == reasons.count("timeout")  # those taken back never went
+
+
+def test_past_the_queues_bound_a_send_is_not_queued_at_all(service, vapid, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(webpush, "_SLOTS", threading.BoundedSemaphore(2))
+    subscriptions = [_subscription(service, BrowserKeys(), f"p{i}") for i in range(3)]
+    outcomes = webpush.send_all(subscriptions, {"kind": "x"}, vapid=vapid, ttl=0, timeout=1)
+    assert [o.reason if o else None for o in outcomes] == [None, None, "busy"]
+    assert webpush.send_all(subscriptions[:1], {"kind": "x"}, vapid=vapid, ttl=0, timeout=1) == [None]  # released
+
+
 # -- what is taken as a subscription, a push service, a key ------------------------------------------------
 
 
