@@ -104,6 +104,8 @@ class Config:
         self.INSTANCE_DIR = instance = Path(_env("INSTANCE_DIR") or default_instance_dir())
         self.SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL", f"sqlite:///{instance / 'mocert.db'}")
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        # On SQLite, how long a write waits for another to end before "database is locked" (see app/sqlite.py).
+        self.SQLITE_BUSY_TIMEOUT = _env_float("SQLITE_BUSY_TIMEOUT", 10)
         self.PUBLIC_URL = (_env("PUBLIC_URL", f"http://localhost:{os.environ.get('PORT', '5000')}")).rstrip("/")
         self.SECRET_KEY = _env("SECRET_KEY")
         self.NATIONAL_ID_HMAC_KEY = _env("NATIONAL_ID_HMAC_KEY")

@@ -8,7 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import BASE_DIR, Config, config_from_env
 
-from . import refusals
+from . import refusals, sqlite
 from .errors import register_error_handlers
 from .extensions import babel, csrf, db, limiter, login_manager, migrate
 from .i18n import LANGUAGE_LABELS, select_locale
@@ -72,6 +72,8 @@ def create_app(config: Config | None = None) -> Flask:
 
     wiring.install(app)  # every part built now: a wrong setting stops the start, not a first request
     db.init_app(app)
+    with app.app_context():
+        sqlite.configure(db.engine, busy_timeout=app.config["SQLITE_BUSY_TIMEOUT"])  # before its first connection
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     app.url_value_preprocessor(ids_in_range)
     app.before_request(check_request)  # first of all: before CSRF, the rate limits and every view

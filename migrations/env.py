@@ -93,14 +93,37 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=get_metadata(),
-            **conf_args
-        )
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # The application's SQLite connections check foreign keys (app/sqlite.py), but a batch operation
+            # rebuilds a table (a copy made, the old one dropped, the copy renamed), and dropping a table
+            # that rows refer to would fail or cascade. SQLite's own procedure for schema changes: foreign
+            # keys off outside the transaction, then PRAGMA foreign_key_check before each commit.
+            connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+            connection.commit()  # ends SQLAlchemy's autobegun transaction: Alembic then runs its own per step
+            conf_args = {**conf_args, "on_version_apply": [
+                *conf_args.get("on_version_apply", ()), _foreign_keys_still_hold]}
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=get_metadata(),
+                **conf_args
+            )
 
-        with context.begin_transaction():
-            context.run_migrations()
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if sqlite:
+                connection.rollback()  # of a step that failed; the PRAGMA is ignored inside a transaction
+                connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+
+
+def _foreign_keys_still_hold(ctx, step, heads, run_args):
+    """Refuse a migration step (rolled back with its transaction) that left a reference to no row."""
+    broken = ctx.connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        listed = ", ".join(f"{table} row {rowid} -> {parent}" for table, rowid, parent, _ in broken[:10])
+        raise RuntimeError(f"{step}: {len(broken)} rows refer to no row ({listed})")
 
 
 if context.is_offline_mode():

@@ -612,6 +612,7 @@ def test_flask_run_with_the_debugger_is_refused_in_production(safe_production_en
         ("MOCERT_EMAIL_CODE_TTL_MINUTES", "-5"),
         ("MOCERT_DEVICE_LIMIT", "0"),
         ("MOCERT_IDENTITY_CHECK_TIMEOUT", "0"),
+        ("MOCERT_SQLITE_BUSY_TIMEOUT", "-1"),
         ("MOCERT_CARD_REVOCATION_MODE", "off"),
         ("MOCERT_PUBLIC_URL", "login.example.tw"),
         ("MOCERT_PUBLIC_URL", "https://login.example.tw/mocert"),

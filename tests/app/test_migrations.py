@@ -14,7 +14,8 @@ from flask_migrate import downgrade, upgrade
 
 from app import create_app
 from app.extensions import db
-from tests.support import make_config
+from tests.factories import make_account, make_device
+from tests.support import card_of, make_config
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -48,3 +49,22 @@ def test_every_migration_runs_up_and_down_and_the_result_matches_the_models(unmi
         assert _tables() <= {"alembic_version"}
         upgrade()  # and up again from nothing
         assert _differences() == []
+
+
+def test_on_sqlite_a_downgrade_that_rebuilds_a_table_keeps_the_rows_that_refer_to_it(tmp_path, pki):
+    # Undoing 0007 rebuilds ``accounts`` (a copy made, the old table dropped, the copy renamed); with the
+    # application's foreign keys on, the drop would be refused, or delete what refers to it.
+    application = create_app(make_config(pki.directory.parent, f"sqlite:///{tmp_path / 'migrations.db'}"))
+    with application.app_context():
+        upgrade()
+        account = make_account(pki, card_of(pki, "A123456789"))
+        make_device(account)
+        downgrade(revision="0006")
+        upgrade()
+        with db.engine.connect() as connection:
+            devices = sa.text("SELECT count(*) FROM devices WHERE account_id = :id")
+            assert connection.scalar(devices, {"id": account.id}) == 1
+            assert connection.scalar(sa.text("SELECT count(*) FROM card_certificates")) == 1
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again after the migrations
+        db.session.remove()
+        db.engine.dispose()
