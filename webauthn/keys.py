@@ -90,27 +90,12 @@ _PKCS1V15 = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
 
 
-def verify_signature(key: CredentialPublicKey, signature: bytes, data: bytes) -> bool:
-    """Return whether ``signature`` is the credential's signature over ``data`` (never raises for bad input)."""
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return _verified(ES256, key, signature, data)
-    if isinstance(key, rsa.RSAPublicKey):
-        return _verified(RS256, key, signature, data)
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return _verified(EDDSA, key, signature, data)
-    return False  # pragma: no cover - _parse returns only these
-
-
 def verify_cose_signature(cose: bytes, signature: bytes, data: bytes) -> bool:
     """Return whether ``signature`` over ``data`` verifies with the stored COSE key ``cose`` (bytes).
 
     The key is parsed once per process (cached as for :func:`public_key_from_cose`, which raises the same
     ``WebAuthnError`` for a key that is not accepted); the algorithm is the key's COSE ``alg``."""
     key, alg = _parse(cose if type(cose) is bytes else bytes(cose))
-    return _verified(alg, key, signature, data)
-
-
-def _verified(alg: int, key, signature: bytes, data: bytes) -> bool:
     try:
         if alg == ES256:
             key.verify(signature, data, _ECDSA_SHA256)
