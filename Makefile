@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test fuzz setup setup-test lock translations db demo-pki mobile-certificates marketplace-registration clean
+.PHONY: run test fuzz bench-verify setup setup-test lock translations db demo-pki mobile-certificates marketplace-registration clean
 
 AGENT_PORT ?= 61161
 MARKET_PORT ?= 5001
@@ -35,6 +35,11 @@ test: setup-test translations
 # Every route, 1,000 requests each, against gunicorn on SQLite and PostgreSQL (FUZZ_ARGS="--seed 1 -n 200").
 fuzz: setup-test translations
 	$(BIN)/python -m fuzz $(FUZZ_ARGS)
+
+# The passkey verify path against the raw ECDSA-P256 verify under it, in one process (bench/README.md;
+# BENCH_VERIFY_ARGS="--iterations 20000 --rounds 9" for a longer run).
+bench-verify: setup
+	$(BIN)/python -m bench.verify_path $(BENCH_VERIFY_ARGS)
 
 # The venv is rebuilt only when the pinned requirements change: the lock, every file checked by its hash.
 $(BIN)/.installed: requirements.txt

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +11,13 @@ from typing import Any
 # real authenticator sends comes near this, and it bounds the work an attacker can make us do.
 MAX_FIELD_BYTES = 64 * 1024
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+# Base64url to the standard alphabet for binascii, in one bytes.translate: "-" and "_" become "+" and "/";
+# "+", "/" and "=" (not base64url, or padding where there should be none) become "!", which binascii's
+# strict mode refuses, as it refuses every other character outside the alphabet. The padding that the
+# length asks for is added after the translation (None: a length no base64 can have).
+_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
+_PADDING = (b"", None, b"==", b"=")
+_MAX_FIELD_CHARACTERS = MAX_FIELD_BYTES * 4 // 3 + 4
 
 
 class Malformed(Exception):
@@ -25,24 +30,34 @@ def b64url_encode(data: bytes) -> str:
 
 
 def b64url_decode(value: Any, what: str) -> bytes:
-    """Decode one base64url field; raise ``Malformed`` for anything else (wrong type, alphabet, size)."""
+    """Decode one base64url field; raise ``Malformed`` for anything else (wrong type, alphabet, size).
+
+    Up to two "=" of padding are tolerated at the end (browsers send none), as before. No regular
+    expression: the hot path decodes six or seven of these per assertion, and one translate and
+    binascii's strict decoding cost less than the match alone did (tests/webauthn/test_encoding.py
+    checks the two agree)."""
     if not isinstance(value, str):
         raise Malformed(f"{what} is not a string")
-    if len(value) > MAX_FIELD_BYTES * 4 // 3 + 4:
+    if len(value) > _MAX_FIELD_CHARACTERS:
         raise Malformed(f"{what} is too long")
-    if not _B64URL.fullmatch(value):
+    if value[-1:] == "=":
+        stripped = value.rstrip("=")
+        if len(value) - len(stripped) > 2:
+            raise Malformed(f"{what} is not base64url")
+        value = stripped
+    if not value.isascii():
         raise Malformed(f"{what} is not base64url")
-    stripped = value.rstrip("=")
-    if len(stripped) % 4 == 1:
+    padding = _PADDING[len(value) % 4]
+    if padding is None:
         raise Malformed(f"{what} has an impossible base64url length")
     try:
-        return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
-    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the regex already rules these out
-        raise Malformed(f"{what} is not base64url") from exc
+        return binascii.a2b_base64(value.encode("ascii").translate(_TO_STANDARD) + padding, strict_mode=True)
+    except binascii.Error:
+        raise Malformed(f"{what} is not base64url") from None
 
 
 def mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # a dict (json's) skips the ABC check
         raise Malformed(f"{what} is not an object")
     return value
 

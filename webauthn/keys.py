@@ -84,16 +84,26 @@ def _parse(cose: bytes) -> tuple[CredentialPublicKey, int]:
     raise WebAuthnError("unsupported_algorithm", f"COSE key kty={kty!r} alg={alg!r} is not accepted")
 
 
-def verify_signature(key: CredentialPublicKey, signature: bytes, data: bytes) -> bool:
-    """Return whether ``signature`` is the credential's signature over ``data`` (never raises for bad input)."""
+# The signature schemes, made once: they are immutable, and building them cost a microsecond a verify.
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_PKCS1V15 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+
+
+def verify_cose_signature(cose: bytes, signature: bytes, data: bytes) -> bool:
+    """Return whether ``signature`` over ``data`` verifies with the stored COSE key ``cose`` (bytes).
+
+    The key is parsed once per process (cached as for :func:`public_key_from_cose`, which raises the same
+    ``WebAuthnError`` for a key that is not accepted); the algorithm is the key's COSE ``alg``."""
+    key, alg = _parse(cose if type(cose) is bytes else bytes(cose))
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(key, ed25519.Ed25519PublicKey):
+        if alg == ES256:
+            key.verify(signature, data, _ECDSA_SHA256)
+        elif alg == RS256:
+            key.verify(signature, data, _PKCS1V15, _SHA256)
+        elif alg == EDDSA:
             key.verify(signature, data)
-        else:  # pragma: no cover - _parse returns only these
+        else:  # pragma: no cover - _parse returns only these three
             return False
     except (InvalidSignature, ValueError, TypeError):
         return False

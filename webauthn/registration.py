@@ -135,7 +135,10 @@ def _verify(
         client_data, expected_type=_ceremony.CREATE, expected_challenge=expected_challenge, origins=origins
     )
     _ceremony.check_authenticator_data(
-        auth_data, expected_rp_id=expected_rp_id, require_user_verification=require_user_verification
+        auth_data.rp_id_hash,
+        int(auth_data.flags),
+        expected_rp_id=expected_rp_id,
+        require_user_verification=require_user_verification,
     )
     attested = auth_data.credential_data
     if attested is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -256,3 +257,14 @@ def test_hot_path_is_not_slowed_by_parsing(challenge):
     # ~6,000/s on the 2-core machine, against ~900/s for fido2's authenticate_complete on the same
     # input; the bound is loose so that a busy machine does not fail it.
     assert per_second > 1_000, per_second
+
+
+def test_the_result_is_the_frozen_dataclass_with_every_field_set(challenge):
+    """The verify path fills the result's __dict__ at once (issue 14); it must be what the constructor makes."""
+    authenticator = SoftAuthenticator(counter=3)
+    result = login(authenticator, authenticator.get(challenge=challenge), challenge, stored_count=2)
+    names = {field.name for field in dataclasses.fields(result)}
+    assert set(vars(result)) == names
+    assert result == type(result)(**{name: getattr(result, name) for name in names})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.new_sign_count = 99

@@ -1,0 +1,1 @@
+"""Benchmarks of MoCert (``make bench-verify``); see README.md here. Not tests: they time, and print."""
