@@ -16,6 +16,9 @@ OCSP/CRL checking are the library's; what we add is what it leaves to the caller
   checked ourselves to be signed by the certificate's issuer (or a responder it delegated to) about that
   certificate: revocation is fetched over plain HTTP, and a forged answer kept until a far nextUpdate
   would refuse every later login.
+
+A login costs what it must: the card's certificate is parsed once (:class:`~iccard.certificate.ParsedCertificate`),
+the configured certificates and trust roots once per validator.
 """
 
 from __future__ import annotations
@@ -49,9 +52,10 @@ from pyhanko_certvalidator.policy_decl import (
     RevocationCheckingPolicy,
     RevocationCheckingRule,
 )
+from pyhanko_certvalidator.registry import SimpleTrustManager
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
-from .certificate import key_identifier
+from .certificate import ParsedCertificate, key_identifier
 from .errors import (
     CertificateExpired,
     CertificateNotAccepted,
@@ -161,8 +165,10 @@ class CardCertificateValidator:
         if not settings.anchors:
             raise ValueError("at least one trust anchor is required")
         self._settings = settings
-        self._anchors = [asn1_x509.Certificate.load(der) for der in settings.anchors]
-        self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
+        self._anchors = [_parsed_through(der) for der in settings.anchors]
+        self._intermediates = [_parsed_through(der) for der in settings.intermediates]
+        # The trust roots as the library's trust anchors, once (every validation reads them, none changes them).
+        self._trust_manager = SimpleTrustManager.build(trust_roots=self._anchors)
         self._issuers = [
             (key_identifier(cert), cert)
             for cert in (x509.load_der_x509_certificate(der) for der in (*settings.anchors, *settings.intermediates))
@@ -216,10 +222,20 @@ class CardCertificateValidator:
         except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
             raise CertificateNotAccepted(f"the certificate's extensions cannot be read: {exc}") from exc
 
-    def validate(self, certificate: x509.Certificate) -> None:
-        """Raise one of the card-login errors unless the certificate is valid for signing right now."""
+    def validate(self, certificate: x509.Certificate | ParsedCertificate) -> None:
+        """Raise one of the card-login errors unless the certificate is valid for signing right now.
+
+        A :class:`~iccard.certificate.ParsedCertificate` (what reading a card's answer made) is validated as it
+        was parsed; a bare ``cryptography`` certificate is parsed for the library first.
+        """
+        parsed = certificate if isinstance(certificate, ParsedCertificate) else None
+        if parsed is not None:
+            certificate = parsed.certificate
         self.check_offline(certificate)
-        end_entity = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
+        if parsed is not None:
+            end_entity = parsed.asn1
+        else:
+            end_entity = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
         origins, timeout = self._origins, self._settings.fetch_timeout
         ocsp_fetcher = _CachingOCSPFetcher(_GuardedOCSPFetcher(origins, per_request_timeout=timeout), self._cache)
         crl_fetcher = _CachingCRLFetcher(
@@ -227,7 +243,7 @@ class CardCertificateValidator:
         )
         fetchers = Fetchers(ocsp_fetcher=ocsp_fetcher, crl_fetcher=crl_fetcher, cert_fetcher=_NoCertificateFetcher())
         context = ValidationContext(
-            trust_roots=self._anchors,
+            trust_manager=self._trust_manager,
             # Only configured certificates: nothing the card sends, nothing fetched, can become a CA.
             other_certs=self._intermediates,
             allow_fetching=True,
@@ -328,6 +344,14 @@ def _origins_named_by(cert: x509.Certificate) -> set[str]:
     except x509.ExtensionNotFound:
         pass
     return {origin for origin in map(origin_of, urls) if origin is not None}
+
+
+def _parsed_through(der: bytes) -> asn1_x509.Certificate:
+    """A configured certificate, parsed completely once: every validation reads it, from any thread, and
+    asn1crypto parses a field on its first read."""
+    certificate = asn1_x509.Certificate.load(der)
+    certificate.native  # noqa: B018
+    return certificate
 
 
 def _run_sync(coroutine):
