@@ -18,7 +18,8 @@ OCSP/CRL checking are the library's; what we add is what it leaves to the caller
   would refuse every later login.
 
 A login costs what it must: the card's certificate is parsed once (:class:`~iccard.certificate.ParsedCertificate`),
-the configured certificates and trust roots once per validator.
+the configured certificates and trust roots once per validator, and a
+thread's validations run on one event loop kept for the thread.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -254,7 +256,7 @@ class CardCertificateValidator:
         try:
             # digitalSignature alone: a login is an authentication. nonRepudiation is for signing documents,
             # and real MOICA cards' signing certificates do not state it.
-            _run_sync(validator.async_validate_usage({"digital_signature"}))
+            _LOOPS.run(validator.async_validate_usage({"digital_signature"}))
         except pv_errors.RevokedError as exc:
             # A revocation the library believed: the answers it came from are the CA's.
             ocsp_fetcher.commit()
@@ -354,18 +356,49 @@ def _parsed_through(der: bytes) -> asn1_x509.Certificate:
     return certificate
 
 
-def _run_sync(coroutine):
-    """Run the library's coroutine to completion from synchronous code.
+class _EventLoops:
+    """An event loop for each thread that validates, kept for the thread's life, to run the library on.
 
-    Inside a thread that already runs an event loop (an async server, or anything driving one) a
-    second loop cannot start, so the work goes to a short-lived thread of its own.
+    The library is asynchronous and our callers are not. A loop made and torn down for every login cost more
+    than the rest of a validation with the revocation answers cached; one loop in a thread of its own, which
+    every login's thread hands its validation to and waits on, costs two thread wake-ups a login, a
+    millisecond and more on a busy machine (see bench/card_login.py). So the calling thread runs its own loop,
+    made on its first validation: no hand-over, and the revocation fetches of one login do not wait on
+    another's. A thread that already runs a loop (an async server, anything driving one) cannot run a second:
+    its validation runs in a short-lived thread of its own, as every validation once did. A loop made before
+    a fork is not used after it (the child would share its selector with the parent).
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def run(self, coroutine: Coroutine):
+        """Run ``coroutine`` to completion and return its result (or raise its exception)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                return pool.submit(asyncio.run, coroutine).result()
+        kept = getattr(self._local, "kept", None)
+        if kept is None or kept.pid != os.getpid():
+            kept = self._local.kept = _ThreadLoop()
+        return kept.loop.run_until_complete(coroutine)
+
+
+class _ThreadLoop:
+    """One thread's loop, closed with the thread's local data when the thread ends."""
+
+    def __init__(self) -> None:
+        self.loop, self.pid = asyncio.new_event_loop(), os.getpid()
+
+    def __del__(self) -> None:
+        if not self.loop.is_closed() and not self.loop.is_running():
+            self.loop.close()
+
+
+_LOOPS = _EventLoops()
 
 
 class _NotAllowed(requests.RequestException):
