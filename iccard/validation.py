@@ -18,8 +18,9 @@ OCSP/CRL checking are the library's; what we add is what it leaves to the caller
   would refuse every later login.
 
 A login costs what it must: the card's certificate is parsed once (:class:`~iccard.certificate.ParsedCertificate`),
-the configured certificates and trust roots once per validator, and a
-thread's validations run on one event loop kept for the thread.
+the configured certificates and trust roots once per validator, the paths from a card's issuer up to a root once
+per issuer (:class:`_IssuerPaths`: each login still validates the whole path, signatures, validity, policy and
+every certificate's revocation, anew), and a thread's validations run on one event loop kept for the thread.
 """
 
 from __future__ import annotations
@@ -48,14 +49,16 @@ from pyhanko_certvalidator import errors as pv_errors
 from pyhanko_certvalidator.fetchers.api import CertificateFetcher, CRLFetcher, Fetchers, OCSPFetcher
 from pyhanko_certvalidator.fetchers.requests_fetchers.crl_client import RequestsCRLFetcher
 from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
+from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
     CertRevTrustPolicy,
     PKIXValidationParams,
     RevocationCheckingPolicy,
     RevocationCheckingRule,
 )
-from pyhanko_certvalidator.registry import SimpleTrustManager
+from pyhanko_certvalidator.registry import PathBuilder, SimpleTrustManager
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
+from pyhanko_certvalidator.util import CancelableAsyncIterator
 
 from .certificate import ParsedCertificate, key_identifier
 from .errors import (
@@ -171,6 +174,10 @@ class CardCertificateValidator:
         self._intermediates = [_parsed_through(der) for der in settings.intermediates]
         # The trust roots as the library's trust anchors, once (every validation reads them, none changes them).
         self._trust_manager = SimpleTrustManager.build(trust_roots=self._anchors)
+        self._paths = _IssuerPaths(
+            anchor_keys={cert.public_key.dump() for cert in self._anchors},
+            configured={cert.issuer_serial for cert in (*self._anchors, *self._intermediates)},
+        )
         self._issuers = [
             (key_identifier(cert), cert)
             for cert in (x509.load_der_x509_certificate(der) for der in (*settings.anchors, *settings.intermediates))
@@ -252,6 +259,7 @@ class CardCertificateValidator:
             fetchers=fetchers,
             revinfo_policy=self._revinfo_policy,
         )
+        context.path_builder = _KnownPathBuilder(context.path_builder, self._paths, end_entity)
         validator = CertificateValidator(end_entity, validation_context=context, pkix_params=self._pkix_params)
         try:
             # digitalSignature alone: a login is an authentication. nonRepudiation is for signing documents,
@@ -399,6 +407,139 @@ class _ThreadLoop:
 
 
 _LOOPS = _EventLoops()
+
+
+class _IssuerPaths:
+    """The validation paths from a card's issuer up to a trust anchor, kept per issuer.
+
+    Building them compares names, which asn1crypto prepares anew on every comparison: per login, more work
+    than validating the path. They depend only on what the card's certificate says of its issuer (name, key
+    identifier, issuer and serial in the authority key identifier) and on the configured certificates, which
+    do not change for a validator; so a card with the same issuer as an earlier one gets the same paths, with
+    itself at the end. The library validates the whole path each time: only the search is saved, never a
+    check (signatures, validity, policy, each certificate's revocation). An entry goes when the first of its
+    certificates expires (its paths would fail anyway, and are built again then) and, past
+    :attr:`MAX_ENTRIES`, the oldest first.
+
+    Where the library's own search could find other paths for one card than for another of the same issuer,
+    no path is kept or used: a card that is a configured trust anchor itself (its path is that anchor alone),
+    or one with the issuer and serial number of a configured certificate (the search skips a certificate it
+    has seen in the path already).
+    """
+
+    MAX_ENTRIES = 64
+
+    def __init__(self, *, anchor_keys: set[bytes], configured: set[bytes], clock: Callable[[], datetime] = _now) -> None:
+        self._anchor_keys, self._configured, self._clock = frozenset(anchor_keys), frozenset(configured), clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, tuple[tuple[ValidationPath, ...], datetime]] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def key_of(self, certificate: asn1_x509.Certificate) -> tuple | None:
+        """What the search for ``certificate``'s paths depends on, or None when its paths are not to be kept."""
+        if certificate.public_key.dump() in self._anchor_keys or certificate.issuer_serial in self._configured:
+            return None
+        return (
+            certificate.issuer.dump(),
+            certificate.authority_key_identifier,
+            certificate.authority_issuer_serial,
+        )
+
+    def get(self, key: tuple, certificate: asn1_x509.Certificate) -> list[ValidationPath] | None:
+        """The kept paths for ``key``, each ending at ``certificate``; None if none are kept."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            paths, expires = entry
+            if self._clock() >= expires:
+                del self._entries[key]
+                return None
+        return [path.copy_and_append(certificate) for path in paths]
+
+    def put(self, key: tuple, paths: list[ValidationPath]) -> None:
+        """Keep ``paths`` (as built for a certificate with ``key``, it at their end) without their last certificate."""
+        if not paths:
+            return
+        above = tuple(_without_leaf(path) for path in paths)
+        expires = min(
+            cert["tbs_certificate"]["validity"]["not_after"].native
+            for path in above
+            for cert in path.iter_certs(include_root=True)
+        )
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = (above, expires)
+            while len(self._entries) > self.MAX_ENTRIES:
+                del self._entries[next(iter(self._entries))]
+
+
+def _without_leaf(path: ValidationPath) -> ValidationPath:
+    try:
+        return path.copy_and_drop_leaf()
+    except IndexError:  # the leaf's issuer is the trust anchor
+        return ValidationPath(path.trust_anchor, [], None)
+
+
+class _KnownPathBuilder(PathBuilder):
+    """The library's path builder, serving the card's certificate its issuer's kept paths (see :class:`_IssuerPaths`).
+
+    A miss builds them all with the library's own search, keeps them, and serves them; should that search fail,
+    nothing is kept and the library's lazy search runs again, to fail (or not) just as it does. Every other
+    certificate (a CRL's or an OCSP responder's issuer) is the library's alone.
+    """
+
+    def __init__(self, builder: PathBuilder, paths: _IssuerPaths, end_entity: asn1_x509.Certificate) -> None:
+        super().__init__(trust_manager=builder.trust_manager, registry=builder.registry)
+        self._paths, self._end_entity = paths, end_entity
+
+    def async_build_paths_lazy(self, end_entity_cert: asn1_x509.Certificate) -> CancelableAsyncIterator[ValidationPath]:
+        key = self._paths.key_of(end_entity_cert) if end_entity_cert is self._end_entity else None
+        if key is None:
+            return super().async_build_paths_lazy(end_entity_cert)
+        return _KnownPaths(self, key, end_entity_cert)
+
+
+class _KnownPaths(CancelableAsyncIterator[ValidationPath]):
+    def __init__(self, builder: _KnownPathBuilder, key: tuple, certificate: asn1_x509.Certificate) -> None:
+        self._builder, self._key, self._certificate = builder, key, certificate
+        self._paths: Iterable[ValidationPath] | None = None
+        self._library: CancelableAsyncIterator[ValidationPath] | None = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> ValidationPath:
+        if self._paths is None and self._library is None:
+            await self._start()
+        if self._library is not None:
+            return await self._library.__anext__()
+        try:
+            return next(self._paths)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    async def _start(self) -> None:
+        kept = self._builder._paths.get(self._key, self._certificate)
+        if kept is not None:
+            self._paths = iter(kept)
+            return
+        library = PathBuilder.async_build_paths_lazy(self._builder, self._certificate)
+        try:
+            built = [path async for path in library]
+        except Exception:  # noqa: BLE001 - the library's own search, run again below, raises what it raises
+            await library.cancel()
+            self._library = PathBuilder.async_build_paths_lazy(self._builder, self._certificate)
+            return
+        self._builder._paths.put(self._key, built)
+        self._paths = iter(built)
+
+    async def cancel(self) -> None:
+        if self._library is not None:
+            await self._library.cancel()
 
 
 class _NotAllowed(requests.RequestException):
