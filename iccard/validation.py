@@ -392,7 +392,10 @@ class _EventLoops:
         kept = getattr(self._local, "kept", None)
         if kept is None or kept.pid != os.getpid():
             kept = self._local.kept = _ThreadLoop()
-        return kept.loop.run_until_complete(coroutine)
+        try:
+            return kept.loop.run_until_complete(coroutine)
+        finally:
+            kept.cancel_leftovers()
 
 
 class _ThreadLoop:
@@ -400,6 +403,16 @@ class _ThreadLoop:
 
     def __init__(self) -> None:
         self.loop, self.pid = asyncio.new_event_loop(), os.getpid()
+
+    def cancel_leftovers(self) -> None:
+        """Cancel what a validation left running (a fetch it no longer waits for), as ``asyncio.run`` does on
+        its way out: kept, it would go on during the thread's next login."""
+        leftovers = asyncio.all_tasks(self.loop)
+        if not leftovers:
+            return
+        for task in leftovers:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
 
     def __del__(self) -> None:
         if not self.loop.is_closed() and not self.loop.is_running():

@@ -643,3 +643,19 @@ def test_validations_from_several_threads_at_once_each_succeed(validator, pki):
     cert = pki.card_certificate(card_of(pki, "A123456789"))
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert list(pool.map(lambda _: validator.validate(cert), range(8))) == [None] * 8
+
+
+def test_what_a_validation_leaves_running_on_its_threads_loop_is_cancelled():
+    from iccard.validation import _EventLoops
+
+    loops, started = _EventLoops(), []
+
+    async def leaves_a_task_behind():
+        started.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
+        return "done"
+
+    assert loops.run(leaves_a_task_behind()) == "done"
+    assert started[0].cancelled()
+    assert loops.run(leaves_a_task_behind()) == "done"
+    assert started[1].get_loop() is started[0].get_loop()  # the thread's loop, kept
+    assert started[1].cancelled() and asyncio.all_tasks(started[1].get_loop()) == set()
