@@ -369,8 +369,8 @@ class _EventLoops:
 
     The library is asynchronous and our callers are not. A loop made and torn down for every login cost more
     than the rest of a validation with the revocation answers cached; one loop in a thread of its own, which
-    every login's thread hands its validation to and waits on, costs two thread wake-ups a login, a
-    millisecond and more on a busy machine (see bench/card_login.py). So the calling thread runs its own loop,
+    every login's thread hands its validation to and waits on, costs two thread wake-ups a login (a
+    millisecond and more, measured on a busy machine). So the calling thread runs its own loop,
     made on its first validation: no hand-over, and the revocation fetches of one login do not wait on
     another's. A thread that already runs a loop (an async server, anything driving one) cannot run a second:
     its validation runs in a short-lived thread of its own, as every validation once did. A loop made before
@@ -425,8 +425,8 @@ _LOOPS = _EventLoops()
 class _IssuerPaths:
     """The validation paths from a card's issuer up to a trust anchor, kept per issuer.
 
-    Building them compares names, which asn1crypto prepares anew on every comparison: per login, more work
-    than validating the path. They depend only on what the card's certificate says of its issuer (name, key
+    Building them looked names up and compared them (asn1crypto preparing each name for it) and set up a
+    registry of issuers: per login, more than half the work of validating the path. They depend only on what the card's certificate says of its issuer (name, key
     identifier, issuer and serial in the authority key identifier) and on the configured certificates, which
     do not change for a validator; so a card with the same issuer as an earlier one gets the same paths, with
     itself at the end. The library validates the whole path each time: only the search is saved, never a
