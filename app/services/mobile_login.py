@@ -17,8 +17,6 @@ the request's IP and user agent, and logs the person in with the session a compl
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -34,7 +32,7 @@ from ..extensions import db
 from ..input_checks import storable
 from ..models import Account, AuthSession, Device, LoginRequest, OidcClient, utcnow
 from . import sessions, tickets
-from .devices import Devices, RelyingParty, ensure_usable
+from .devices import Devices, RelyingParty, by_credential, ensure_usable
 from .refusals import Refusal
 from .sessions import Browser, LoginMarker
 from .tokens import digest
@@ -178,10 +176,7 @@ class MobileLogins:
 
     def _approve(self, login: LoginRequest, credential: dict, challenge: bytes) -> None:
         """Check the answer of a consumed request; on success mark it approved (not committed)."""
-        device = None
-        raw_id = _credential_id(credential)
-        if raw_id is not None:
-            device = db.session.scalar(select(Device).where(Device.credential_id == raw_id))
+        device = by_credential(credential)
         if device is None:
             raise _failed(login, None, Refusal("credential_unknown"))
         try:
@@ -278,16 +273,6 @@ def _open(login: LoginRequest) -> LoginRequest:
 def _consume(login: LoginRequest) -> None:
     if not tickets.consume(login):
         raise Refusal("login_request_used")
-
-
-def _credential_id(credential: dict) -> bytes | None:
-    value = credential.get("rawId", credential.get("id"))
-    if not isinstance(value, str) or not 0 < len(value) <= 1400:
-        return None
-    try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        return None
 
 
 def _failed(login: LoginRequest, device: Device | None, refusal: Refusal) -> Refusal:

@@ -48,7 +48,7 @@ from ..models import Account, Agency, Device, DeviceStatus, SpRequest, utcnow
 from . import agencies as agency_rules
 from . import tickets
 from .agencies import Agencies
-from .devices import Devices, RelyingParty, ensure_usable
+from .devices import Devices, RelyingParty, by_credential, ensure_usable
 from .push_notices import PushNotices
 from .refusals import Refusal
 from .tokens import NationalIdHash, digest
@@ -263,7 +263,7 @@ class SpRequests:
     def _approve(self, sp_request: SpRequest, credential: dict, inbox_device: Device | None = None) -> SpRequest:
         """Check an open request's answer and take the request (see :meth:`approve`); from a phone's inbox,
         only that phone's passkey answers."""
-        device = self._device_of(credential)
+        device = by_credential(credential)
         refusal = self._not_an_approver(sp_request, device)
         if refusal is None and inbox_device is not None and device.id != inbox_device.id:
             refusal = Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")  # from an inbox, only its own phone
@@ -606,13 +606,6 @@ class SpRequests:
         return None if device in self._approvers(sp_request) else Refusal("DEVID_SPTKT_MISMATCH", case="sp_phone")
 
     @staticmethod
-    def _device_of(credential: dict) -> Device | None:
-        raw_id = _credential_id(credential)
-        if raw_id is None:
-            return None
-        return db.session.scalar(select(Device).where(Device.credential_id == raw_id))
-
-    @staticmethod
     def _take(sp_request: SpRequest, now: datetime, **values: object) -> bool:
         """Take the request's one answer in one conditional UPDATE, not committed: the caller commits it
         with the device's counter and the audit event."""
@@ -666,16 +659,6 @@ def _checked_values(body: dict, batch: bool) -> dict:
     else:
         sign_data = info.get("sign_data")
     return {**body, "sign_data": sign_data}
-
-
-def _credential_id(credential: dict) -> bytes | None:
-    value = credential.get("rawId", credential.get("id"))
-    if not isinstance(value, str) or not 0 < len(value) <= 1400:
-        return None
-    try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        return None
 
 
 def _is_base64(text: str) -> bool:
