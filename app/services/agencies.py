@@ -1,6 +1,7 @@
 """Agencies (需用機關) of the TW FidO service-provider API: registering, listing, disabling, rotating keys.
 
-One place for the rules, used by ``flask agencies`` now and the API and the admin console to come. An
+One place for the rules, used by ``flask agencies``, the admin console and API, and the agencies' API (each
+call finds its agency and key here). An
 agency's API key is base64 of 32 random bytes, shown once. Unlike an OIDC client's secret it cannot be kept
 as a hash: MoCert computes idp_checksum with it and checks sp_checksum against it. So it is sealed with
 AES-256-GCM under the configured key-encryption key (MOCERT_AGENCY_KEY_ENCRYPTION_KEY), bound to the
