@@ -74,6 +74,19 @@
     return date.getFullYear() + "/" + pad(date.getMonth() + 1) + "/" + pad(date.getDate());
   }
 
+  // A QR code's time left, "m:ss", in ``element`` every second until ``deadline`` (ms since the epoch); the
+  // interval's id, for clearInterval. When time is up the page's next poll brings the server's word on it.
+  function countdown(element, deadline) {
+    const tick = () => {
+      const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+      const time = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+      element.textContent = left > 0 ? t("timeLeft", { time }) : t("timeUp");
+      element.dataset.remaining = String(left);
+    };
+    tick();
+    return setInterval(tick, 1000);
+  }
+
   const logoutButton = document.getElementById("logout-button");
   if (logoutButton) {
     logoutButton.addEventListener("click", async () => {
@@ -89,5 +102,5 @@
     });
   }
 
-  window.MoCert = { api, t, showStatus, formatDate };
+  window.MoCert = { api, t, showStatus, formatDate, countdown };
 })();

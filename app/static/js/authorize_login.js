@@ -6,13 +6,13 @@
 
   const { requestOptions, credentialJSON } = window.MoCertWebAuthn;
 
-  const { api, t, showStatus } = window.MoCert;
+  const { api, t, showStatus, countdown } = window.MoCert;
   const root = document.getElementById("authorize-login");
   if (!root) return;
   const area = document.getElementById("login-area");
   const qr = document.getElementById("login-qr");
   const matchCode = document.getElementById("login-match-code");
-  const countdown = document.getElementById("login-countdown");
+  const countdownElement = document.getElementById("login-countdown");
   const status = document.getElementById("login-status");
   const error = document.getElementById("login-error");
   const again = document.getElementById("login-again");
@@ -46,13 +46,7 @@
   }
 
   function startClock(deadline) {
-    const tick = () => {
-      const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
-      const text = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
-      countdown.textContent = left > 0 ? t("timeLeft", { time: text }) : t("timeUp");
-    };
-    tick();
-    clockTimer = setInterval(tick, 1000);
+    clockTimer = countdown(countdownElement, deadline);
   }
 
   function finish() {

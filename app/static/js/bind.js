@@ -2,13 +2,13 @@
 (function () {
   "use strict";
 
-  const { api, t, showStatus, formatDate } = window.MoCert;
+  const { api, t, showStatus, formatDate, countdown } = window.MoCert;
   const root = document.getElementById("bind");
   if (!root) return;
   const area = document.getElementById("bind-area");
   const qr = document.getElementById("bind-qr");
   const link = document.getElementById("bind-link");
-  const countdown = document.getElementById("bind-countdown");
+  const countdownElement = document.getElementById("bind-countdown");
   const status = document.getElementById("bind-status");
   const error = document.getElementById("bind-error");
   const again = document.getElementById("bind-again");
@@ -60,20 +60,8 @@
     showStatus(error, t("sessionEnded"), "error", { href: root.dataset.loginUrl, text: t("loginAgain") });
   }
 
-  function formatRemaining(seconds) {
-    const minutes = Math.floor(seconds / 60);
-    return minutes + ":" + String(seconds % 60).padStart(2, "0");
-  }
-
   function startClock(deadline) {
-    const tick = () => {
-      const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
-      // When time is up the next poll brings the server's word on it ("expired").
-      countdown.textContent = left > 0 ? t("timeLeft", { time: formatRemaining(left) }) : t("timeUp");
-      countdown.dataset.remaining = String(left);
-    };
-    tick();
-    clockTimer = setInterval(tick, 1000);
+    clockTimer = countdown(countdownElement, deadline);
   }
 
   function finish(name) {

@@ -6,13 +6,13 @@
   "use strict";
 
   const { requestOptions, credentialJSON } = window.MoCertWebAuthn;
-  const { api, t, showStatus } = window.MoCert;
+  const { api, t, showStatus, countdown } = window.MoCert;
   const root = document.getElementById("sp-web");
   if (!root) return;
   const token = root.dataset.token;
   const spTicket = root.dataset.spTicket;
   const area = document.getElementById("sp-web-area");
-  const countdown = document.getElementById("sp-web-countdown");
+  const countdownElement = document.getElementById("sp-web-countdown");
   const status = document.getElementById("sp-web-status");
   const error = document.getElementById("sp-web-error");
   const passkey = document.getElementById("sp-web-passkey");
@@ -38,13 +38,7 @@
   }
 
   function startClock(deadline) {
-    const tick = () => {
-      const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
-      const text = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
-      countdown.textContent = left > 0 ? t("timeLeft", { time: text }) : t("timeUp");
-    };
-    tick();
-    clockTimer = setInterval(tick, 1000);
+    clockTimer = countdown(countdownElement, deadline);
   }
 
   function hideChoices() {
