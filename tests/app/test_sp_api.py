@@ -433,20 +433,25 @@ def test_a_ticket_that_names_a_real_request_but_says_other_things_is_refused(iss
 # -- the hot path ---------------------------------------------------------------------------------------------
 
 
-def test_a_poll_is_one_read_and_writes_nothing(app, agency, phone):
-    sp_ticket = agency.ticket(ID).result["sp_ticket"]
-    fields = ticket_fields(sp_ticket)
-    body = agency.signed({"transaction_id": fields["transaction_id"], "sp_service_id": agency.sp_service_id,
-                          "sp_ticket_id": fields["sp_ticket_id"]}, ("transaction_id", "sp_service_id", "sp_ticket_id"))
+def _polled(app, body):
+    """A poll through the app in this thread, and every SQL statement it sent."""
     statements = []
     with app.app_context():
         engine = db.engine
     listener = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
     event.listen(engine, "before_cursor_execute", listener)
     try:
-        response = app.test_client().post("/moise/sp/getAthOrSignResult", json=body)
+        return app.test_client().post("/moise/sp/getAthOrSignResult", json=body), statements
     finally:
         event.remove(engine, "before_cursor_execute", listener)
+
+
+def test_a_poll_is_one_read_and_writes_nothing(app, agency, phone):
+    sp_ticket = agency.ticket(ID).result["sp_ticket"]
+    fields = ticket_fields(sp_ticket)
+    body = agency.signed({"transaction_id": fields["transaction_id"], "sp_service_id": agency.sp_service_id,
+                          "sp_ticket_id": fields["sp_ticket_id"]}, ("transaction_id", "sp_service_id", "sp_ticket_id"))
+    response, statements = _polled(app, body)
     assert response.get_json()["error_code"] == "20002"
     sql = [s for s in statements if not s.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT",
                                                                         "RELEASE"))]
@@ -615,15 +620,7 @@ def test_an_approved_poll_is_one_read_too(app, issuer, agency, phone):
     fields = ticket_fields(sp_ticket)
     body = agency.signed({"transaction_id": fields["transaction_id"], "sp_service_id": agency.sp_service_id,
                           "sp_ticket_id": fields["sp_ticket_id"]}, RESULT_FIELDS)
-    statements = []
-    with app.app_context():
-        engine = db.engine
-    listener = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        response = app.test_client().post("/moise/sp/getAthOrSignResult", json=body)
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
+    response, statements = _polled(app, body)
     assert response.get_json()["error_code"] == "0"
     assert len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT"), statements
 
