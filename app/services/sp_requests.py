@@ -95,14 +95,6 @@ class Answer:
     result: dict
 
 
-@dataclass(frozen=True)
-class PhoneRequest:
-    """What the phone shows before its person approves: from the server's row, never from the ticket."""
-
-    sp_request: SpRequest
-    options: dict
-
-
 class SpRequests:
     """Built once (``app/wiring.py``); the views pass the body, the caller's address and the operation."""
 
