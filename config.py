@@ -177,6 +177,11 @@ class Config:
         self.WTF_CSRF_SSL_STRICT = self.ENV_NAME == "production"
 
         self.RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "memory://")
+        # Where the processes tell each other what changed (app/invalidation.py): Redis, the rate limiter's
+        # by default; none on one machine, where a cached client is at most CLIENT_CACHE_SECONDS old elsewhere.
+        default_redis = self.RATELIMIT_STORAGE_URI if self.RATELIMIT_STORAGE_URI.startswith("redis") else None
+        self.REDIS_URL = _env("REDIS_URL", default_redis)
+        self.CLIENT_CACHE_SECONDS = _env_float("CLIENT_CACHE_SECONDS", 10.0)
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
         self.RATELIMIT_HEADERS_ENABLED = True
         self.CARD_LOGIN_RATE_LIMIT = _env("CARD_LOGIN_RATE_LIMIT", "30/minute")

@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from config import refuse_to_start
 from iccard.card_login import CardLoginVerifier
@@ -26,10 +28,14 @@ from iccard.origins import origin_of
 from iccard.validation import CardCertificateValidator, TrustSettings
 
 from . import webpush
+from .invalidation import Invalidations
 from .mail import Letters
+from .models import OidcClient
+from .oidc import direct_code
 from .oidc.keys import CachedKeyRing
 from .services.accounts import Accounts
 from .services.agencies import Agencies
+from .services.client_directory import ClientDirectory
 from .services.card_login import CardLogins, CardVerifier, LoginSessions, NoTrustedIssuer
 from .services.devices import Devices, RelyingParty, trust_policy
 from .services.inbox import Inbox
@@ -61,6 +67,8 @@ class Parts:
     national_id_hash: NationalIdHash
     login_marker: LoginMarker
     oidc_keys: CachedKeyRing  # the provider's signing keys, read now and again when a key is added
+    invalidations: Invalidations  # how the processes tell each other that a cached thing changed
+    clients: ClientDirectory  # the OIDC clients, read once per process
     # -- phones: the relying party, the mobile CA, binding and phone login
     relying_party: RelyingParty
     mobile_certificates: MobileCertificates
@@ -89,6 +97,8 @@ def built_from(setting: str, build: Callable[[], T]) -> T:
 def build(config: Mapping[str, Any]) -> Parts:
     national_id_hash = built_from("NATIONAL_ID_HMAC_KEY", lambda: NationalIdHash(config["NATIONAL_ID_HMAC_KEY"].encode()))
     login_marker = LoginMarker(config["SECRET_KEY"])
+    invalidations = Invalidations(config["REDIS_URL"])
+    clients = ClientDirectory(invalidations, ttl=config["CLIENT_CACHE_SECONDS"])
     public_url = config["PUBLIC_URL"]
     login_sessions = LoginSessions(lifetime=config["SESSION_LIFETIME"], staff_idle_timeout=config["ADMIN_IDLE_TIMEOUT"])
     relying_party = RelyingParty.of(
@@ -132,16 +142,20 @@ def build(config: Mapping[str, Any]) -> Parts:
         national_id_hash=national_id_hash,
         login_marker=login_marker,
         oidc_keys=built_from("OIDC_KEYS_DIR", lambda: CachedKeyRing.loaded(config["OIDC_KEYS_DIR"])),
+        invalidations=invalidations,
+        clients=clients,
         relying_party=relying_party,
         mobile_certificates=certificates,
         devices=devices,
         mobile_logins=MobileLogins(
+            clients=clients,
             relying_party=relying_party,
             devices=devices,
             login_marker=login_marker,
             public_url=public_url,
             ttl=config["MOBILE_LOGIN_TTL"],
             session_lifetime=config["SESSION_LIFETIME"],
+            code_issuer=direct_code.code_redirect,
         ),
         login_sessions=login_sessions,
         card_logins=CardLogins(
@@ -281,3 +295,28 @@ def install(app: Flask) -> None:
 
 def parts() -> Parts:
     return current_app.extensions["mocert"]
+
+
+# Whatever changes a client, through any code path (the console, the CLI, the API, a test), is seen at its
+# flush and forgotten by every process's ClientDirectory once committed, never before.
+_CHANGED_CLIENTS = "mocert.changed_clients"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_changed_clients(session: Session, flush_context: Any) -> None:
+    changed = {obj.client_id for obj in (*session.new, *session.dirty, *session.deleted) if isinstance(obj, OidcClient)}
+    if changed:
+        session.info.setdefault(_CHANGED_CLIENTS, set()).update(changed)
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_changed_clients(session: Session) -> None:
+    changed = session.info.pop(_CHANGED_CLIENTS, None)
+    if changed and has_app_context() and "mocert" in current_app.extensions:
+        for client_id in changed:
+            parts().clients.changed(client_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _keep_clients(session: Session) -> None:
+    session.info.pop(_CHANGED_CLIENTS, None)
