@@ -20,6 +20,7 @@ from authlib.oauth2.rfc6749 import (
     InvalidClientError,
     InvalidRequestError,
     MissingAuthorizationError,
+    OAuth2Request,
     UnsupportedResponseTypeError,
     UnsupportedTokenTypeError,
     grants,
@@ -72,12 +73,9 @@ def issuer() -> str:
 
 
 def query_client(client_id: str) -> OidcClient | None:
-    """A client that may act now: a disabled client cannot authorize, get tokens or use them."""
-    if not isinstance(client_id, str):
-        return None
-    return db.session.scalar(
-        select(OidcClient).where(OidcClient.client_id == client_id, OidcClient.disabled_at.is_(None))
-    )
+    """A client that may act now (a disabled client cannot authorize, get tokens or use them): a read-only
+    copy from the process's directory (``services/client_directory.py``)."""
+    return wiring.parts().clients.active(client_id)
 
 
 def subject_for(account: Account, client: OidcClient) -> str:
@@ -98,7 +96,8 @@ def user_info(account: Account, client: OidcClient, scope: str, national_id: str
 
 
 def save_token(token: dict, request) -> None:
-    """Store a token response (hashed). With a refresh, the new token keeps its family's origin.
+    """Store a token response (hashed; committed with the response). With a refresh, the new token keeps its
+    family's origin.
 
     A national ID sealed for the code (or the refreshed token) moves to the new token, sealed for it, and
     leaves the origin; this response's ID token gets it from ``request.national_id`` (memory only).
@@ -140,7 +139,6 @@ def save_token(token: dict, request) -> None:
         refresh_token=bool(refresh),
         auth_session=row.auth_session_id,
     )
-    db.session.commit()
 
 
 def revoke_family(code_id: int) -> int:
@@ -224,14 +222,15 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             )
         )
         record(Tags.OIDC_LOGIN_SUCCESS, account=account, client=client.client_id, method=auth_session.method)
-        db.session.commit()
 
     def query_authorization_code(self, code: str, client: OidcClient) -> OidcAuthorizationCode | None:
-        """Consume the code atomically. A second use revokes what the first one obtained (RFC 6749 §4.1.2)."""
+        """Consume the code atomically, reading it in the same statement. A second use revokes what the first
+        one obtained (RFC 6749 §4.1.2). The consumption is committed with the token response, or with its
+        error (``AuthorizationServer.create_token_response``): a code that failed its checks is spent too."""
         if not isinstance(code, str):
             return None
         code_hash, now = digest(code), utcnow()
-        consumed = db.session.execute(
+        row = db.session.scalars(
             update(OidcAuthorizationCode)
             .where(
                 OidcAuthorizationCode.code_hash == code_hash,
@@ -239,27 +238,26 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 OidcAuthorizationCode.used_at.is_(None),
             )
             .values(used_at=now)
+            .returning(OidcAuthorizationCode)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        db.session.commit()
-        row = db.session.scalar(
+        ).one_or_none()
+        if row is not None:
+            return row if row.expires_at > now else None
+        used = db.session.scalar(
             select(OidcAuthorizationCode).where(
                 OidcAuthorizationCode.code_hash == code_hash, OidcAuthorizationCode.client_id == client.id
             )
         )
-        if row is None:
-            return None
-        if consumed != 1:
-            revoked = revoke_family(row.id)
+        if used is not None:
+            revoked = revoke_family(used.id)
             record(
                 Tags.OIDC_CODE_REUSED,
-                account=db.session.get(Account, row.account_id),
+                account=db.session.get(Account, used.account_id),
                 client=client.client_id,
                 tokens_revoked=revoked,
             )
             db.session.commit()
-            return None
-        return row if row.expires_at > now else None
+        return None
 
     def delete_authorization_code(self, authorization_code) -> None:
         pass  # consumed in query_authorization_code; the row stays to recognise a replay
@@ -316,8 +314,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
 class OpenIDCode(oidc_grants.OpenIDCode):
     def exists_nonce(self, nonce: str, request) -> bool:
+        # Authlib validates a request twice on its way to a code (the consent grant, then the response): one
+        # read answers both.
+        seen = getattr(request, "mocert_nonce_seen", None)
+        if seen is not None and seen[0] == nonce:
+            return seen[1]
         client = query_client(request.payload.client_id)
-        return bool(
+        found = bool(
             client
             and db.session.scalar(
                 select(
@@ -325,6 +328,8 @@ class OpenIDCode(oidc_grants.OpenIDCode):
                 )
             )
         )
+        request.mocert_nonce_seen = (nonce, found)
+        return found
 
     def encode_id_token(self, token: dict, request) -> str:
         national_id = getattr(request, "national_id", None)  # set by save_token, which runs first
@@ -533,11 +538,28 @@ class AuthorizationServer(FlaskAuthorizationServer):
       endpoints raise it before their error handling.
     """
 
+    def create_oauth2_request(self, request):
+        """Flask's request, unless the caller built one (``direct_code``: a stored authorize request)."""
+        if isinstance(request, OAuth2Request):
+            return request
+        return super().create_oauth2_request(request)
+
+    def create_authorization_response(self, request=None, grant_user=None, grant=None):
+        """The redirect back to the site, its code committed (with whatever the caller's transaction holds)
+        before the browser is sent there."""
+        response = super().create_authorization_response(request, grant_user, grant)
+        db.session.commit()
+        return response
+
     def create_token_response(self, request=None):
+        """The token response, committed before it is sent: the code's consumption with the tokens, or with
+        the error that refused them (one commit either way)."""
         try:
-            return super().create_token_response(request)
+            response = super().create_token_response(request)
         except InsecureTransportError as error:
-            return self.handle_error_response(None, error)
+            response = self.handle_error_response(None, error)
+        db.session.commit()
+        return response
 
     def create_endpoint_response(self, name, request=None):
         try:
