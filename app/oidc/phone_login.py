@@ -49,7 +49,7 @@ def login_page():
     logins = parts().mobile_logins
     try:
         params = logins.authorize_params(query)
-        client = mobile_login.client_for(params)
+        client = logins.client_for(params)
     except Refusal:
         # Not a request we can log in for: /authorize says what is wrong with it, as it always does.
         return redirect("/authorize?" + query)
@@ -63,20 +63,26 @@ def login_page():
 @bp.post("/api/v1/login-requests")
 @limiter.limit(_phone_limit)  # each one is a row and a QR code: no more than a phone's worth of requests
 def create_login_request():
+    """A login request: its QR code (``qr_svg``) only when the body says ``"qr": true`` (the page that shows
+    it), since drawing it costs more than the rest of the request; the passkey's options always."""
     logins = parts().mobile_logins
+    body = json_body()
     key = _browser_key() or new_token()
-    login, token = logins.create(json_body().get("authorize"), key)
+    started = logins.create(body.get("authorize"), key)
     if session.get(BROWSER_KEY) != key:
         session[BROWSER_KEY] = key  # kept once there is a request to follow
-    url = logins.login_url(token)
-    return jsonify(
-        login_request_id=login.public_id,
+    url = logins.login_url(started.token)
+    answer = dict(
+        login_request_id=started.public_id,
         url=url,
-        qr_svg=devices.qr_svg(url),
-        match_code=login.match_code,
-        client_name=login.client.name,
-        expires_in=int((login.expires_at - login.created_at).total_seconds()),
-    ), 201
+        match_code=started.match_code,
+        client_name=started.client_name,
+        expires_in=started.expires_in,
+        passkey=started.passkey_options,
+    )
+    if body.get("qr") is True:
+        answer["qr_svg"] = devices.qr_svg(url)
+    return jsonify(answer), 201
 
 
 @bp.get("/api/v1/login-requests/<public_id>")

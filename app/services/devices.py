@@ -26,7 +26,7 @@ import qrcode.image.svg
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 import webauthn
 
@@ -373,7 +373,12 @@ def by_credential(credential: dict) -> Device | None:
         raw_id = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except (binascii.Error, ValueError):
         return None
-    return db.session.scalar(select(Device).where(Device.credential_id == raw_id))
+    # With its person and certificates: every caller checks them next (ensure_usable), in the same read.
+    return db.session.scalars(
+        select(Device)
+        .where(Device.credential_id == raw_id)
+        .options(joinedload(Device.account), joinedload(Device.certificates))
+    ).unique().one_or_none()
 
 
 def rename(account: Account, device_id: int, new_name: object) -> Device:

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import webauthn
 
@@ -32,12 +33,32 @@ from ..extensions import db
 from ..input_checks import storable
 from ..models import Account, AuthSession, Device, LoginRequest, OidcClient, utcnow
 from . import sessions, tickets
+from .client_directory import ClientDirectory
 from .devices import Devices, RelyingParty, by_credential, ensure_usable
 from .refusals import Refusal
 from .sessions import Browser, LoginMarker
 from .tokens import digest
 
 MATCH_LETTERS = "ACDEFHJKLMNPRTUVWXY"  # no I/O (1/0), no B/S/G/Z (8/5/6/2), no Q
+
+
+# Given the person just logged in (their new session on ``account.auth_session``, not committed) and the
+# authorize request's parameters: the site's redirect with a code, committed with the login, when the request
+# asks nothing more of the person (no consent page); else None, and the browser goes back to /authorize.
+CodeIssuer = Callable[[Account, list[tuple[str, str]]], "str | None"]
+
+
+@dataclass(frozen=True)
+class StartedLogin:
+    """A login request as the asking page gets it: what it polls, the phone's URL, and the options for a
+    passkey on this device (its challenge issued with the request, so that path needs no second call)."""
+
+    public_id: str
+    token: str
+    match_code: str
+    client_name: str
+    expires_in: int
+    passkey_options: dict
 
 
 @dataclass(frozen=True)
@@ -55,15 +76,18 @@ class MobileLogins:
     def __init__(
         self,
         *,
+        clients: ClientDirectory,
         relying_party: RelyingParty,
         devices: Devices,
         login_marker: LoginMarker,
         public_url: str,
         ttl: timedelta,
         session_lifetime: timedelta,
+        code_issuer: CodeIssuer | None = None,
     ) -> None:
-        self.relying_party, self.devices, self.login_marker = relying_party, devices, login_marker
+        self.clients, self.relying_party, self.devices, self.login_marker = clients, relying_party, devices, login_marker
         self.public_url, self.ttl, self.session_lifetime = public_url, ttl, session_lifetime
+        self.code_issuer = code_issuer
 
     def login_url(self, token: str) -> str:
         return f"{self.public_url}/m/login/{token}"
@@ -80,22 +104,40 @@ class MobileLogins:
             raise Refusal("malformed_input", case="login_request")
         return params
 
-    def create(self, query: object, browser_key: str) -> tuple[LoginRequest, str]:
+    def client_for(self, params: list[tuple[str, str]]) -> OidcClient:
+        """The active client the authorize request names, with its redirect URI registered; else a refusal."""
+        values = dict(params)
+        client = self.clients.active(values.get("client_id", ""))
+        if client is None or not client.check_redirect_uri(values.get("redirect_uri", "")):
+            raise Refusal("invalid_client", case="phone_login")
+        return client
+
+    def create(self, query: object, browser_key: str) -> StartedLogin:
         """Start a login for an authorize request (its query string) asked by the browser holding
-        ``browser_key``; returns the request and its token."""
+        ``browser_key``: one row and its audit event, one commit."""
         params = self.authorize_params(query)
-        client = client_for(params)
+        client = self.client_for(params)
+        challenge = secrets.token_bytes(32)
         login, token = tickets.issue(
             LoginRequest,
             ttl=self.ttl,
             browser_hash=digest(browser_key),
-            client=client,
+            client_id=client.id,
             authorize_query=urlencode(params),
             match_code=f"{secrets.randbelow(100):02d}{secrets.choice(MATCH_LETTERS)}",
+            passkey_challenge=challenge,
         )
         record(Tags.MOBILE_LOGIN_STARTED, login_request=login.public_id, client=client.client_id)
+        started = StartedLogin(
+            public_id=login.public_id,
+            token=token,
+            match_code=login.match_code,
+            client_name=client.name,
+            expires_in=int(self.ttl.total_seconds()),
+            passkey_options=self._request_options(challenge),
+        )
         db.session.commit()
-        return login, token
+        return started
 
     def complete(self, public_id: object, browser_key: str | None, browser: Browser) -> LoggedIn:
         """Turn an approved request into a MoCert session for this browser (ending the one it held)."""
@@ -114,7 +156,8 @@ class MobileLogins:
     # -- the same device (a passkey on this computer or phone) ---------------------------------------------
 
     def passkey_options(self, public_id: object, browser_key: str | None) -> dict:
-        login = _open(_mine(public_id, browser_key))
+        """A fresh challenge for the passkey (the one issued with the request is replaced)."""
+        login = self._open(_mine(public_id, browser_key))
         challenge = secrets.token_bytes(32)
         login.passkey_challenge = challenge
         db.session.commit()
@@ -123,31 +166,81 @@ class MobileLogins:
     def passkey_complete(
         self, public_id: object, browser_key: str | None, credential: object, browser: Browser,
     ) -> LoggedIn:
-        login = _mine(public_id, browser_key)
+        """Log in with a passkey on this device: the request taken, the answer checked, the session opened
+        and, where the authorize request allows, the site's code issued; one transaction, one commit."""
         if not isinstance(credential, dict):
+            _mine(public_id, browser_key)  # an unknown request is unknown, whatever came with it
             raise Refusal("malformed_input", case="passkey_answer")
-        _open(login)
+        login = self._take_for_passkey(public_id, browser_key)
+        client = self.clients.by_id(login.client_id)
+        if client is None or client.disabled_at is not None:
+            raise _failed(login, None, Refusal("login_request_expired", case="client_disabled"), client)
+        device = by_credential(credential)
+        if device is None:
+            raise _failed(login, None, Refusal("credential_unknown"), client)
+        try:
+            self.devices.verify_assertion(device, credential, login.passkey_challenge)
+        except Refusal as refusal:
+            raise _failed(login, device, refusal, client) from None
+        now = utcnow()
+        account = device.account
+        login.approved_at = login.completed_at = now
+        login.account_id, login.device_id = account.id, device.id
+        record(Tags.MOBILE_LOGIN_SUCCESS, account=account, login_request=login.public_id, client=client.client_id,
+               device=device.id)
+        token, auth_session = sessions.open(
+            account, method="mobile", device_id=device.id, lifetime=self.session_lifetime,
+            ip=browser.ip, user_agent=browser.user_agent, replacing=browser.held,
+        )
+        params = self.authorize_params(login.authorize_query)
+        redirect = self.code_issuer(account, params) if self.code_issuer is not None else None
+        if redirect is None:
+            redirect = f"/authorize?{urlencode(self.login_marker.mark(params))}"
+        db.session.commit()
+        return LoggedIn(account, token, auth_session, redirect)
+
+    def _take_for_passkey(self, public_id: object, browser_key: str | None) -> LoginRequest:
+        """The browser's request, taken for a passkey's answer in one conditional UPDATE that reads it back;
+        when it cannot be taken, why (unknown, used, expired, no challenge)."""
+        now = utcnow()
+        taken = None
+        if isinstance(public_id, str) and len(public_id) <= 64 and isinstance(browser_key, str):
+            taken = db.session.scalars(
+                update(LoginRequest)
+                .where(
+                    LoginRequest.public_id == public_id,
+                    LoginRequest.browser_hash == digest(browser_key),
+                    LoginRequest.consumed_at.is_(None),
+                    LoginRequest.approved_at.is_(None),
+                    LoginRequest.expires_at > now,
+                    LoginRequest.passkey_challenge.is_not(None),
+                )
+                .values(consumed_at=now)
+                .returning(LoginRequest)
+                .execution_options(synchronize_session=False)
+            ).one_or_none()
+        if taken is not None:
+            return taken
+        login = self._open(_mine(public_id, browser_key))
         if login.passkey_challenge is None:
             raise Refusal("login_not_started")
-        _consume(login)
-        self._approve(login, credential, login.passkey_challenge)
-        login.completed_at = login.approved_at
-        return self._open_session(login, browser)
+        raise Refusal("login_request_used")
 
     # -- the phone's side (no cookie: the token is the capability) -------------------------------------------
 
     def phone_options(self, token: object) -> dict:
-        login = _open(_by_token(token))
+        login = self._open(_by_token(token))
+        client = self.clients.by_id(login.client_id)
         challenge = secrets.token_bytes(32)
         first_scan = login.scanned_at is None
         login.challenge = challenge
         login.scanned_at = login.scanned_at or utcnow()
         if first_scan:
-            record(Tags.MOBILE_LOGIN_SCANNED, login_request=login.public_id, client=login.client.client_id)
+            record(Tags.MOBILE_LOGIN_SCANNED, login_request=login.public_id, client=client.client_id)
         db.session.commit()
         return {
             **self._request_options(challenge),
-            "client_name": login.client.name,
+            "client_name": client.name,
             "match_code": login.match_code,
             "site": self.relying_party.name,
         }
@@ -155,7 +248,7 @@ class MobileLogins:
     def phone_complete(self, token: object, credential: object) -> dict:
         if not isinstance(credential, dict):
             raise Refusal("malformed_input", case="phone_answer")
-        login = _open(_by_token(token))
+        login = self._open(_by_token(token))
         if login.challenge is None:
             raise Refusal("login_not_scanned")
         _consume(login)
@@ -175,14 +268,15 @@ class MobileLogins:
         )
 
     def _approve(self, login: LoginRequest, credential: dict, challenge: bytes) -> None:
-        """Check the answer of a consumed request; on success mark it approved (not committed)."""
+        """Check the phone's answer of a consumed request; on success mark it approved (not committed)."""
+        client = self.clients.by_id(login.client_id)
         device = by_credential(credential)
         if device is None:
-            raise _failed(login, None, Refusal("credential_unknown"))
+            raise _failed(login, None, Refusal("credential_unknown"), client)
         try:
             self.devices.verify_assertion(device, credential, challenge)
         except Refusal as refusal:
-            raise _failed(login, device, refusal) from None
+            raise _failed(login, device, refusal, client) from None
         login.approved_at = utcnow()
         login.account_id = device.account_id
         login.device_id = device.id
@@ -190,15 +284,17 @@ class MobileLogins:
             Tags.MOBILE_LOGIN_APPROVED,
             account=device.account,
             login_request=login.public_id,
-            client=login.client.client_id,
+            client=client.client_id,
             device=device.id,
         )
 
     def _open_session(self, login: LoginRequest, browser: Browser) -> LoggedIn:
-        """A fresh MoCert session (method "mobile"), committed with the login's success.
+        """A fresh MoCert session (method "mobile") for a request the phone approved, committed with the
+        login's success.
 
         The login marker is made before the session, so /authorize sees a session at least as new as it.
         """
+        client = self.clients.by_id(login.client_id)
         account: Account = login.account
         device: Device = login.device
         # Approved a moment ago, but an admin may have stopped the phone or locked the person since.
@@ -207,13 +303,13 @@ class MobileLogins:
         try:
             ensure_usable(device, utcnow())
         except Refusal as refusal:
-            raise _failed(login, device, refusal) from None
+            raise _failed(login, device, refusal, client) from None
         redirect = f"/authorize?{urlencode(self.login_marker.mark(self.authorize_params(login.authorize_query)))}"
         record(
             Tags.MOBILE_LOGIN_SUCCESS,
             account=account,
             login_request=login.public_id,
-            client=login.client.client_id,
+            client=client.client_id,
             device=device.id,
         )
         token, auth_session = sessions.open(
@@ -223,15 +319,16 @@ class MobileLogins:
         db.session.commit()
         return LoggedIn(account, token, auth_session, redirect)
 
-
-def client_for(params: list[tuple[str, str]]) -> OidcClient:
-    """The active client the authorize request names, with its redirect URI registered; else a refusal."""
-    values = dict(params)
-    client = db.session.scalar(select(OidcClient).where(OidcClient.client_id == values.get("client_id", "")))
-    redirect_uri = values.get("redirect_uri", "")
-    if client is None or client.disabled_at is not None or not client.check_redirect_uri(redirect_uri):
-        raise Refusal("invalid_client", case="phone_login")
-    return client
+    def _open(self, login: LoginRequest) -> LoginRequest:
+        """The request, if it can still be answered (unused, unexpired, its client enabled)."""
+        if login.consumed_at is not None or login.approved_at is not None:
+            raise Refusal("login_request_used", case="qr")
+        if login.expires_at <= utcnow():
+            raise Refusal("login_request_expired", case="qr")
+        client = self.clients.by_id(login.client_id)
+        if client is None or client.disabled_at is not None:
+            raise Refusal("login_request_expired", case="client_disabled")
+        return login
 
 
 def status(public_id: object, browser_key: str | None) -> dict:
@@ -260,31 +357,21 @@ def _by_token(token: object) -> LoginRequest:
     return login
 
 
-def _open(login: LoginRequest) -> LoginRequest:
-    if login.consumed_at is not None or login.approved_at is not None:
-        raise Refusal("login_request_used", case="qr")
-    if login.expires_at <= utcnow():
-        raise Refusal("login_request_expired", case="qr")
-    if login.client.disabled_at is not None:
-        raise Refusal("login_request_expired", case="client_disabled")
-    return login
-
-
 def _consume(login: LoginRequest) -> None:
     if not tickets.consume(login):
         raise Refusal("login_request_used")
 
 
-def _failed(login: LoginRequest, device: Device | None, refusal: Refusal) -> Refusal:
-    """Record why a consumed request failed (the computer's page shows it); returns the refusal to raise."""
-    db.session.rollback()  # nothing half-done from the attempt (a possibly-cloned mark is committed already)
-    login = db.session.get(LoginRequest, login.id)
+def _failed(login: LoginRequest, device: Device | None, refusal: Refusal, client: OidcClient | None) -> Refusal:
+    """Record why a consumed request failed (the computer's page shows it), committed with its consumption;
+    returns the refusal to raise. Every caller fails before changing anything but the request itself (a
+    device's counter moves only on success; a possibly cloned device is marked and committed already)."""
     tickets.fail(login, refusal.code)
     record(
         Tags.MOBILE_LOGIN_FAILURE,
         account=device.account if device is not None else None,
         login_request=login.public_id,
-        client=login.client.client_id,
+        client=client.client_id if client is not None else None,
         device=device.id if device is not None else None,
         reason=refusal.code,
     )

@@ -32,6 +32,7 @@
   };
   let generation = 0;
   let requestId = null;
+  let passkeyOptions = null;  // issued with the request: the passkey needs no second call
   let pollTimer = null;
   let clockTimer = null;
 
@@ -109,7 +110,7 @@
     area.hidden = true;
     showStatus(error, "");
     setStatus("creating", t("creating"), "info");
-    const result = await api("POST", "/api/v1/login-requests", { authorize: root.dataset.authorizeQuery || "" });
+    const result = await api("POST", "/api/v1/login-requests", { authorize: root.dataset.authorizeQuery || "", qr: true });
     if (mine !== generation) return;
     if (!result.ok) {
       setStatus("", "");
@@ -119,6 +120,7 @@
     }
     const data = result.data;
     requestId = data.login_request_id;
+    passkeyOptions = data.passkey;
     qr.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(data.qr_svg);
     matchCode.textContent = data.match_code;
     area.hidden = false;
@@ -139,16 +141,10 @@
     const base = "/api/v1/login-requests/" + encodeURIComponent(requestId) + "/passkey";
     passkey.disabled = true;
     showStatus(error, "");
-    const options = await api("POST", base + "/options", {});
-    if (!options.ok) {
-      passkey.disabled = false;
-      showStatus(error, options.data.message, "error");
-      return;
-    }
     showStatus(status, t("passkeyWaiting"), "info");
     let credential;
     try {
-      credential = await navigator.credentials.get({ publicKey: requestOptions(options.data.publicKey) });
+      credential = await navigator.credentials.get({ publicKey: requestOptions(passkeyOptions.publicKey) });
     } catch (err) {
       passkey.disabled = false;
       showStatus(status, t("passkeyCancelled"), "error");

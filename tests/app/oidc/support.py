@@ -77,7 +77,7 @@ class Computer(Browser):
         location, page = self.login_page(authorize_url)
         assert page.status_code == 200
         authorize = html.unescape(re.search(r'data-authorize-query="([^"]*)"', page.text).group(1))
-        created = self.post("/api/v1/login-requests", {"authorize": authorize})
+        created = self.post("/api/v1/login-requests", {"authorize": authorize, "qr": True})
         assert created.status_code == 201, created.text
         return created.json()
 

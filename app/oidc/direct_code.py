@@ -1,0 +1,66 @@
+"""The site's code issued by the step that completes a login, without the browser's second trip to /authorize.
+
+A login from our login page used to end with the browser sent back to ``/authorize`` (marked as freshly
+logged in), which checked the request again and only then issued the code: one more request, and a second
+reading of the client, the nonce and the consent. When the login completes in one of our JSON calls (a passkey
+on this device), the authorize request it was made for is known (it is stored with the login request), the
+person has just logged in (so ``prompt=login`` and ``max_age`` are met), and the request can be checked and
+answered right there, by the same Authlib server and grant as ``/authorize`` uses, in the login's transaction.
+
+Only when the request asks nothing more of the person: a consent page to show (a first visit, new scopes,
+``prompt=consent``, the full national ID to type) or anything wrong with the request sends the browser to
+``/authorize`` as before, which shows the page or says what is wrong.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6749.util import scope_to_list
+from flask import current_app
+from werkzeug.datastructures import MultiDict
+
+from ..models import Account
+from ..services import consent
+from . import oauth2
+
+
+class StoredAuthorizeRequest(OAuth2Request):
+    """An authorize request (GET) from its stored parameters, as Authlib reads one from Flask's request."""
+
+    def __init__(self, params: list[tuple[str, str]]) -> None:
+        super().__init__("GET", f"{oauth2.issuer()}/authorize?{urlencode(params)}")
+        first: dict[str, str] = {}
+        for key, value in params:
+            first.setdefault(key, value)  # as Flask's request.args.get: the first of repeated ones
+        self.payload = BasicOAuth2Payload(first)
+        self.payload._datalist = {key: [v for k, v in params if k == key] for key in first}
+        self._args = MultiDict(params)
+
+    @property
+    def args(self):
+        return self._args
+
+    @property
+    def form(self):
+        return MultiDict()
+
+
+def code_redirect(account: Account, params: list[tuple[str, str]]) -> str | None:
+    """The site's redirect with a code for ``account`` (whose new session is ``account.auth_session``), the
+    code committed with whatever the caller's transaction holds; None when /authorize must answer instead."""
+    server = current_app.extensions["mocert.oidc"][0]
+    request = StoredAuthorizeRequest(params)
+    try:
+        grant = server.get_consent_grant(request=request, end_user=account)
+    except OAuth2Error:
+        return None  # /authorize says what is wrong, to the site or on its error page
+    prompts = set((grant.request.payload.data.get("prompt") or "").split())
+    asked = consent.request_for(account, grant.client, scope_to_list(grant.request.scope), ask_again="consent" in prompts)
+    if asked.needs_answer:
+        return None
+    response = server.create_authorization_response(request=request, grant=grant, grant_user=account)
+    return response.headers["Location"]
