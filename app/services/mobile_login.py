@@ -188,14 +188,12 @@ class MobileLogins:
         login.account_id, login.device_id = account.id, device.id
         record(Tags.MOBILE_LOGIN_SUCCESS, account=account, login_request=login.public_id, client=client.client_id,
                device=device.id)
+        params, marked = self._marked(login)
         token, auth_session = sessions.open(
             account, method="mobile", device_id=device.id, lifetime=self.session_lifetime,
             ip=browser.ip, user_agent=browser.user_agent, replacing=browser.held,
         )
-        params = self.authorize_params(login.authorize_query)
-        redirect = self.code_issuer(account, params) if self.code_issuer is not None else None
-        if redirect is None:
-            redirect = f"/authorize?{urlencode(self.login_marker.mark(params))}"
+        redirect = self._back_to_site(account, params, marked)
         db.session.commit()
         return LoggedIn(account, token, auth_session, redirect)
 
@@ -290,10 +288,7 @@ class MobileLogins:
 
     def _open_session(self, login: LoginRequest, browser: Browser) -> LoggedIn:
         """A fresh MoCert session (method "mobile") for a request the phone approved, committed with the
-        login's success.
-
-        The login marker is made before the session, so /authorize sees a session at least as new as it.
-        """
+        login's success."""
         client = self.clients.by_id(login.client_id)
         account: Account = login.account
         device: Device = login.device
@@ -304,7 +299,6 @@ class MobileLogins:
             ensure_usable(device, utcnow())
         except Refusal as refusal:
             raise _failed(login, device, refusal, client) from None
-        redirect = f"/authorize?{urlencode(self.login_marker.mark(self.authorize_params(login.authorize_query)))}"
         record(
             Tags.MOBILE_LOGIN_SUCCESS,
             account=account,
@@ -312,12 +306,26 @@ class MobileLogins:
             client=client.client_id,
             device=device.id,
         )
+        params, marked = self._marked(login)
         token, auth_session = sessions.open(
             account, method="mobile", device_id=device.id, lifetime=self.session_lifetime,
             ip=browser.ip, user_agent=browser.user_agent, replacing=browser.held,
         )
+        redirect = self._back_to_site(account, params, marked)
         db.session.commit()
         return LoggedIn(account, token, auth_session, redirect)
+
+    def _back_to_site(self, account: Account, params: list[tuple[str, str]], marked: str) -> str:
+        """Where the browser goes once logged in: the site with its code where the authorize request allows
+        it (issued in this transaction), else ``marked``, the request marked as a fresh login."""
+        redirect = self.code_issuer(account, params) if self.code_issuer is not None else None
+        return redirect or marked
+
+    def _marked(self, login: LoginRequest) -> tuple[list[tuple[str, str]], str]:
+        """The request's parameters, and /authorize with them marked as a fresh login. Made before the
+        session is opened, so that /authorize sees a session at least as new as the marker."""
+        params = self.authorize_params(login.authorize_query)
+        return params, f"/authorize?{urlencode(self.login_marker.mark(params))}"
 
     def _open(self, login: LoginRequest) -> LoginRequest:
         """The request, if it can still be answered (unused, unexpired, its client enabled)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -242,3 +243,69 @@ def test_a_phone_answer_naming_another_user_is_refused_and_audited(app, discover
     assert computer.status(started["login_request_id"]).json() == {"status": "failed", "reason": "user_handle_mismatch"}
     failure = _events(app, "mobile:login:failure")[0]
     assert failure["reason"] == "user_handle_mismatch" and failure["device"] is not None
+
+
+def _passkey_login(issuer, computer, phone, url) -> str:
+    """A passkey login on this device with the options the login request came with; the redirect it gives."""
+    started = computer.start(url)
+    credential = phone.browser.get(started["passkey"]["publicKey"], origin=issuer)
+    done = computer.post(f"/api/v1/login-requests/{started['login_request_id']}/passkey/complete",
+                         {"credential": credential})
+    assert done.status_code == 200, done.text
+    return done.json()["redirect"]
+
+
+def test_a_returning_person_goes_from_the_passkey_straight_back_to_the_site_with_a_code(
+    app, issuer, pki, discovery, rp_client, phone, computer
+):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    first = _passkey_login(issuer, computer, phone, url)
+    assert first.startswith("/authorize?")  # the first time, the consent page
+    computer.authorize(issuer + first)
+    rp, url, state, verifier, nonce = _authorize_url(discovery, rp_client)
+    redirect = _passkey_login(issuer, Computer(issuer, pki), phone, url)
+    assert redirect.startswith("https://rp.example/cb?") and query(redirect)["state"] == state
+    tokens = rp.fetch_token(discovery["token_endpoint"], authorization_response=redirect, code_verifier=verifier)
+    claims = verify_id_token(discovery, tokens["id_token"], rp_client["client_id"], nonce)
+    assert claims["amr"] == ["hwk", "user"] and claims["name"] == "王小明"
+    issued = _events(app, "oidc:login:success")
+    assert len(issued) == 2 and issued[-1]["method"] == "mobile"
+
+
+@pytest.mark.parametrize(
+    "before, now",
+    [({}, {"prompt": "consent"}), ({"scope": "openid"}, {})],
+    ids=["prompt=consent", "more scopes than granted"],
+)
+def test_a_passkey_login_that_must_ask_the_person_again_goes_back_to_authorize(
+    issuer, pki, discovery, rp_client, phone, computer, before, now
+):
+    _, url, *_ = _authorize_url(discovery, rp_client, **before)
+    computer.authorize(issuer + _passkey_login(issuer, computer, phone, url))  # consented once
+    _, url, *_ = _authorize_url(discovery, rp_client, **now)
+    redirect = _passkey_login(issuer, Computer(issuer, pki), phone, url)
+    assert redirect.startswith("/authorize?") and "login_after=" in redirect
+
+
+def test_a_phone_approving_for_a_returning_person_sends_the_computer_straight_back_with_a_code(
+    issuer, pki, discovery, rp_client, phone, computer
+):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    computer.authorize(issuer + _passkey_login(issuer, computer, phone, url))
+    _, url, state, *_ = _authorize_url(discovery, rp_client)
+    other = Computer(issuer, pki)
+    started = other.start(url)
+    phone.login(started["url"])
+    done = other.complete(started["login_request_id"])
+    assert done.status_code == 200 and query(done.json()["redirect"])["state"] == state
+    assert "code" in query(done.json()["redirect"])
+
+
+def test_a_login_request_draws_its_qr_code_only_when_asked(issuer, discovery, rp_client, computer):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    _, page = computer.login_page(url)
+    authorize = html.unescape(re.search(r'data-authorize-query="([^"]*)"', page.text).group(1))
+    plain = computer.post("/api/v1/login-requests", {"authorize": authorize}).json()
+    assert "qr_svg" not in plain and plain["passkey"]["publicKey"]["challenge"]
+    drawn = computer.post("/api/v1/login-requests", {"authorize": authorize, "qr": True}).json()
+    assert "<svg" in drawn["qr_svg"]
