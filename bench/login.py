@@ -32,6 +32,7 @@ from typing import TextIO
 from webauthn.phone import PhoneBrowser, SoftwareAuthenticator
 
 from . import fido2_example, mocert
+from .serve import Gunicorn
 from .client import AnswerError, HttpBrowser
 from .measure import PostgresWatch, TreeCpu, percentile
 
@@ -126,7 +127,7 @@ class Bench:
         self.args, self.out = args, out
         self.work = Path(tempfile.mkdtemp(prefix="mocert-bench-"))
         self.database: mocert.Database | None = None
-        self.servers: list[mocert.Gunicorn] = []
+        self.servers: list[Gunicorn] = []
         self.watch: PostgresWatch | None = None
 
     def close(self) -> None:
@@ -151,12 +152,12 @@ class Bench:
 
             db.session.remove()
             db.engine.dispose()
-        self.mocert = mocert.Gunicorn("wsgi:app", cwd=mocert.ROOT, port=port, environment=environment,
+        self.mocert = Gunicorn("wsgi:app", cwd=mocert.ROOT, port=port, environment=environment,
                                       log=self.work / "mocert.log")
         self.servers.append(self.mocert)
         self.mocert.start(workers=args.workers, threads=args.threads, ready="/healthz")
         example_port = _free_port()
-        self.example = mocert.Gunicorn("server.server:app", cwd=self.example_dir, port=example_port,
+        self.example = Gunicorn("server.server:app", cwd=self.example_dir, port=example_port,
                                        environment={}, log=self.work / "example.log")
         self.servers.append(self.example)
         if self.database.name is not None:
