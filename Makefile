@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test fuzz bench-verify setup setup-test lock translations db demo-pki mobile-certificates marketplace-registration clean
+.PHONY: run test fuzz bench bench-verify setup setup-test lock translations db demo-pki mobile-certificates marketplace-registration clean
 
 AGENT_PORT ?= 61161
 MARKET_PORT ?= 5001
@@ -35,6 +35,12 @@ test: setup-test translations
 # Every route, 1,000 requests each, against gunicorn on SQLite and PostgreSQL (FUZZ_ARGS="--seed 1 -n 200").
 fuzz: setup-test translations
 	$(BIN)/python -m fuzz $(FUZZ_ARGS)
+
+# The full OIDC passkey login against python-fido2's example server in interleaved rounds (bench/README.md;
+# BENCH_ARGS="--clients 16 --seconds 10 --rounds 3 --server 1x8 --database postgresql|sqlite"). PostgreSQL on
+# 127.0.0.1:5432 (MOCERT_BENCH_POSTGRES_URL), and PyPI the first time (the fido2 sdist, fetched by pip to ~/.cache).
+bench: setup translations
+	$(BIN)/python -m bench.login $(BENCH_ARGS)
 
 # The passkey verify path against the raw ECDSA-P256 verify under it, in one process (bench/README.md;
 # BENCH_VERIFY_ARGS="--iterations 20000 --rounds 9" for a longer run).

@@ -1,1 +1,2 @@
-"""Benchmarks of MoCert (``make bench-verify``); see README.md here. Not tests: they time, and print."""
+"""Benchmarks of MoCert (``make bench``, ``make bench-verify``); see README.md here. Not tests: they time, and
+print."""
