@@ -177,6 +177,8 @@ class Config:
         self.WTF_CSRF_SSL_STRICT = self.ENV_NAME == "production"
 
         self.RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "memory://")
+        # Before every counter's key: deployments (or test runs) sharing one Redis count apart.
+        self.RATELIMIT_KEY_PREFIX = _env("RATELIMIT_KEY_PREFIX", "")
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
         self.RATELIMIT_HEADERS_ENABLED = True
         self.CARD_LOGIN_RATE_LIMIT = _env("CARD_LOGIN_RATE_LIMIT", "30/minute")
