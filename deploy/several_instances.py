@@ -15,9 +15,11 @@ Python rather than a shell script: the tests start the same topology with :class
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import shutil
 import signal
+import socket
 import string
 import subprocess
 import sys
@@ -61,10 +63,10 @@ def shared_environment(environ: Mapping[str, str], *, public_url: str) -> dict[s
     return env
 
 
-def haproxy_config(*, bind: str, servers: list[tuple[str, str]], maxconn: int) -> str:
+def haproxy_config(*, bind: str, socket: Path, servers: list[tuple[str, str]], maxconn: int) -> str:
     """deploy/haproxy.cfg filled in: ``servers`` are (name, host:port)."""
     lines = "\n".join(f"    server {name} {address}" for name, address in servers)
-    return string.Template(TEMPLATE.read_text()).substitute(bind=bind, servers=lines, maxconn=maxconn)
+    return string.Template(TEMPLATE.read_text()).substitute(bind=bind, socket=socket, servers=lines, maxconn=maxconn)
 
 
 def ensure_database(url: str) -> bool:
@@ -119,6 +121,13 @@ class Process:
         self.name, self.args, self.env, self.log_path = name, args, dict(env), log_path
         self.popen: subprocess.Popen | None = None
 
+    def _demo_made(self) -> bool:
+        """Whether development's demo PKI and OIDC signing keys are there already (config.py's defaults)."""
+        instance = Path(self.env["MOCERT_INSTANCE_DIR"])
+        demo = Path(self.env.get("MOCERT_DEMO_PKI_DIR") or instance / "demo-pki")
+        keys = Path(self.env.get("MOCERT_OIDC_KEYS_DIR") or instance / "oidc-keys")
+        return (demo / "manifest.json").is_file() and any(keys.glob("*.pem"))
+
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -135,6 +144,14 @@ class Process:
         """Send ``sig`` to the whole group: gunicorn's workers go with their master."""
         if self.running():
             os.killpg(self.popen.pid, sig)
+
+    def wait_gone(self, timeout: float = 10) -> None:
+        """Return once no process of the group is alive (zombies aside): until then the kernel still
+        accepts connections on the instance's port, which then fail."""
+        self.popen.wait(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while _group_alive(self.popen.pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def stop(self, timeout: float = 15) -> None:
         if self.popen is None:
@@ -159,6 +176,18 @@ class Process:
             return self.log_path.read_text(errors="replace")[-chars:]
         except FileNotFoundError:
             return ""
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of ``group`` runs (Linux's /proc: a zombie, exited but not reaped, does not)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            return True
+    return False
 
 
 class Topology:
@@ -195,6 +224,7 @@ class Topology:
         self.instance_ports = ports
         self.instance_urls = [f"http://localhost:{instance_port}" for instance_port in ports]
         self.config_path = self.run_dir / "haproxy.cfg"
+        self.socket_path = self.run_dir / "haproxy.sock"
         self.balancer = Process("haproxy", [haproxy, "-db", "-f", str(self.config_path)], env=self.env,
                                 log_path=self.run_dir / "haproxy.log")
 
@@ -217,18 +247,25 @@ class Topology:
         ensure_database(self.env["MOCERT_DATABASE_URL"])
         check_redis(self.env["MOCERT_RATELIMIT_STORAGE_URI"])
         steps = [("db", "upgrade")]
-        if self.env.get("MOCERT_ENV", "development") != "production":
+        if self.env.get("MOCERT_ENV", "development") != "production" and not self._demo_made():
             steps.append(("pki", "init-demo"))
         for step in steps:
             done = self.flask(*step)
             if done.returncode != 0:
                 raise TopologyError(f"flask {' '.join(step)} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
 
+    def _demo_made(self) -> bool:
+        """Whether development's demo PKI and OIDC signing keys are there already (config.py's defaults)."""
+        instance = Path(self.env["MOCERT_INSTANCE_DIR"])
+        demo = Path(self.env.get("MOCERT_DEMO_PKI_DIR") or instance / "demo-pki")
+        keys = Path(self.env.get("MOCERT_OIDC_KEYS_DIR") or instance / "oidc-keys")
+        return (demo / "manifest.json").is_file() and any(keys.glob("*.pem"))
+
     def start(self) -> None:
         """The instances, each answering /healthz, then HAProxy answering through them."""
         servers = [(p.name, f"127.0.0.1:{port}") for p, port in zip(self.instances, self.instance_ports)]
-        self.config_path.write_text(haproxy_config(bind=f"127.0.0.1:{self.port}", servers=servers,
-                                                   maxconn=self.workers * self.threads))
+        self.config_path.write_text(haproxy_config(bind=f"127.0.0.1:{self.port}", socket=self.socket_path,
+                                                   servers=servers, maxconn=self.workers * self.threads))
         checked = subprocess.run([self.haproxy, "-c", "-q", "-f", str(self.config_path)], capture_output=True,
                                  text=True)
         if checked.returncode != 0:
@@ -239,6 +276,7 @@ class Topology:
             self._wait(instance, f"{url}/healthz")
         self.balancer.start()
         self._wait(self.balancer, f"{self.url}/healthz")
+        self._wait_balanced()
 
     def _wait(self, process: Process, url: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -250,9 +288,37 @@ class Topology:
             time.sleep(0.2)
         raise TopologyError(f"{process.name} did not answer {url} within {START_TIMEOUT} s:\n{process.log()}")
 
+    def balanced(self) -> dict[str, str]:
+        """Each instance's state as HAProxy sees it ("UP", "DOWN", "UP 1/2" while coming back, …)."""
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(5)
+            connection.connect(str(self.socket_path))
+            connection.sendall(b"show stat\n")
+            answer = b"".join(iter(lambda: connection.recv(65536), b""))
+        header, *rows = csv.reader(answer.decode().lstrip("# ").splitlines())
+        stats = [dict(zip(header, row)) for row in rows if row]
+        return {row["svname"]: row["status"] for row in stats if row.get("pxname") == "instances"
+                and row["svname"] not in ("BACKEND", "FRONTEND")}
+
+    def revive(self) -> None:
+        """Start again every instance that is not running, and wait until HAProxy sends to each."""
+        for instance, url in zip(self.instances, self.instance_urls):
+            if not instance.running():
+                instance.start()
+                self._wait(instance, f"{url}/healthz")
+        self._wait_balanced()
+
+    def _wait_balanced(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while set(self.balanced().values()) != {"UP"}:
+            if time.monotonic() > deadline:
+                raise TopologyError(f"HAProxy does not send to every instance: {self.balanced()}")
+            time.sleep(0.2)
+
     def kill(self, index: int, sig: int = signal.SIGKILL) -> None:
-        """Kill instance ``index`` (from 0), master and workers at once."""
+        """Kill instance ``index`` (from 0), master and workers at once; returns when they are gone."""
         self.instances[index].kill(sig)
+        self.instances[index].wait_gone()
 
     def stop(self) -> None:
         self.balancer.stop()
