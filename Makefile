@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test fuzz bench bench-verify setup setup-test lock translations db demo-pki mobile-certificates marketplace-registration clean
+.PHONY: run several-instances test fuzz bench bench-verify setup setup-test lock translations db demo-pki mobile-certificates marketplace-registration clean
 
 AGENT_PORT ?= 61161
 MARKET_PORT ?= 5001
@@ -25,6 +25,11 @@ run: setup translations db demo-pki mobile-certificates marketplace-registration
 marketplace-registration: db
 	MARKETPLACE_PORT=$(MARKET_PORT) MARKETPLACE_MOCERT_URL=$${MOCERT_PUBLIC_URL:-http://localhost:$(PORT)} \
 	  $(BIN)/python -m examples.marketplace register
+
+# Several instances behind HAProxy on PostgreSQL and Redis at 127.0.0.1 (README: Running several instances;
+# SEVERAL_ARGS="--instances 3 --port 8100").
+several-instances: setup translations
+	$(BIN)/python -m deploy.several_instances $(SEVERAL_ARGS)
 
 # The tests run in parallel workers (pytest-xdist), each with its own databases, servers and browser; those
 # that need pcscd's one vpcd reader take turns on a lock. TEST_WORKERS=0 runs them all in one process.

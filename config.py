@@ -182,6 +182,8 @@ class Config:
         default_redis = self.RATELIMIT_STORAGE_URI if self.RATELIMIT_STORAGE_URI.startswith("redis") else None
         self.REDIS_URL = _env("REDIS_URL", default_redis)
         self.CLIENT_CACHE_SECONDS = _env_float("CLIENT_CACHE_SECONDS", 10.0)
+        # Before every counter's key: deployments (or test runs) sharing one Redis count apart.
+        self.RATELIMIT_KEY_PREFIX = _env("RATELIMIT_KEY_PREFIX", "")
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
         self.RATELIMIT_HEADERS_ENABLED = True
         self.CARD_LOGIN_RATE_LIMIT = _env("CARD_LOGIN_RATE_LIMIT", "30/minute")
