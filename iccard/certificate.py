@@ -70,13 +70,30 @@ def key_identifier(certificate: x509.Certificate) -> bytes:
         return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
 
 
+@dataclass(frozen=True, eq=False)
+class ParsedCertificate:
+    """A card's certificate as both parsers read it, once: ``cryptography``'s (signatures, our checks) and
+    ``asn1crypto``'s, parsed through (path validation reads this same object: parsing it is most of what
+    reading a certificate costs, so it is done once a login, not again by each reader)."""
+
+    certificate: x509.Certificate
+    asn1: asn1_x509.Certificate = field(repr=False)
+
+
 def read_certificate(der: bytes) -> x509.Certificate:
+    """A card's certificate parsed completely by :func:`parse_certificate` (and raising as it does), as
+    ``cryptography`` reads it."""
+    return parse_certificate(der).certificate
+
+
+def parse_certificate(der: bytes, asn1: asn1_x509.Certificate | None = None) -> ParsedCertificate:
     """Parse a card's certificate completely, now, so that nothing read from it later can fail.
 
-    Both parsers see it: ``cryptography`` (signatures, our checks) and ``asn1crypto`` (path validation).
-    Raises :class:`MalformedInput` for what cannot be read (bad DER, a repeated or unreadable extension)
-    and :class:`CertificateNotAccepted` for a readable certificate whose key is not an RSA key, the only
-    kind citizen cards carry.
+    Both parsers see it: ``cryptography`` (signatures, our checks) and ``asn1crypto`` (path validation);
+    ``asn1`` is the certificate already loaded by asn1crypto, from those bytes (as a CMS signature holds it),
+    to be parsed through rather than loaded again. Raises :class:`MalformedInput` for what cannot be read
+    (bad DER, a repeated or unreadable extension) and :class:`CertificateNotAccepted` for a readable
+    certificate whose key is not an RSA key, the only kind citizen cards carry.
     """
     try:
         cert = x509.load_der_x509_certificate(der)
@@ -93,10 +110,12 @@ def read_certificate(der: bytes) -> x509.Certificate:
     if not isinstance(key, rsa.RSAPublicKey):
         raise CertificateNotAccepted("citizen certificates carry RSA keys")
     try:
-        asn1_x509.Certificate.load(der).native  # noqa: B018
+        parsed = asn1 if asn1 is not None else asn1_x509.Certificate.load(der)
+        # Every field and extension value parsed (asn1crypto parses on first read, and keeps what it read).
+        parsed.native  # noqa: B018
     except (ValueError, TypeError, KeyError) as exc:
         raise MalformedInput("certificate is not valid DER") from exc
-    return cert
+    return ParsedCertificate(cert, parsed)
 
 
 def _id_last4(cert: x509.Certificate) -> str | None:

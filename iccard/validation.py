@@ -16,6 +16,11 @@ OCSP/CRL checking are the library's; what we add is what it leaves to the caller
   checked ourselves to be signed by the certificate's issuer (or a responder it delegated to) about that
   certificate: revocation is fetched over plain HTTP, and a forged answer kept until a far nextUpdate
   would refuse every later login.
+
+A login costs what it must: the card's certificate is parsed once (:class:`~iccard.certificate.ParsedCertificate`),
+the configured certificates and trust roots once per validator, the paths from a card's issuer up to a root once
+per issuer (:class:`_IssuerPaths`: each login still validates the whole path, signatures, validity, policy and
+every certificate's revocation, anew), and a thread's validations run on one event loop kept for the thread.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -43,15 +49,18 @@ from pyhanko_certvalidator import errors as pv_errors
 from pyhanko_certvalidator.fetchers.api import CertificateFetcher, CRLFetcher, Fetchers, OCSPFetcher
 from pyhanko_certvalidator.fetchers.requests_fetchers.crl_client import RequestsCRLFetcher
 from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
+from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
     CertRevTrustPolicy,
     PKIXValidationParams,
     RevocationCheckingPolicy,
     RevocationCheckingRule,
 )
+from pyhanko_certvalidator.registry import PathBuilder, SimpleTrustManager
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
+from pyhanko_certvalidator.util import CancelableAsyncIterator
 
-from .certificate import key_identifier
+from .certificate import ParsedCertificate, key_identifier
 from .errors import (
     CertificateExpired,
     CertificateNotAccepted,
@@ -161,8 +170,14 @@ class CardCertificateValidator:
         if not settings.anchors:
             raise ValueError("at least one trust anchor is required")
         self._settings = settings
-        self._anchors = [asn1_x509.Certificate.load(der) for der in settings.anchors]
-        self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
+        self._anchors = [_parsed_through(der) for der in settings.anchors]
+        self._intermediates = [_parsed_through(der) for der in settings.intermediates]
+        # The trust roots as the library's trust anchors, once (every validation reads them, none changes them).
+        self._trust_manager = SimpleTrustManager.build(trust_roots=self._anchors)
+        self._paths = _IssuerPaths(
+            anchor_keys={cert.public_key.dump() for cert in self._anchors},
+            configured={cert.issuer_serial for cert in (*self._anchors, *self._intermediates)},
+        )
         self._issuers = [
             (key_identifier(cert), cert)
             for cert in (x509.load_der_x509_certificate(der) for der in (*settings.anchors, *settings.intermediates))
@@ -216,10 +231,20 @@ class CardCertificateValidator:
         except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
             raise CertificateNotAccepted(f"the certificate's extensions cannot be read: {exc}") from exc
 
-    def validate(self, certificate: x509.Certificate) -> None:
-        """Raise one of the card-login errors unless the certificate is valid for signing right now."""
+    def validate(self, certificate: x509.Certificate | ParsedCertificate) -> None:
+        """Raise one of the card-login errors unless the certificate is valid for signing right now.
+
+        A :class:`~iccard.certificate.ParsedCertificate` (what reading a card's answer made) is validated as it
+        was parsed; a bare ``cryptography`` certificate is parsed for the library first.
+        """
+        parsed = certificate if isinstance(certificate, ParsedCertificate) else None
+        if parsed is not None:
+            certificate = parsed.certificate
         self.check_offline(certificate)
-        end_entity = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
+        if parsed is not None:
+            end_entity = parsed.asn1
+        else:
+            end_entity = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
         origins, timeout = self._origins, self._settings.fetch_timeout
         ocsp_fetcher = _CachingOCSPFetcher(_GuardedOCSPFetcher(origins, per_request_timeout=timeout), self._cache)
         crl_fetcher = _CachingCRLFetcher(
@@ -227,18 +252,19 @@ class CardCertificateValidator:
         )
         fetchers = Fetchers(ocsp_fetcher=ocsp_fetcher, crl_fetcher=crl_fetcher, cert_fetcher=_NoCertificateFetcher())
         context = ValidationContext(
-            trust_roots=self._anchors,
+            trust_manager=self._trust_manager,
             # Only configured certificates: nothing the card sends, nothing fetched, can become a CA.
             other_certs=self._intermediates,
             allow_fetching=True,
             fetchers=fetchers,
             revinfo_policy=self._revinfo_policy,
         )
+        context.path_builder = _KnownPathBuilder(context.path_builder, self._paths, end_entity)
         validator = CertificateValidator(end_entity, validation_context=context, pkix_params=self._pkix_params)
         try:
             # digitalSignature alone: a login is an authentication. nonRepudiation is for signing documents,
             # and real MOICA cards' signing certificates do not state it.
-            _run_sync(validator.async_validate_usage({"digital_signature"}))
+            _LOOPS.run(validator.async_validate_usage({"digital_signature"}))
         except pv_errors.RevokedError as exc:
             # A revocation the library believed: the answers it came from are the CA's.
             ocsp_fetcher.commit()
@@ -330,18 +356,203 @@ def _origins_named_by(cert: x509.Certificate) -> set[str]:
     return {origin for origin in map(origin_of, urls) if origin is not None}
 
 
-def _run_sync(coroutine):
-    """Run the library's coroutine to completion from synchronous code.
+def _parsed_through(der: bytes) -> asn1_x509.Certificate:
+    """A configured certificate, parsed completely once: every validation reads it, from any thread, and
+    asn1crypto parses a field on its first read."""
+    certificate = asn1_x509.Certificate.load(der)
+    certificate.native  # noqa: B018
+    return certificate
 
-    Inside a thread that already runs an event loop (an async server, or anything driving one) a
-    second loop cannot start, so the work goes to a short-lived thread of its own.
+
+class _EventLoops:
+    """An event loop for each thread that validates, kept for the thread's life, to run the library on.
+
+    The library is asynchronous and our callers are not. A loop made and torn down for every login cost more
+    than the rest of a validation with the revocation answers cached; one loop in a thread of its own, which
+    every login's thread hands its validation to and waits on, costs two thread wake-ups a login (a
+    millisecond and more, measured on a busy machine). So the calling thread runs its own loop,
+    made on its first validation: no hand-over, and the revocation fetches of one login do not wait on
+    another's. A thread that already runs a loop (an async server, anything driving one) cannot run a second:
+    its validation runs in a short-lived thread of its own, as every validation once did. A loop made before
+    a fork is not used after it (the child would share its selector with the parent).
     """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def run(self, coroutine: Coroutine):
+        """Run ``coroutine`` to completion and return its result (or raise its exception)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                return pool.submit(asyncio.run, coroutine).result()
+        kept = getattr(self._local, "kept", None)
+        if kept is None or kept.pid != os.getpid():
+            kept = self._local.kept = _ThreadLoop()
+        try:
+            return kept.loop.run_until_complete(coroutine)
+        finally:
+            kept.cancel_leftovers()
+
+
+class _ThreadLoop:
+    """One thread's loop, closed with the thread's local data when the thread ends."""
+
+    def __init__(self) -> None:
+        self.loop, self.pid = asyncio.new_event_loop(), os.getpid()
+
+    def cancel_leftovers(self) -> None:
+        """Cancel what a validation left running (a fetch it no longer waits for), as ``asyncio.run`` does on
+        its way out: kept, it would go on during the thread's next login."""
+        leftovers = asyncio.all_tasks(self.loop)
+        if not leftovers:
+            return
+        for task in leftovers:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+
+    def __del__(self) -> None:
+        if not self.loop.is_closed() and not self.loop.is_running():
+            self.loop.close()
+
+
+_LOOPS = _EventLoops()
+
+
+class _IssuerPaths:
+    """The validation paths from a card's issuer up to a trust anchor, kept per issuer.
+
+    Building them looked names up and compared them (asn1crypto preparing each name for it) and set up a
+    registry of issuers: per login, more than half the work of validating the path. They depend only on what the card's certificate says of its issuer (name, key
+    identifier, issuer and serial in the authority key identifier) and on the configured certificates, which
+    do not change for a validator; so a card with the same issuer as an earlier one gets the same paths, with
+    itself at the end. The library validates the whole path each time: only the search is saved, never a
+    check (signatures, validity, policy, each certificate's revocation). An entry goes when the first of its
+    certificates expires (its paths would fail anyway, and are built again then) and, past
+    :attr:`MAX_ENTRIES`, the oldest first.
+
+    Where the library's own search could find other paths for one card than for another of the same issuer,
+    no path is kept or used: a card that is a configured trust anchor itself (its path is that anchor alone),
+    or one with the issuer and serial number of a configured certificate (the search skips a certificate it
+    has seen in the path already).
+    """
+
+    MAX_ENTRIES = 64
+
+    def __init__(self, *, anchor_keys: set[bytes], configured: set[bytes], clock: Callable[[], datetime] = _now) -> None:
+        self._anchor_keys, self._configured, self._clock = frozenset(anchor_keys), frozenset(configured), clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, tuple[tuple[ValidationPath, ...], datetime]] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def key_of(self, certificate: asn1_x509.Certificate) -> tuple | None:
+        """What the search for ``certificate``'s paths depends on, or None when its paths are not to be kept."""
+        if certificate.public_key.dump() in self._anchor_keys or certificate.issuer_serial in self._configured:
+            return None
+        return (
+            certificate.issuer.dump(),
+            certificate.authority_key_identifier,
+            certificate.authority_issuer_serial,
+        )
+
+    def get(self, key: tuple, certificate: asn1_x509.Certificate) -> list[ValidationPath] | None:
+        """The kept paths for ``key``, each ending at ``certificate``; None if none are kept."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            paths, expires = entry
+            if self._clock() >= expires:
+                del self._entries[key]
+                return None
+        return [path.copy_and_append(certificate) for path in paths]
+
+    def put(self, key: tuple, paths: list[ValidationPath]) -> None:
+        """Keep ``paths`` (as built for a certificate with ``key``, it at their end) without their last certificate."""
+        if not paths:
+            return
+        above = tuple(_without_leaf(path) for path in paths)
+        expires = min(
+            cert["tbs_certificate"]["validity"]["not_after"].native
+            for path in above
+            for cert in path.iter_certs(include_root=True)
+        )
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = (above, expires)
+            while len(self._entries) > self.MAX_ENTRIES:
+                del self._entries[next(iter(self._entries))]
+
+
+def _without_leaf(path: ValidationPath) -> ValidationPath:
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        return path.copy_and_drop_leaf()
+    except IndexError:  # the leaf's issuer is the trust anchor
+        return ValidationPath(path.trust_anchor, [], None)
+
+
+class _KnownPathBuilder(PathBuilder):
+    """The library's path builder, serving the card's certificate its issuer's kept paths (see :class:`_IssuerPaths`).
+
+    A miss builds them all with the library's own search, keeps them, and serves them; should that search fail,
+    nothing is kept and the library's lazy search runs again, to fail (or not) just as it does. Every other
+    certificate (a CRL's or an OCSP responder's issuer) is the library's alone.
+    """
+
+    def __init__(self, builder: PathBuilder, paths: _IssuerPaths, end_entity: asn1_x509.Certificate) -> None:
+        super().__init__(trust_manager=builder.trust_manager, registry=builder.registry)
+        self._paths, self._end_entity = paths, end_entity
+
+    def async_build_paths_lazy(self, end_entity_cert: asn1_x509.Certificate) -> CancelableAsyncIterator[ValidationPath]:
+        key = self._paths.key_of(end_entity_cert) if end_entity_cert is self._end_entity else None
+        if key is None:
+            return super().async_build_paths_lazy(end_entity_cert)
+        return _KnownPaths(self, key, end_entity_cert)
+
+
+class _KnownPaths(CancelableAsyncIterator[ValidationPath]):
+    def __init__(self, builder: _KnownPathBuilder, key: tuple, certificate: asn1_x509.Certificate) -> None:
+        self._builder, self._key, self._certificate = builder, key, certificate
+        self._paths: Iterable[ValidationPath] | None = None
+        self._library: CancelableAsyncIterator[ValidationPath] | None = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> ValidationPath:
+        if self._paths is None and self._library is None:
+            await self._start()
+        if self._library is not None:
+            return await self._library.__anext__()
+        try:
+            return next(self._paths)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    async def _start(self) -> None:
+        kept = self._builder._paths.get(self._key, self._certificate)
+        if kept is not None:
+            self._paths = iter(kept)
+            return
+        library = PathBuilder.async_build_paths_lazy(self._builder, self._certificate)
+        try:
+            built = [path async for path in library]
+        except Exception:  # noqa: BLE001 - the library's own search, run again below, raises what it raises
+            await library.cancel()
+            self._library = PathBuilder.async_build_paths_lazy(self._builder, self._certificate)
+            return
+        self._builder._paths.put(self._key, built)
+        self._paths = iter(built)
+
+    async def cancel(self) -> None:
+        if self._library is not None:
+            await self._library.cancel()
 
 
 class _NotAllowed(requests.RequestException):

@@ -560,3 +560,102 @@ def test_an_unknown_answer_is_not_kept_when_the_crl_decided(pki, revocation_serv
     revocation_server.requests.clear()
     CardCertificateValidator(_settings(pki), cache).validate(cert)
     assert any(p.endswith("/ocsp") for p in revocation_server.requests)  # asked again
+
+
+# -- what a validator keeps between logins: the paths above a card's issuer, never a check -------------
+
+
+def test_a_path_kept_from_one_card_spares_the_next_card_of_its_issuer_no_check(pki, revocation_server):
+    validator = CardCertificateValidator(_settings(pki))
+    validator.validate(pki.card_certificate(card_of(pki, "A123456789")))
+    assert len(validator._paths) == 1
+    with pytest.raises(errors.CertificateRevoked):
+        validator.validate(pki.card_certificate(card_of(pki, "K120000006", "revoked")))
+    with pytest.raises(errors.CertificateExpired):
+        validator.validate(pki.card_certificate(card_of(pki, "F131313136", "expired")))
+    validator.validate(pki.card_certificate(card_of(pki, "B223456782")))
+    assert len(validator._paths) == 1  # one issuer, one path kept
+
+
+def test_on_a_kept_path_the_issuing_cas_own_status_is_asked_again(moica_pki, revocation_server):
+    cache = RevocationCache()
+    validator = CardCertificateValidator(_moica_settings(moica_pki), cache)
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    validator.validate(cert)
+    revocation_server.down.update({"root-ocsp", "root-crl"})
+    cache.clear()
+    with pytest.raises(errors.IssuerRevocationUnknown):
+        validator.validate(cert)
+
+
+def _demo_path(pki: DemoPKI, card) -> tuple:
+    """The demo card's path as the library builds it (root, issuing CA, card), and the card, as asn1crypto reads them."""
+    from pyhanko_certvalidator.authority import CertTrustAnchor
+    from pyhanko_certvalidator.path import ValidationPath
+
+    root, issuer, leaf = (
+        asn1_x509.Certificate.load(c.public_bytes(Encoding.DER))
+        for c in (pki.root_certificate, pki.issuer_certificate, pki.card_certificate(card))
+    )
+    return ValidationPath(CertTrustAnchor(root), [issuer], leaf), leaf
+
+
+def test_a_kept_path_goes_when_the_first_of_its_certificates_expires(pki):
+    from iccard.validation import _IssuerPaths
+
+    clock = _Clock()
+    paths = _IssuerPaths(anchor_keys=set(), configured=set(), clock=clock)
+    path, card = _demo_path(pki, card_of(pki, "A123456789"))
+    key = paths.key_of(card)
+    paths.put(key, [path])
+    assert paths.get(key, card) == [path]
+    # The issuing CA's certificate ends before the root's.
+    issuer_ends = pki.issuer_certificate.not_valid_after_utc
+    clock.ahead = issuer_ends - clock() - timedelta(minutes=1)
+    assert paths.get(key, card) == [path]
+    clock.ahead += timedelta(minutes=2)
+    assert paths.get(key, card) is None and len(paths) == 0
+
+
+def test_the_kept_paths_are_at_most_their_number_the_oldest_going_first(pki):
+    from iccard.validation import _IssuerPaths
+
+    paths = _IssuerPaths(anchor_keys=set(), configured=set())
+    path, card = _demo_path(pki, card_of(pki, "A123456789"))
+    for n in range(_IssuerPaths.MAX_ENTRIES + 1):
+        paths.put(("issuer", n), [path])
+    assert len(paths) == _IssuerPaths.MAX_ENTRIES
+    assert paths.get(("issuer", 0), card) is None and paths.get(("issuer", 1), card) == [path]
+
+
+def test_no_path_is_kept_for_a_card_that_a_configured_certificate_could_stand_for(pki):
+    # The library's search skips a certificate already in the path: one with the issuer and serial number of a
+    # configured certificate, or a trust anchor's key, may get other paths than its issuer's other cards.
+    from iccard.validation import _IssuerPaths
+
+    _, card = _demo_path(pki, card_of(pki, "A123456789"))
+    assert _IssuerPaths(anchor_keys=set(), configured=set()).key_of(card) is not None
+    assert _IssuerPaths(anchor_keys=set(), configured={card.issuer_serial}).key_of(card) is None
+    assert _IssuerPaths(anchor_keys={card.public_key.dump()}, configured=set()).key_of(card) is None
+
+
+def test_validations_from_several_threads_at_once_each_succeed(validator, pki):
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(lambda _: validator.validate(cert), range(8))) == [None] * 8
+
+
+def test_what_a_validation_leaves_running_on_its_threads_loop_is_cancelled():
+    from iccard.validation import _EventLoops
+
+    loops, started = _EventLoops(), []
+
+    async def leaves_a_task_behind():
+        started.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
+        return "done"
+
+    assert loops.run(leaves_a_task_behind()) == "done"
+    assert started[0].cancelled()
+    assert loops.run(leaves_a_task_behind()) == "done"
+    assert started[1].get_loop() is started[0].get_loop()  # the thread's loop, kept
+    assert started[1].cancelled() and asyncio.all_tasks(started[1].get_loop()) == set()
