@@ -8,6 +8,7 @@ in the certificate, only (reportedly) its last four digits in subjectDirectoryAt
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -111,11 +112,38 @@ def parse_certificate(der: bytes, asn1: asn1_x509.Certificate | None = None) -> 
         raise CertificateNotAccepted("citizen certificates carry RSA keys")
     try:
         parsed = asn1 if asn1 is not None else asn1_x509.Certificate.load(der)
-        # Every field and extension value parsed (asn1crypto parses on first read, and keeps what it read).
-        parsed.native  # noqa: B018
+        # Every field and extension value parsed (asn1crypto parses on first read, and keeps what it read), unless
+        # these very bytes were parsed through before: parsing is the same every time, and most of a login's cost.
+        digest = hashlib.sha256(der).digest()
+        if not _PARSED_THROUGH.seen(digest):
+            parsed.native  # noqa: B018
+            _PARSED_THROUGH.add(digest)
     except (ValueError, TypeError, KeyError) as exc:
         raise MalformedInput("certificate is not valid DER") from exc
     return ParsedCertificate(cert, parsed)
+
+
+class Digests:
+    """A bounded, thread-safe set of digests, the oldest going first."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, None] = {}
+
+    def seen(self, digest: bytes) -> bool:
+        with self._lock:
+            return digest in self._entries
+
+    def add(self, digest: bytes) -> None:
+        with self._lock:
+            self._entries[digest] = None
+            while len(self._entries) > self._max_entries:
+                del self._entries[next(iter(self._entries))]
+
+
+# The certificates asn1crypto parsed through without an error, by the SHA-256 of their DER.
+_PARSED_THROUGH = Digests(4096)
 
 
 def _id_last4(cert: x509.Certificate) -> str | None:
