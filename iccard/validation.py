@@ -19,18 +19,19 @@ OCSP/CRL checking are the library's; what we add is what it leaves to the caller
 
 A login costs what it must: the card's certificate is parsed once (:class:`~iccard.certificate.ParsedCertificate`),
 the configured certificates and trust roots once per validator, the paths from a card's issuer up to a root once
-per issuer (:class:`_IssuerPaths`: each login still validates the whole path, signatures, validity, policy and
-every certificate's revocation, anew), and a thread's validations run on one event loop kept for the thread.
+per issuer (:class:`_IssuerPaths`: each validation still checks the whole path, signatures, validity, policy and
+every certificate's revocation, anew), and a card found valid on revocation answers that are all still the
+cache's is not validated again while they are (:class:`_ValidatedCards`: its answers are looked up each login).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import logging
-import os
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -60,7 +61,7 @@ from pyhanko_certvalidator.registry import PathBuilder, SimpleTrustManager
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 from pyhanko_certvalidator.util import CancelableAsyncIterator
 
-from .certificate import ParsedCertificate, key_identifier
+from .certificate import Digests, ParsedCertificate, key_identifier
 from .errors import (
     CertificateExpired,
     CertificateNotAccepted,
@@ -192,6 +193,9 @@ class CardCertificateValidator:
             | {parse_origin(origin) for origin in settings.revocation_origins}
         )
         self._cache = cache if cache is not None else RevocationCache()  # an empty one is falsy (len)
+        self._validated = _ValidatedCards(self._cache)
+        # The cards that passed check_offline (the configured issuers' signature, key usage), by DER's SHA-256.
+        self._checked_offline = Digests(4096)
         rule = (
             RevocationCheckingRule.CRL_OR_OCSP_REQUIRED
             if settings.revocation_mode == "hard-fail"
@@ -225,11 +229,15 @@ class CardCertificateValidator:
     def check_offline(self, certificate: x509.Certificate) -> None:
         """Refuse, without any network request, what cannot be a valid card: a CA or non-signing
         certificate, or one that no configured CA issued (raises :class:`UnknownIssuer`)."""
+        digest = hashlib.sha256(certificate.public_bytes(Encoding.DER)).digest()
+        if self._checked_offline.seen(digest):  # these very bytes passed: the same checks would pass again
+            return
         try:
             self._configured_issuer(certificate)
             _check_signing_certificate(certificate)
         except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
             raise CertificateNotAccepted(f"the certificate's extensions cannot be read: {exc}") from exc
+        self._checked_offline.add(digest)
 
     def validate(self, certificate: x509.Certificate | ParsedCertificate) -> None:
         """Raise one of the card-login errors unless the certificate is valid for signing right now.
@@ -241,10 +249,13 @@ class CardCertificateValidator:
         if parsed is not None:
             certificate = parsed.certificate
         self.check_offline(certificate)
+        der = certificate.public_bytes(Encoding.DER)
+        if self._validated.still_valid(der):
+            return
         if parsed is not None:
             end_entity = parsed.asn1
         else:
-            end_entity = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
+            end_entity = asn1_x509.Certificate.load(der)
         origins, timeout = self._origins, self._settings.fetch_timeout
         ocsp_fetcher = _CachingOCSPFetcher(_GuardedOCSPFetcher(origins, per_request_timeout=timeout), self._cache)
         crl_fetcher = _CachingCRLFetcher(
@@ -264,7 +275,7 @@ class CardCertificateValidator:
         try:
             # digitalSignature alone: a login is an authentication. nonRepudiation is for signing documents,
             # and real MOICA cards' signing certificates do not state it.
-            _LOOPS.run(validator.async_validate_usage({"digital_signature"}))
+            path = _run_sync(validator.async_validate_usage({"digital_signature"}))
         except pv_errors.RevokedError as exc:
             # A revocation the library believed: the answers it came from are the CA's.
             ocsp_fetcher.commit()
@@ -288,6 +299,7 @@ class CardCertificateValidator:
         # be what made it fail (a forgery served once would otherwise refuse every login until its nextUpdate).
         ocsp_fetcher.commit()
         crl_fetcher.commit()
+        self._validated.put(der, path, {**ocsp_fetcher.consulted, **crl_fetcher.consulted})
 
     def _issuer_keys_of(self, certificate: asn1_x509.Certificate) -> list[asn1_keys.PublicKeyInfo]:
         return self._issuer_keys.get(certificate.authority_key_identifier, [])
@@ -364,62 +376,86 @@ def _parsed_through(der: bytes) -> asn1_x509.Certificate:
     return certificate
 
 
-class _EventLoops:
-    """An event loop for each thread that validates, kept for the thread's life, to run the library on.
+def _run_sync(coroutine):
+    """Run the library's coroutine to completion from synchronous code.
 
-    The library is asynchronous and our callers are not. A loop made and torn down for every login cost more
-    than the rest of a validation with the revocation answers cached; one loop in a thread of its own, which
-    every login's thread hands its validation to and waits on, costs two thread wake-ups a login (a
-    millisecond and more, measured on a busy machine). So the calling thread runs its own loop,
-    made on its first validation: no hand-over, and the revocation fetches of one login do not wait on
-    another's. A thread that already runs a loop (an async server, anything driving one) cannot run a second:
-    its validation runs in a short-lived thread of its own, as every validation once did. A loop made before
-    a fork is not used after it (the child would share its selector with the parent).
+    Inside a thread that already runs an event loop (an async server, or anything driving one) a
+    second loop cannot start, so the work goes to a short-lived thread of its own.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+class _ValidatedCards:
+    """The cards this validator found valid lately, each with the revocation answers that said so.
+
+    A card whose every answer (its own status, its CA's at the root) is still the very one in the revocation
+    cache, within its nextUpdate, would be found valid again by the library: the same certificates, the same
+    signatures and policies, the same answers; only the time moves, and the entry goes when the first
+    certificate of its path (or of a responder that signed one of the answers) expires. So a login of such a
+    card checks it offline (its issuer's signature, key usage) and looks its answers up in the cache, and the
+    path is not validated again. An answer that left the cache (past its nextUpdate, cleared, or replaced by a
+    newer one, revoked perhaps) ends the entry: the next login validates the whole path, fetching what it must.
+    Only a validation whose every certificate's status came from an answer that is now in the cache is kept: one
+    that fetched something not kept (a forgery, "unknown"), or decided without an answer (soft-fail with the
+    responders down), is validated again each time. At most :attr:`MAX_ENTRIES` cards, the oldest going first.
     """
 
-    def __init__(self) -> None:
-        self._local = threading.local()
+    MAX_ENTRIES = 4096
 
-    def run(self, coroutine: Coroutine):
-        """Run ``coroutine`` to completion and return its result (or raise its exception)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                return pool.submit(asyncio.run, coroutine).result()
-        kept = getattr(self._local, "kept", None)
-        if kept is None or kept.pid != os.getpid():
-            kept = self._local.kept = _ThreadLoop()
-        try:
-            return kept.loop.run_until_complete(coroutine)
-        finally:
-            kept.cancel_leftovers()
+    def __init__(self, cache: RevocationCache) -> None:
+        self._cache = cache
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, tuple[datetime, tuple[tuple[object, object], ...]]] = {}
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
-class _ThreadLoop:
-    """One thread's loop, closed with the thread's local data when the thread ends."""
+    def _now(self) -> datetime:
+        # The later of the cache's time (a test moves it) and the real one: the certificates expire in both.
+        return max(_now(), self._cache.now())
 
-    def __init__(self) -> None:
-        self.loop, self.pid = asyncio.new_event_loop(), os.getpid()
+    def still_valid(self, der: bytes) -> bool:
+        """Whether the card with this DER was found valid on answers that are all still the cache's."""
+        with self._lock:
+            entry = self._entries.get(der)
+        if entry is None:
+            return False
+        valid_until, answers = entry
+        if self._now() < valid_until and all(self._cache.get(key) is value for key, value in answers):
+            return True
+        with self._lock:
+            if self._entries.get(der) is entry:
+                del self._entries[der]
+        return False
 
-    def cancel_leftovers(self) -> None:
-        """Cancel what a validation left running (a fetch it no longer waits for), as ``asyncio.run`` does on
-        its way out: kept, it would go on during the thread's next login."""
-        leftovers = asyncio.all_tasks(self.loop)
-        if not leftovers:
+    def put(self, der: bytes, path: ValidationPath, consulted: dict[object, object | None]) -> None:
+        """Keep the card as valid, found so on ``path`` with the answers ``consulted`` (by cache key), if they
+        are all in the cache now."""
+        if not consulted or any(self._cache.get(key) is not value for key, value in consulted.items()):
             return
-        for task in leftovers:
-            task.cancel()
-        self.loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        certificates = [*path.iter_certs(include_root=True)]
+        for value in consulted.values():
+            if isinstance(value, asn1_ocsp.OCSPResponse):
+                certificates += _responder_certificates(value)
+        valid_until = min(cert["tbs_certificate"]["validity"]["not_after"].native for cert in certificates)
+        with self._lock:
+            self._entries.pop(der, None)
+            self._entries[der] = (valid_until, tuple(consulted.items()))
+            while len(self._entries) > self.MAX_ENTRIES:
+                del self._entries[next(iter(self._entries))]
 
-    def __del__(self) -> None:
-        if not self.loop.is_closed() and not self.loop.is_running():
-            self.loop.close()
 
-
-_LOOPS = _EventLoops()
+def _responder_certificates(response: asn1_ocsp.OCSPResponse) -> list[asn1_x509.Certificate]:
+    try:
+        return list(response.basic_ocsp_response["certs"] or ())
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return []
 
 
 class _IssuerPaths:
@@ -635,14 +671,18 @@ class _CachingOCSPFetcher(OCSPFetcher):
         self._inner, self._cache = inner, cache
         self._by_cert: dict[object, list[asn1_ocsp.OCSPResponse]] = {}
         self._fetched: dict[object, tuple[_Fetched, asn1_x509.Certificate, asn1_keys.PublicKeyInfo]] = {}
+        # Every answer asked for, by cache key: the one used, or None while (or if) there is none.
+        self.consulted: dict[object, asn1_ocsp.OCSPResponse | None] = {}
 
     async def fetch(self, cert, authority) -> asn1_ocsp.OCSPResponse:
         key = ("ocsp", authority.public_key.sha256, cert.serial_number)
+        self.consulted.setdefault(key, None)
         response = self._cache.get(key)
         if response is None:
             fetched_at = self._cache.now()
             response = await self._inner.fetch(cert, authority)
             self._fetched[key] = (_Fetched(response, fetched_at), cert, authority.public_key)
+        self.consulted[key] = response
         self._by_cert.setdefault(cert.issuer_serial, []).append(response)
         return response
 
@@ -681,15 +721,18 @@ class _CachingCRLFetcher(CRLFetcher):
         self._inner, self._cache, self._issuer_keys_of = inner, cache, issuer_keys_of
         self._by_cert: dict[object, list[asn1_crl.CertificateList]] = {}
         self._fetched: dict[object, tuple[_Fetched, asn1_x509.Certificate]] = {}
+        self.consulted: dict[object, list[asn1_crl.CertificateList] | None] = {}  # as the OCSP fetcher's
 
     async def fetch(self, cert, *, use_deltas=None) -> Iterable[asn1_crl.CertificateList]:
         # By issuer key as well: MOICA's generations share a name, and a CRL serves only its issuer's certificates.
         key = ("crl", cert.authority_key_identifier, tuple(sorted(_crl_urls(cert))))
+        self.consulted.setdefault(key, None)
         crls = self._cache.get(key)
         if crls is None:
             fetched_at = self._cache.now()
             crls = list(await self._inner.fetch(cert, use_deltas=use_deltas))
             self._fetched[key] = (_Fetched(crls, fetched_at), cert)
+        self.consulted[key] = crls
         self._by_cert[cert.issuer_serial] = crls
         return crls
 

@@ -645,17 +645,67 @@ def test_validations_from_several_threads_at_once_each_succeed(validator, pki):
         assert list(pool.map(lambda _: validator.validate(cert), range(8))) == [None] * 8
 
 
-def test_what_a_validation_leaves_running_on_its_threads_loop_is_cancelled():
-    from iccard.validation import _EventLoops
+# -- a card found valid on answers still cached is not validated again -----------------------------------
 
-    loops, started = _EventLoops(), []
 
-    async def leaves_a_task_behind():
-        started.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
-        return "done"
+def _validations(monkeypatch) -> list:
+    """The library's validations run from now on (each a call of iccard.validation._run_sync)."""
+    from iccard import validation
 
-    assert loops.run(leaves_a_task_behind()) == "done"
-    assert started[0].cancelled()
-    assert loops.run(leaves_a_task_behind()) == "done"
-    assert started[1].get_loop() is started[0].get_loop()  # the thread's loop, kept
-    assert started[1].cancelled() and asyncio.all_tasks(started[1].get_loop()) == set()
+    runs, run = [], validation._run_sync
+    monkeypatch.setattr(validation, "_run_sync", lambda coroutine: runs.append(coroutine) or run(coroutine))
+    return runs
+
+
+def test_a_card_valid_on_cached_answers_is_not_validated_again_until_one_goes(pki, revocation_server, monkeypatch):
+    clock = _Clock()
+    validator = CardCertificateValidator(_settings(pki), RevocationCache(clock))
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    runs = _validations(monkeypatch)
+    validator.validate(cert)
+    validator.validate(cert)
+    assert len(runs) == 1
+    # Its OCSP answer past its nextUpdate (an hour), the next login validates the card again and asks anew.
+    clock.ahead = timedelta(minutes=65)
+    revocation_server.down.update({"ocsp", "crl"})
+    with pytest.raises(errors.RevocationUnknown):
+        validator.validate(cert)
+    assert len(runs) == 2
+
+
+def test_a_card_is_validated_again_once_its_cached_answer_is_replaced(pki, revocation_server, monkeypatch):
+    # Another validator sharing the cache fetched a newer answer (a revoked one, say): the card's entry rested on
+    # the one replaced.
+    cache = RevocationCache()
+    validator = CardCertificateValidator(_settings(pki), cache)
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    validator.validate(cert)
+    runs = _validations(monkeypatch)
+    (key,) = [k for k in cache._entries if k[0] == "ocsp"]
+    value, expires = cache._entries[key]
+    cache._entries[key] = (value.copy(), expires)
+    validator.validate(cert)
+    assert len(runs) == 1
+
+
+def test_a_card_valid_beside_a_forged_answer_is_validated_again_each_time(moica_pki, revocation_server, monkeypatch):
+    # GRCA's OCSP answer forged and not kept, its CRL decided: the forger is asked again at the next login,
+    # not skipped because the card was found valid.
+    validator = CardCertificateValidator(_moica_settings(moica_pki), RevocationCache())
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    served = serve_once(revocation_server, "root-ocsp", forged_answers.grca_ocsp(moica_pki, "another_key"))
+    validator.validate(cert)
+    assert len(served) == 1
+    again = serve_once(revocation_server, "root-ocsp", forged_answers.grca_ocsp(moica_pki, "another_key"))
+    validator.validate(cert)
+    assert len(again) == 1
+
+
+def test_a_revoked_card_is_refused_every_time(pki, revocation_server, monkeypatch):
+    validator = CardCertificateValidator(_settings(pki))
+    cert = pki.card_certificate(card_of(pki, "K120000006", "revoked"))
+    runs = _validations(monkeypatch)
+    for _ in range(2):
+        with pytest.raises(errors.CertificateRevoked):
+            validator.validate(cert)
+    assert len(runs) == 2
