@@ -75,5 +75,5 @@ class CardLoginVerifier:
         if hash_algorithm not in SUPPORTED_HASH_NAMES:
             raise MalformedInput(f"unsupported hash algorithm {hash_algorithm!r}")
         answer.signature.verify(tbs.encode("utf-8"), SUPPORTED_HASH_NAMES[hash_algorithm])
-        self._validator.validate(answer.signature.certificate)
+        self._validator.validate(answer.signature.signer)  # as read: parsed once
         return answer.citizen

@@ -8,6 +8,7 @@ in the certificate, only (reportedly) its last four digits in subjectDirectoryAt
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -70,13 +71,30 @@ def key_identifier(certificate: x509.Certificate) -> bytes:
         return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
 
 
+@dataclass(frozen=True, eq=False)
+class ParsedCertificate:
+    """A card's certificate as both parsers read it, once: ``cryptography``'s (signatures, our checks) and
+    ``asn1crypto``'s, parsed through (path validation reads this same object: parsing it is most of what
+    reading a certificate costs, so it is done once a login, not again by each reader)."""
+
+    certificate: x509.Certificate
+    asn1: asn1_x509.Certificate = field(repr=False)
+
+
 def read_certificate(der: bytes) -> x509.Certificate:
+    """A card's certificate parsed completely by :func:`parse_certificate` (and raising as it does), as
+    ``cryptography`` reads it."""
+    return parse_certificate(der).certificate
+
+
+def parse_certificate(der: bytes, asn1: asn1_x509.Certificate | None = None) -> ParsedCertificate:
     """Parse a card's certificate completely, now, so that nothing read from it later can fail.
 
-    Both parsers see it: ``cryptography`` (signatures, our checks) and ``asn1crypto`` (path validation).
-    Raises :class:`MalformedInput` for what cannot be read (bad DER, a repeated or unreadable extension)
-    and :class:`CertificateNotAccepted` for a readable certificate whose key is not an RSA key, the only
-    kind citizen cards carry.
+    Both parsers see it: ``cryptography`` (signatures, our checks) and ``asn1crypto`` (path validation);
+    ``asn1`` is the certificate already loaded by asn1crypto, from those bytes (as a CMS signature holds it),
+    to be parsed through rather than loaded again. Raises :class:`MalformedInput` for what cannot be read
+    (bad DER, a repeated or unreadable extension) and :class:`CertificateNotAccepted` for a readable
+    certificate whose key is not an RSA key, the only kind citizen cards carry.
     """
     try:
         cert = x509.load_der_x509_certificate(der)
@@ -93,10 +111,39 @@ def read_certificate(der: bytes) -> x509.Certificate:
     if not isinstance(key, rsa.RSAPublicKey):
         raise CertificateNotAccepted("citizen certificates carry RSA keys")
     try:
-        asn1_x509.Certificate.load(der).native  # noqa: B018
+        parsed = asn1 if asn1 is not None else asn1_x509.Certificate.load(der)
+        # Every field and extension value parsed (asn1crypto parses on first read, and keeps what it read), unless
+        # these very bytes were parsed through before: parsing is the same every time, and most of a login's cost.
+        digest = hashlib.sha256(der).digest()
+        if not _PARSED_THROUGH.seen(digest):
+            parsed.native  # noqa: B018
+            _PARSED_THROUGH.add(digest)
     except (ValueError, TypeError, KeyError) as exc:
         raise MalformedInput("certificate is not valid DER") from exc
-    return cert
+    return ParsedCertificate(cert, parsed)
+
+
+class Digests:
+    """A bounded, thread-safe set of digests, the oldest going first."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, None] = {}
+
+    def seen(self, digest: bytes) -> bool:
+        with self._lock:
+            return digest in self._entries
+
+    def add(self, digest: bytes) -> None:
+        with self._lock:
+            self._entries[digest] = None
+            while len(self._entries) > self._max_entries:
+                del self._entries[next(iter(self._entries))]
+
+
+# The certificates asn1crypto parsed through without an error, by the SHA-256 of their DER.
+_PARSED_THROUGH = Digests(4096)
 
 
 def _id_last4(cert: x509.Certificate) -> str | None:

@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .certificate import read_certificate
+from .certificate import ParsedCertificate, parse_certificate
 from .errors import BadSignature, MalformedInput, TbsMismatch
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -64,8 +64,12 @@ def verify_pkcs7(tbs: bytes, signature: bytes) -> x509.Certificate:
 class Pkcs1Signature:
     """A raw signature and the certificate sent with it, read but not yet checked against any text."""
 
-    certificate: x509.Certificate
+    signer: ParsedCertificate
     value: bytes = field(repr=False)
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self.signer.certificate
 
     def verify(self, tbs: bytes, hash_name: str = "sha256") -> None:
         _verify_rsa(self.certificate, self.value, tbs, _hash(hash_name))
@@ -75,11 +79,15 @@ class Pkcs1Signature:
 class CmsSignature:
     """CMS SignedData read and its signer's certificate found, not yet checked against any text."""
 
-    certificate: x509.Certificate
+    signer: ParsedCertificate
     encapsulated: bytes | None = field(repr=False)
     digest_name: str
     signed_attrs: cms.CMSAttributes | None = field(repr=False)
     value: bytes = field(repr=False)
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self.signer.certificate
 
     def verify(self, tbs: bytes, hash_name: str | None = None) -> None:
         """``hash_name`` is ignored: the SignedData names its own digest algorithm."""
@@ -98,15 +106,15 @@ class CmsSignature:
 
 
 def read_pkcs1(signature: bytes, certificate_der: bytes) -> Pkcs1Signature:
-    """Read the certificate sent with a raw PKCS#1 signature (raises as :func:`read_certificate`)."""
-    return Pkcs1Signature(read_certificate(certificate_der), signature)
+    """Read the certificate sent with a raw PKCS#1 signature (raises as :func:`~iccard.certificate.parse_certificate`)."""
+    return Pkcs1Signature(parse_certificate(certificate_der), signature)
 
 
 def read_pkcs7(signature: bytes) -> CmsSignature:
     """Read CMS SignedData with one signer and find the signer's certificate inside it.
 
     Everything that does not depend on the signed text is checked here: the structure, the digest
-    algorithm, the signed attributes, and the signer's certificate (as :func:`read_certificate`).
+    algorithm, the signed attributes, and the signer's certificate (as :func:`~iccard.certificate.parse_certificate`).
     """
     try:
         content_info = cms.ContentInfo.load(signature)
@@ -118,11 +126,11 @@ def read_pkcs7(signature: bytes) -> CmsSignature:
             raise MalformedInput("CMS must carry exactly one signer")
         signer = signer_infos[0]
         # Force a full parse now so that malformed DER fails here, as malformed input. The certificates
-        # are left to read_certificate, which tells an unreadable one from one we do not accept.
+        # are left to parse_certificate, which tells an unreadable one from one we do not accept.
         signer.native  # noqa: B018
         signed_data["digest_algorithms"].native  # noqa: B018
         encapsulated = signed_data["encap_content_info"]["content"].native
-        candidates = [c.chosen.dump() for c in signed_data["certificates"] or [] if c.name == "certificate"]
+        candidates = [c.chosen for c in signed_data["certificates"] or [] if c.name == "certificate"]
         sid = signer["sid"]
         digest_name = signer["digest_algorithm"]["algorithm"].native
         signed_attrs = signer["signed_attrs"]
@@ -151,13 +159,12 @@ def read_pkcs7(signature: bytes) -> CmsSignature:
     return CmsSignature(_find_signer(candidates, sid), encapsulated, digest_name, signed_attrs, raw_signature)
 
 
-def _find_signer(candidates: list[bytes], sid: cms.SignerIdentifier) -> x509.Certificate:
-    for der in candidates:
+def _find_signer(candidates: list[asn1_x509.Certificate], sid: cms.SignerIdentifier) -> ParsedCertificate:
+    for candidate in candidates:
         try:
-            candidate = asn1_x509.Certificate.load(der)
             if sid.name == "issuer_and_serial_number":
                 matches = (
-                    candidate.issuer == sid.chosen["issuer"]
+                    _same_name(candidate.issuer, sid.chosen["issuer"])
                     and candidate.serial_number == sid.chosen["serial_number"].native
                 )
             else:
@@ -165,8 +172,15 @@ def _find_signer(candidates: list[bytes], sid: cms.SignerIdentifier) -> x509.Cer
         except (ValueError, TypeError, KeyError) as exc:
             raise MalformedInput("a certificate in the CMS signature cannot be read") from exc
         if matches:
-            return read_certificate(der)
+            # The certificate as the SignedData holds it, parsed through once: path validation reads it too.
+            return parse_certificate(candidate.dump(), candidate)
     raise MalformedInput("the CMS signature does not include the signer's certificate")
+
+
+def _same_name(name: asn1_x509.Name, other: asn1_x509.Name) -> bool:
+    """RFC 5280's comparison of names; the same bytes first, as the signer names its own certificate's issuer
+    (comparing prepares every attribute of both names, more work than the rest of reading the signature)."""
+    return name.dump() == other.dump() or name == other
 
 
 def _hash(name: str) -> hashes.HashAlgorithm:

@@ -16,11 +16,18 @@ OCSP/CRL checking are the library's; what we add is what it leaves to the caller
   checked ourselves to be signed by the certificate's issuer (or a responder it delegated to) about that
   certificate: revocation is fetched over plain HTTP, and a forged answer kept until a far nextUpdate
   would refuse every later login.
+
+A login costs what it must: the card's certificate is parsed once (:class:`~iccard.certificate.ParsedCertificate`),
+the configured certificates and trust roots once per validator, the paths from a card's issuer up to a root once
+per issuer (:class:`_IssuerPaths`: each validation still checks the whole path, signatures, validity, policy and
+every certificate's revocation, anew), and a card found valid on revocation answers that are all still the
+cache's is not validated again while they are (:class:`_ValidatedCards`: its answers are looked up each login).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import logging
 import threading
@@ -43,15 +50,18 @@ from pyhanko_certvalidator import errors as pv_errors
 from pyhanko_certvalidator.fetchers.api import CertificateFetcher, CRLFetcher, Fetchers, OCSPFetcher
 from pyhanko_certvalidator.fetchers.requests_fetchers.crl_client import RequestsCRLFetcher
 from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
+from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
     CertRevTrustPolicy,
     PKIXValidationParams,
     RevocationCheckingPolicy,
     RevocationCheckingRule,
 )
+from pyhanko_certvalidator.registry import PathBuilder, SimpleTrustManager
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
+from pyhanko_certvalidator.util import CancelableAsyncIterator
 
-from .certificate import key_identifier
+from .certificate import Digests, ParsedCertificate, key_identifier
 from .errors import (
     CertificateExpired,
     CertificateNotAccepted,
@@ -161,8 +171,14 @@ class CardCertificateValidator:
         if not settings.anchors:
             raise ValueError("at least one trust anchor is required")
         self._settings = settings
-        self._anchors = [asn1_x509.Certificate.load(der) for der in settings.anchors]
-        self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
+        self._anchors = [_parsed_through(der) for der in settings.anchors]
+        self._intermediates = [_parsed_through(der) for der in settings.intermediates]
+        # The trust roots as the library's trust anchors, once (every validation reads them, none changes them).
+        self._trust_manager = SimpleTrustManager.build(trust_roots=self._anchors)
+        self._paths = _IssuerPaths(
+            anchor_keys={cert.public_key.dump() for cert in self._anchors},
+            configured={cert.issuer_serial for cert in (*self._anchors, *self._intermediates)},
+        )
         self._issuers = [
             (key_identifier(cert), cert)
             for cert in (x509.load_der_x509_certificate(der) for der in (*settings.anchors, *settings.intermediates))
@@ -177,6 +193,9 @@ class CardCertificateValidator:
             | {parse_origin(origin) for origin in settings.revocation_origins}
         )
         self._cache = cache if cache is not None else RevocationCache()  # an empty one is falsy (len)
+        self._validated = _ValidatedCards(self._cache)
+        # The cards that passed check_offline (the configured issuers' signature, key usage), by DER's SHA-256.
+        self._checked_offline = Digests(4096)
         rule = (
             RevocationCheckingRule.CRL_OR_OCSP_REQUIRED
             if settings.revocation_mode == "hard-fail"
@@ -210,16 +229,33 @@ class CardCertificateValidator:
     def check_offline(self, certificate: x509.Certificate) -> None:
         """Refuse, without any network request, what cannot be a valid card: a CA or non-signing
         certificate, or one that no configured CA issued (raises :class:`UnknownIssuer`)."""
+        digest = hashlib.sha256(certificate.public_bytes(Encoding.DER)).digest()
+        if self._checked_offline.seen(digest):  # these very bytes passed: the same checks would pass again
+            return
         try:
             self._configured_issuer(certificate)
             _check_signing_certificate(certificate)
         except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
             raise CertificateNotAccepted(f"the certificate's extensions cannot be read: {exc}") from exc
+        self._checked_offline.add(digest)
 
-    def validate(self, certificate: x509.Certificate) -> None:
-        """Raise one of the card-login errors unless the certificate is valid for signing right now."""
+    def validate(self, certificate: x509.Certificate | ParsedCertificate) -> None:
+        """Raise one of the card-login errors unless the certificate is valid for signing right now.
+
+        A :class:`~iccard.certificate.ParsedCertificate` (what reading a card's answer made) is validated as it
+        was parsed; a bare ``cryptography`` certificate is parsed for the library first.
+        """
+        parsed = certificate if isinstance(certificate, ParsedCertificate) else None
+        if parsed is not None:
+            certificate = parsed.certificate
         self.check_offline(certificate)
-        end_entity = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
+        der = certificate.public_bytes(Encoding.DER)
+        if self._validated.still_valid(der):
+            return
+        if parsed is not None:
+            end_entity = parsed.asn1
+        else:
+            end_entity = asn1_x509.Certificate.load(der)
         origins, timeout = self._origins, self._settings.fetch_timeout
         ocsp_fetcher = _CachingOCSPFetcher(_GuardedOCSPFetcher(origins, per_request_timeout=timeout), self._cache)
         crl_fetcher = _CachingCRLFetcher(
@@ -227,18 +263,19 @@ class CardCertificateValidator:
         )
         fetchers = Fetchers(ocsp_fetcher=ocsp_fetcher, crl_fetcher=crl_fetcher, cert_fetcher=_NoCertificateFetcher())
         context = ValidationContext(
-            trust_roots=self._anchors,
+            trust_manager=self._trust_manager,
             # Only configured certificates: nothing the card sends, nothing fetched, can become a CA.
             other_certs=self._intermediates,
             allow_fetching=True,
             fetchers=fetchers,
             revinfo_policy=self._revinfo_policy,
         )
+        context.path_builder = _KnownPathBuilder(context.path_builder, self._paths, end_entity)
         validator = CertificateValidator(end_entity, validation_context=context, pkix_params=self._pkix_params)
         try:
             # digitalSignature alone: a login is an authentication. nonRepudiation is for signing documents,
             # and real MOICA cards' signing certificates do not state it.
-            _run_sync(validator.async_validate_usage({"digital_signature"}))
+            path = _run_sync(validator.async_validate_usage({"digital_signature"}))
         except pv_errors.RevokedError as exc:
             # A revocation the library believed: the answers it came from are the CA's.
             ocsp_fetcher.commit()
@@ -262,6 +299,7 @@ class CardCertificateValidator:
         # be what made it fail (a forgery served once would otherwise refuse every login until its nextUpdate).
         ocsp_fetcher.commit()
         crl_fetcher.commit()
+        self._validated.put(der, path, {**ocsp_fetcher.consulted, **crl_fetcher.consulted})
 
     def _issuer_keys_of(self, certificate: asn1_x509.Certificate) -> list[asn1_keys.PublicKeyInfo]:
         return self._issuer_keys.get(certificate.authority_key_identifier, [])
@@ -330,6 +368,14 @@ def _origins_named_by(cert: x509.Certificate) -> set[str]:
     return {origin for origin in map(origin_of, urls) if origin is not None}
 
 
+def _parsed_through(der: bytes) -> asn1_x509.Certificate:
+    """A configured certificate, parsed completely once: every validation reads it, from any thread, and
+    asn1crypto parses a field on its first read."""
+    certificate = asn1_x509.Certificate.load(der)
+    certificate.native  # noqa: B018
+    return certificate
+
+
 def _run_sync(coroutine):
     """Run the library's coroutine to completion from synchronous code.
 
@@ -342,6 +388,207 @@ def _run_sync(coroutine):
         return asyncio.run(coroutine)
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+class _ValidatedCards:
+    """The cards this validator found valid lately, each with the revocation answers that said so.
+
+    A card whose every answer (its own status, its CA's at the root) is still the very one in the revocation
+    cache, within its nextUpdate, would be found valid again by the library: the same certificates, the same
+    signatures and policies, the same answers; only the time moves, and the entry goes when the first
+    certificate of its path (or of a responder that signed one of the answers) expires. So a login of such a
+    card checks it offline (its issuer's signature, key usage) and looks its answers up in the cache, and the
+    path is not validated again. An answer that left the cache (past its nextUpdate, cleared, or replaced by a
+    newer one, revoked perhaps) ends the entry: the next login validates the whole path, fetching what it must.
+    Only a validation whose every certificate's status came from an answer that is now in the cache is kept: one
+    that fetched something not kept (a forgery, "unknown"), or decided without an answer (soft-fail with the
+    responders down), is validated again each time. At most :attr:`MAX_ENTRIES` cards, the oldest going first.
+    """
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, cache: RevocationCache) -> None:
+        self._cache = cache
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, tuple[datetime, tuple[tuple[object, object], ...]]] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def _now(self) -> datetime:
+        # The later of the cache's time (a test moves it) and the real one: the certificates expire in both.
+        return max(_now(), self._cache.now())
+
+    def still_valid(self, der: bytes) -> bool:
+        """Whether the card with this DER was found valid on answers that are all still the cache's."""
+        with self._lock:
+            entry = self._entries.get(der)
+        if entry is None:
+            return False
+        valid_until, answers = entry
+        if self._now() < valid_until and all(self._cache.get(key) is value for key, value in answers):
+            return True
+        with self._lock:
+            if self._entries.get(der) is entry:
+                del self._entries[der]
+        return False
+
+    def put(self, der: bytes, path: ValidationPath, consulted: dict[object, object | None]) -> None:
+        """Keep the card as valid, found so on ``path`` with the answers ``consulted`` (by cache key), if they
+        are all in the cache now."""
+        if not consulted or any(self._cache.get(key) is not value for key, value in consulted.items()):
+            return
+        certificates = [*path.iter_certs(include_root=True)]
+        for value in consulted.values():
+            if isinstance(value, asn1_ocsp.OCSPResponse):
+                certificates += _responder_certificates(value)
+        valid_until = min(cert["tbs_certificate"]["validity"]["not_after"].native for cert in certificates)
+        with self._lock:
+            self._entries.pop(der, None)
+            self._entries[der] = (valid_until, tuple(consulted.items()))
+            while len(self._entries) > self.MAX_ENTRIES:
+                del self._entries[next(iter(self._entries))]
+
+
+def _responder_certificates(response: asn1_ocsp.OCSPResponse) -> list[asn1_x509.Certificate]:
+    try:
+        return list(response.basic_ocsp_response["certs"] or ())
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return []
+
+
+class _IssuerPaths:
+    """The validation paths from a card's issuer up to a trust anchor, kept per issuer.
+
+    Building them looked names up and compared them (asn1crypto preparing each name for it) and set up a
+    registry of issuers: per login, more than half the work of validating the path. They depend only on what the card's certificate says of its issuer (name, key
+    identifier, issuer and serial in the authority key identifier) and on the configured certificates, which
+    do not change for a validator; so a card with the same issuer as an earlier one gets the same paths, with
+    itself at the end. The library validates the whole path each time: only the search is saved, never a
+    check (signatures, validity, policy, each certificate's revocation). An entry goes when the first of its
+    certificates expires (its paths would fail anyway, and are built again then) and, past
+    :attr:`MAX_ENTRIES`, the oldest first.
+
+    Where the library's own search could find other paths for one card than for another of the same issuer,
+    no path is kept or used: a card that is a configured trust anchor itself (its path is that anchor alone),
+    or one with the issuer and serial number of a configured certificate (the search skips a certificate it
+    has seen in the path already).
+    """
+
+    MAX_ENTRIES = 64
+
+    def __init__(self, *, anchor_keys: set[bytes], configured: set[bytes], clock: Callable[[], datetime] = _now) -> None:
+        self._anchor_keys, self._configured, self._clock = frozenset(anchor_keys), frozenset(configured), clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, tuple[tuple[ValidationPath, ...], datetime]] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def key_of(self, certificate: asn1_x509.Certificate) -> tuple | None:
+        """What the search for ``certificate``'s paths depends on, or None when its paths are not to be kept."""
+        if certificate.public_key.dump() in self._anchor_keys or certificate.issuer_serial in self._configured:
+            return None
+        return (
+            certificate.issuer.dump(),
+            certificate.authority_key_identifier,
+            certificate.authority_issuer_serial,
+        )
+
+    def get(self, key: tuple, certificate: asn1_x509.Certificate) -> list[ValidationPath] | None:
+        """The kept paths for ``key``, each ending at ``certificate``; None if none are kept."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            paths, expires = entry
+            if self._clock() >= expires:
+                del self._entries[key]
+                return None
+        return [path.copy_and_append(certificate) for path in paths]
+
+    def put(self, key: tuple, paths: list[ValidationPath]) -> None:
+        """Keep ``paths`` (as built for a certificate with ``key``, it at their end) without their last certificate."""
+        if not paths:
+            return
+        above = tuple(_without_leaf(path) for path in paths)
+        expires = min(
+            cert["tbs_certificate"]["validity"]["not_after"].native
+            for path in above
+            for cert in path.iter_certs(include_root=True)
+        )
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = (above, expires)
+            while len(self._entries) > self.MAX_ENTRIES:
+                del self._entries[next(iter(self._entries))]
+
+
+def _without_leaf(path: ValidationPath) -> ValidationPath:
+    try:
+        return path.copy_and_drop_leaf()
+    except IndexError:  # the leaf's issuer is the trust anchor
+        return ValidationPath(path.trust_anchor, [], None)
+
+
+class _KnownPathBuilder(PathBuilder):
+    """The library's path builder, serving the card's certificate its issuer's kept paths (see :class:`_IssuerPaths`).
+
+    A miss builds them all with the library's own search, keeps them, and serves them; should that search fail,
+    nothing is kept and the library's lazy search runs again, to fail (or not) just as it does. Every other
+    certificate (a CRL's or an OCSP responder's issuer) is the library's alone.
+    """
+
+    def __init__(self, builder: PathBuilder, paths: _IssuerPaths, end_entity: asn1_x509.Certificate) -> None:
+        super().__init__(trust_manager=builder.trust_manager, registry=builder.registry)
+        self._paths, self._end_entity = paths, end_entity
+
+    def async_build_paths_lazy(self, end_entity_cert: asn1_x509.Certificate) -> CancelableAsyncIterator[ValidationPath]:
+        key = self._paths.key_of(end_entity_cert) if end_entity_cert is self._end_entity else None
+        if key is None:
+            return super().async_build_paths_lazy(end_entity_cert)
+        return _KnownPaths(self, key, end_entity_cert)
+
+
+class _KnownPaths(CancelableAsyncIterator[ValidationPath]):
+    def __init__(self, builder: _KnownPathBuilder, key: tuple, certificate: asn1_x509.Certificate) -> None:
+        self._builder, self._key, self._certificate = builder, key, certificate
+        self._paths: Iterable[ValidationPath] | None = None
+        self._library: CancelableAsyncIterator[ValidationPath] | None = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> ValidationPath:
+        if self._paths is None and self._library is None:
+            await self._start()
+        if self._library is not None:
+            return await self._library.__anext__()
+        try:
+            return next(self._paths)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    async def _start(self) -> None:
+        kept = self._builder._paths.get(self._key, self._certificate)
+        if kept is not None:
+            self._paths = iter(kept)
+            return
+        library = PathBuilder.async_build_paths_lazy(self._builder, self._certificate)
+        try:
+            built = [path async for path in library]
+        except Exception:  # noqa: BLE001 - the library's own search, run again below, raises what it raises
+            await library.cancel()
+            self._library = PathBuilder.async_build_paths_lazy(self._builder, self._certificate)
+            return
+        self._builder._paths.put(self._key, built)
+        self._paths = iter(built)
+
+    async def cancel(self) -> None:
+        if self._library is not None:
+            await self._library.cancel()
 
 
 class _NotAllowed(requests.RequestException):
@@ -424,14 +671,18 @@ class _CachingOCSPFetcher(OCSPFetcher):
         self._inner, self._cache = inner, cache
         self._by_cert: dict[object, list[asn1_ocsp.OCSPResponse]] = {}
         self._fetched: dict[object, tuple[_Fetched, asn1_x509.Certificate, asn1_keys.PublicKeyInfo]] = {}
+        # Every answer asked for, by cache key: the one used, or None while (or if) there is none.
+        self.consulted: dict[object, asn1_ocsp.OCSPResponse | None] = {}
 
     async def fetch(self, cert, authority) -> asn1_ocsp.OCSPResponse:
         key = ("ocsp", authority.public_key.sha256, cert.serial_number)
+        self.consulted.setdefault(key, None)
         response = self._cache.get(key)
         if response is None:
             fetched_at = self._cache.now()
             response = await self._inner.fetch(cert, authority)
             self._fetched[key] = (_Fetched(response, fetched_at), cert, authority.public_key)
+        self.consulted[key] = response
         self._by_cert.setdefault(cert.issuer_serial, []).append(response)
         return response
 
@@ -470,15 +721,18 @@ class _CachingCRLFetcher(CRLFetcher):
         self._inner, self._cache, self._issuer_keys_of = inner, cache, issuer_keys_of
         self._by_cert: dict[object, list[asn1_crl.CertificateList]] = {}
         self._fetched: dict[object, tuple[_Fetched, asn1_x509.Certificate]] = {}
+        self.consulted: dict[object, list[asn1_crl.CertificateList] | None] = {}  # as the OCSP fetcher's
 
     async def fetch(self, cert, *, use_deltas=None) -> Iterable[asn1_crl.CertificateList]:
         # By issuer key as well: MOICA's generations share a name, and a CRL serves only its issuer's certificates.
         key = ("crl", cert.authority_key_identifier, tuple(sorted(_crl_urls(cert))))
+        self.consulted.setdefault(key, None)
         crls = self._cache.get(key)
         if crls is None:
             fetched_at = self._cache.now()
             crls = list(await self._inner.fetch(cert, use_deltas=use_deltas))
             self._fetched[key] = (_Fetched(crls, fetched_at), cert)
+        self.consulted[key] = crls
         self._by_cert[cert.issuer_serial] = crls
         return crls
 

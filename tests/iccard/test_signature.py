@@ -4,6 +4,8 @@ import base64
 from datetime import datetime, timezone
 
 import pytest
+from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
@@ -67,6 +69,18 @@ def test_pkcs7_signed_by_one_card_but_carrying_anothers_certificate_is_refused(p
     )
     with pytest.raises(errors.BadSignature):
         verify_pkcs7(TBS.encode(), signature)
+
+
+def test_pkcs7_naming_its_signers_issuer_in_other_string_types_still_finds_the_signer(pki, card):
+    # Names compare as RFC 5280 says, not byte for byte: the same bytes are only the quick case.
+    signature, cert_der = _decoded(make_signature(pki, card, TBS, "PKCS7"))
+    info = cms.ContentInfo.load(signature)
+    sid = info["content"]["signer_infos"][0]["sid"].chosen
+    respelled = asn1_x509.Name.build(sid["issuer"].native, use_printable=True)
+    assert respelled.dump() != sid["issuer"].dump() and respelled == sid["issuer"]
+    sid["issuer"] = respelled
+    signer = verify_pkcs7(TBS.encode(), info.dump(force=True))
+    assert signer.public_bytes(serialization.Encoding.DER) == cert_der
 
 
 @pytest.mark.parametrize("garbage", [b"", b"\x30\x03\x02\x01\x01", b"not der at all", b"\x30\x82\xff\xff"])

@@ -560,3 +560,152 @@ def test_an_unknown_answer_is_not_kept_when_the_crl_decided(pki, revocation_serv
     revocation_server.requests.clear()
     CardCertificateValidator(_settings(pki), cache).validate(cert)
     assert any(p.endswith("/ocsp") for p in revocation_server.requests)  # asked again
+
+
+# -- what a validator keeps between logins: the paths above a card's issuer, never a check -------------
+
+
+def test_a_path_kept_from_one_card_spares_the_next_card_of_its_issuer_no_check(pki, revocation_server):
+    validator = CardCertificateValidator(_settings(pki))
+    validator.validate(pki.card_certificate(card_of(pki, "A123456789")))
+    assert len(validator._paths) == 1
+    with pytest.raises(errors.CertificateRevoked):
+        validator.validate(pki.card_certificate(card_of(pki, "K120000006", "revoked")))
+    with pytest.raises(errors.CertificateExpired):
+        validator.validate(pki.card_certificate(card_of(pki, "F131313136", "expired")))
+    validator.validate(pki.card_certificate(card_of(pki, "B223456782")))
+    assert len(validator._paths) == 1  # one issuer, one path kept
+
+
+def test_on_a_kept_path_the_issuing_cas_own_status_is_asked_again(moica_pki, revocation_server):
+    cache = RevocationCache()
+    validator = CardCertificateValidator(_moica_settings(moica_pki), cache)
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    validator.validate(cert)
+    revocation_server.down.update({"root-ocsp", "root-crl"})
+    cache.clear()
+    with pytest.raises(errors.IssuerRevocationUnknown):
+        validator.validate(cert)
+
+
+def _demo_path(pki: DemoPKI, card) -> tuple:
+    """The demo card's path as the library builds it (root, issuing CA, card), and the card, as asn1crypto reads them."""
+    from pyhanko_certvalidator.authority import CertTrustAnchor
+    from pyhanko_certvalidator.path import ValidationPath
+
+    root, issuer, leaf = (
+        asn1_x509.Certificate.load(c.public_bytes(Encoding.DER))
+        for c in (pki.root_certificate, pki.issuer_certificate, pki.card_certificate(card))
+    )
+    return ValidationPath(CertTrustAnchor(root), [issuer], leaf), leaf
+
+
+def test_a_kept_path_goes_when_the_first_of_its_certificates_expires(pki):
+    from iccard.validation import _IssuerPaths
+
+    clock = _Clock()
+    paths = _IssuerPaths(anchor_keys=set(), configured=set(), clock=clock)
+    path, card = _demo_path(pki, card_of(pki, "A123456789"))
+    key = paths.key_of(card)
+    paths.put(key, [path])
+    assert paths.get(key, card) == [path]
+    # The issuing CA's certificate ends before the root's.
+    issuer_ends = pki.issuer_certificate.not_valid_after_utc
+    clock.ahead = issuer_ends - clock() - timedelta(minutes=1)
+    assert paths.get(key, card) == [path]
+    clock.ahead += timedelta(minutes=2)
+    assert paths.get(key, card) is None and len(paths) == 0
+
+
+def test_the_kept_paths_are_at_most_their_number_the_oldest_going_first(pki):
+    from iccard.validation import _IssuerPaths
+
+    paths = _IssuerPaths(anchor_keys=set(), configured=set())
+    path, card = _demo_path(pki, card_of(pki, "A123456789"))
+    for n in range(_IssuerPaths.MAX_ENTRIES + 1):
+        paths.put(("issuer", n), [path])
+    assert len(paths) == _IssuerPaths.MAX_ENTRIES
+    assert paths.get(("issuer", 0), card) is None and paths.get(("issuer", 1), card) == [path]
+
+
+def test_no_path_is_kept_for_a_card_that_a_configured_certificate_could_stand_for(pki):
+    # The library's search skips a certificate already in the path: one with the issuer and serial number of a
+    # configured certificate, or a trust anchor's key, may get other paths than its issuer's other cards.
+    from iccard.validation import _IssuerPaths
+
+    _, card = _demo_path(pki, card_of(pki, "A123456789"))
+    assert _IssuerPaths(anchor_keys=set(), configured=set()).key_of(card) is not None
+    assert _IssuerPaths(anchor_keys=set(), configured={card.issuer_serial}).key_of(card) is None
+    assert _IssuerPaths(anchor_keys={card.public_key.dump()}, configured=set()).key_of(card) is None
+
+
+def test_validations_from_several_threads_at_once_each_succeed(validator, pki):
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(lambda _: validator.validate(cert), range(8))) == [None] * 8
+
+
+# -- a card found valid on answers still cached is not validated again -----------------------------------
+
+
+def _validations(monkeypatch) -> list:
+    """The library's validations run from now on (each a call of iccard.validation._run_sync)."""
+    from iccard import validation
+
+    runs, run = [], validation._run_sync
+    monkeypatch.setattr(validation, "_run_sync", lambda coroutine: runs.append(coroutine) or run(coroutine))
+    return runs
+
+
+def test_a_card_valid_on_cached_answers_is_not_validated_again_until_one_goes(pki, revocation_server, monkeypatch):
+    clock = _Clock()
+    validator = CardCertificateValidator(_settings(pki), RevocationCache(clock))
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    runs = _validations(monkeypatch)
+    validator.validate(cert)
+    validator.validate(cert)
+    assert len(runs) == 1
+    # Its OCSP answer past its nextUpdate (an hour), the next login validates the card again and asks anew.
+    clock.ahead = timedelta(minutes=65)
+    revocation_server.down.update({"ocsp", "crl"})
+    with pytest.raises(errors.RevocationUnknown):
+        validator.validate(cert)
+    assert len(runs) == 2
+
+
+def test_a_card_is_validated_again_once_its_cached_answer_is_replaced(pki, revocation_server, monkeypatch):
+    # Another validator sharing the cache fetched a newer answer (a revoked one, say): the card's entry rested on
+    # the one replaced.
+    cache = RevocationCache()
+    validator = CardCertificateValidator(_settings(pki), cache)
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    validator.validate(cert)
+    runs = _validations(monkeypatch)
+    (key,) = [k for k in cache._entries if k[0] == "ocsp"]
+    value, expires = cache._entries[key]
+    cache._entries[key] = (value.copy(), expires)
+    validator.validate(cert)
+    assert len(runs) == 1
+
+
+def test_a_card_valid_beside_a_forged_answer_is_validated_again_each_time(moica_pki, revocation_server, monkeypatch):
+    # GRCA's OCSP answer forged and not kept, its CRL decided: the forger is asked again at the next login,
+    # not skipped because the card was found valid.
+    validator = CardCertificateValidator(_moica_settings(moica_pki), RevocationCache())
+    cert = moica_pki.card_certificate(next(c for c in moica_pki.cards if c.generation == "G3"))
+    served = serve_once(revocation_server, "root-ocsp", forged_answers.grca_ocsp(moica_pki, "another_key"))
+    validator.validate(cert)
+    assert len(served) == 1
+    again = serve_once(revocation_server, "root-ocsp", forged_answers.grca_ocsp(moica_pki, "another_key"))
+    validator.validate(cert)
+    assert len(again) == 1
+
+
+def test_a_revoked_card_is_refused_every_time(pki, revocation_server, monkeypatch):
+    validator = CardCertificateValidator(_settings(pki))
+    cert = pki.card_certificate(card_of(pki, "K120000006", "revoked"))
+    runs = _validations(monkeypatch)
+    for _ in range(2):
+        with pytest.raises(errors.CertificateRevoked):
+            validator.validate(cert)
+    assert len(runs) == 2
