@@ -427,7 +427,9 @@ class _ValidatedCards:
         if entry is None:
             return False
         valid_until, answers = entry
-        if self._now() < valid_until and all(self._cache.get(key) is value for key, value in answers):
+        if self._now() < valid_until and all(
+            value is not None and self._cache.get(key) is value for key, value in answers
+        ):
             return True
         with self._lock:
             if self._entries.get(der) is entry:
@@ -437,7 +439,12 @@ class _ValidatedCards:
     def put(self, der: bytes, path: ValidationPath, consulted: dict[object, object | None]) -> None:
         """Keep the card as valid, found so on ``path`` with the answers ``consulted`` (by cache key), if they
         are all in the cache now."""
-        if not consulted or any(self._cache.get(key) is not value for key, value in consulted.items()):
+        # A lookup that got nothing (the responder down, soft-fail; or OCSP down and the CRL deciding) is
+        # recorded as None, and so is the cache's entry for it: "the same" would hold for ever, and the card
+        # would never be asked about again. Only answers actually held are kept.
+        if not consulted or any(
+            value is None or self._cache.get(key) is not value for key, value in consulted.items()
+        ):
             return
         certificates = [*path.iter_certs(include_root=True)]
         for value in consulted.values():

@@ -709,3 +709,31 @@ def test_a_revoked_card_is_refused_every_time(pki, revocation_server, monkeypatc
         with pytest.raises(errors.CertificateRevoked):
             validator.validate(cert)
     assert len(runs) == 2
+
+
+def test_a_card_validated_with_its_responders_down_is_not_remembered(pki, revocation_server, monkeypatch):
+    # Soft-fail let it through with nothing fetched: remembered, it would never be asked about again, and a
+    # revocation after the outage would go unseen.
+    validator = CardCertificateValidator(_settings(pki, revocation_mode="soft-fail"), RevocationCache())
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    revocation_server.down.update({"ocsp", "crl"})
+    runs = _validations(monkeypatch)
+    validator.validate(cert)
+    validator.validate(cert)
+    assert len(runs) == 2
+
+
+def test_a_card_the_crl_found_valid_while_ocsp_was_down_asks_ocsp_again(pki, revocation_server, monkeypatch):
+    # OCSP sees a revocation at once, the CRL only at its next issue: a card decided by the CRL during an OCSP
+    # outage must not stop OCSP being asked once it is back.
+    validator = CardCertificateValidator(_settings(pki), RevocationCache())
+    cert = pki.card_certificate(card_of(pki, "A123456789"))
+    revocation_server.down.add("ocsp")
+    runs = _validations(monkeypatch)
+    for _ in range(3):
+        validator.validate(cert)
+    assert len(runs) == 3
+    revocation_server.down.discard("ocsp")
+    asked = len(revocation_server.requests)
+    validator.validate(cert)
+    assert any("ocsp" in path for path in revocation_server.requests[asked:])
