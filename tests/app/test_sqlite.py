@@ -344,3 +344,7 @@ def test_two_workers_of_eight_threads_on_one_file_answer_16_clients_without_a_5x
     assert all(person.logins for person in people), summary  # every client got through, again and again
     verified = server.flask("audit", "verify")
     assert verified.returncode == 0 and "audit trail whole" in verified.stdout, verified.stdout + verified.stderr
+    # The workers' sealers sealed the logins' events as they came: at most the last second's wait.
+    sealed = int(re.search(r"whole: (\d+) events", verified.stdout).group(1))
+    assert sealed > TRAIL_EVENTS + sum(p.logins for p in people), verified.stdout
+    assert "older than that" not in verified.stdout, verified.stdout
