@@ -174,6 +174,9 @@ def _seal_batch(session: Session, batch_size: int) -> tuple[int, int, str | None
         .order_by(_queue.c.event_id)
         .limit(batch_size)
     ).all()
+    if not rows:  # sealed by the sealer this one waited for (SQLite)
+        session.rollback()
+        return 0, 0, None
     prev_hash, position, now, links = head.last_hash, head.events, utcnow(), []
     for row in rows:
         if row.position is not None:
