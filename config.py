@@ -106,6 +106,9 @@ class Config:
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         # On SQLite, how long a write waits for another to end before "database is locked" (see app/sqlite.py).
         self.SQLITE_BUSY_TIMEOUT = _env_float("SQLITE_BUSY_TIMEOUT", 10)
+        # Seconds between two rounds of each process's audit sealer (app/audit_chain.py): an event is sealed
+        # into the hash chain within about twice this of its commit. 0: no sealer thread (flask audit seal).
+        self.AUDIT_SEAL_INTERVAL = _env_float("AUDIT_SEAL_INTERVAL", 0.5)
         self.PUBLIC_URL = (_env("PUBLIC_URL", f"http://localhost:{os.environ.get('PORT', '5000')}")).rstrip("/")
         self.SECRET_KEY = _env("SECRET_KEY")
         self.NATIONAL_ID_HMAC_KEY = _env("NATIONAL_ID_HMAC_KEY")
@@ -255,6 +258,8 @@ class TestingConfig(Config):
         self.TESTING = True
         self.MAIL_TO_CONSOLE = False
         self.RATELIMIT_ENABLED = False  # the tests of the limits turn it on
+        # Tests seal explicitly (audit_chain.seal) rather than race a thread; the sealer's own tests turn it on.
+        self.AUDIT_SEAL_INTERVAL = _env_float("AUDIT_SEAL_INTERVAL", 0)
         # Fresh per process, so tests never touch an installation's instance/ secrets.
         self.SECRET_KEY = self.SECRET_KEY or secrets.token_hex(32)
         self.NATIONAL_ID_HMAC_KEY = self.NATIONAL_ID_HMAC_KEY or secrets.token_hex(32)

@@ -126,6 +126,9 @@ def create_app(config: Config | None = None) -> Flask:
 
     register_error_handlers(app)
     app.after_request(add_security_headers)
+    from . import audit_sealer
+
+    audit_sealer.init_app(app)  # each process seals the audit trail's new events into its chain
 
     @app.context_processor
     def template_globals():

@@ -1,9 +1,9 @@
 """The audit trail's one vocabulary of event tags, and the one way to append an event.
 
 ``record`` adds the event to the current database session and does not commit: the caller commits it
-together with the change it records, so there is never a change without its event or the reverse. It links
-the event into the trail's hash chain (``app/audit_chain.py``), holding the chain's head until that commit:
-record last, just before committing.
+together with the change it records, so there is never a change without its event or the reverse. It costs
+the event's INSERT alone and waits for no other writer: the sealer links it into the trail's hash chain
+soon after the commit (``app/audit_chain.py``).
 """
 
 from __future__ import annotations
@@ -126,5 +126,5 @@ def record(
     if has_request_context():
         event.ip = make_storable(request.remote_addr)
         event.user_agent = make_storable((request.user_agent.string or "")[:400]) or None
-    audit_chain.append(db.session, event)
+    db.session.add(event)
     return event

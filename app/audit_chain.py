@@ -1,31 +1,44 @@
-"""The audit trail as a hash chain: appending a link, and checking the chain (``flask --app wsgi audit verify``).
+"""The audit trail as a hash chain: events recorded unlinked, sealed into the chain by one sealer at a time,
+and checked (``flask --app wsgi audit verify``, ``flask --app wsgi audit seal``).
 
-Each event's ``hash`` is SHA-256 over a canonical serialization of what it records and ``prev_hash``, the
-hash of the event before it (:data:`GENESIS` for the first). Editing an event breaks its own hash; removing
-one breaks the link of the next; removing the newest ones leaves the head pointing at a hash no event has.
+Recording an event (``app/audit.py``) is its INSERT into ``audit_events`` and nothing else: it takes no lock
+another writer takes, so logins never wait for each other's events. A trigger on ``audit_events`` (both
+databases, migration 0015) puts the new id in the small queue ``audit_unsealed`` in the same transaction, so
+an event is queued exactly when it is committed, whatever wrote it.
+
+:func:`seal` then links queued events into ``audit_links``: at ``position`` 1, 2, …, each ``hash`` SHA-256 over
+a canonical serialization of the event's content and ``prev_hash``, the hash of the link before it
+(:data:`GENESIS` for the first); the queue entries leave and ``audit_chain_head`` (``last_hash``, ``events``)
+moves on, all in one transaction per batch, so a failed batch leaves nothing half-written. The chain's order
+is the seal order: on PostgreSQL ids are taken at insert but committed out of order. One sealer at a time:
+it holds the head row (``SELECT … FOR UPDATE SKIP LOCKED``: a second sealer on PostgreSQL finds it taken and
+leaves the batch to the first; on SQLite the row lock is the database's write lock, waited for). As a last
+guard the database refuses a fork or a double seal: ``prev_hash`` and ``event_id`` are unique in
+``audit_links``.
+
+Each server process runs a sealer thread (``app/audit_sealer.py``) every ``MOCERT_AUDIT_SEAL_INTERVAL``
+(0.5 s); ``flask audit seal`` seals by hand. The window: an event is sealed within about twice the interval of
+its commit (one interval waiting for the next round, the round itself in milliseconds), so about a second.
+Until then it is in the trail but in no link, and whoever can write to the database could change or remove
+it, and its queue entry, without ``audit verify`` noticing: the chain covers an event only once it is
+sealed. ``audit verify`` says how many events wait and how old the oldest is. On PostgreSQL triggers close
+the window to everyone but the tables' owner: ``audit_events`` and ``audit_links`` refuse UPDATE, DELETE
+and TRUNCATE, and a queue entry may leave only once its link exists.
+
+What verify catches once an event is sealed: an edited event breaks its link's hash; a removed event leaves
+its link naming nothing; a removed link breaks the next link's ``prev_hash``, and removing the newest ones
+leaves the head naming a hash no link has; an event in no link and not queued (its queue entry removed, or
+inserted around the trigger) is named too, as is a queued id whose event is gone.
 
 What is hashed is exactly what the database gives back on SQLite and PostgreSQL alike: ``occurred_at`` in
 UTC to the microsecond (both keep microseconds), ``details`` after a JSON round trip (tuples become lists,
-keys strings) written as canonical JSON. The id is not hashed: the database assigns it at insert, and the
-order is fixed by the links themselves.
-
-Appending is serialized through the one-row table ``audit_chain_head`` (``last_hash``, ``events``).
-:func:`append` starts with an UPDATE of that row, a write on purpose: it takes PostgreSQL's row lock, and on
-SQLite the RESERVED lock (pysqlite opens a transaction only at the first write, so a bare "select the last
-hash" would run outside any transaction and two appenders could both read the same hash and fork the
-chain). The lock is held until the caller commits or rolls back, so a second appender reads the head only
-after the first one's event is committed, and event ids grow in chain order. Several events in one
-transaction chain through the head too, since a transaction sees its own writes. As a last guard
-``prev_hash`` is unique: the database refuses a fork even if something appended around this module.
-
-The price: two statements on one row per event, and appenders wait for each other from ``record()`` to
-commit. So callers record last, just before they commit (they do).
+keys strings) written as canonical JSON. Neither the id nor the position is hashed; the order is fixed by
+the links themselves. The formula is the one of migration 0005, whose links migration 0015 moved verbatim.
 
 What it does not do: the hash is not keyed, so someone who can write to the database can rewrite the whole
-tail and the head consistently. On PostgreSQL a trigger (migration 0005) refuses UPDATE, DELETE and
-TRUNCATE on ``audit_events``, which then needs the table owner's rights; run the application as a role that
-does not own it. And keep the last hash that ``audit verify`` prints somewhere else: ``--anchor`` checks a
-later trail still passes through it.
+tail and the head consistently. Run the application as a role that does not own the tables, so that it
+cannot drop the triggers either. And keep the last hash that ``audit verify`` prints somewhere else:
+``--anchor`` checks a later trail still passes through it.
 """
 
 from __future__ import annotations
@@ -39,19 +52,32 @@ from datetime import datetime, timezone
 from typing import Any
 
 import click
-from flask import Flask
-from sqlalchemy import select
+from flask import Flask, current_app
+from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from .extensions import db
-from .models import AuditChainHead, AuditEvent
+from .models import AuditChainHead, AuditEvent, AuditLink, AuditUnsealed, utcnow
 
 GENESIS = AuditChainHead.GENESIS  # what the first event follows
 HEAD_ID = AuditChainHead.ONLY_ID
 _FORMAT = "mocert-audit-v1"  # changes if the serialization ever does
 PROGRESS_FROM = 20_000  # events; fewer are checked in moments
+SEAL_BATCH = 500  # events per sealing transaction
 
 _head = AuditChainHead.__table__
+_events = AuditEvent.__table__
+_links = AuditLink.__table__
+_queue = AuditUnsealed.__table__
+_CONTENT = (  # what event_hash covers besides prev_hash, as its keyword arguments
+    _events.c.occurred_at,
+    _events.c.tag,
+    _events.c.actor,
+    _events.c.account_id,
+    _events.c.ip,
+    _events.c.user_agent,
+    _events.c.details,
+)
 
 
 class ChainHeadMissing(RuntimeError):
@@ -83,49 +109,102 @@ def event_hash(
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def append(session: Session, event: AuditEvent) -> None:
-    """Link ``event`` after the newest one and add it to ``session`` (not committed).
+def _hash_of(prev_hash: str, row: Any) -> str:
+    return event_hash(prev_hash, **{column.name: getattr(row, column.name) for column in _CONTENT})
 
-    Holds the chain's head until the session's transaction ends. ``event.details`` must already be
-    :func:`as_stored`. Raises :class:`ChainHeadMissing` on an unmigrated database.
+
+@dataclass(frozen=True)
+class Sealed:
+    """What :func:`seal` did: how many events it linked, and the head after it."""
+
+    events: int
+    last_hash: str | None  # None when it sealed nothing
+    busy: bool = False  # another sealer held the head (it seals what is queued)
+
+    def __str__(self) -> str:
+        if self.busy and not self.events:
+            return "sealed nothing: another sealer is at work"
+        if not self.events:
+            return "sealed nothing: no event waits"
+        return f"sealed {self.events} event{'s' if self.events != 1 else ''}, last hash {self.last_hash}"
+
+
+def seal(session: Session, *, batch_size: int = SEAL_BATCH) -> Sealed:
+    """Link every queued event into the chain, ``batch_size`` at a time, each batch one transaction that this
+    commits (give it a session with nothing pending). Stops early, ``busy``, if another sealer holds the head.
+
+    Raises :class:`ChainHeadMissing` on an unmigrated database; on any other error the batch is rolled back.
     """
-    # Pending ORM changes first: written now, their rows are locked before the head, in the same order as in
-    # every other transaction; left to the commit they would be written after it, and two transactions taking
-    # a row and the head in opposite orders deadlock on PostgreSQL.
-    session.flush()
-    # A write first: it is what takes the lock (see the module docstring).
-    prev_hash = session.execute(
-        _head.update()
-        .where(_head.c.id == HEAD_ID)
-        .values(events=_head.c.events + 1)
-        .returning(_head.c.last_hash)
-    ).scalar_one_or_none()
-    if prev_hash is None:
-        raise ChainHeadMissing("the audit chain has no head row: run flask db upgrade")
-    event.prev_hash = prev_hash
-    event.hash = event_hash(
-        prev_hash,
-        occurred_at=event.occurred_at,
-        tag=event.tag,
-        actor=event.actor,
-        account_id=event.account_id,
-        ip=event.ip,
-        user_agent=event.user_agent,
-        details=event.details,
-    )
-    session.execute(_head.update().where(_head.c.id == HEAD_ID).values(last_hash=event.hash))
-    session.add(event)
+    total, last_hash = 0, None
+    while True:
+        try:
+            batch = _seal_batch(session, batch_size)
+        except BaseException:
+            session.rollback()
+            raise
+        if batch is None:
+            return Sealed(total, last_hash, busy=True)
+        sealed, taken, batch_hash = batch
+        total, last_hash = total + sealed, batch_hash or last_hash
+        if taken < batch_size:
+            return Sealed(total, last_hash)
+
+
+def _seal_batch(session: Session, batch_size: int) -> tuple[int, int, str | None] | None:
+    """One batch: (events linked, queue entries taken, the new last hash); None if the head is taken."""
+    queued = select(_queue.c.event_id).join(_events, _events.c.id == _queue.c.event_id)
+    if session.execute(queued.limit(1)).first() is None:  # the usual round: a read, no lock
+        session.rollback()
+        return 0, 0, None
+    head = session.execute(
+        select(_head.c.last_hash, _head.c.events).where(_head.c.id == HEAD_ID).with_for_update(skip_locked=True)
+    ).first()
+    if head is None:
+        missing = session.execute(select(_head.c.id).where(_head.c.id == HEAD_ID)).first() is None
+        session.rollback()
+        if missing:
+            raise ChainHeadMissing("the audit chain has no head row: run flask db upgrade")
+        return None
+    # Queued ids with no event are left for verify to name; one linked already (queued again by hand) only
+    # leaves the queue.
+    rows = session.execute(
+        select(_queue.c.event_id, *_CONTENT, _links.c.position)
+        .join(_events, _events.c.id == _queue.c.event_id)
+        .outerjoin(_links, _links.c.event_id == _queue.c.event_id)
+        .order_by(_queue.c.event_id)
+        .limit(batch_size)
+    ).all()
+    if not rows:  # sealed by the sealer this one waited for (SQLite)
+        session.rollback()
+        return 0, 0, None
+    prev_hash, position, now, links = head.last_hash, head.events, utcnow(), []
+    for row in rows:
+        if row.position is not None:
+            continue
+        position += 1
+        link_hash = _hash_of(prev_hash, row)
+        links.append({"position": position, "event_id": row.event_id, "prev_hash": prev_hash, "hash": link_hash,
+                      "sealed_at": now})
+        prev_hash = link_hash
+    if links:
+        session.execute(insert(_links), links)
+    session.execute(delete(_queue).where(_queue.c.event_id.in_([row.event_id for row in rows])))
+    session.execute(_head.update().where(_head.c.id == HEAD_ID).values(last_hash=prev_hash, events=position))
+    session.commit()
+    return len(links), len(rows), prev_hash if links else None
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of :func:`verify`: how far the chain holds, and its first broken link if any."""
+    """The outcome of :func:`verify`: how far the chain holds, its first broken link if any, and what waits."""
 
-    events: int  # checked
-    last_hash: str  # of the last event checked (GENESIS for none)
+    events: int  # sealed and checked
+    last_hash: str  # of the last link checked (GENESIS for none)
     problem: str | None = None  # "content changed" | "previous link missing" | "head does not match" | …
     event_id: int | None = None  # the broken event, None when the break is at the head
     detail: str = ""
+    unsealed: int = 0  # events committed, queued, not yet linked (none counted when broken)
+    oldest_unsealed: float | None = None  # seconds since the oldest of them occurred
 
     @property
     def whole(self) -> bool:
@@ -145,37 +224,31 @@ def verify(
     anchor: str | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Verdict:
-    """Walk the chain in id order, ``batch_size`` events at a time, and compare its end with the head.
+    """Walk the links in position order, ``batch_size`` at a time, compare the end with the head, then look
+    for events in no link and not queued, and count those queued.
 
     ``anchor``: a last hash printed by an earlier run; the chain must still pass through it.
-    ``on_batch(n)`` is called after each batch of ``n`` events (progress). Reads only.
+    ``on_batch(n)`` is called after each batch of ``n`` links (progress). Reads only.
     """
-    columns = (
-        AuditEvent.id,
-        AuditEvent.occurred_at,
-        AuditEvent.tag,
-        AuditEvent.actor,
-        AuditEvent.account_id,
-        AuditEvent.ip,
-        AuditEvent.user_agent,
-        AuditEvent.details,
-        AuditEvent.prev_hash,
-        AuditEvent.hash,
+    walked = (
+        select(_links.c.position, _links.c.event_id, _links.c.prev_hash, _links.c.hash,
+               _events.c.id.label("found"), *_CONTENT)
+        .outerjoin(_events, _events.c.id == _links.c.event_id)
+        .order_by(_links.c.position)
+        .limit(batch_size)
     )
-    expected_prev, count, last_id = GENESIS, 0, 0
+    expected_prev, count, last_position, last_event = GENESIS, 0, 0, None
     anchor_seen = anchor is None or anchor == GENESIS
     while True:
-        rows = session.execute(
-            select(*columns).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch_size)
-        ).all()
+        rows = session.execute(walked.where(_links.c.position > last_position)).all()
         if not rows:
             head = session.execute(
                 select(_head.c.last_hash, _head.c.events).where(_head.c.id == HEAD_ID)
             ).first()
             if head is not None and tuple(head) == (expected_prev, count):
                 break
-            # An append committed between the last batch and the head read moves the head on: read on.
-            if session.execute(select(AuditEvent.id).where(AuditEvent.id > last_id).limit(1)).first():
+            # A seal committed between the last batch and the head read moves the head on: read on.
+            if session.execute(select(_links.c.position).where(_links.c.position > last_position).limit(1)).first():
                 continue
             if head is None:
                 return Verdict(count, expected_prev, "head does not match", None, "there is no head row")
@@ -188,29 +261,22 @@ def verify(
                 f"in {expected_prev}: the newest events were removed, or the head was changed",
             )
         for row in rows:
-            recomputed = event_hash(
-                row.prev_hash,
-                occurred_at=row.occurred_at,
-                tag=row.tag,
-                actor=row.actor,
-                account_id=row.account_id,
-                ip=row.ip,
-                user_agent=row.user_agent,
-                details=row.details,
-            )
-            if recomputed != row.hash:
+            if row.found is None:
+                return Verdict(count, expected_prev, "event missing", row.event_id,
+                               f"the chain's link at position {row.position} names it: it was removed")
+            if _hash_of(row.prev_hash, row) != row.hash:
                 return Verdict(
-                    count, expected_prev, "content changed", row.id, "what it records no longer gives its hash"
+                    count, expected_prev, "content changed", row.event_id, "what it records no longer gives its hash"
                 )
             if row.prev_hash != expected_prev:
                 follows = (
                     "it is the first event but names a previous one"
                     if count == 0
-                    else f"it does not follow event {last_id}: an event between them was removed, "
-                    f"or event {last_id} was rewritten"
+                    else f"it does not follow event {last_event}: an event between them was removed, "
+                    f"or event {last_event} was rewritten"
                 )
-                return Verdict(count, expected_prev, "previous link missing", row.id, follows)
-            expected_prev, count, last_id = row.hash, count + 1, row.id
+                return Verdict(count, expected_prev, "previous link missing", row.event_id, follows)
+            expected_prev, count, last_position, last_event = row.hash, count + 1, row.position, row.event_id
             anchor_seen = anchor_seen or row.hash == anchor
         if on_batch is not None:
             on_batch(len(rows))
@@ -218,11 +284,54 @@ def verify(
         return Verdict(
             count, expected_prev, "anchor not found", None, f"no event has the hash {anchor}: the trail was rewritten"
         )
-    return Verdict(count, expected_prev)
+    # One statement each: an event is queued in the transaction that commits it and leaves the queue in the
+    # one that links it, so a single snapshot finds every event in one or the other.
+    linked = exists().where(_links.c.event_id == _events.c.id)
+    queued = exists().where(_queue.c.event_id == _events.c.id)
+    stray = session.scalar(select(func.min(_events.c.id)).where(~linked, ~queued))
+    if stray is not None:
+        return Verdict(count, expected_prev, "neither sealed nor queued", stray,
+                       "it is in no link and not queued for sealing: its queue entry was removed, or it was "
+                       "inserted around the trigger")
+    gone = session.scalar(select(func.min(_queue.c.event_id)).where(~exists().where(_events.c.id == _queue.c.event_id)))
+    if gone is not None:
+        return Verdict(count, expected_prev, "queued event missing", gone,
+                       "it was queued for sealing and is gone: it was removed before it was sealed")
+    waiting, oldest = session.execute(
+        select(func.count(), func.min(AuditEvent.occurred_at)).select_from(_queue)
+        .join(_events, _events.c.id == _queue.c.event_id)
+    ).one()
+    age = None if oldest is None else max(0.0, (utcnow() - _aware(oldest)).total_seconds())
+    return Verdict(count, expected_prev, unsealed=waiting, oldest_unsealed=age)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def sealing_window(interval: float) -> float:
+    """Within how many seconds of its commit an event is sealed when sealers run every ``interval``."""
+    return 2 * interval
+
+
+def unsealed_report(verdict: Verdict, *, interval: float) -> str | None:
+    """The line ``audit verify`` adds about events not yet sealed (none: None)."""
+    if not verdict.unsealed:
+        return None
+    counted = f"{verdict.unsealed} event{'s' if verdict.unsealed != 1 else ''} not yet sealed"
+    line = f"{counted}, the oldest {verdict.oldest_unsealed:.1f} s old"
+    if interval <= 0:
+        return (f"{line}; no sealer runs in this configuration (MOCERT_AUDIT_SEAL_INTERVAL=0): "
+                "flask audit seal seals them")
+    window = sealing_window(interval)
+    line = f"{line}; sealed within ~{window:g} s (MOCERT_AUDIT_SEAL_INTERVAL={interval:g})"
+    if verdict.oldest_unsealed > max(10.0, 10 * window):
+        line += ": older than that, so no sealer ran (is a server up?); flask audit seal seals them now"
+    return line
 
 
 def register_audit_cli(app: Flask) -> None:
-    """``flask --app wsgi audit verify``."""
+    """``flask --app wsgi audit verify`` and ``flask --app wsgi audit seal``."""
 
     @app.cli.group()
     def audit() -> None:
@@ -233,9 +342,10 @@ def register_audit_cli(app: Flask) -> None:
                   "still pass through it.")
     @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1))
     def verify_command(anchor: str | None, batch_size: int) -> None:
-        """Check the hash chain.
+        """Check the hash chain, and say what is not yet sealed.
 
-        Exits 0 when it is whole; otherwise names the first broken link and exits 1.
+        Exits 0 when it is whole (events waiting for the sealer are no break: they are said); otherwise names
+        the first broken link and exits 1.
         """
         total = db.session.scalar(select(_head.c.events).where(_head.c.id == HEAD_ID)) or 0
         if total >= PROGRESS_FROM:
@@ -244,5 +354,14 @@ def register_audit_cli(app: Flask) -> None:
         else:
             verdict = verify(db.session, batch_size=batch_size, anchor=anchor)
         click.echo(str(verdict))
+        waiting = unsealed_report(verdict, interval=current_app.config["AUDIT_SEAL_INTERVAL"])
+        if waiting:
+            click.echo(waiting)
         if not verdict.whole:
             raise SystemExit(1)
+
+    @audit.command("seal")
+    @click.option("--batch-size", default=SEAL_BATCH, show_default=True, type=click.IntRange(min=1))
+    def seal_command(batch_size: int) -> None:
+        """Link the events waiting in the queue into the chain now (the servers' sealers do it on their own)."""
+        click.echo(str(seal(db.session, batch_size=batch_size)))

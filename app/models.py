@@ -191,8 +191,8 @@ class EmailVerification(db.Model):
 class AuditEvent(db.Model):
     """One security event. Written in the same transaction as the change it records; never updated.
 
-    A link of a hash chain (``app/audit_chain.py``): ``hash`` covers the content and ``prev_hash``, the
-    hash of the event before it. ``prev_hash`` is unique, so the database itself refuses a fork.
+    Recording one is its INSERT alone: a trigger (migration 0015) queues its id in ``audit_unsealed``, and the
+    sealer links it into the hash chain (:class:`AuditLink`, ``app/audit_chain.py``) soon after its commit.
     """
 
     __tablename__ = "audit_events"
@@ -205,15 +205,50 @@ class AuditEvent(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))
     details: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class AuditLink(db.Model):
+    """A link of the audit trail's hash chain: the event sealed at ``position`` (1, 2, …, in the order the
+    sealer sealed them), ``hash`` over its content and ``prev_hash``, the hash of the link before it.
+
+    ``event_id`` and ``prev_hash`` are unique: the database itself refuses an event sealed twice, or a fork.
+    """
+
+    __tablename__ = "audit_links"
+
+    position: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    event_id: Mapped[int] = mapped_column(ForeignKey("audit_events.id"), unique=True)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex
     hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditUnsealed(db.Model):
+    """An event committed and not yet linked: its id, queued by a trigger on ``audit_events`` (migration 0015)
+    and taken off by the sealer in the transaction that links it. No foreign key: a reference check would be
+    one more lookup on every event, and ``audit verify`` names a queued id whose event is gone."""
+
+    __tablename__ = "audit_unsealed"
+
+    event_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+
+
+@event.listens_for(AuditEvent.__table__, "after_create")
+def _audit_events_are_queued(table: Any, connection: Any, **kwargs: Any) -> None:
+    # For metadata.create_all on SQLite (some tests; SQLite finds audit_unsealed when the trigger runs, so it
+    # may come later). Migration 0015 creates the triggers, PostgreSQL's too.
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(
+            "CREATE TRIGGER audit_events_queue_for_sealing AFTER INSERT ON audit_events "
+            "BEGIN INSERT INTO audit_unsealed (event_id) VALUES (NEW.id); END"
+        )
 
 
 class AuditChainHead(db.Model):
-    """The audit chain's one head row (id 1): the newest event's hash and how many events there are.
+    """The audit chain's one head row (id 1): the newest link's hash and how many links there are.
 
-    Appending updates it first, which serializes appends; it also anchors the tail, so removing the newest
-    events shows.
+    Only the sealer moves it, holding it (``FOR UPDATE SKIP LOCKED``) while it seals, so sealers take turns;
+    recording an event never touches it. It also anchors the tail, so removing the newest links shows.
     """
 
     __tablename__ = "audit_chain_head"
@@ -241,6 +276,17 @@ def _audit_event_not_updated(mapper: Any, connection: Any, target: AuditEvent) -
 @event.listens_for(AuditEvent, "before_delete")
 def _audit_event_not_deleted(mapper: Any, connection: Any, target: AuditEvent) -> None:
     raise RuntimeError(f"audit event {target.id} is append-only: it is never deleted")
+
+
+@event.listens_for(AuditLink, "before_update")
+def _audit_link_not_updated(mapper: Any, connection: Any, target: AuditLink) -> None:
+    if object_session(target).is_modified(target):
+        raise RuntimeError(f"audit link {target.position} is append-only: it is never updated")
+
+
+@event.listens_for(AuditLink, "before_delete")
+def _audit_link_not_deleted(mapper: Any, connection: Any, target: AuditLink) -> None:
+    raise RuntimeError(f"audit link {target.position} is append-only: it is never deleted")
 
 
 class SingleUseTicket:

@@ -93,6 +93,8 @@ def check_settings(config) -> None:
         problems.append("MOCERT_SMTP_PORT must be a port number")
     if config.get("TRUSTED_PROXIES", 0) < 0:
         problems.append("MOCERT_TRUSTED_PROXIES must be 0 or more")
+    if not config.get("AUDIT_SEAL_INTERVAL", 0) >= 0:
+        problems.append("MOCERT_AUDIT_SEAL_INTERVAL must be 0 (no sealer thread) or a positive number of seconds")
     if problems:
         refuse_to_start(UnsafeConfiguration(problems, where="with these settings"))
 

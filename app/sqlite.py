@@ -29,10 +29,11 @@ PostgreSQL's READ COMMITTED. Not a BEGIN when SQLAlchemy begins, as the recipe h
 
 Taken at the first write, the lock is held from there to the commit or rollback, and the transaction
 starts on the newest commit, which is what the code relies on: a claim (app/services/tickets.py) is one
-conditional UPDATE, so two claims are two turns at the lock; the audit chain (app/audit_chain.py) starts each
-append with an UPDATE of its head row, so no other append reads the head until this one's event is
-committed; and ``SELECT … FOR UPDATE``, which SQLite does not have, takes the lock as well, so guesses at
-a person's national ID wait for each other here as on PostgreSQL (app/oidc/national_id.py). A migration's
+conditional UPDATE, so two claims are two turns at the lock; and ``SELECT … FOR UPDATE``, which SQLite does
+not have, takes the lock as well, so guesses at a person's national ID wait for each other here as on
+PostgreSQL (app/oidc/national_id.py), and the audit sealer's hold on the chain's head keeps a second sealer
+out until the first one's links are committed (app/audit_chain.py; recording an audit event is a plain
+INSERT, one more write of the transaction that already holds the lock). A migration's
 DDL is a transaction too (pysqlite committed DDL statement by statement).
 
 Waiting for the turn. SQLite's busy handler retries ever more rarely (after a third of a second, every

@@ -27,9 +27,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from app import create_app
+from app import audit_chain, create_app
 from app.audit import Tags
-from app.audit_chain import as_stored, event_hash
 from app.extensions import db
 from app.models import AuditChainHead, AuditEvent, utcnow
 from app.oidc.keys import ensure_keys
@@ -230,20 +229,16 @@ def server(tmp_path, sqlite_database, pki, revocation_server):
 
 
 def _fill_trail(events: int) -> None:
-    """``events`` past card logins in the audit trail, chained as app/audit_chain.py chains them (written
-    at once: appending them one by one would take most of the test's time)."""
-    head = db.session.get(AuditChainHead, AuditChainHead.ONLY_ID)
-    rows, prev_hash, now = [], head.last_hash, utcnow()
-    for number in range(events):
-        details = {"login_id": secrets.token_urlsafe(32), "card": secrets.token_hex(32), "registration_required": True}
-        event = {"occurred_at": now, "tag": Tags.CARD_LOGIN_SUCCESS.value, "actor": "anonymous", "account_id": None,
-                 "ip": "192.0.2.1", "user_agent": USER_AGENT, "details": as_stored(details)}
-        event["prev_hash"], event["hash"] = prev_hash, event_hash(prev_hash, **event)
-        rows.append(event)
-        prev_hash = event["hash"]
+    """``events`` past card logins in the audit trail, sealed into its chain (inserted at once: recording them
+    one by one would take most of the test's time)."""
+    now = utcnow()
+    rows = [{"occurred_at": now, "tag": Tags.CARD_LOGIN_SUCCESS.value, "actor": "anonymous", "account_id": None,
+             "ip": "192.0.2.1", "user_agent": USER_AGENT,
+             "details": {"login_id": secrets.token_urlsafe(32), "card": secrets.token_hex(32),
+                         "registration_required": True}} for _ in range(events)]
     db.session.execute(sa.insert(AuditEvent.__table__), rows)
-    head.last_hash, head.events = prev_hash, head.events + events
     db.session.commit()
+    audit_chain.seal(db.session)
 
 
 class StalledExport:
@@ -263,7 +258,7 @@ class StalledExport:
 class Person:
     """A browser of 王小明's that logs in with the card, then signs in at the relying party: authorization
     code, PKCE, code exchange. Every write a login makes: the challenge, its claim, the session, the code,
-    the tokens, and their audit events, all on the chain's head."""
+    the tokens, and their audit events (recorded unlinked; the workers' sealers link them)."""
 
     def __init__(self, server: Server, pki) -> None:
         self.server, self.pki, self.card = server, pki, card_of(pki, "A123456789")
@@ -349,3 +344,7 @@ def test_two_workers_of_eight_threads_on_one_file_answer_16_clients_without_a_5x
     assert all(person.logins for person in people), summary  # every client got through, again and again
     verified = server.flask("audit", "verify")
     assert verified.returncode == 0 and "audit trail whole" in verified.stdout, verified.stdout + verified.stderr
+    # The workers' sealers sealed the logins' events as they came: at most the last second's wait.
+    sealed = int(re.search(r"whole: (\d+) events", verified.stdout).group(1))
+    assert sealed > TRAIL_EVENTS + sum(p.logins for p in people), verified.stdout
+    assert "older than that" not in verified.stdout, verified.stdout

@@ -37,12 +37,12 @@ def site(admin_browser) -> str:
 
 
 def _insert_raw(app, tag: str, details: dict, **columns) -> None:
-    """An event as the trail held it before the door: appended to the chain, details as given."""
+    """An event as the trail held it before the door: details as given, sealed into the chain."""
     with app.app_context():
-        event = AuditEvent(occurred_at=utcnow(), tag=tag, actor=columns.get("actor", "anonymous"),
-                           account_id=columns.get("account_id"), details=details)
-        audit_chain.append(db.session, event)
+        db.session.add(AuditEvent(occurred_at=utcnow(), tag=tag, actor=columns.get("actor", "anonymous"),
+                                  account_id=columns.get("account_id"), details=details))
         db.session.commit()
+        audit_chain.seal(db.session)
 
 
 def test_rows_already_holding_nul_or_lone_surrogates_never_break_a_view(app, issuer, admin_browser, site, staff):
