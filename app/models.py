@@ -537,6 +537,9 @@ class OidcAuthorizationCode(db.Model, AuthorizationCodeMixin):
     client: Mapped[OidcClient] = relationship()
     account: Mapped[Account] = relationship()
 
+    # Every authorize request's replay check (OpenIDCode.exists_nonce) reads by these two.
+    __table_args__ = (Index("ix_oidc_authorization_codes_client_nonce", "client_id", "nonce"),)
+
     # Authlib's AuthorizationCodeMixin (and the OpenID Connect additions)
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
