@@ -38,7 +38,7 @@ def _phone_login(issuer, discovery, rp_client, phone, computer):
     phone.approve(phone.login_request(started["url"]))
     done = computer.complete(started["login_request_id"])
     assert done.status_code == 200, done.text
-    callback = computer.authorize(issuer + done.json()["redirect"])
+    callback = computer.back_to_site(done.json()["redirect"])
     rp.fetch_token(discovery["token_endpoint"], authorization_response=callback, code_verifier=verifier)
     return rp
 
@@ -537,7 +537,7 @@ def _code_callback(issuer, discovery, rp_client, phone, computer):
     started = computer.start(url)
     phone.approve(phone.login_request(started["url"]))
     done = computer.complete(started["login_request_id"])
-    return rp, computer.authorize(issuer + done.json()["redirect"]), verifier
+    return rp, computer.back_to_site(done.json()["redirect"]), verifier
 
 
 @pytest.mark.parametrize("action", ["revoke", "lock"])

@@ -54,6 +54,11 @@ class Browser:
         fields["decision"] = decision
         return self.http.post(self.issuer + action, data=fields, allow_redirects=False, timeout=30)
 
+    def back_to_site(self, redirect: str, decision: str = "approve") -> str:
+        """Where a completed login's ``redirect`` leads the browser: the site's callback at once (a code issued
+        by the completing call), or through /authorize (consenting when asked)."""
+        return self.authorize(self.issuer + redirect, decision) if redirect.startswith("/") else redirect
+
     def authorize(self, url: str, decision: str = "approve") -> str:
         """Follow an authorization request to the redirect back to the RP (consenting when asked)."""
         response = self.get(url)

@@ -45,7 +45,7 @@ def test_a_phone_logs_in_at_authorize_and_the_id_token_says_mobile(app, issuer, 
     assert computer.status(started["login_request_id"]).json() == {"status": "approved"}
     done = computer.complete(started["login_request_id"])
     assert done.status_code == 200, done.text
-    callback = computer.authorize(issuer + done.json()["redirect"])
+    callback = computer.back_to_site(done.json()["redirect"])
     assert query(callback)["state"] == state
     tokens = rp.fetch_token(discovery["token_endpoint"], authorization_response=callback, code_verifier=verifier)
     claims = verify_id_token(discovery, tokens["id_token"], rp_client["client_id"], nonce)
@@ -184,7 +184,7 @@ def test_a_passkey_on_the_same_device_logs_in(app, issuer, discovery, rp_client,
     credential = phone.browser.get(options.json()["publicKey"], origin=issuer)
     done = computer.post(base + "/complete", {"credential": credential})
     assert done.status_code == 200, done.text
-    callback = computer.authorize(issuer + done.json()["redirect"])
+    callback = computer.back_to_site(done.json()["redirect"])
     tokens = rp.fetch_token(discovery["token_endpoint"], authorization_response=callback, code_verifier=verifier)
     claims = verify_id_token(discovery, tokens["id_token"], rp_client["client_id"], nonce)
     assert claims["amr"] == ["hwk", "user"]
