@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run several-instances test fuzz bench bench-verify setup setup-test lock translations db demo-pki mobile-certificates marketplace-registration clean
+.PHONY: run several-instances test fuzz bench bench-verify bench-accounts setup setup-test lock translations db demo-pki mobile-certificates marketplace-registration clean
 
 AGENT_PORT ?= 61161
 MARKET_PORT ?= 5001
@@ -46,6 +46,12 @@ fuzz: setup-test translations
 # 127.0.0.1:5432 (MOCERT_BENCH_POSTGRES_URL), and PyPI the first time (the fido2 sdist, fetched by pip to ~/.cache).
 bench: setup translations
 	$(BIN)/python -m bench.login $(BENCH_ARGS)
+
+# MoCert's login with 1 k and with 1 M accounts in the deployment, interleaved rounds (bench/README.md;
+# BENCH_ACCOUNTS_ARGS="--accounts 1000,1000000 --clients 4 --seconds 20 --rounds 4"). PostgreSQL as for bench;
+# the 1 M database takes about 5 GB and some minutes to load.
+bench-accounts: setup translations
+	$(BIN)/python -m bench.accounts $(BENCH_ACCOUNTS_ARGS)
 
 # The passkey verify path against the raw ECDSA-P256 verify under it, in one process (bench/README.md;
 # BENCH_VERIFY_ARGS="--iterations 20000 --rounds 9" for a longer run).

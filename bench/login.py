@@ -114,7 +114,7 @@ def run(ceremonies: list[Callable[[], None]], seconds: float, name: str, cpu: Tr
     return result
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -143,7 +143,7 @@ class Bench:
         args = self.args
         self.example_dir, self.example_source = fido2_example.example_dir(args.cache)
         self.database = mocert.Database(args.database, self.work)
-        port = _free_port()
+        port = free_port()
         environment = mocert.server_environment(self.work, self.database.url, port)
         app, self.state = mocert.build(self.work, environment, args.clients)
         self.counts = mocert.count_one_login(app, self.state)
@@ -156,7 +156,7 @@ class Bench:
                                       log=self.work / "mocert.log")
         self.servers.append(self.mocert)
         self.mocert.start(workers=args.workers, threads=args.threads, ready="/healthz")
-        example_port = _free_port()
+        example_port = free_port()
         self.example = Gunicorn("server.server:app", cwd=self.example_dir, port=example_port,
                                        environment={}, log=self.work / "example.log")
         self.servers.append(self.example)
@@ -202,15 +202,15 @@ class Bench:
                 browser.close()
 
 
-def _p50_p99(result: Round) -> str:
+def p50_p99(result: Round) -> str:
     return (f"p50 {1000 * percentile(result.latencies, 0.5):7.1f} ms  "
             f"p99 {1000 * percentile(result.latencies, 0.99):7.1f} ms")
 
 
-def _round_line(number: int, result: Round) -> str:
-    unit = "logins" if result.server == "MoCert" else "ceremonies"
+def round_line(number: int, result: Round) -> str:
+    unit = "ceremonies" if result.server == "example" else "logins"
     line = (f"round {number}  {result.server:<7} {result.ceremonies:6d} {unit:<10} {result.rate:7.1f}/s  "
-            f"{_p50_p99(result)}  server CPU {result.per_ceremony(result.server_cpu):6.1f} ms  "
+            f"{p50_p99(result)}  server CPU {result.per_ceremony(result.server_cpu):6.1f} ms  "
             f"load generator CPU {result.per_ceremony(result.load_cpu):5.1f} ms  errors {sum(result.errors.values())}")
     if result.postgres is not None:
         pg = result.postgres
@@ -222,7 +222,7 @@ def _round_line(number: int, result: Round) -> str:
     return line
 
 
-def _pooled(rounds: list[Round], name: str) -> Round:
+def pooled(rounds: list[Round], name: str) -> Round:
     pooled = Round(name)
     for result in rounds:
         pooled.ceremonies += result.ceremonies
@@ -246,7 +246,7 @@ def _pooled(rounds: list[Round], name: str) -> Round:
 
 def report(bench: Bench, examples: list[Round], logins: list[Round], out: TextIO) -> None:
     args = bench.args
-    ours, theirs = _pooled(logins, "MoCert"), _pooled(examples, "example")
+    ours, theirs = pooled(logins, "MoCert"), pooled(examples, "example")
     errors = sum(ours.errors.values()) + sum(theirs.errors.values())
     print(f"\nsummary, {args.rounds} round(s) of each pooled:", file=out)
     print(f"  ceremonies per second: MoCert {ours.rate:.1f}, example {theirs.rate:.1f}, ratio "
@@ -255,7 +255,7 @@ def report(bench: Bench, examples: list[Round], logins: list[Round], out: TextIO
     print(f"  server CPU per login: MoCert {ours.per_ceremony(ours.server_cpu):.1f} ms, example "
           f"{theirs.per_ceremony(theirs.server_cpu):.1f} ms per ceremony, ratio {cpu_ratio:.1f} (issue 14 asks <= 4)",
           file=out)
-    print(f"  latency: MoCert {_p50_p99(ours)}; example {_p50_p99(theirs)}", file=out)
+    print(f"  latency: MoCert {p50_p99(ours)}; example {p50_p99(theirs)}", file=out)
     print(f"  load generator CPU per ceremony: {ours.per_ceremony(ours.load_cpu):.1f} ms (MoCert), "
           f"{theirs.per_ceremony(theirs.load_cpu):.1f} ms (example)", file=out)
     total = {name: sum(counter.values()) for name, counter in bench.counts.items()}
@@ -303,9 +303,9 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         examples, logins = [], []
         for number in range(1, args.rounds + 1):
             examples.append(bench.example_round())
-            print(_round_line(number, examples[-1]), file=out, flush=True)
+            print(round_line(number, examples[-1]), file=out, flush=True)
             logins.append(bench.mocert_round())
-            print(_round_line(number, logins[-1]), file=out, flush=True)
+            print(round_line(number, logins[-1]), file=out, flush=True)
         report(bench, examples, logins, out)
         failed = any(r.errors for r in examples + logins)
     finally:

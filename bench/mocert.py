@@ -21,6 +21,7 @@ import re
 import secrets
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -135,10 +136,13 @@ def make_app(environment: dict[str, str]):
         return create_app(config_from_env())
 
 
-def build(work: Path, environment: dict[str, str], people: int) -> tuple[object, State]:
+def build(work: Path, environment: dict[str, str], people: int,
+          after_each: Callable[[object, int], None] | None = None) -> tuple[object, State]:
     """The demo PKI, the signing keys, the schema, a relying party and ``people`` accounts, each with a
     phone bound through the binding service (as a card-logged-in person binds one) and the relying party's
-    ``openid`` scope granted. Returns the app (in this process, on the same database) and the state."""
+    ``openid`` scope granted. ``after_each(client, made)``, if given, is called in the app's context after
+    each person is made (``made`` of them so far), with the relying party's ``OidcClient``: a bench puts
+    other rows between them there. Returns the app (in this process, on the same database) and the state."""
     from flask_migrate import upgrade
 
     from app.oidc.keys import ensure_keys
@@ -154,11 +158,11 @@ def build(work: Path, environment: dict[str, str], people: int) -> tuple[object,
             upgrade(directory=str(ROOT / "migrations"))
         finally:
             logging.disable(logging.NOTSET)
-        state = _people(public_url, people)
+        state = _people(public_url, people, after_each)
     return app, state
 
 
-def _people(public_url: str, count: int) -> State:
+def _people(public_url: str, count: int, after_each: Callable[[object, int], None] | None) -> State:
     from app.extensions import db
     from app.models import Account, utcnow
     from app.services import clients, consent, sessions
@@ -183,6 +187,8 @@ def _people(public_url: str, count: int) -> State:
         parts().devices.complete_binding(token, phone.create(options["publicKey"], origin=public_url), "bench")
         consent.grant(account, consent.request_for(account, client, [SCOPE]))
         people.append(Person(account.id, phone))
+        if after_each is not None:
+            after_each(client, number + 1)
     state = State(public_url, client.client_id, secret, people)
     db.session.remove()
     return state
