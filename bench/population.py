@@ -196,8 +196,11 @@ class Population:
             {"salt": salt, "after": after_code})
 
     def _audit(self, cursor, after_account: int) -> None:
-        """Three events a person each, linked after the chain's head as ``app/audit_chain.py`` links them,
-        and the head moved to the last (in this transaction: the head's row stays locked until the commit).
+        """Three events a person each, sealed after the chain's head as ``app/audit_chain.py`` seals them: the
+        events copied in, their links copied after them in the same order, their queue entries (made by the
+        trigger) cleared and the head moved to the last (in this transaction: the head's row stays locked
+        until the commit). A million people's events are more than a server's sealer would seal in the
+        minutes a load may take.
 
         The canonical serialization is written out here rather than through ``event_hash`` (three times
         faster, and these events' contents are plain ASCII); the first event of each load is checked against
@@ -210,9 +213,9 @@ class Population:
             "JOIN auth_sessions s ON s.account_id = a.id AND s.method = 'mobile' "
             "WHERE a.id > %s ORDER BY a.id", (after_account,)).fetchall()
         prev_hash, events = cursor.execute(
-            "UPDATE audit_chain_head SET events = events WHERE id = %s RETURNING last_hash, events",
-            (HEAD_ID,)).fetchone()
-        checked, lines = False, []
+            "SELECT last_hash, events FROM audit_chain_head WHERE id = %s FOR UPDATE", (HEAD_ID,)).fetchone()
+        after_event = cursor.execute("SELECT coalesce(max(id), 0) FROM audit_events").fetchone()[0]
+        checked, lines, links = False, [], []
         for account, registered, device, serial, logged_in, ip, user_agent in rows:
             actor = f"account:{account}"
             for occurred_at, tag, at, agent, details in (
@@ -234,13 +237,21 @@ class Population:
                     if hashed != expected:
                         raise RuntimeError("the audit chain's serialization is not app/audit_chain.py's any more")
                     checked = True
-                lines.append(f"{when}\t{tag}\t{actor}\t{account}\t{at or NULL}\t{agent or NULL}\t{details}\t"
-                             f"{prev_hash}\t{hashed}\n")
+                lines.append(f"{when}\t{tag}\t{actor}\t{account}\t{at or NULL}\t{agent or NULL}\t{details}\n")
+                links.append((prev_hash, hashed))
                 prev_hash = hashed
-        columns = "occurred_at, tag, actor, account_id, ip, user_agent, details, prev_hash, hash"
+        columns = "occurred_at, tag, actor, account_id, ip, user_agent, details"
         with cursor.copy(f"COPY audit_events ({columns}) FROM STDIN") as copy:
             for start in range(0, len(lines), 5000):
                 copy.write("".join(lines[start:start + 5000]))
+        ids = [row[0] for row in cursor.execute(
+            "SELECT id FROM audit_events WHERE id > %s ORDER BY id", (after_event,)).fetchall()]
+        if len(ids) != len(links):
+            raise RuntimeError(f"{len(links)} events copied, {len(ids)} found: another writer?")
+        with cursor.copy("COPY audit_links (position, event_id, prev_hash, hash, sealed_at) FROM STDIN") as copy:
+            for position, (event_id, (before, hashed)) in enumerate(zip(ids, links), start=events + 1):
+                copy.write(f"{position}\t{event_id}\t{before}\t{hashed}\tnow\n")
+        cursor.execute("DELETE FROM audit_unsealed WHERE event_id > %s", (after_event,))
         cursor.execute("UPDATE audit_chain_head SET last_hash = %s, events = %s WHERE id = %s",
                        (prev_hash, events + len(lines), HEAD_ID))
 
