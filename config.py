@@ -182,7 +182,9 @@ class Config:
         self.RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "memory://")
         # Where the processes tell each other what changed (app/invalidation.py): Redis, the rate limiter's
         # by default; none on one machine, where a cached client is at most CLIENT_CACHE_SECONDS old elsewhere.
-        default_redis = self.RATELIMIT_STORAGE_URI if self.RATELIMIT_STORAGE_URI.startswith("redis") else None
+        # (redis:// and rediss:// only: the rate limiter's redis+sentinel:// and redis+cluster:// are not redis-py's.)
+        storage = self.RATELIMIT_STORAGE_URI
+        default_redis = storage if storage.startswith(("redis://", "rediss://")) else None
         self.REDIS_URL = _env("REDIS_URL", default_redis)
         self.CLIENT_CACHE_SECONDS = _env_float("CLIENT_CACHE_SECONDS", 10.0)
         # Before every counter's key: deployments (or test runs) sharing one Redis count apart.

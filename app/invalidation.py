@@ -25,13 +25,18 @@ import redis
 log = logging.getLogger(__name__)
 
 CHANNEL = "mocert:invalidate"
-RECONNECT_SECONDS = 1.0
+RECONNECT_SECONDS = 1.0  # the first wait after losing the channel, doubling to LONGEST_RECONNECT_SECONDS
+LONGEST_RECONNECT_SECONDS = 30.0
+LISTEN_SECONDS = 5.0
+SCHEMES = ("redis://", "rediss://", "unix://")  # what redis-py's from_url takes
 
 Listener = Callable[[str | None, str | None], None]  # (topic, key): None, None = forget everything
 
 
 class Invalidations:
     def __init__(self, redis_url: str | None = None) -> None:
+        if redis_url is not None and not redis_url.startswith(SCHEMES):
+            raise ValueError(f"{redis_url!r} is not a Redis URL redis-py takes ({', '.join(SCHEMES)})")
         self.redis_url = redis_url
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
@@ -56,7 +61,7 @@ class Invalidations:
             client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
             client.publish(CHANNEL, f"{self._sender()}:{topic}:{key}")
             client.close()
-        except redis.RedisError as exc:  # the change is committed; the others' time to live still bounds them
+        except (redis.RedisError, OSError) as exc:  # the change is committed; the others' ttl still bounds them
             log.warning("could not tell the other MoCert processes that %s %s changed: %s", topic, key, exc)
 
     def follow(self) -> None:
@@ -70,22 +75,31 @@ class Invalidations:
         threading.Thread(target=self._run, name="mocert-invalidations", daemon=True).start()
 
     def _run(self) -> None:
+        wait = RECONNECT_SECONDS
         while True:
             try:
-                client = redis.Redis.from_url(self.redis_url, socket_timeout=None, health_check_interval=30)
+                # A bounded read, and a health check (a PING) when the channel has been quiet: a connection that
+                # died without a word (a NAT's idle timeout, a host gone) is noticed, not waited on for ever.
+                client = redis.Redis.from_url(self.redis_url, socket_timeout=LISTEN_SECONDS * 2,
+                                              socket_keepalive=True, health_check_interval=LISTEN_SECONDS)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL)
                 self._deliver(None, None)  # what was cached before we listened (or while we were away) goes
-                for message in pubsub.listen():
+                wait = RECONNECT_SECONDS
+                while True:
+                    message = pubsub.get_message(timeout=LISTEN_SECONDS)
+                    if message is None or message.get("type") != "message":
+                        continue
                     sender, _, rest = message["data"].decode("utf-8", "replace").partition(":")
                     if sender == self._sender():
                         continue  # delivered here already, by publish()
                     topic, _, key = rest.partition(":")
                     self._deliver(topic, key)
             except Exception as exc:  # noqa: BLE001 - a follower never dies; it forgets and reconnects
-                log.warning("lost the invalidation channel (%s); reconnecting", exc)
+                log.warning("lost the invalidation channel (%s); reconnecting in %.0f s", exc, wait)
                 self._deliver(None, None)
-                time.sleep(RECONNECT_SECONDS)
+                time.sleep(wait)
+                wait = min(wait * 2, LONGEST_RECONNECT_SECONDS)
 
     def _sender(self) -> str:
         return f"{self._token}.{os.getpid()}"  # a worker forked with this object is another sender

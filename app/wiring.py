@@ -97,7 +97,7 @@ def built_from(setting: str, build: Callable[[], T]) -> T:
 def build(config: Mapping[str, Any]) -> Parts:
     national_id_hash = built_from("NATIONAL_ID_HMAC_KEY", lambda: NationalIdHash(config["NATIONAL_ID_HMAC_KEY"].encode()))
     login_marker = LoginMarker(config["SECRET_KEY"])
-    invalidations = Invalidations(config["REDIS_URL"])
+    invalidations = built_from("REDIS_URL", lambda: Invalidations(config["REDIS_URL"]))
     clients = ClientDirectory(invalidations, ttl=config["CLIENT_CACHE_SECONDS"])
     public_url = config["PUBLIC_URL"]
     login_sessions = LoginSessions(lifetime=config["SESSION_LIFETIME"], staff_idle_timeout=config["ADMIN_IDLE_TIMEOUT"])

@@ -18,14 +18,31 @@ from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import OAuth2Request
-from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
 from werkzeug.datastructures import MultiDict
 
+from ..extensions import db
 from ..models import Account
 from ..services import consent
 from . import oauth2
+
+
+class StoredPayload(OAuth2Payload):
+    """The parameters as Authlib's Flask payload gives them: ``data`` the first of each (as
+    ``request.args.get``), ``datalist`` all of them (its check of parameters given twice reads that)."""
+
+    def __init__(self, params: list[tuple[str, str]]) -> None:
+        self._params = MultiDict(params)
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._params.to_dict(flat=True)
+
+    @property
+    def datalist(self) -> dict[str, list[str]]:
+        return self._params.to_dict(flat=False)
 
 
 class StoredAuthorizeRequest(OAuth2Request):
@@ -33,11 +50,7 @@ class StoredAuthorizeRequest(OAuth2Request):
 
     def __init__(self, params: list[tuple[str, str]]) -> None:
         super().__init__("GET", f"{oauth2.issuer()}/authorize?{urlencode(params)}")
-        first: dict[str, str] = {}
-        for key, value in params:
-            first.setdefault(key, value)  # as Flask's request.args.get: the first of repeated ones
-        self.payload = BasicOAuth2Payload(first)
-        self.payload._datalist = {key: [v for k, v in params if k == key] for key in first}
+        self.payload = StoredPayload(params)
         self._args = MultiDict(params)
 
     @property
@@ -50,9 +63,11 @@ class StoredAuthorizeRequest(OAuth2Request):
 
 
 def code_redirect(account: Account, params: list[tuple[str, str]]) -> str | None:
-    """The site's redirect with a code for ``account`` (whose new session is ``account.auth_session``), the
-    code committed with whatever the caller's transaction holds; None when /authorize must answer instead."""
+    """The site's redirect with a code for ``account`` (whose new session is ``account.auth_session``); None
+    when /authorize must answer instead. Issuing the code COMMITS the caller's transaction with it (as
+    /authorize commits before it redirects): call it last."""
     server = current_app.extensions["mocert.oidc"][0]
+    db.session.flush()  # the new session's row, which the code names
     request = StoredAuthorizeRequest(params)
     try:
         grant = server.get_consent_grant(request=request, end_user=account)
@@ -63,4 +78,4 @@ def code_redirect(account: Account, params: list[tuple[str, str]]) -> str | None
     if asked.needs_answer:
         return None
     response = server.create_authorization_response(request=request, grant=grant, grant_user=account)
-    return response.headers["Location"]
+    return response.headers.get("Location")

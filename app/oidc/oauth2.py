@@ -553,7 +553,8 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
     def create_token_response(self, request=None):
         """The token response, committed before it is sent: the code's consumption with the tokens, or with
-        the error that refused them (one commit either way)."""
+        the error that refused them (one commit either way; a replayed code's revocations are committed as soon
+        as they are found)."""
         try:
             response = super().create_token_response(request)
         except InsecureTransportError as error:

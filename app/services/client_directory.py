@@ -7,7 +7,8 @@ session, all its columns loaded, shared read-only by every thread. Being in no s
 a commit (no reload) and is never written back; code that needs to change a client reads it afresh through
 ``services.clients`` (the administration), and whatever commits a change to a client has the copy forgotten (``app/wiring.py`` watches the
 session), in this process at once and, through :class:`~app.invalidation.Invalidations`, in every other. ``ttl`` bounds a copy's age when no
-message can arrive (no Redis: other workers on the same machine).
+message can arrive (no Redis: other workers on the same machine), and is the worst case with Redis too (a
+message lost while a process was reconnecting is made up for by forgetting everything on reconnection).
 
 Rows that point at a client (a login request, a code) keep the client's id: never assign a copy to a
 relationship, which would pull it into that request's session.
@@ -26,6 +27,7 @@ from ..invalidation import Invalidations
 from ..models import OidcClient
 
 TOPIC = "oidc_client"
+MAX_ENTRIES = 10_000
 
 
 class ClientDirectory:
@@ -34,6 +36,9 @@ class ClientDirectory:
         self._by_client_id: dict[str, tuple[float, OidcClient | None]] = {}
         self._client_ids: dict[int, str] = {}
         self._lock = threading.Lock()
+        # Counted up by every forgetting: a read that began before one must not store what it read (a client
+        # disabled between the read and the store would be kept for the whole ttl).
+        self._generation = 0
         invalidations.listen(self._forget)
 
     def get(self, client_id: object) -> OidcClient | None:
@@ -45,12 +50,17 @@ class ClientDirectory:
         cached = self._by_client_id.get(client_id)
         if cached is not None and cached[0] > now:
             return cached[1]
+        generation = self._generation
         client = _detached(db.session.execute(
             select(*OidcClient.__table__.c).where(OidcClient.client_id == client_id)
         ).first())
         with self._lock:
+            if generation != self._generation:
+                return client  # forgotten meanwhile: good for this request, not to keep
+            if len(self._by_client_id) >= MAX_ENTRIES:
+                self._by_client_id = {k: v for k, v in self._by_client_id.items() if v[0] > now}
             # Unknown ids are remembered too (briefly and boundedly), so a flood of made-up ones is no flood of reads.
-            if client is not None or len(self._by_client_id) < 10_000:
+            if client is not None or len(self._by_client_id) < MAX_ENTRIES:
                 self._by_client_id[client_id] = (now + self.ttl, client)
             if client is not None:
                 self._client_ids[client.id] = client_id
@@ -74,6 +84,7 @@ class ClientDirectory:
 
     def _forget(self, topic: str | None, key: str | None) -> None:
         with self._lock:
+            self._generation += 1
             if topic is None:
                 self._by_client_id.clear()
             elif topic == TOPIC:

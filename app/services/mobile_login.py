@@ -43,8 +43,9 @@ MATCH_LETTERS = "ACDEFHJKLMNPRTUVWXY"  # no I/O (1/0), no B/S/G/Z (8/5/6/2), no 
 
 
 # Given the person just logged in (their new session on ``account.auth_session``, not committed) and the
-# authorize request's parameters: the site's redirect with a code, committed with the login, when the request
-# asks nothing more of the person (no consent page); else None, and the browser goes back to /authorize.
+# authorize request's parameters: the site's redirect with a code when the request asks nothing more of the
+# person (no consent page), the code and the whole login committed by it; else None (nothing committed), and
+# the browser goes back to /authorize. So it is called last.
 CodeIssuer = Callable[[Account, list[tuple[str, str]]], "str | None"]
 
 

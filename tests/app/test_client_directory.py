@@ -122,3 +122,27 @@ def test_made_up_client_ids_are_remembered_as_unknown(app):
         for _ in range(3):
             assert _active(app, "no-such-client") is None
     assert len(statements) == 1
+
+
+def test_a_process_whose_channel_was_cut_forgets_everything_and_hears_again(instance_dir, database_url, redis_url):
+    first = _second_process(instance_dir, database_url, REDIS_URL=redis_url)
+    second = _second_process(instance_dir, database_url, REDIS_URL=redis_url, CLIENT_CACHE_SECONDS=3600)
+    client_id = make_oidc_client(first)["client_id"]
+    assert _active(second, client_id) is not None
+    time.sleep(0.5)
+    connection = redis.Redis.from_url(redis_url)
+    with first.app_context():
+        # Changed while no one listens (every follower cut: ours, and any other run's, which reconnect too).
+        connection.client_kill_filter(_type="pubsub")
+        clients.update(clients.get(client_id), {"name": "改名"}, actor="admin", reason="test")
+    connection.close()
+    assert _eventually(lambda: _active(second, client_id).name == "改名"), "the change made while cut was kept"
+    with first.app_context():
+        clients.disable(clients.get(client_id), actor="admin", reason="test")
+    assert _eventually(lambda: _active(second, client_id) is None), "the follower did not listen again"
+
+
+def test_a_redis_url_redis_py_cannot_use_refuses_to_start(instance_dir, database_url):
+    with pytest.raises(SystemExit) as refused:
+        _second_process(instance_dir, database_url, REDIS_URL="redis+sentinel://127.0.0.1:26379/mymaster")
+    assert "MOCERT_REDIS_URL" in refused.value.reason

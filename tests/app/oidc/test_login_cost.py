@@ -84,13 +84,8 @@ def _passkey_login(ledger: Ledger, issuer, discovery, rp_client, phone) -> None:
     credential = phone.browser.get(started["passkey"]["publicKey"], origin=issuer)
     ledger.step = "passkey complete"
     done = post(f"/api/v1/login-requests/{started['login_request_id']}/passkey/complete", {"credential": credential})
-    callback = done["redirect"]
-    if callback.startswith("/"):  # back to /authorize for the code
-        ledger.step = "authorize again"
-        response = http.get(issuer + callback, allow_redirects=False, timeout=30)
-        assert response.status_code == 302, response.text
-        callback = response.headers["Location"]
-    assert query(callback)["state"] == state
+    callback = done["redirect"]  # the site's, with the code: no second trip to /authorize for a returning person
+    assert callback.startswith("https://rp.example/cb?") and query(callback)["state"] == state
     ledger.step = "token"
     tokens = rp.fetch_token(discovery["token_endpoint"], authorization_response=callback, code_verifier=verifier)
     ledger.step = "done"

@@ -309,3 +309,42 @@ def test_a_login_request_draws_its_qr_code_only_when_asked(issuer, discovery, rp
     assert "qr_svg" not in plain and plain["passkey"]["publicKey"]["challenge"]
     drawn = computer.post("/api/v1/login-requests", {"authorize": authorize, "qr": True}).json()
     assert "<svg" in drawn["qr_svg"]
+
+
+def _started_passkey(issuer, computer, phone, discovery, rp_client):
+    started = computer.start(_authorize_url(discovery, rp_client)[1])
+    credential = phone.browser.get(started["passkey"]["publicKey"], origin=issuer)
+    return started, credential, f"/api/v1/login-requests/{started['login_request_id']}/passkey/complete"
+
+
+@pytest.mark.parametrize("spoil, status, reason", [
+    (lambda c: c["response"].update(signature=c["response"]["signature"][:-4] + "AAAA"), 401, "bad_signature"),
+    (lambda c: c.update(rawId="bm8gc3VjaCBjcmVkZW50aWFs", id="bm8gc3VjaCBjcmVkZW50aWFs"), 401, "credential_unknown"),
+], ids=["forged signature", "unknown credential"])
+def test_a_failed_passkey_answer_spends_the_request_and_is_audited_once(
+    app, issuer, discovery, rp_client, phone, computer, spoil, status, reason
+):
+    started, credential, path = _started_passkey(issuer, computer, phone, discovery, rp_client)
+    good = {**credential, "response": dict(credential["response"])}
+    spoil(credential)
+    refused = computer.post(path, {"credential": credential})
+    assert (refused.status_code, refused.json()["error"]) == (status, reason)
+    assert computer.status(started["login_request_id"]).json() == {"status": "failed", "reason": reason}
+    assert computer.post(path, {"credential": good}).status_code == 409  # the one answer was taken
+    failures = _events(app, "mobile:login:failure")
+    assert [f["reason"] for f in failures] == [reason]
+    assert not _events(app, "mobile:login:success")
+
+
+def test_a_site_disabled_before_the_passkey_answers_spends_the_request(
+    app, issuer, discovery, rp_client, phone, computer
+):
+    from app.services import clients
+
+    started, credential, path = _started_passkey(issuer, computer, phone, discovery, rp_client)
+    with app.app_context():
+        clients.disable(clients.get(rp_client["client_id"]), actor="admin", reason="test")
+    refused = computer.post(path, {"credential": credential})
+    assert refused.status_code == 410 and refused.json()["error"] == "login_request_expired"
+    assert computer.post(path, {"credential": credential}).status_code == 409
+    assert [f["reason"] for f in _events(app, "mobile:login:failure")] == ["login_request_expired"]
