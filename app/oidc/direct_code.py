@@ -77,5 +77,11 @@ def code_redirect(account: Account, params: list[tuple[str, str]]) -> str | None
     asked = consent.request_for(account, grant.client, scope_to_list(grant.request.scope), ask_again="consent" in prompts)
     if asked.needs_answer:
         return None
-    response = server.create_authorization_response(request=request, grant=grant, grant_user=account)
-    return response.headers.get("Location")
+    # The grant checked the request a moment ago (get_consent_grant): answered at once, not checked again as
+    # the server's create_authorization_response would.
+    try:
+        _, _, headers = grant.create_authorization_response(grant.redirect_uri, account)
+    except OAuth2Error:
+        return None
+    db.session.commit()
+    return dict(headers).get("Location")
