@@ -10,8 +10,6 @@ import re
 import threading
 
 import requests
-
-import pytest
 from sqlalchemy import event
 
 from app.extensions import db
