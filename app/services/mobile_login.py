@@ -187,16 +187,7 @@ class MobileLogins:
         account = device.account
         login.approved_at = login.completed_at = now
         login.account_id, login.device_id = account.id, device.id
-        record(Tags.MOBILE_LOGIN_SUCCESS, account=account, login_request=login.public_id, client=client.client_id,
-               device=device.id)
-        params, marked = self._marked(login)
-        token, auth_session = sessions.open(
-            account, method="mobile", device_id=device.id, lifetime=self.session_lifetime,
-            ip=browser.ip, user_agent=browser.user_agent, replacing=browser.held,
-        )
-        redirect = self._back_to_site(account, params, marked)
-        db.session.commit()
-        return LoggedIn(account, token, auth_session, redirect)
+        return self._logged_in(login, client, account, device, browser)
 
     def _take_for_passkey(self, public_id: object, browser_key: str | None) -> LoginRequest:
         """The browser's request, taken for a passkey's answer in one conditional UPDATE that reads it back;
@@ -300,13 +291,15 @@ class MobileLogins:
             ensure_usable(device, utcnow())
         except Refusal as refusal:
             raise _failed(login, device, refusal, client) from None
-        record(
-            Tags.MOBILE_LOGIN_SUCCESS,
-            account=account,
-            login_request=login.public_id,
-            client=client.client_id,
-            device=device.id,
-        )
+        return self._logged_in(login, client, account, device, browser)
+
+    def _logged_in(
+        self, login: LoginRequest, client: OidcClient, account: Account, device: Device, browser: Browser
+    ) -> LoggedIn:
+        """The login's success: audited, a fresh MoCert session (method "mobile") for this browser and, where
+        the authorize request allows, the site's code; committed together."""
+        record(Tags.MOBILE_LOGIN_SUCCESS, account=account, login_request=login.public_id, client=client.client_id,
+               device=device.id)
         params, marked = self._marked(login)
         token, auth_session = sessions.open(
             account, method="mobile", device_id=device.id, lifetime=self.session_lifetime,
