@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ from sqlalchemy.orm import Session
 from .extensions import db
 from .models import AuditChainHead, AuditEvent, AuditLink, AuditUnsealed, utcnow
 
+log = logging.getLogger(__name__)
 GENESIS = AuditChainHead.GENESIS  # what the first event follows
 HEAD_ID = AuditChainHead.ONLY_ID
 _FORMAT = "mocert-audit-v1"  # changes if the serialization ever does
@@ -180,6 +182,8 @@ def _seal_batch(session: Session, batch_size: int) -> tuple[int, int, str | None
     prev_hash, position, now, links = head.last_hash, head.events, utcnow(), []
     for row in rows:
         if row.position is not None:
+            log.warning("audit event %s was queued though a link (position %s) names it already: left unsealed; "
+                        "flask audit verify names the link", row.event_id, row.position)
             continue
         position += 1
         link_hash = _hash_of(prev_hash, row)
@@ -237,7 +241,8 @@ def verify(
         .order_by(_links.c.position)
         .limit(batch_size)
     )
-    expected_prev, count, last_position, last_event = GENESIS, 0, 0, None
+    # From below any position the sealer gives (1, 2, …), so that a link put anywhere else is walked too.
+    expected_prev, count, last_position, last_event = GENESIS, 0, -(2**31), None
     anchor_seen = anchor is None or anchor == GENESIS
     while True:
         rows = session.execute(walked.where(_links.c.position > last_position)).all()
@@ -276,6 +281,12 @@ def verify(
                     f"or event {last_event} was rewritten"
                 )
                 return Verdict(count, expected_prev, "previous link missing", row.event_id, follows)
+            if row.position != count + 1:
+                # A link outside 1, 2, … n: one slipped in ahead of the chain (its event would then leave the
+                # queue unsealed) or past its end (where the sealer would stick).
+                return Verdict(count, expected_prev, "link out of place", row.event_id,
+                               f"a link at position {row.position} where the chain's next is {count + 1}: "
+                               "it was inserted by hand")
             expected_prev, count, last_position, last_event = row.hash, count + 1, row.position, row.event_id
             anchor_seen = anchor_seen or row.hash == anchor
         if on_batch is not None:

@@ -597,3 +597,24 @@ def test_the_sealer_migration_keeps_the_chain_and_its_downgrade_links_the_unseal
     assert "whole: 6 events" in _verify(app).output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(AuditLink)) == 6
+
+
+@pytest.mark.parametrize("position", [0, -5, 7], ids=["at 0", "below", "past the end"])
+def test_a_link_put_outside_the_chains_positions_is_caught(app, position):
+    # A link at 0 would take a queued event off the queue unsealed for good; one past the end would stick the
+    # sealer on its position: either way verify must not call the trail whole.
+    _record(app, 2)
+    waiting = _record(app, 1, sealed=False)[-1]
+    _tamper(app, insert(LINKS).values(position=position, event_id=waiting, prev_hash="f" * 64, hash="e" * 64,
+                                      sealed_at=utcnow()))
+    _seal(app)
+    result = _verify(app)
+    assert result.exit_code == 1 and f"audit trail broken: event {waiting}: " in result.output
+    # Even with a hash that follows on, its position gives it away.
+    _tamper(app, delete(LINKS).where(LINKS.c.event_id == waiting))
+    last, event = _links(app)[-1], next(e for e in _events(app) if e.id == waiting)
+    link = AuditLink(position=position, event_id=waiting, prev_hash=last.hash)
+    _tamper(app, insert(LINKS).values(position=position, event_id=waiting, prev_hash=last.hash,
+                                      hash=_recomputed(link, event), sealed_at=utcnow()))
+    result = _verify(app)
+    assert result.exit_code == 1 and f"event {waiting}: " in result.output, result.output
