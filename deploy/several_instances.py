@@ -121,13 +121,6 @@ class Process:
         self.name, self.args, self.env, self.log_path = name, args, dict(env), log_path
         self.popen: subprocess.Popen | None = None
 
-    def _demo_made(self) -> bool:
-        """Whether development's demo PKI and OIDC signing keys are there already (config.py's defaults)."""
-        instance = Path(self.env["MOCERT_INSTANCE_DIR"])
-        demo = Path(self.env.get("MOCERT_DEMO_PKI_DIR") or instance / "demo-pki")
-        keys = Path(self.env.get("MOCERT_OIDC_KEYS_DIR") or instance / "oidc-keys")
-        return (demo / "manifest.json").is_file() and any(keys.glob("*.pem"))
-
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
