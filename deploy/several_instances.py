@@ -172,8 +172,10 @@ class Process:
 
 
 def _group_alive(group: int) -> bool:
-    """Whether a process of ``group`` runs (Linux's /proc: a zombie, exited but not reaped, does not)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """Whether a thread of a process of ``group`` runs (Linux's /proc; a zombie, exited but not reaped, does
+    not). Every thread, not only the process's first: a process whose main thread is already a zombie still
+    holds its sockets open while its other threads (gunicorn's gthread workers) are being torn down."""
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
