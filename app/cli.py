@@ -65,6 +65,16 @@ def register_cli(app: Flask) -> None:
             for card_number in existing.ensure_card_encryption():
                 click.echo(f"  {card_number}: encryption certificate added")
             click.echo(f"demo PKI already in {directory}")
+            made_for, serving = existing.manifest["base_url"], (base_url or current_app.config["PUBLIC_URL"]).rstrip("/")
+            if made_for != serving:
+                # Its certificates name made_for for their CRL and OCSP, and the server checks them there.
+                click.echo(
+                    f"warning: this demo PKI was made for {made_for}, and this server is {serving}: its cards name "
+                    f"{made_for} for their revocation status, so card logins will fail their revocation check. "
+                    f"Serve it at {made_for} again (make run with the first run's PORT), or start the demo afresh "
+                    f"with `make clean` (its database goes too).",
+                    err=True,
+                )
             return
         click.echo("creating the demo PKI (root, issuing CA, 5 cards)…")
         pki_ = DemoPKI.create(directory, base_url or current_app.config["PUBLIC_URL"])
