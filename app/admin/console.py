@@ -128,7 +128,7 @@ def search():
     return _search_page(kind=kind, value=value, accounts=accounts)
 
 
-def _search_page(*, kind: str = "national_id", value: str = "", accounts=None, error: str | None = None) -> str:
+def _search_page(*, kind: str = "any", value: str = "", accounts=None, error: str | None = None) -> str:
     g.operator.require(staff.READ)
     return render_template("admin/index.html", kinds=SEARCH_KINDS, kind=kind, value=value, accounts=accounts,
                            error=error)

@@ -7,6 +7,7 @@ Each action checks its operator's scope and reason (``staff``), refuses an admin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -24,7 +25,7 @@ from .mobile_certificates import MobileCertificates
 from .contact import InvalidContact, normalize_email, normalize_mobile
 from .refusals import Refusal
 
-SEARCH_KINDS = ("national_id", "email", "phone", "name")
+SEARCH_KINDS = ("any", "national_id", "email", "phone", "name")  # "any": the kind the value looks like
 SEARCH_LIMIT = 50
 IdHasher = Callable[[str], str]  # tokens.NationalIdHash: normalises, raises InvalidNationalId
 
@@ -34,14 +35,17 @@ IdHasher = Callable[[str], str]  # tokens.NationalIdHash: normalises, raises Inv
 
 def find_accounts(operator: staff.Operator, query: Mapping[str, object], *,
                   national_id_hash: IdHasher) -> list[Account]:
-    """By exactly one of: full national ID (through its keyed hash), email, mobile number, or name."""
+    """By exactly one of: full national ID (through its keyed hash), email, mobile number, or name; or
+    ``any``, the one of those the value looks like (``search_kind``)."""
     operator.require(staff.READ)
     given = {key: value for key, value in query.items() if key in SEARCH_KINDS and value}
     if len(given) != 1:
         raise Refusal("one_criterion")
     (kind, value), = given.items()
     if not isinstance(value, str):
-        raise Refusal(f"invalid_{kind}", case="search_criterion")
+        raise Refusal(f"invalid_{'name' if kind == 'any' else kind}", case="search_criterion")
+    if kind == "any":
+        kind = search_kind(value)
     statement = select(Account)
     try:
         if kind == "national_id":
@@ -63,6 +67,23 @@ def find_accounts(operator: staff.Operator, query: Mapping[str, object], *,
     record(Tags.ADMIN_SEARCHED, actor=operator.actor, by=kind, found=len(accounts))
     db.session.commit()
     return accounts
+
+
+_PHONE_LIKE = re.compile(r"[0-9+()\s.-]+")
+
+
+def search_kind(value: str) -> str:
+    """What a value typed into one search box is: a national ID's letter and nine digits, an email's @, a
+    phone number's digits (and its + - ( ) . and spaces), or else part of a name. Staff type what they have
+    in hand; the kind is not worth a choice of theirs (a name searched as a national ID was refused)."""
+    text = value.strip()
+    if len(text) == 10 and text[0].isascii() and text[0].isalpha() and text[1:].isascii() and text[1:].isdigit():
+        return "national_id"  # a mistyped one is refused as a national ID: not searched as a name
+    if "@" in text:
+        return "email"
+    if _PHONE_LIKE.fullmatch(text) and sum(c.isdigit() for c in text) >= 8:
+        return "phone"
+    return "name"
 
 
 def account_by_national_id(value: str, *, national_id_hash: IdHasher) -> Account | None:

@@ -542,6 +542,21 @@ def test_a_search_that_cannot_be_done_says_why(app, issuer, person, admin_consol
     assert f'href="/admin/accounts/{person}"' in by_name.text
 
 
+def test_one_search_box_finds_a_person_by_whatever_is_typed(app, issuer, person, admin_console):
+    with app.app_context():
+        db.session.get(Account, person).email, db.session.get(Account, person).phone = "wang@example.com", "+886912000111"
+        db.session.commit()
+    page = admin_console.get("/admin")
+    assert re.search(r'<option value="any" selected>', page.text)  # the default: no kind to choose first
+    for typed in ("小明", "a123456789", "Wang@Example.com", "0912-000-111", "+886 912 000 111"):
+        found = admin_console.submit(page, "/admin", by="any", q=typed)
+        assert found.status_code == 200 and f'href="/admin/accounts/{person}"' in found.text, typed
+    mistyped = admin_console.submit(page, "/admin", by="any", q="A123456780")  # a wrong check digit
+    assert mistyped.status_code == 400 and 'id="console-error"' in mistyped.text
+    kinds = [event.details["by"] for event in _events(app, "admin:accounts:searched")][-5:]
+    assert kinds == ["name", "national_id", "email", "phone", "phone"]  # the refused one found nobody: not a search
+
+
 def test_people_without_a_role_get_403_and_visitors_are_sent_to_log_in(app, issuer, pki, person):
     visitor = Browser(issuer, pki)
     response = visitor.get(f"{issuer}/admin/audit?event=device:")
