@@ -44,6 +44,32 @@ def _fits_the_screen(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+_BROKEN_WORDS = """(selector) => {
+  const broken = [];
+  for (const cell of document.querySelectorAll(selector)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const match of node.data.matchAll(/[^\\s]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        // A word on one line has its boxes (one per font or element) on one line: tops within half a box.
+        const rects = [...range.getClientRects()].filter(r => r.width > 0);
+        const tops = rects.map(r => r.top), height = Math.max(...rects.map(r => r.height));
+        if (rects.length > 1 && Math.max(...tops) - Math.min(...tops) > height / 2) broken.push(match[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
+
+def _words_broken(page, selector: str) -> list[str]:
+    """The words (runs without a space) of the cells under ``selector`` that wrap onto a second line: a
+    column squeezed until a serial number or an event's name breaks in its middle."""
+    return page.evaluate(_BROKEN_WORDS, selector)
+
+
 @pytest.mark.parametrize("screen", sorted(SCREENS))
 def test_an_admin_revokes_a_lost_phone_and_finds_it_in_the_audit_trail(  # noqa: F811  (staff: the fixture)
     browser, live_server, pki, app, staff, screen
@@ -67,6 +93,7 @@ def test_an_admin_revokes_a_lost_phone_and_finds_it_in_the_audit_trail(  # noqa:
         expect(result).to_have_count(1)
         expect(result).to_contain_text("A12****789")
         assert _fits_the_screen(page)
+        assert _words_broken(page, "#search-results td") == []
         result.get_by_role("link", name="王小明").click()
         expect(page.locator("#account-name")).to_have_text("王小明")
 
@@ -100,6 +127,8 @@ def test_an_admin_revokes_a_lost_phone_and_finds_it_in_the_audit_trail(  # noqa:
         expect(row.locator(".event-actor")).to_contain_text("陳美玲")
         expect(page.locator('tr[data-event="device:bound"]')).to_have_count(1)
         assert _fits_the_screen(page)
+        # The details (tokens, serials, key identifiers longer than a phone is wide) may wrap anywhere.
+        assert (broken := _words_broken(page, "tr[data-event] td:not(:last-child)")) == [], broken
         assert "event=device" in page.locator("#audit-csv").get_attribute("href")
     finally:
         context.close()
