@@ -18,9 +18,11 @@ What counts (a heuristic, decided here):
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from flask import abort
@@ -33,6 +35,7 @@ from tests.support import ApiClient, card_login, card_of
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the pages do not depend on it
 
+ROOT = Path(__file__).resolve().parents[2]
 ZH = {"Accept-Language": "zh-TW"}
 EN = {"Accept-Language": "en"}
 
@@ -112,8 +115,11 @@ def visible_text(page: str) -> list[tuple[str, str | None]]:
 
 
 def english_sentences(page: str) -> list[str]:
+    """English sentences on a zh-TW page, and Chinese sentences followed by a half-width space."""
     found = []
     for text, lang in visible_text(page):
+        if lang != "en" and re.search(r"[。，；：！？] ", text):
+            found.append(text)
         if lang == "en" or CJK.search(text) or text in DATA:
             continue
         tokens = ALLOWED_TERMS.sub(" ", URL_OR_EMAIL.sub(" ", text)).split()
@@ -241,10 +247,24 @@ def test_api_framework_errors_are_in_the_persons_language(client, path, method, 
     assert zh.get_json()["error"] == en.get_json()["error"]
 
 
+def test_every_audit_detail_key_has_a_label():
+    """Each keyword app.audit.record is called with (its ``**details``) is labelled in the console."""
+    from app.admin.console import AUDIT_DETAIL_LABELS
+
+    keys = set()
+    for path in (ROOT / "app").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "record":
+                keys |= {keyword.arg for keyword in node.keywords if keyword.arg}
+    assert "service_tokens_revoked" in keys  # the calls were found
+    assert sorted(keys - {"account", "actor", "reason"} - set(AUDIT_DETAIL_LABELS)) == []  # reason: shown apart
+
+
 def test_the_heuristic_sees_english_and_chinese():
     page = ('<html lang="zh-Hant-TW"><body><p>The client does not exist on this server.</p>'
-            '<p>請以 QR 碼 登入 MoCert</p><code>python -m iccard.agent --emulate now</code>'
+            '<p>PIN 碼錯誤。 還可嘗試 2 次。</p><p>請以 QR Code 登入 MoCert</p><code>python -m iccard.agent --emulate now</code>'
             '<p lang="en">English on purpose</p><button aria-label="Close this dialog now">x</button></body></html>')
-    assert english_sentences(page) == ["The client does not exist on this server.", "Close this dialog now"]
+    assert english_sentences(page) == ["The client does not exist on this server.", "PIN 碼錯誤。 還可嘗試 2 次。",
+                                       "Close this dialog now"]
     assert chinese_text('<html lang="en"><p>Log in <span lang="zh-Hant-TW">行動自然人憑證</span></p>'
                         '<p>王小明</p><p>帳號</p></html>') == ["帳號"]
