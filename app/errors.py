@@ -14,12 +14,14 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, jsonify, render_template, request
 from flask.globals import request_ctx
+from flask_babel import gettext
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import BadHost, HTTPException, InternalServerError
 
 from . import refusals
 from .extensions import db, login_manager
+from .refusals import N_
 from .services.refusals import Refusal
 
 RETRY_AFTER_SECONDS = 30
@@ -50,6 +52,47 @@ FALLBACK_TEXT = {
     500: ("伺服器錯誤", "伺服器無法處理這個請求，請稍後再試。", "Server error",
           "The server could not handle the request. Please try again later."),
 }
+
+# The libraries' own messages are English only (Werkzeug's descriptions, Flask-Limiter's "5 per 1 minute",
+# Authlib's "The client does not exist on this server."): whatever of theirs would reach a person is answered
+# with ours instead, here, and tests/test_translations.py checks that each has its zh-TW translation. The JSON
+# body keeps the library's code (not_found, method_not_allowed, invalid_client), which programs read.
+HTTP_MESSAGES: dict[int, str] = {
+    400: N_("The request could not be understood. Go back and try again."),
+    401: N_("Please log in first."),
+    403: N_("You are not allowed to see this page."),
+    404: N_("There is no page at this address. Check the address, or start again from the home page."),
+    405: N_("This address does not answer this kind of request."),
+    410: N_("This page is no longer available."),
+    413: N_("The request is too large."),
+    429: N_("Too many requests. Please wait a moment, then try again."),
+    503: N_("The service is briefly unavailable. Please try again in a moment."),
+}
+HTTP_OTHER_CLIENT_ERROR = N_("The request could not be handled. Go back and try again.")
+HTTP_OTHER_SERVER_ERROR = N_("The server could not handle the request. Please try again later.")
+
+# An OAuth error shown on our own page (an authorize request that cannot be sent back to its site: the client
+# is unknown, or the redirect URI is not its). What the site hears (a redirect, a token endpoint's JSON) keeps
+# Authlib's description: RFC 6749 allows only ASCII there, and it is written for the site's developers.
+OAUTH_MESSAGES: dict[str, str] = {
+    "invalid_client": N_("The site that sent you here is not registered with MoCert. Go back to the site and "
+                         "tell its operator."),
+    "invalid_request": N_("The site that sent you here asked to log in in a way MoCert cannot accept (its return "
+                          "address is not registered, or the request is incomplete). Go back to the site and "
+                          "try again."),
+}
+OAUTH_OTHER = N_("The site's login request could not be handled. Go back to the site and try again.")
+
+
+def http_message(status: int) -> str:
+    """Our message for a framework's refusal at ``status``, in the request's language."""
+    fallback = HTTP_OTHER_SERVER_ERROR if status >= 500 else HTTP_OTHER_CLIENT_ERROR
+    return gettext(HTTP_MESSAGES.get(status, fallback))
+
+
+def oauth_message(error_code: str | None) -> str:
+    """Our message for an OAuth error (its ``error`` code) shown to a person, in the request's language."""
+    return gettext(OAUTH_MESSAGES.get(error_code or "", OAUTH_OTHER))
 
 
 def error_response(status: int, code: str, message: str, **extra: object):
@@ -108,14 +151,14 @@ def register_error_handlers(app: Flask) -> None:
         if exc.response is not None:  # made by whoever raised it (the agencies' API's rate limit): theirs
             return exc.response
         code = getattr(exc, "error_code", None) or (exc.name or "error").lower().replace(" ", "_")
-        description = exc.description
         if exc.code == 413:
             code = "payload_too_large"
         if isinstance(exc, BadHost):
             return refused(Refusal("invalid_host"))
+        status = exc.code or 400
         if _wants_json():
-            return error_response(exc.code or 400, code, description or exc.name)
-        return error_page(exc.code or 400, description)
+            return error_response(status, code, http_message(status))
+        return error_page(status, http_message(status))
 
     @app.errorhandler(InternalServerError)
     def internal_error(exc: InternalServerError):

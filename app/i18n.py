@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from flask import current_app, request
+from flask_babel import gettext
+
+from .refusals import N_
 
 LANGUAGE_COOKIE = "mocert_lang"
 LANGUAGE_LABELS = {"zh_Hant_TW": "繁體中文", "en": "English"}
@@ -28,3 +31,21 @@ def select_locale() -> str:
         if locale:
             return locale
     return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+
+# What marks a certificate's issuer DN as MOICA's (the demo's "MoCert Demo MOICA" too): shown by the name people
+# know, not as the DN (which stays in the audit trail and the API's "issuer").
+MOICA_MARKERS = ("MOICA", "內政部憑證管理中心")
+MOICA_NAME = N_("Ministry of the Interior Certification Authority")
+
+
+def issuer_name(dn: str | None) -> str:
+    """A card issuer's readable name in the request's language: MOICA's translated, another's common name
+    (else organizational unit, else organization), else the DN as it is."""
+    if not dn:
+        return "—"
+    if any(marker in dn for marker in MOICA_MARKERS):
+        return gettext(MOICA_NAME)
+    parts = dict(part.strip().split("=", 1) for part in dn.split(",") if "=" in part)
+    return parts.get("CN") or parts.get("OU") or parts.get("O") or dn

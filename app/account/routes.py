@@ -8,6 +8,7 @@ from flask_login import current_user, login_required
 from ..api import json_body, local_path
 from ..auth.login import browser, log_in, pending_registration
 from ..extensions import limiter
+from ..i18n import issuer_name
 from ..services import accounts
 from ..wiring import parts
 from . import bp
@@ -45,7 +46,10 @@ def register():
 @bp.get("/api/v1/account")
 @login_required
 def account():
-    return jsonify(accounts.account_view(current_user))
+    view = accounts.account_view(current_user)
+    for card in view["cards"]:  # the page shows the issuer by its name; "issuer" stays the DN
+        card["issuer_name"] = issuer_name(card["issuer"])
+    return jsonify(view)
 
 
 @bp.post("/api/v1/account/verify-email")

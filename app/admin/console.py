@@ -18,10 +18,13 @@ from flask import Blueprint, Response, flash, g, redirect, render_template, requ
 from flask_babel import get_timezone, to_user_timezone
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
 from sqlalchemy import select
 
 from .. import refusals, wiring
+from ..refusals import N_
 from ..extensions import db
+from ..i18n import issuer_name
 from ..models import Account, Device, utcnow
 from ..oidc import claims as oidc_claims
 from ..services import account_admin, agencies, audit_trail, clients, service_tokens, staff
@@ -88,6 +91,92 @@ def _done(message: str, endpoint: str, **values) -> Response:
 
 def _reason() -> str:
     return staff.reason_of(request.form.get("reason"))
+
+
+# The audit trail's detail keys (the ``**details`` of app.audit.record) as the console labels them; a key not
+# listed is shown as it is, as code (tests/app/test_page_languages.py checks that each key recorded has a label).
+AUDIT_DETAIL_LABELS = {
+    "aaguid": N_("Authenticator model (AAGUID)"),
+    "account": N_("Account"),
+    "account_cards": N_("Cards of the account"),
+    "agency": N_("Agency"),
+    "allowed_ips": N_("Allowed IP addresses"),
+    "attempts_left": N_("Attempts left"),
+    "auth_method": N_("Client authentication"),
+    "auth_session": N_("Login session"),
+    "binding": N_("Binding"),
+    "by": N_("Done by"),
+    "callback_url": N_("Callback URL"),
+    "card": N_("Card"),
+    "card_serial": N_("Card serial number"),
+    "certificate": N_("Certificate"),
+    "certificates_held": N_("Certificates kept"),
+    "certificates_released": N_("Certificates released"),
+    "changes": N_("Changes"),
+    "client": N_("Site (client ID)"),
+    "code": N_("Result code"),
+    "conflict": N_("Conflict"),
+    "delivered": N_("Delivered"),
+    "detail": N_("Detail"),
+    "device": N_("Device"),
+    "email": N_("Email"),
+    "error": N_("Error"),
+    "failed": N_("Failed"),
+    "filter": N_("Filter"),
+    "fmt": N_("Attestation format"),
+    "found": N_("Found"),
+    "grant": N_("Grant"),
+    "inbox": N_("Inbox"),
+    "is_fido": N_("FIDO request"),
+    "is_mcert_sign": N_("Signed with the mobile certificate"),
+    "limits": N_("Limits"),
+    "login_id": N_("Login"),
+    "login_request": N_("Login request"),
+    "method": N_("Login method"),
+    "name": N_("Name given"),
+    "national_id": N_("National ID number"),
+    "new": N_("New"),
+    "old": N_("Old"),
+    "op_code": N_("Operation code"),
+    "op_mode": N_("Operation mode"),
+    "operation": N_("Operation"),
+    "path": N_("Path"),
+    "phone": N_("Mobile number"),
+    "previous": N_("Before"),
+    "push_service": N_("Push service"),
+    "received": N_("Received"),
+    "refresh_token": N_("Refresh token"),
+    "registration_required": N_("Registration required"),
+    "removed": N_("Removed"),
+    "replaced": N_("Replaced"),
+    "role": N_("Role"),
+    "scope": N_("Scope"),
+    "scopes": N_("Scopes"),
+    "sent": N_("Sent"),
+    "serial": N_("Serial number"),
+    "service_tokens_revoked": N_("Service tokens revoked"),
+    "session": N_("Session"),
+    "sessions_ended": N_("Sessions ended"),
+    "sp_request": N_("Agency's request"),
+    "stored": N_("Stored"),
+    "superseded": N_("Superseded"),
+    "token": N_("Token"),
+    "tokens_revoked": N_("Tokens revoked"),
+    "transaction_id": N_("Transaction ID"),
+    "until": N_("Until"),
+}
+
+
+@bp.app_template_filter("detail_label")
+def detail_label(key: str) -> Markup:
+    """An audit detail's label in the request's language; a key without one as code."""
+    label = AUDIT_DETAIL_LABELS.get(key)
+    return Markup.escape(_(label)) if label else Markup("<code>{}</code>").format(key)
+
+
+@bp.app_template_filter("issuer_name")
+def _issuer_name(dn: str | None) -> str:
+    return issuer_name(dn)
 
 
 @bp.app_template_filter("console_time")

@@ -23,6 +23,7 @@ from joserfc.errors import JoseError
 
 from .. import refusals, wiring
 from ..audit import Tags, record
+from ..errors import error_page, oauth_message
 from ..auth.login import log_out
 from ..extensions import csrf, db
 from ..services import consent, sessions
@@ -104,7 +105,7 @@ def authorize():
         if grant is not None and not error.redirect_uri:  # the request is checked: tell the client there
             error.redirect_uri, error.state = grant.redirect_uri, grant.request.payload.state
         if not error.redirect_uri:  # unknown client or redirect URI: never redirect there
-            return render_template("error.html", status=400, message=error.get_error_description() or error.error), 400
+            return error_page(400, oauth_message(error.error))  # Authlib's description is English only
         return server.handle_error_response(request, error)
 
     state = grant.request.payload.state

@@ -65,7 +65,7 @@ def test_a_person_signs_for_an_agency_with_a_passkey_on_this_device_and_the_agen
 
     id_input.fill("B223456782")  # someone else's
     page.get_by_role("button", name="送交 臺灣雲市集").click()
-    expect(page.locator("#sp-web-id-error")).to_have_text("這不是您帳戶的身分證統一編號。")
+    expect(page.locator("#sp-web-id-error")).to_have_text("這不是您帳號的身分證統一編號。")
     assert site.received == []
 
     id_input.fill(ID)

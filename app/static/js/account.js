@@ -2,7 +2,7 @@
 (function () {
   "use strict";
 
-  const { api, t, showStatus, formatDate } = window.MoCert;
+  const { api, t, sentences, showStatus, formatDate } = window.MoCert;
   const root = document.getElementById("account");
   if (!root) return;
   const status = document.getElementById("account-status");
@@ -45,7 +45,7 @@
     const labels = Array.from(document.querySelectorAll("#cards-table th"), (th) => th.textContent);
     body.replaceChildren(...cards.map((card) => {
       const row = document.createElement("tr");
-      const cells = [card.serial, card.issuer, formatDate(card.not_after)].map((text, index) => {
+      const cells = [card.serial, card.issuer_name || card.issuer, formatDate(card.not_after)].map((text, index) => {
         const cell = document.createElement("td");
         cell.dataset.label = labels[index];
         cell.textContent = text;
@@ -267,7 +267,7 @@
       parts.push(t("retryAfter", { n: Math.max(1, Math.ceil(data.retry_after / 60)) }));
     }
     if (data.error === "code_expired" || data.error === "no_pending_code") parts.push(t("requestNewCode"));
-    return parts.join(" ");
+    return sentences(...parts);
   }
 
   function setBusy(busy) {

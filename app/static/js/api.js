@@ -16,6 +16,12 @@
     return text.replace(/\{(\w+)\}/g, (match, name) => (params && name in params ? String(params[name]) : match));
   }
 
+  // Sentences one after another: a space after an English one, none after a full-width stop (。！？，；：),
+  // which Chinese typesetting never follows with a half-width space.
+  function sentences(...parts) {
+    return parts.filter(Boolean).reduce((text, part) => (!text || /[。！？，；：]$/.test(text) ? text + part : text + " " + part), "");
+  }
+
   function csrfToken() {
     const meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.content : "";
@@ -102,5 +108,5 @@
     });
   }
 
-  window.MoCert = { api, t, showStatus, formatDate, countdown };
+  window.MoCert = { api, t, sentences, showStatus, formatDate, countdown };
 })();

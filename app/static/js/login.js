@@ -4,7 +4,7 @@
 (function () {
   "use strict";
 
-  const { api, t, showStatus } = window.MoCert;
+  const { api, t, sentences, showStatus } = window.MoCert;
   const form = document.getElementById("login-form");
   if (!form) return;
   const pinInput = document.getElementById("pin");
@@ -113,12 +113,12 @@
     }
     if (lastError === PIN_INCORRECT || lastError < 0 || tries !== null) {
       const detail = tries !== null ? t("triesLeft", { n: tries }) : t("pinMaybeBlocked");
-      return new LoginError(t("wrongPin") + " " + detail);
+      return new LoginError(sentences(t("wrongPin"), detail));
     }
     if (ret === NO_CARD || lastError === CKR_TOKEN_NOT_PRESENT) return new LoginError(t("noCard"));
     if (ret === NO_READER) return new LoginError(t("noReader"), helpLink);
     let text = t("componentError", { code: codeText(reply) });
-    if (typeof reply.message === "string" && reply.message) text += " " + reply.message;
+    if (typeof reply.message === "string" && reply.message) text = sentences(text, reply.message);
     return new LoginError(text);
   }
 

@@ -6,7 +6,7 @@
   "use strict";
 
   const { requestOptions, credentialJSON } = window.MoCertWebAuthn;
-  const { api, t, showStatus, countdown } = window.MoCert;
+  const { api, t, sentences, showStatus, countdown } = window.MoCert;
   const root = document.getElementById("sp-web");
   if (!root) return;
   const token = root.dataset.token;
@@ -179,7 +179,7 @@
     }
     if (result.data.error === "national_id_not_confirmed") {
       let text = result.data.message;
-      if (typeof result.data.attempts_left === "number") text += " " + t("attemptsLeft", { num: result.data.attempts_left });
+      if (typeof result.data.attempts_left === "number") text = sentences(text, t("attemptsLeft", { num: result.data.attempts_left }));
       idError.textContent = text;
       idError.hidden = false;
       idInput.setAttribute("aria-invalid", "true");

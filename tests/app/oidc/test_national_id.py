@@ -138,7 +138,7 @@ def test_the_consent_page_says_who_gets_it_and_why_in_chinese_then_english(brows
 def test_a_wrong_id_is_refused_on_the_page_and_audited_without_what_was_typed(app, browser, discovery, agency):
     flow = Authorization(browser, discovery, agency)
     wrong = flow.answer(SOMEONE_ELSES)
-    assert wrong.status_code == 400 and "這不是您帳戶的身分證統一編號。您還可以再試 2 次。" in wrong.text
+    assert wrong.status_code == 400 and "這不是您帳號的身分證統一編號。您還可以再試 2 次。" in wrong.text
     assert 'aria-invalid="true"' in wrong.text
     not_an_id = flow.answer("A123456788")  # check digit typo: costs no attempt
     assert not_an_id.status_code == 400 and "身分證統一編號格式不正確" in not_an_id.text
