@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, make_response, redirect, render_template, request
+from flask import current_app, jsonify, make_response, redirect, render_template, request, url_for
 from sqlalchemy import text
 
 from ..api import local_path
@@ -29,6 +29,12 @@ def set_language(code: str):
     if locale:
         response.set_cookie(LANGUAGE_COOKIE, locale, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
     return response
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    # Pages name the SVG icon; this is for what asks the old address on its own (bookmarks, feed readers).
+    return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
 @bp.get("/healthz")

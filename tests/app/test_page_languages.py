@@ -61,7 +61,7 @@ SPOKEN_ATTRIBUTES = ("aria-label", "placeholder", "title", "alt")
 
 # GET routes that answer no HTML page (files, JSON, redirects, a script), named so that a new page is not.
 NOT_PAGES = {
-    "static", "main.set_language", "main.healthz", "main.readyz", "oidc.jwks", "oidc.discovery", "oidc.userinfo",
+    "static", "main.favicon", "main.set_language", "main.healthz", "main.readyz", "oidc.jwks", "oidc.discovery", "oidc.userinfo",
     "inbox.service_worker", "admin_console.audit_csv", "demo_pki.issuer_certificate", "demo_pki.crl",
     "demo_pki.moica_profile_certificate", "demo_pki.moica_profile_crl", "mobile_pki.ca_certificate",
     "mobile_pki.crl", "mobile_pki.ocsp_get",

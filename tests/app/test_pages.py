@@ -104,3 +104,12 @@ def test_pages_cannot_be_framed_and_run_only_our_scripts(client):
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_the_icon_is_named_by_every_page_and_found_at_the_old_address_too(client):
+    page = client.get("/help")
+    assert 'rel="icon" href="/static/favicon.svg"' in page.get_data(as_text=True)
+    old = client.get("/favicon.ico")
+    assert old.status_code == 301 and old.headers["Location"].endswith("/static/favicon.svg")
+    icon = client.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
