@@ -56,6 +56,7 @@ class Tags(StrEnum):
     MOBILE_LOGIN_APPROVED = "mobile:login:approved"
     MOBILE_LOGIN_SUCCESS = "mobile:login:success"
     MOBILE_LOGIN_FAILURE = "mobile:login:failure"
+    MOBILE_LOGIN_DECLINED = "mobile:login:declined"  # the person said no on the phone ("not me")
     OIDC_TOKEN_ISSUED = "oidc:token:issued"
     OIDC_TOKEN_REVOKED = "oidc:token:revoked"
     OIDC_CODE_REUSED = "oidc:code:reused"

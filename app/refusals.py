@@ -176,6 +176,11 @@ ANSWERS: dict[Key, Answer] = {
     "login_request_expired": Answer(410, N_("This login has expired. Start again.")),
     ("login_request_expired", "qr"): Answer(410, N_("This QR code has expired. Start again on the computer.")),
     ("login_request_expired", "client_disabled"): Answer(410, N_("This site can no longer log in with MoCert.")),
+    # Declined on the phone ("not me, or a different code"): the request is over, whoever asks.
+    "login_request_declined": Answer(409, N_("This login was declined on the phone. Start again.")),
+    ("login_request_declined", "qr"): Answer(
+        409, N_("This login was declined on this phone; it can no longer be approved.")
+    ),
     "login_not_approved": Answer(409, N_("This login has not been approved on the phone.")),
     "login_not_started": Answer(409, N_("Ask for the login options first.")),
     "login_not_scanned": Answer(409, N_("Ask for the login options first.")),
