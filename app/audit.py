@@ -38,6 +38,7 @@ class Tags(StrEnum):
     BINDING_STARTED = "device:binding:started"
     BINDING_SCANNED = "device:binding:scanned"
     BINDING_FAILED = "device:binding:failure"
+    BINDING_REPLACED = "device:binding:replaced"  # ended unused: its session made another, or bound a phone
     DEVICE_BOUND = "device:bound"
     DEVICE_RENAMED = "device:renamed"
     DEVICE_UNBOUND = "device:unbound"

@@ -133,6 +133,10 @@ ANSWERS: dict[Key, Answer] = {
     "binding_used": Answer(409, N_("This QR code was already used. Start binding again.")),
     "binding_expired": Answer(410, N_("This QR code has expired. Start binding again on the computer.")),
     ("binding_expired", "session_ended"): Answer(410, N_("The computer's session that started this binding has ended.")),
+    # Ended by the computer: a newer QR code was made (the page reloaded, another tab) or a phone bound.
+    "binding_replaced": Answer(
+        410, N_("This QR code no longer works: the computer has made a newer one. Scan the QR code it shows now.")
+    ),
     "binding_not_scanned": Answer(409, N_("Ask for the binding options first.")),
     ("malformed_input", "phone_answer"): Answer(400, N_("The phone's answer could not be read.")),
     "credential_exists": Answer(409, N_("This phone is already bound.")),
