@@ -38,6 +38,7 @@ class Tags(StrEnum):
     BINDING_STARTED = "device:binding:started"
     BINDING_SCANNED = "device:binding:scanned"
     BINDING_FAILED = "device:binding:failure"
+    BINDING_REPLACED = "device:binding:replaced"  # ended unused: its session made another, or bound a phone
     DEVICE_BOUND = "device:bound"
     DEVICE_RENAMED = "device:renamed"
     DEVICE_UNBOUND = "device:unbound"
@@ -56,6 +57,7 @@ class Tags(StrEnum):
     MOBILE_LOGIN_APPROVED = "mobile:login:approved"
     MOBILE_LOGIN_SUCCESS = "mobile:login:success"
     MOBILE_LOGIN_FAILURE = "mobile:login:failure"
+    MOBILE_LOGIN_DECLINED = "mobile:login:declined"  # the person said no on the phone ("not me")
     OIDC_TOKEN_ISSUED = "oidc:token:issued"
     OIDC_TOKEN_REVOKED = "oidc:token:revoked"
     OIDC_CODE_REUSED = "oidc:code:reused"

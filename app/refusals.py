@@ -133,6 +133,10 @@ ANSWERS: dict[Key, Answer] = {
     "binding_used": Answer(409, N_("This QR code was already used. Start binding again.")),
     "binding_expired": Answer(410, N_("This QR code has expired. Start binding again on the computer.")),
     ("binding_expired", "session_ended"): Answer(410, N_("The computer's session that started this binding has ended.")),
+    # Ended by the computer: a newer QR code was made (the page reloaded, another tab) or a phone bound.
+    "binding_replaced": Answer(
+        410, N_("This QR code no longer works: the computer has made a newer one. Scan the QR code it shows now.")
+    ),
     "binding_not_scanned": Answer(409, N_("Ask for the binding options first.")),
     ("malformed_input", "phone_answer"): Answer(400, N_("The phone's answer could not be read.")),
     "credential_exists": Answer(409, N_("This phone is already bound.")),
@@ -176,6 +180,11 @@ ANSWERS: dict[Key, Answer] = {
     "login_request_expired": Answer(410, N_("This login has expired. Start again.")),
     ("login_request_expired", "qr"): Answer(410, N_("This QR code has expired. Start again on the computer.")),
     ("login_request_expired", "client_disabled"): Answer(410, N_("This site can no longer log in with MoCert.")),
+    # Declined on the phone ("not me, or a different code"): the request is over, whoever asks.
+    "login_request_declined": Answer(409, N_("This login was declined on the phone. Start again.")),
+    ("login_request_declined", "qr"): Answer(
+        409, N_("This login was declined on this phone; it can no longer be approved.")
+    ),
     "login_not_approved": Answer(409, N_("This login has not been approved on the phone.")),
     "login_not_started": Answer(409, N_("Ask for the login options first.")),
     "login_not_scanned": Answer(409, N_("Ask for the login options first.")),

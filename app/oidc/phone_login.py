@@ -121,3 +121,9 @@ def phone_login_options(token: str):
 @limiter.limit(_phone_limit)
 def phone_login_complete(token: str):
     return jsonify(parts().mobile_logins.phone_complete(token, json_body().get("credential")))
+
+
+@phone_bp.post("/api/v1/m/login/<token>/decline")
+@limiter.limit(_phone_limit)
+def phone_login_decline(token: str):
+    return jsonify(parts().mobile_logins.phone_decline(token))

@@ -5,6 +5,11 @@ that made it. The phone asks for WebAuthn creation options with it, then complet
 credential; completing consumes the ticket atomically, so two phones racing for one QR code make
 exactly one device.
 
+A card session has one live binding at most: making a new one (the bind page reloaded, a second tab)
+ends the one before, and a binding completed ends the session's others, each in the same conditional
+UPDATE-and-audit as the change. The page that follows an ended binding is told of the binding that
+completed in its stead (:func:`binding_status`), so it shows the phone bound whichever QR code was used.
+
 :class:`Devices` is built once at startup (``app/wiring.py``) with the relying party, the mobile CA and
 the limits of the configuration; what a request brings (the phone's user agent) comes in as arguments.
 """
@@ -38,6 +43,8 @@ from .mobile_certificates import MobileCertificates
 from .refusals import Refusal
 from .tokens import digest
 
+# The failure of a binding ended, unused, by a newer one of its session or by another of its session completed.
+REPLACED = "binding_replaced"
 LIVE_STATUSES = (DeviceStatus.ACTIVE, DeviceStatus.SUSPENDED)  # revoked devices no longer count against the limit
 NAME_MAX = 80
 
@@ -109,8 +116,10 @@ class Devices:
         if not account.email_verified:
             raise Refusal("email_not_verified")
         self._check_device_limit(account)
+        _hold(auth_session)
         binding, token = tickets.issue(Binding, ttl=self.binding_ttl, account=account, auth_session=auth_session)
         record(Tags.BINDING_STARTED, account=account, binding=binding.public_id)
+        _end_live_bindings(auth_session, binding)  # the QR code shown before this one works no more
         db.session.commit()
         return binding, token
 
@@ -162,7 +171,7 @@ class Devices:
         now = utcnow().replace(microsecond=0)  # X.509 times have whole seconds: bound_at matches notBefore
         # Consumed first, in one statement: of two phones racing for one QR code, exactly one gets here.
         if not tickets.consume(binding, now=now):
-            raise Refusal("binding_used")
+            raise Refusal("binding_replaced" if binding.failure == REPLACED else "binding_used")
 
         account = binding.account
         try:
@@ -201,7 +210,11 @@ class Devices:
         db.session.add(device)
         db.session.flush()
         certificate = self.certificates.issue(device, now)
-        binding.completed_at = now
+        # A QR code made while this phone was answering (the page reloaded meanwhile) has nothing left to do:
+        # it ends, and the page that shows it hears of this binding instead. The time is read once the session
+        # is held, so that a binding made before is older than this completion (binding_status relies on it).
+        _hold(binding.auth_session)
+        binding.completed_at = utcnow()
         binding.device = device
         record(
             Tags.DEVICE_BOUND,
@@ -212,6 +225,7 @@ class Devices:
             aaguid=device.aaguid,
             fmt=device.attestation_format,
         )
+        _end_live_bindings(binding.auth_session, binding)
         db.session.commit()
         return device
 
@@ -334,9 +348,26 @@ def qr_svg(url: str) -> str:
 
 
 def binding_status(account: Account, public_id: str) -> dict:
+    """What the computer's page shows of its binding: its status, the device once bound, why it failed.
+
+    A binding ended by another of its card session reports that one's outcome where it completed after this
+    one was made: the phone used the QR code the page showed before a reload, and the page says it is done.
+    """
     binding = db.session.scalar(select(Binding).where(Binding.public_id == public_id, Binding.account_id == account.id))
     if binding is None:  # another account's binding is as unknown as a made-up one
         raise Refusal("binding_unknown", case="status")
+    if binding.failure == REPLACED:
+        completed = db.session.scalars(
+            select(Binding)
+            .where(
+                Binding.auth_session_id == binding.auth_session_id,
+                Binding.completed_at.is_not(None),
+                Binding.completed_at >= binding.created_at,
+            )
+            .order_by(Binding.completed_at.desc())
+            .limit(1)
+        ).one_or_none()
+        binding = completed or binding
     status = binding.status(utcnow())
     body: dict = {"status": status}
     if status == "completed" and binding.device is not None:
@@ -443,11 +474,41 @@ def _transition(device: Device, allowed: tuple[str, ...], new: str, action: str,
         raise Refusal(f"device_{device.status}", case=action)
 
 
+def _hold(auth_session: AuthSession) -> None:
+    """Hold the card session's row to the commit (SELECT … FOR UPDATE; on SQLite the write lock): bindings of
+    one session made or completed at once take turns, so that each sees the others when it ends them."""
+    db.session.execute(select(AuthSession.id).where(AuthSession.id == auth_session.id).with_for_update())
+
+
+def _end_live_bindings(auth_session: AuthSession, keeping: Binding) -> None:
+    """End the session's live bindings but ``keeping``, each audited: taken in one conditional UPDATE like a
+    phone's answer, so a phone answering one of them at that moment either got it first or finds it ended.
+    Not committed (the caller commits it with the binding it keeps)."""
+    db.session.flush()  # ``keeping`` has its id, and is not among the rows the UPDATE sees as live
+    now = utcnow()
+    ended = db.session.scalars(
+        update(Binding)
+        .where(
+            Binding.auth_session_id == auth_session.id,
+            Binding.id != keeping.id,
+            Binding.consumed_at.is_(None),
+            Binding.expires_at > now,
+        )
+        .values(consumed_at=now, failure=REPLACED)
+        .returning(Binding.public_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for public_id in ended:
+        record(Tags.BINDING_REPLACED, account=keeping.account, binding=public_id, replaced_by=keeping.public_id)
+
+
 def _open_binding(token: object) -> Binding:
     binding = tickets.by_token(Binding, token)
     if binding is None:
         raise Refusal("binding_unknown")
     now = utcnow()
+    if binding.failure == REPLACED:
+        raise Refusal("binding_replaced")
     if binding.consumed_at is not None:
         raise Refusal("binding_used")
     if binding.expires_at <= now:

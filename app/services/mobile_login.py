@@ -40,6 +40,8 @@ from .sessions import Browser, LoginMarker
 from .tokens import digest
 
 MATCH_LETTERS = "ACDEFHJKLMNPRTUVWXY"  # no I/O (1/0), no B/S/G/Z (8/5/6/2), no Q
+# The failure of a request the person declined on the phone; the computer's page hears "declined".
+DECLINED = "login_declined"
 
 
 # Given the person just logged in (their new session on ``account.auth_session``, not committed) and the
@@ -246,6 +248,39 @@ class MobileLogins:
         db.session.commit()
         return {"status": "approved"}
 
+    def phone_decline(self, token: object) -> dict:
+        """The person said no on the phone ("not me, or a different code"): the request is taken for good in
+        one conditional UPDATE, so it can be neither approved afterwards nor declined twice, and the computer's
+        page hears that it was declined; audited with it, one commit.
+
+        No proof from the phone is asked: the token is the capability, and anyone who holds it can only stop
+        the login, never make it (approving needs the person's bound phone)."""
+        login = self._open(_by_token(token))
+        now = utcnow()
+        taken = tickets.claim(
+            login,
+            LoginRequest.consumed_at.is_(None),
+            LoginRequest.approved_at.is_(None),
+            LoginRequest.expires_at > now,
+            consumed_at=now,
+            failure=DECLINED,
+            commit=False,
+        )
+        if not taken:  # an answer (or a decline) got there first, or time ran out: say which
+            db.session.rollback()
+            db.session.refresh(login)
+            self._open(login)
+            raise Refusal("login_request_used", case="qr")
+        client = self.clients.by_id(login.client_id)
+        record(
+            Tags.MOBILE_LOGIN_DECLINED,
+            login_request=login.public_id,
+            client=client.client_id if client is not None else None,
+            scanned=login.scanned_at is not None,
+        )
+        db.session.commit()
+        return {"status": "declined"}
+
     # -- internals -----------------------------------------------------------------------------------------
 
     def _request_options(self, challenge: bytes) -> dict:
@@ -322,7 +357,9 @@ class MobileLogins:
         return params, f"/authorize?{urlencode(self.login_marker.mark(params))}"
 
     def _open(self, login: LoginRequest) -> LoginRequest:
-        """The request, if it can still be answered (unused, unexpired, its client enabled)."""
+        """The request, if it can still be answered (unused, undeclined, unexpired, its client enabled)."""
+        if login.failure == DECLINED:
+            raise Refusal("login_request_declined", case="qr")
         if login.consumed_at is not None or login.approved_at is not None:
             raise Refusal("login_request_used", case="qr")
         if login.expires_at <= utcnow():
@@ -336,6 +373,8 @@ class MobileLogins:
 def status(public_id: object, browser_key: str | None) -> dict:
     login = _mine(public_id, browser_key)
     state = login.status(utcnow())
+    if state == "failed" and login.failure == DECLINED:
+        return {"status": "declined"}  # not a failure: the person stopped it
     body: dict = {"status": state}
     if state == "failed":
         body["reason"] = login.failure
@@ -361,6 +400,8 @@ def _by_token(token: object) -> LoginRequest:
 
 def _consume(login: LoginRequest) -> None:
     if not tickets.consume(login):
+        if login.failure == DECLINED:  # re-read by the claim: declined a moment ago
+            raise Refusal("login_request_declined", case="qr")
         raise Refusal("login_request_used")
 
 

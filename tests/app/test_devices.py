@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import AuditEvent, Binding, CardCertificate, Device, MobileCertificate, utcnow
 from app.services.refusals import Refusal
 from tests.factories import make_account
-from tests.support import card_login, card_of
+from tests.support import ApiClient, card_login, card_of
 from tests.support import client_data_with as _client_data_with
 from webauthn.phone import PhoneBrowser, SoftwareAuthenticator
 
@@ -147,8 +147,6 @@ def test_a_binding_ends_with_the_computer_session_that_made_it(person, phone_htt
 
 def test_another_accounts_binding_cannot_be_followed_or_answered_with_its_options(person, phone_http, phone, pki, app):
     binding_id, token = _start(person)
-    from tests.support import ApiClient
-
     other = ApiClient(app.test_client())
     with app.app_context():
         make_account(pki, card_of(pki, "B223456782")).email_verified_at = utcnow()
@@ -287,8 +285,6 @@ def test_devices_are_listed_renamed_and_unbound_with_audit(person, phone_http, p
 def test_one_cannot_manage_someone_elses_device(person, phone_http, phone, pki, app):
     _, token = _start(person)
     device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
-    from tests.support import ApiClient
-
     other = ApiClient(app.test_client())
     with app.app_context():
         make_account(pki, card_of(pki, "B223456782"))
@@ -488,3 +484,111 @@ def test_a_binding_whose_client_data_says_token_binding_is_supported_binds(perso
     _, token = _start(person)
     _client_data_with(monkeypatch, tokenBinding={"status": "supported"})
     assert _bind(phone_http, phone, token).status_code == 201
+
+
+# -- one live binding per card session ---------------------------------------------------------------------
+
+
+def _replaced(app):
+    with app.app_context():
+        return [e.details for e in db.session.scalars(
+            select(AuditEvent).where(AuditEvent.tag == "device:binding:replaced").order_by(AuditEvent.id))]
+
+
+def test_a_new_binding_ends_the_one_before_and_its_token_is_refused(person, phone_http, phone, app):
+    old_id, old_token = _start(person)
+    assert phone_http.post(f"/api/v1/m/bind/{old_token}/options", json={}).status_code == 200  # scanned
+    new_id, new_token = _start(person)  # the bind page reloaded
+
+    refused = phone_http.post(f"/api/v1/m/bind/{old_token}/options", json={})
+    assert (refused.status_code, refused.get_json()["error"]) == (410, "binding_replaced")
+    assert refused.get_json()["message"]
+    answer = phone_http.post(f"/api/v1/m/bind/{old_token}/complete", json={"credential": {}, "device_name": "x"})
+    assert (answer.status_code, answer.get_json()["error"]) == (410, "binding_replaced")
+    assert person.get(f"/api/v1/bindings/{old_id}").get_json() == {"status": "failed", "reason": "binding_replaced"}
+    assert person.get(f"/api/v1/bindings/{new_id}").get_json() == {"status": "pending"}
+    assert _replaced(app) == [{"binding": old_id, "replaced_by": new_id}]
+    with app.app_context():
+        live = db.session.scalars(select(Binding).where(Binding.consumed_at.is_(None))).all()
+        assert [b.public_id for b in live] == [new_id]  # one live binding for the session
+
+    # The new one binds; the old one's page (another tab) hears of it.
+    assert _bind(phone_http, phone, new_token).status_code == 201
+    assert person.get(f"/api/v1/bindings/{old_id}").get_json()["status"] == "completed"
+    assert person.get(f"/api/v1/bindings/{new_id}").get_json()["status"] == "completed"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Device)) == 1
+
+
+def test_a_binding_completed_after_a_reload_is_what_the_reloaded_page_shows(person, phone_http, phone, app, monkeypatch):
+    """The phone was answering the old QR code (its ticket taken) when the page reloaded and made a new one:
+    the old binding completes, the new one ends, and the new page's status says the phone is bound."""
+    from app.services import devices as devices_service
+
+    old_id, old_token = _start(person)
+    options = phone_http.post(f"/api/v1/m/bind/{old_token}/options", json={}).get_json()
+    credential = phone.create(options["publicKey"], origin=ORIGIN)
+    reloaded = {}
+    verify = devices_service.webauthn.verify_registration
+
+    def reload_while_verifying(*args, **kwargs):
+        # The old ticket is taken (committed) by now: the reload cannot end it, only make another.
+        reloaded["id"], reloaded["token"] = _start(person)
+        return verify(*args, **kwargs)
+
+    monkeypatch.setattr(devices_service.webauthn, "verify_registration", reload_while_verifying)
+    done = phone_http.post(f"/api/v1/m/bind/{old_token}/complete", json={"credential": credential, "device_name": "舊"})
+    assert done.status_code == 201, done.get_json()
+    device = done.get_json()["device"]
+
+    status = person.get(f"/api/v1/bindings/{reloaded['id']}").get_json()
+    assert status["status"] == "completed" and status["device"]["id"] == device["id"]
+    refused = phone_http.post(f"/api/v1/m/bind/{reloaded['token']}/options", json={})
+    assert (refused.status_code, refused.get_json()["error"]) == (410, "binding_replaced")
+    assert _replaced(app) == [{"binding": reloaded["id"], "replaced_by": old_id}]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Binding).where(Binding.consumed_at.is_(None))) == 0
+
+
+def test_a_binding_does_not_end_another_sessions(person, phone_http, phone, pki, app):
+    """One live binding per card session, not per account: a second computer logged in with the card keeps
+    its own QR code."""
+    first_id, first_token = _start(person)
+    other = ApiClient(app.test_client())
+    card_login(other, pki, card_of(pki, "A123456789"))
+    second_id, _ = _start(other)
+    assert person.get(f"/api/v1/bindings/{first_id}").get_json() == {"status": "pending"}
+    assert other.get(f"/api/v1/bindings/{second_id}").get_json() == {"status": "pending"}
+    assert _replaced(app) == []
+    assert _bind(phone_http, phone, first_token).status_code == 201
+    assert other.get(f"/api/v1/bindings/{second_id}").get_json() == {"status": "pending"}  # not its session's
+
+
+def test_bindings_made_at_once_in_one_session_leave_one_live(person, app, monkeypatch):
+    """Two tabs making a QR code at the same moment take turns on the session's row: each one's commit is
+    held a moment after it has ended the others, and still the next one sees it and ends it."""
+    import time
+
+    from app.services import devices as devices_service
+
+    end_live = devices_service._end_live_bindings
+
+    def slowly(*args):
+        end_live(*args)
+        time.sleep(0.2)  # between ending the others and committing: where a second tab would slip in
+
+    monkeypatch.setattr(devices_service, "_end_live_bindings", slowly)
+    statuses = []
+
+    def make():
+        statuses.append(person.post("/api/v1/bindings", json={}).status_code)
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [201] * 4
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Binding).where(Binding.consumed_at.is_(None))) == 1
+    assert len(_replaced(app)) == 3

@@ -1,6 +1,7 @@
 """Binding a phone as a person does it: the computer shows a QR code, the phone scans it and confirms
 with its platform authenticator (Chromium's virtual one), and the computer's page follows by itself."""
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.support import browser_card_login
@@ -49,3 +50,71 @@ def test_a_phone_without_biometrics_is_told_what_it_needs(page, phone, live_serv
     phone.goto(url)
     expect(phone.locator("#phone-unsupported")).to_be_visible()
     expect(phone.locator("#phone-unsupported")).to_contain_text("Android 7")
+
+
+SIZES = {"computer": {"width": 1100, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_reloading_the_bind_page_ends_the_old_qr_code(page, phone, live_server, pki, app, size):
+    _verified_account(app, pki)
+    assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "logged_in"
+    page.set_viewport_size(size)
+    phone.set_viewport_size(size)
+    page.goto(f"{live_server}/account/devices/bind")
+    old_url = decode_qr(page, "#bind-qr")
+    page.reload()
+    expect(page.locator("#bind-status")).to_have_attribute("data-status", "pending")
+    new_url = decode_qr(page, "#bind-qr")
+    assert new_url != old_url
+
+    # The old QR code is dead: the phone is told to scan the one the computer shows now.
+    phone.goto(old_url)
+    expect(phone.locator("#phone-status")).to_contain_text("這個 QR Code 已失效")
+    expect(phone.locator("#phone-form-area")).to_be_hidden()
+
+    phone.goto(new_url)
+    phone.fill("#device-name", "我的 Pixel")
+    phone.click("#phone-bind-button")
+    expect(phone.locator("#phone-done")).to_be_visible()
+    status = page.locator("#bind-status")
+    expect(status).to_have_attribute("data-status", "completed")
+    expect(status).to_contain_text("我的 Pixel")
+    status.scroll_into_view_if_needed()
+    expect(status).to_be_in_viewport()
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_a_page_whose_qr_code_another_tab_replaced_says_so_and_hears_the_phone_bound(
+    page, phone, live_server, pki, app, size
+):
+    _verified_account(app, pki)
+    assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "logged_in"
+    page.set_viewport_size(size)
+    phone.set_viewport_size(size)
+    page.goto(f"{live_server}/account/devices/bind")
+    expect(page.locator("#bind-qr")).to_be_visible()
+    second = page.context.new_page()  # the same card session, in a second tab
+    second.set_viewport_size(size)
+    second.goto(f"{live_server}/account/devices/bind")
+    url = decode_qr(second, "#bind-qr")
+
+    # The first tab's QR code is gone, and it says where the live one is.
+    status = page.locator("#bind-status")
+    expect(status).to_have_attribute("data-status", "replaced")
+    expect(status).to_contain_text("另一個視窗或分頁")
+    expect(page.locator("#bind-area")).to_be_hidden()
+    again = page.locator("#bind-again")
+    expect(again).to_be_visible()
+    again.scroll_into_view_if_needed()
+    expect(again).to_be_in_viewport()
+
+    # The phone binds with the second tab's QR code: both tabs show it done.
+    phone.goto(url)
+    phone.fill("#device-name", "我的 Pixel")
+    phone.click("#phone-bind-button")
+    expect(phone.locator("#phone-done")).to_be_visible()
+    expect(second.locator("#bind-status")).to_have_attribute("data-status", "completed")
+    expect(status).to_have_attribute("data-status", "completed")
+    expect(status).to_contain_text("我的 Pixel")
+    expect(again).to_be_hidden()

@@ -225,6 +225,10 @@ class PhoneClient:
         credential = self.browser.get(request.public_key, origin=request.link.origin)
         return self._post(request.link.api_url("complete"), {"credential": credential}, expected_status=200)
 
+    def decline(self, request: LoginRequest) -> dict:
+        """Say no ("not me, or a different code"): the server ends the login; returns its JSON answer."""
+        return self._post(request.link.api_url("decline"), {}, expected_status=200)
+
     def login(self, url: str | PhoneLink, confirm: Callable[[LoginRequest], bool] = lambda _: True) -> dict | None:
         """Fetch a login, ask ``confirm`` (the phone's user), and approve it; None when not confirmed."""
         request = self.login_request(url)

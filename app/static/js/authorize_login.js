@@ -19,7 +19,7 @@
   const passkey = document.getElementById("login-passkey");
 
   const POLL_MS = 1000;
-  const FINAL = ["approved", "expired", "failed"];
+  const FINAL = ["approved", "expired", "failed", "declined"];
   const REASONS = {
     user_not_verified: "reasonUserNotVerified",
     origin_mismatch: "reasonOrigin",
@@ -74,6 +74,10 @@
     else if (name === "scanned") setStatus(name, t("scanned"), "info");
     else if (name === "expired") {
       setStatus(name, t("expired"), "error");
+      finish();
+    } else if (name === "declined") {
+      // The person said no on the phone: the request is over on the server; a new QR code starts again.
+      setStatus(name, t("declined"), "error");
       finish();
     } else if (name === "failed") {
       setStatus(name, t("failed", { reason: t(REASONS[data.reason] || "reasonOther") }), "error");

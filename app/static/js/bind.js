@@ -71,10 +71,16 @@
     if (name !== "completed") again.focus();
   }
 
+  // A binding another page of this session replaced (a newer QR code, in another tab) is followed on: if
+  // the phone binds with the newer one, this page hears it too (the server answers "completed").
+  function shownAs(data) {
+    return data.status === "failed" && data.reason === "binding_replaced" ? "replaced" : data.status;
+  }
+
   function render(data) {
-    const name = data.status;
+    const name = shownAs(data);
     // Polling repeats the same answer; saying it again would make screen readers repeat it too.
-    if (name === status.dataset.status && (name === "pending" || name === "scanned")) return;
+    if (name === status.dataset.status && (name === "pending" || name === "scanned" || name === "replaced")) return;
     if (name === "pending") {
       setStatus(name, t("pending"), "info");
     } else if (name === "scanned") {
@@ -89,13 +95,17 @@
     } else if (name === "expired") {
       setStatus(name, t("expired"), "error");
       finish(name);
+    } else if (name === "replaced") {
+      // Not a failure of the phone's: another page of this session made a newer QR code.
+      setStatus(name, t("replaced"), "error");
+      finish(name);
     } else if (name === "failed") {
       setStatus(name, t("failed", { reason: t(REASONS[data.reason] || "reasonOther") }), "error");
       finish(name);
     }
   }
 
-  async function poll(bindingId, mine) {
+  async function poll(bindingId, mine, followUntil) {
     const result = await api("GET", "/api/v1/bindings/" + encodeURIComponent(bindingId));
     if (mine !== generation) return;
     if (result.status === 401) {
@@ -105,7 +115,8 @@
     if (result.ok) {
       showStatus(error, "");
       render(result.data);
-      if (FINAL.includes(result.data.status)) return;
+      const replaced = shownAs(result.data) === "replaced";
+      if (FINAL.includes(result.data.status) && !(replaced && Date.now() < followUntil)) return;
     } else if (result.status === 404) {
       // The binding is gone (say, removed on the server): nothing more will come of it.
       showError(result.data);
@@ -116,7 +127,7 @@
       // A network hiccup or a busy server: say so, and keep asking.
       showStatus(error, result.data.message, "error");
     }
-    pollTimer = setTimeout(() => poll(bindingId, mine), POLL_MS);
+    pollTimer = setTimeout(() => poll(bindingId, mine, followUntil), POLL_MS);
   }
 
   async function start() {
@@ -146,9 +157,11 @@
     link.href = data.url;
     link.textContent = data.url;
     area.hidden = false;
-    startClock(Date.now() + Number(data.expires_in || 0) * 1000);
+    const lifetime = Number(data.expires_in || 0) * 1000;
+    startClock(Date.now() + lifetime);
     render({ status: "pending" });
-    pollTimer = setTimeout(() => poll(data.binding_id, mine), POLL_MS);
+    // A newer QR code made before this one expires lives at most one lifetime longer.
+    pollTimer = setTimeout(() => poll(data.binding_id, mine, Date.now() + 2 * lifetime), POLL_MS);
   }
 
   again.addEventListener("click", start);

@@ -163,8 +163,8 @@
     } else if (result.status === 0 || result.status === 429 || result.status >= 500) {
       // Nothing was used up on the server's side as far as we know: the person may try again.
       showStatus(status, data.message, "error");
-    } else if (data.error === "credential_exists") {
-      endWith(data.message);
+    } else if (data.error === "credential_exists" || data.error === "binding_replaced") {
+      endWith(data.message);  // nothing to start again: the computer shows its newer QR code already
     } else {
       // The server has spent this QR code on the attempt.
       endWith(t("startAgain", { message: data.message }));

@@ -17,10 +17,11 @@
   const decline = document.getElementById("phone-decline");
   const status = document.getElementById("phone-status");
   const done = document.getElementById("phone-done");
+  const doneMark = document.getElementById("phone-done-mark");
   const doneText = document.getElementById("phone-done-text");
 
   const base = "/api/v1/m/login/" + encodeURIComponent(root.dataset.token || "");
-  const REQUEST_OVER = ["login_request_used", "login_request_expired", "login_request_unknown"];
+  const REQUEST_OVER = ["login_request_used", "login_request_expired", "login_request_unknown", "login_request_declined"];
   let publicKeyJSON = null;
 
   function endWith(text) {
@@ -48,31 +49,51 @@
     area.hidden = false;
   }
 
-  decline.addEventListener("click", () => endWith(t("declined")));
+  function transient(result) {
+    return result.status === 0 || result.status === 429 || result.status >= 500;
+  }
+
+  function finish(text, approved) {
+    area.hidden = true;
+    showStatus(status, "");
+    doneMark.hidden = !approved;
+    doneText.dataset.kind = approved ? "success" : "info";
+    doneText.textContent = text;
+    done.hidden = false;
+    doneText.setAttribute("tabindex", "-1");
+    doneText.focus();
+  }
+
+  // "Not me, or a different code": the server ends the request, so that the computer stops waiting and
+  // this link approves nothing afterwards (a relayed QR code is stopped, not merely left alone).
+  decline.addEventListener("click", async () => {
+    approve.disabled = decline.disabled = true;
+    showStatus(status, t("declining"), "info");
+    const result = await api("POST", base + "/decline", {});
+    approve.disabled = decline.disabled = false;
+    if (result.ok) finish(t("declined"), false);
+    else if (transient(result)) showStatus(status, result.data.message, "error");  // still open: try again
+    else endWith(REQUEST_OVER.includes(result.data.error) ? t("startAgain", { message: result.data.message }) : result.data.message);
+  });
 
   approve.addEventListener("click", async () => {
-    approve.disabled = true;
+    approve.disabled = decline.disabled = true;
     showStatus(status, t("waitingForPhone"), "info");
     let credential;
     try {
       credential = await navigator.credentials.get({ publicKey: requestOptions(publicKeyJSON) });
     } catch (err) {
-      approve.disabled = false;
+      approve.disabled = decline.disabled = false;
       const kind = err && err.name;
       showStatus(status, kind === "NotAllowedError" ? t("cancelled") : t("webauthnFailed", { name: kind || "Error" }), "error");
       return;
     }
     showStatus(status, t("verifying"), "info");
     const result = await api("POST", base + "/complete", { credential: credentialJSON(credential) });
-    approve.disabled = false;
+    approve.disabled = decline.disabled = false;
     if (result.ok) {
-      area.hidden = true;
-      showStatus(status, "");
-      doneText.textContent = t("done");
-      done.hidden = false;
-      doneText.setAttribute("tabindex", "-1");
-      doneText.focus();
-    } else if (result.status === 0 || result.status === 429 || result.status >= 500) {
+      finish(t("done"), true);
+    } else if (transient(result)) {
       showStatus(status, result.data.message, "error");
     } else {
       // The server has spent this QR code on the attempt; its message says why (revoked, expired…).

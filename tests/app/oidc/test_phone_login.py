@@ -348,3 +348,110 @@ def test_a_site_disabled_before_the_passkey_answers_spends_the_request(
     assert refused.status_code == 410 and refused.json()["error"] == "login_request_expired"
     assert computer.post(path, {"credential": credential}).status_code == 409
     assert [f["reason"] for f in _events(app, "mobile:login:failure")] == ["login_request_expired"]
+
+
+# -- "not me, or a different code": declined on the phone ------------------------------------------------
+
+
+def test_a_login_declined_on_the_phone_is_over_for_the_phone_and_the_computer_and_audited(
+    app, discovery, rp_client, phone, computer
+):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    request = phone.login_request(started["url"])
+    assert phone.decline(request) == {"status": "declined"}
+    # The computer's page hears it at its next poll, without a reason code to decode: the person said no.
+    assert computer.status(started["login_request_id"]).json() == {"status": "declined"}
+
+    # The link is dead: approving, asking again for its options, declining again are refused with a code.
+    with pytest.raises(ServerError) as approved:
+        phone.approve(request)
+    assert (approved.value.status, approved.value.code) == (409, "login_request_declined")
+    assert approved.value.args[0]  # a message the phone shows
+    with pytest.raises(ServerError) as reopened:
+        phone.login_request(started["url"])
+    assert (reopened.value.status, reopened.value.code) == (409, "login_request_declined")
+    with pytest.raises(ServerError) as twice:
+        phone.decline(request)
+    assert (twice.value.status, twice.value.code) == (409, "login_request_declined")
+    # Nor can the computer turn it into a session, by the phone's path or by a passkey of its own.
+    assert computer.complete(started["login_request_id"]).json()["error"] == "login_not_approved"
+    passkey = computer.post(f"/api/v1/login-requests/{started['login_request_id']}/passkey/options", {})
+    assert (passkey.status_code, passkey.json()["error"]) == (409, "login_request_declined")
+
+    with app.app_context():
+        row = db.session.scalars(select(LoginRequest)).one()
+        assert row.consumed_at is not None and row.approved_at is None and row.failure == "login_declined"
+    declined = _events(app, "mobile:login:declined")
+    assert declined == [{"login_request": started["login_request_id"], "client": rp_client["client_id"],
+                         "scanned": True}]
+    assert not _events(app, "mobile:login:approved") and not _events(app, "mobile:login:success")
+
+
+def test_a_login_approved_first_cannot_be_declined_after(app, discovery, rp_client, phone, computer):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    request = phone.login_request(started["url"])
+    phone.approve(request)
+    with pytest.raises(ServerError) as late:
+        phone.decline(request)
+    assert (late.value.status, late.value.code) == (409, "login_request_used")
+    assert computer.status(started["login_request_id"]).json() == {"status": "approved"}
+    assert not _events(app, "mobile:login:declined")
+
+
+def test_an_answer_signed_before_the_decline_is_refused_after_it(app, discovery, rp_client, phone, computer):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    request = phone.login_request(started["url"])
+    credential = phone.browser.get(request.public_key, origin=request.link.origin)  # signed before the decline
+    phone.decline(request)
+    with pytest.raises(ServerError) as refused:
+        phone._post(request.link.api_url("complete"), {"credential": credential}, expected_status=200)
+    assert (refused.value.status, refused.value.code) == (409, "login_request_declined")
+    assert computer.status(started["login_request_id"]).json() == {"status": "declined"}
+    assert not _events(app, "mobile:login:approved")
+
+
+def test_declines_and_an_approval_racing_for_one_request_take_it_once(app, discovery, rp_client, phone, computer):
+    """The decline is a claim like the approval's (one conditional UPDATE): of answers racing, exactly one
+    takes the request, and only the winner is audited."""
+    import threading
+
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    request = phone.login_request(started["url"])
+    credential = phone.browser.get(request.public_key, origin=request.link.origin)
+    outcomes = []
+
+    def attempt(step, body):
+        try:
+            outcomes.append(phone._post(request.link.api_url(step), body, expected_status=200)["status"])
+        except ServerError as refused:
+            outcomes.append(refused.code)
+
+    threads = [threading.Thread(target=attempt, args=("decline", {})) for _ in range(3)]
+    threads.insert(1, threading.Thread(target=attempt, args=("complete", {"credential": credential})))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    won = [o for o in outcomes if o in ("approved", "declined")]
+    assert len(won) == 1 and len(outcomes) == 4
+    assert set(outcomes) - set(won) <= {"login_request_used", "login_request_declined"}
+    assert computer.status(started["login_request_id"]).json() == {"status": won[0]}
+    assert len(_events(app, "mobile:login:declined")) == (won[0] == "declined")
+    assert len(_events(app, "mobile:login:approved")) == (won[0] == "approved")
+
+
+def test_an_expired_login_cannot_be_declined(app, discovery, rp_client, phone, computer):
+    _, url, *_ = _authorize_url(discovery, rp_client)
+    started = computer.start(url)
+    request = phone.login_request(started["url"])
+    with app.app_context():
+        db.session.execute(update(LoginRequest).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    with pytest.raises(ServerError) as expired:
+        phone.decline(request)
+    assert (expired.value.status, expired.value.code) == (410, "login_request_expired")
+    assert not _events(app, "mobile:login:declined")
