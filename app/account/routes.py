@@ -57,6 +57,7 @@ def verify_email():
 
 
 @bp.post("/api/v1/account/email-code")
+@limiter.limit(_registration_limit)
 @login_required
 def resend_email_code():
     sent = parts().accounts.resend_email_code(current_user)

@@ -39,6 +39,12 @@
     document.getElementById("bind-email-hint").hidden = verified;
   }
 
+  // "We sent" only when the mail server took the newest code; else it says so (the resend is beside it).
+  function renderCodeSent(sent) {
+    document.getElementById("email-code-sent").hidden = !sent;
+    document.getElementById("email-code-not-sent").hidden = sent;
+  }
+
   function renderCards(cards) {
     const body = document.getElementById("cards-body");
     // Column names double as labels when the table is stacked on narrow screens.
@@ -253,6 +259,7 @@
     setField("email", account.email);
     setField("phone", formatPhone(account.phone));
     renderEmail(account.email_verified);
+    renderCodeSent(!account.email_code || account.email_code.sent);
     renderCards(account.cards || []);
     renderDevices(account.devices || []);
   }
@@ -319,9 +326,13 @@
     showStatus(verifyStatus, t("sending"), "info");
     const result = await api("POST", "/api/v1/account/email-code");
     setBusy(false);
-    if (result.ok) {
+    if (result.ok && result.data.email_sent) {
+      renderCodeSent(true);
       showStatus(verifyStatus, t("codeSent"), "success");
       codeInput.focus();
+    } else if (result.ok) {
+      renderCodeSent(false);
+      showStatus(verifyStatus, t("codeNotSent"), "error");
     } else {
       showStatus(verifyStatus, explain(result.data), "error");
     }
