@@ -199,6 +199,9 @@ class Config:
         self.SP_API_REFUSAL_RATE_LIMIT = _env("SP_API_REFUSAL_RATE_LIMIT", "60/minute")
 
         self.BABEL_DEFAULT_LOCALE = "zh_Hant_TW"
+        # Pages show times in this zone (app/timezones.py); storage and exports stay UTC.
+        self.DISPLAY_TIMEZONE = _env("DISPLAY_TIMEZONE", "Asia/Taipei")
+        self.BABEL_DEFAULT_TIMEZONE = self.DISPLAY_TIMEZONE
         self.BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "app" / "translations")
         self.LANGUAGES = ("zh_Hant_TW", "en")
 

@@ -186,6 +186,9 @@ class EmailVerification(db.Model):
     failed_attempts: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Whether the mail server took the code: the person's page says "sent" only then, else offers a resend.
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    send_error: Mapped[str | None] = mapped_column(String(200))
 
 
 class AuditEvent(db.Model):
@@ -382,7 +385,11 @@ class Device(db.Model):
     status: Mapped[str] = mapped_column(String(20), default=DeviceStatus.ACTIVE.value)  # a DeviceStatus, not expired
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revocation_reason: Mapped[str | None] = mapped_column(String(200))
+    # Who revoked it, for its person's page: "owner" (unbound on their page) or "service" (an administrator).
+    revoked_by: Mapped[str | None] = mapped_column(String(20))
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # while suspended: since when
     possibly_cloned: Mapped[bool] = mapped_column(default=False)
+    possibly_cloned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     account: Mapped[Account] = relationship()
     certificates: Mapped[list[MobileCertificate]] = relationship(

@@ -159,6 +159,9 @@ ANSWERS: dict[Key, Answer] = {
     ("device_revoked", "revoke"): Answer(409, N_("This device is already unbound.")),
     ("device_suspended", "renew"): Answer(409, N_("Only an active device can be renewed.")),
     ("device_revoked", "renew"): Answer(409, N_("Only an active device can be renewed.")),
+    "renewal_changes_nothing": Answer(
+        409, N_("Renewing now would not move this device's end date: its certificate already runs a full year.")
+    ),
     ("account_locked", "resume"): Answer(409, N_("Unlock the account before resuming its devices.")),
     # A phone that may not log its person in (any login with it: the QR code or a passkey).
     ("device_expired", "use"): Answer(

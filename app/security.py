@@ -20,6 +20,7 @@ from iccard import moica
 from iccard.demo_pki import ISSUER_NAME, MOBILE_CA_NAME, ROOT_NAME
 from iccard.validation import REVOCATION_MODES
 
+from . import timezones
 from .webpush import is_demo_key
 
 SECRETS = ("SECRET_KEY", "NATIONAL_ID_HMAC_KEY", "OIDC_PAIRWISE_KEY")
@@ -93,6 +94,10 @@ def check_settings(config) -> None:
         problems.append("MOCERT_SMTP_PORT must be a port number")
     if config.get("TRUSTED_PROXIES", 0) < 0:
         problems.append("MOCERT_TRUSTED_PROXIES must be 0 or more")
+    try:
+        timezones.load(config.get("DISPLAY_TIMEZONE"))
+    except ValueError as exc:
+        problems.append(f"MOCERT_DISPLAY_TIMEZONE: {exc}")
     if not config.get("AUDIT_SEAL_INTERVAL", 0) >= 0:
         problems.append("MOCERT_AUDIT_SEAL_INTERVAL must be 0 (no sealer thread) or a positive number of seconds")
     if problems:

@@ -751,3 +751,16 @@ def test_web_push_settings_that_cannot_work_stop_the_start_and_are_named(monkeyp
     with pytest.raises(SystemExit, match=named) as refused:
         _create()
     assert refused.value.code == 4
+
+
+@pytest.mark.parametrize("value", ["Mars/Olympus_Mons", "../../etc/passwd", " "])
+def test_a_display_timezone_no_system_knows_stops_the_start(testing_env, value):
+    testing_env.setenv("MOCERT_DISPLAY_TIMEZONE", value)
+    with pytest.raises(SystemExit, match="MOCERT_DISPLAY_TIMEZONE"):
+        _create()
+
+
+def test_pages_show_taiwan_time_unless_another_zone_is_configured(testing_env):
+    assert _create().config["DISPLAY_TIMEZONE"] == "Asia/Taipei"
+    testing_env.setenv("MOCERT_DISPLAY_TIMEZONE", "Europe/Berlin")
+    assert _create().config["DISPLAY_TIMEZONE"] == "Europe/Berlin"

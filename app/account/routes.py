@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from .. import timezones
 from ..api import json_body, local_path
 from ..auth.login import browser, log_in, pending_registration
 from ..extensions import limiter
@@ -24,7 +25,8 @@ def register_page():
 @bp.get("/account")
 @login_required
 def account_page():
-    return render_template("account.html")
+    zone = timezones.display_zone()
+    return render_template("account.html", time_zone=zone.key, zone_name=timezones.zone_name(zone))
 
 
 def _registration_limit() -> str:
@@ -61,6 +63,7 @@ def verify_email():
 
 
 @bp.post("/api/v1/account/email-code")
+@limiter.limit(_registration_limit)
 @login_required
 def resend_email_code():
     sent = parts().accounts.resend_email_code(current_user)

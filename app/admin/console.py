@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 
 from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
-from flask_babel import get_timezone, to_user_timezone
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from sqlalchemy import select
 
-from .. import refusals, wiring
+from .. import refusals, timezones, wiring
 from ..refusals import N_
 from ..extensions import db
 from ..i18n import issuer_name
@@ -183,11 +182,11 @@ def _issuer_name(dn: str | None) -> str:
 
 @bp.app_template_filter("console_time")
 def console_time(value: datetime | str | None) -> str:
-    """A moment in the deployment's time zone (Flask-Babel's, UTC unless configured), with the zone named."""
+    """A moment in the display zone (``MOCERT_DISPLAY_TIMEZONE``, Taiwan time by default), its offset named."""
     if not value:
         return "—"
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return to_user_timezone(moment).strftime("%Y/%m/%d %H:%M:%S %Z")
+    return timezones.shown(moment, timezones.display_zone())
 
 
 @bp.app_template_filter("console_value")
@@ -501,7 +500,7 @@ def _audit_page(filters: dict, events, *, error: str | None = None) -> str:
         people=_people(views),
         older=older,
         newer=bool(request.args.get("before")),
-        time_zone=str(get_timezone()),
+        time_zone=timezones.zone_label(timezones.display_zone()),
         error=error,
     )
 
@@ -516,7 +515,8 @@ def audit_csv():
 
 
 def _audit_filter(args: Mapping[str, str], *, limit: int | None = None) -> audit_trail.AuditFilter:
-    """The service's filter from the form. Times typed without a zone are in the zone the pages show."""
+    """The service's filter from the form. Times typed without a zone are in the zone the pages show (the
+    form's datetime-local inputs have none)."""
     values = {name: args.get(name, "") for name in FILTER_FIELDS}
     for name in ("since", "until"):
         values[name] = _zoned(values[name])
@@ -527,9 +527,7 @@ def _audit_filter(args: Mapping[str, str], *, limit: int | None = None) -> audit
 
 def _zoned(value: str) -> str:
     try:
-        moment = datetime.fromisoformat(value.strip())
-        if moment.tzinfo is None:
-            moment = get_timezone().localize(moment).astimezone(timezone.utc)
+        moment = timezones.to_utc(datetime.fromisoformat(value.strip()), timezones.display_zone())
     except (ValueError, OverflowError):
         return value  # the service says what is wrong with it
     return moment.isoformat()

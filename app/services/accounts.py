@@ -123,9 +123,9 @@ class Accounts:
             db.session.rollback()
             raise Refusal("already_registered") from None
         record(Tags.ACCOUNT_REGISTERED, account=account, card=card.fingerprint, email=email, phone=phone)
-        code = self._new_email_code(account)
+        verification, code = self._new_email_code(account)
         self.sessions.start(account, browser, card=card)  # commits the account, its card and its events together
-        email_sent = self._send_code(account, code)
+        email_sent = self._send_code(account, verification.id, code)
         return "registered", account, email_sent
 
     def verify_email(self, account: Account, code: object) -> None:
@@ -195,9 +195,11 @@ class Accounts:
             db.session.rollback()
             raise _resend_refused(account.id, now)
         # The misses at the code it replaces carry over: a resend is no way to a fresh set of guesses.
-        code = self._new_email_code(account, failed_attempts=latest.failed_attempts if latest is not None else 0)
+        verification, code = self._new_email_code(
+            account, failed_attempts=latest.failed_attempts if latest is not None else 0
+        )
         db.session.commit()
-        return self._send_code(account, code)
+        return self._send_code(account, verification.id, code)
 
     # -- registration's internals ----------------------------------------------------------------------
 
@@ -322,7 +324,7 @@ class Accounts:
 
     # -- the email code's internals --------------------------------------------------------------------
 
-    def _new_email_code(self, account: Account, *, failed_attempts: int = 0) -> str:
+    def _new_email_code(self, account: Account, *, failed_attempts: int = 0) -> tuple[EmailVerification, str]:
         code = f"{secrets.randbelow(1_000_000):06d}"
         verification = EmailVerification(
             account_id=account.id,
@@ -334,23 +336,39 @@ class Accounts:
         db.session.add(verification)
         db.session.flush()
         verification.code_hash = self._code_hash(verification.id, code)
-        return code
+        return verification, code
 
     def _code_hash(self, verification_id: int, code: str) -> str:
         # Keyed, and bound to its row: six digits are no secret once a database read gives their hash.
         return hmac.new(self._code_key, f"{verification_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
-    def _send_code(self, account: Account, code: str) -> bool:
+    def _send_code(self, account: Account, verification_id: int, code: str) -> bool:
+        """Mail the code; whether the mail server took it, as the code's row and the audit record say.
+
+        The row is written by one statement before the audit record, in the order every writer here keeps
+        (code, then the audit chain's head)."""
         minutes = int(self.email_code_ttl.total_seconds() // 60)
         try:
             self.letters.confirmation_code(account.email, code=code, minutes=minutes)
         except MailError as exc:
-            record(Tags.EMAIL_CODE_SENT, account=account, delivered=False, error=str(exc)[:200])
+            error = str(exc)[:200]
+            self._mark_sent(verification_id, sent_at=None, send_error=error)
+            record(Tags.EMAIL_CODE_SENT, account=account, delivered=False, error=error, email=account.email)
             db.session.commit()
             return False
+        self._mark_sent(verification_id, sent_at=utcnow(), send_error=None)
         record(Tags.EMAIL_CODE_SENT, account=account, delivered=True, email=account.email)
         db.session.commit()
         return True
+
+    @staticmethod
+    def _mark_sent(verification_id: int, **values: object) -> None:
+        db.session.execute(
+            update(EmailVerification)
+            .where(EmailVerification.id == verification_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
     def _claim_attempt(self, verification_id: int, now: datetime) -> int | None:
         """Count one attempt at a code, in one statement; the attempt's number, or None if none may be made.
@@ -435,6 +453,7 @@ def account_view(account: Account) -> dict:
         "email": account.email,
         "email_verified": account.email_verified,
         "phone": account.phone,
+        "email_code": _email_code_view(account),
         "cards": [
             {
                 "serial": card.serial_hex,
@@ -503,6 +522,16 @@ def _latest_verification(account: Account) -> EmailVerification | None:
         .order_by(EmailVerification.id.desc())
         .limit(1)
     )
+
+
+def _email_code_view(account: Account) -> dict | None:
+    """The newest code of an unconfirmed address: whether it went out (the page offers a resend if not)."""
+    if account.email_verified:
+        return None
+    latest = _latest_verification(account)
+    if latest is None:
+        return None
+    return {"sent": latest.sent_at is not None, "created_at": latest.created_at.isoformat()}
 
 
 def _claim_resend(account_id: int, now: datetime) -> bool:

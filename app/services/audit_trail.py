@@ -101,7 +101,8 @@ def events(operator: staff.Operator, audit_filter: AuditFilter) -> list[AuditEve
     return list(db.session.scalars(audit_filter.statement().limit(audit_filter.limit)))
 
 
-CSV_COLUMNS = ("id", "occurred_at", "event", "actor", "account_id", "device", "site", "ip", "user_agent", "details")
+# The export stays UTC (ISO 8601 with +00:00), whatever zone the pages show: the header says so.
+CSV_COLUMNS = ("id", "occurred_at (UTC)", "event", "actor", "account_id", "device", "site", "ip", "user_agent", "details")
 
 
 def csv_rows(operator: staff.Operator, audit_filter: AuditFilter) -> Iterator[str]:

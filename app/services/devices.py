@@ -39,7 +39,7 @@ from ..audit import Tags, record
 from ..extensions import db
 from ..models import Account, AuthSession, Binding, Device, DeviceStatus, utcnow
 from . import sessions, tickets
-from .mobile_certificates import MobileCertificates
+from .mobile_certificates import MobileCertificates, one_year_later
 from .refusals import Refusal
 from .tokens import digest
 
@@ -235,16 +235,23 @@ class Devices:
         device = get_device(account, device_id)
         text = reason.strip()[:200] if isinstance(reason, str) and reason.strip() else "unbound by its owner"
         return self.revoke(device, actor=f"account:{account.id}", reason=text, tag=Tags.DEVICE_UNBOUND,
-                           crl_reason="cessationOfOperation")
+                           crl_reason="cessationOfOperation", by="owner")
 
     def renew(self, account: Account, auth_session: AuthSession, device_id: int) -> Device:
-        """Another year for an active device, for a person logged in with a valid card (a new certificate)."""
+        """Another year for an active device, for a person logged in with a valid card (a new certificate).
+
+        Refused (``renewal_changes_nothing``) when a year from now would not move the end date, as for a
+        phone bound or renewed today: a new certificate that ends when the old one does is no renewal."""
         if auth_session.method != "card":
             raise Refusal("card_login_required", case="renewal")
         device = get_device(account, device_id)
         # Holds the row: a suspension or revocation racing the renewal waits, then sees the new certificate.
         _transition(device, (DeviceStatus.ACTIVE,), DeviceStatus.ACTIVE, "renew")
-        certificate = self.certificates.issue(device, utcnow().replace(microsecond=0))
+        now = utcnow().replace(microsecond=0)
+        if renewal_end(device, now) is None:
+            db.session.rollback()
+            raise Refusal("renewal_changes_nothing")
+        certificate = self.certificates.issue(device, now)
         self.certificates.supersede_certificates(device, certificate)  # one live certificate per key
         record(Tags.DEVICE_RENEWED, account=account, device=device.id, certificate=certificate.serial_hex)
         db.session.commit()
@@ -257,7 +264,7 @@ class Devices:
 
     def suspend(self, device: Device, *, actor: str, reason: str) -> Device:
         """Reversible: the phone cannot log in and its certificate is on hold until :meth:`resume`."""
-        _transition(device, (DeviceStatus.ACTIVE,), DeviceStatus.SUSPENDED, "suspend")
+        _transition(device, (DeviceStatus.ACTIVE,), DeviceStatus.SUSPENDED, "suspend", suspended_at=utcnow())
         cut = sessions.end_all(device_id=device.id)
         self.certificates.hold_certificates(device)
         record(Tags.DEVICE_SUSPENDED, account=device.account, actor=actor, device=device.id, reason=reason, **cut)
@@ -267,7 +274,7 @@ class Devices:
     def resume(self, device: Device, *, actor: str, reason: str) -> Device:
         if device.account.locked_at is not None:  # a locked person's certificates stay on hold
             raise Refusal("account_locked", case="resume")
-        _transition(device, (DeviceStatus.SUSPENDED,), DeviceStatus.ACTIVE, "resume")
+        _transition(device, (DeviceStatus.SUSPENDED,), DeviceStatus.ACTIVE, "resume", suspended_at=None)
         self.certificates.release_certificates(device)
         record(Tags.DEVICE_RESUMED, account=device.account, actor=actor, device=device.id, reason=reason)
         db.session.commit()
@@ -275,11 +282,12 @@ class Devices:
 
     def revoke(
         self, device: Device, *, actor: str, reason: str, tag: Tags = Tags.DEVICE_REVOKED,
-        crl_reason: str = "keyCompromise",
+        crl_reason: str = "keyCompromise", by: str = "service",
     ) -> Device:
-        """Final: nothing brings the phone back; binding again makes a new device."""
+        """Final: nothing brings the phone back; binding again makes a new device. ``by`` is who its person's
+        page says did it: ``owner`` (their own unbinding) or ``service``."""
         _transition(device, LIVE_STATUSES, DeviceStatus.REVOKED, "revoke", revoked_at=utcnow(),
-                    revocation_reason=reason)
+                    revocation_reason=reason, revoked_by=by, suspended_at=None)
         cut = sessions.end_all(device_id=device.id)
         self.certificates.revoke_certificates(device, crl_reason)
         record(tag, account=device.account, actor=actor, device=device.id, reason=reason, **cut)
@@ -315,6 +323,7 @@ class Devices:
             )
         except webauthn.SignCountRegression as exc:
             device.possibly_cloned = True
+            device.possibly_cloned_at = device.possibly_cloned_at or now
             record(
                 Tags.DEVICE_POSSIBLY_CLONED, account=device.account, device=device.id, stored=exc.stored,
                 received=exc.received,
@@ -439,9 +448,42 @@ def certificate_pem(account: Account, device_id: int) -> tuple[str, bytes]:
     return f"mocert-device-{device.id}-{certificate.serial_hex[:12]}.pem", pem
 
 
+def renewal_end(device: Device, now: datetime) -> datetime | None:
+    """The end date a renewal now would give, or None when it would not move the current one (whole days:
+    a phone bound today gains nothing but seconds) or the device cannot be renewed."""
+    certificate = device.certificate
+    if device.status != DeviceStatus.ACTIVE or certificate is None:
+        return None
+    end = one_year_later(now)
+    return end if end.date() > certificate.not_after.date() else None
+
+
+def notice(device: Device, now: datetime) -> dict | None:
+    """What its person should know about a phone that cannot log in, and since when: ``unbound`` (by them),
+    ``revoked_by_service``, ``suspended``, ``expired``, or ``possibly_cloned`` (its sign counter went back:
+    the copy or the phone may be refused). The page says what to do about each."""
+    status = device.effective_status(now)
+    if status == DeviceStatus.REVOKED:
+        kind = "unbound" if device.revoked_by == "owner" else "revoked_by_service"
+        return {"kind": kind, "at": _iso(device.revoked_at)}
+    if status == DeviceStatus.SUSPENDED:
+        return {"kind": "suspended", "at": _iso(device.suspended_at)}
+    if device.possibly_cloned:
+        return {"kind": "possibly_cloned", "at": _iso(device.possibly_cloned_at)}
+    if status == DeviceStatus.EXPIRED:
+        certificate = device.certificate
+        return {"kind": "expired", "at": _iso(certificate.not_after if certificate else None)}
+    return None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
 def device_view(device: Device, now: datetime | None = None) -> dict:
     now = now or utcnow()
     certificate = device.certificate
+    renews_until = renewal_end(device, now)
     return {
         "id": device.id,
         "name": device.name,
@@ -451,6 +493,8 @@ def device_view(device: Device, now: datetime | None = None) -> dict:
         "last_used_at": device.last_used_at.isoformat() if device.last_used_at else None,
         "status": str(device.effective_status(now)),
         "certificate_serial": certificate.serial_hex if certificate else None,
+        "notice": notice(device, now),
+        "renews_until": renews_until.isoformat() if renews_until else None,  # None: renewing would change nothing
     }
 
 

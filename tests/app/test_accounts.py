@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from app.extensions import db
 from app.models import Account, AuditEvent, CardCertificate, CardLogin, EmailVerification, utcnow
 from tests.factories import make_account
-from tests.support import REGISTRATION, card_login, card_of, register
+from tests.support import REGISTRATION, card_login, card_of, free_port, register
 
 
 def _tags(app):
@@ -217,6 +217,63 @@ def test_registration_survives_a_mail_server_that_is_down(app_config, pki, mailb
     finally:
         with app.app_context():
             database.drop_all()
+
+
+class RefusingMailServer:
+    """An SMTP server that takes no recipient (aiosmtpd's RCPT hook answers 550)."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return "550 5.1.1 mailbox unavailable"
+
+
+@pytest.fixture
+def refusing_mail_server(app):
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(RefusingMailServer(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    app.config["SMTP_PORT"] = controller.port
+    yield controller
+    controller.stop()
+
+
+@pytest.mark.parametrize("to_console", [False, True], ids=["smtp", "also-to-console"])
+def test_a_code_the_mail_server_refused_is_not_reported_as_sent(client, pki, app, refusing_mail_server, to_console,
+                                                               capsys):
+    # Development also prints mail to the console; the person was not mailed all the same.
+    app.config["MAIL_TO_CONSOLE"] = to_console
+    response = register(client, pki)
+    assert response.status_code == 201 and response.get_json()["email_sent"] is False
+    assert response.get_json()["account"]["email_code"]["sent"] is False
+    assert client.get("/api/v1/account").get_json()["email_code"]["sent"] is False
+    with app.app_context():
+        [sent] = db.session.scalars(select(AuditEvent).where(AuditEvent.tag == "account:email:code_sent"))
+        assert sent.details["delivered"] is False and "mailbox unavailable" in sent.details["error"]
+        verification = db.session.scalar(select(EmailVerification))
+        assert verification.sent_at is None and "mailbox unavailable" in verification.send_error
+    assert ("----- mail to wang@example.com" in capsys.readouterr().out) is to_console
+
+    # The resend (one a minute, as before) tells the truth too.
+    with app.app_context():
+        db.session.execute(update(EmailVerification).values(created_at=utcnow() - timedelta(minutes=2)))
+        db.session.execute(update(Account).values(email_code_resent_at=None))
+        db.session.commit()
+    again = client.post("/api/v1/account/email-code")
+    assert again.status_code == 200 and again.get_json() == {"status": "not_sent", "email_sent": False}
+    assert client.post("/api/v1/account/email-code").status_code == 429
+
+
+def test_the_account_page_says_a_code_was_sent_only_when_it_was(client, pki, app, mailbox):
+    register(client, pki)
+    assert client.get("/api/v1/account").get_json()["email_code"]["sent"] is True
+    with app.app_context():
+        [verification] = db.session.scalars(select(EmailVerification))
+        assert verification.sent_at is not None and verification.send_error is None
+    page = client.get("/account").get_data(as_text=True)
+    # Both sentences are on the page; account.js shows the one the API's email_code.sent picks.
+    assert 'id="email-code-sent"' in page and 'id="email-code-not-sent"' in page
+    client.post("/api/v1/account/verify-email", json={"code": _code(mailbox)})
+    assert client.get("/api/v1/account").get_json()["email_code"] is None
 
 
 def test_the_account_api_needs_a_login(client):

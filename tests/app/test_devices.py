@@ -425,7 +425,11 @@ def test_a_sign_counter_going_back_marks_the_device_possibly_cloned(person, phon
         assert refused.value.code == "sign_count_regression"
     with app.app_context():
         assert db.session.get(Device, device_id).possibly_cloned is True
+        assert db.session.get(Device, device_id).possibly_cloned_at is not None
     assert "device:possibly_cloned" in _tags(app)
+    # Its person is told, with when and what to do, not shown an active phone that cannot log in.
+    [view] = person.get("/api/v1/devices").get_json()["devices"]
+    assert view["status"] == "active" and view["notice"]["kind"] == "possibly_cloned" and view["notice"]["at"]
 
 
 def test_an_assertion_without_user_verification_or_from_an_unbound_device_is_refused(person, phone_http, app):
@@ -592,3 +596,73 @@ def test_bindings_made_at_once_in_one_session_leave_one_live(person, app, monkey
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Binding).where(Binding.consumed_at.is_(None))) == 1
     assert len(_replaced(app)) == 3
+
+
+def _view(person) -> dict:
+    [view] = person.get("/api/v1/devices").get_json()["devices"]
+    return view
+
+
+def test_a_revocation_by_the_service_is_not_shown_as_the_persons_own_unbinding(person, phone_http, phone, app):
+    _, token = _start(person)
+    device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
+    assert _view(person)["notice"] is None
+    with app.test_request_context():
+        wiring.parts().devices.revoke(db.session.get(Device, device_id), actor="account:999", reason="fraud report")
+    view = _view(person)
+    assert view["status"] == "revoked" and view["notice"]["kind"] == "revoked_by_service"
+    with app.app_context():
+        device = db.session.get(Device, device_id)
+        assert device.revoked_by == "service" and view["notice"]["at"] == device.revoked_at.isoformat()
+
+
+def test_the_persons_own_unbinding_is_shown_as_theirs(person, phone_http, phone, app):
+    _, token = _start(person)
+    device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
+    person.raw.delete(f"/api/v1/devices/{device_id}", json={"reason": "replaced"}, headers={"X-CSRF-Token": person.csrf()})
+    assert _view(person)["notice"]["kind"] == "unbound"
+
+
+def test_a_suspension_is_shown_with_its_time_until_the_phone_is_resumed(person, phone_http, phone, app):
+    _, token = _start(person)
+    device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
+    with app.test_request_context():
+        wiring.parts().devices.suspend(db.session.get(Device, device_id), actor="account:999", reason="check")
+    view = _view(person)
+    assert view["status"] == "suspended" and view["notice"]["kind"] == "suspended" and view["notice"]["at"]
+    assert view["renews_until"] is None
+    with app.test_request_context():
+        wiring.parts().devices.resume(db.session.get(Device, device_id), actor="account:999", reason="fine")
+        assert db.session.get(Device, device_id).suspended_at is None
+    assert _view(person)["notice"] is None
+
+
+def test_an_expired_certificate_is_shown_with_its_end(person, phone_http, phone, app):
+    _, token = _start(person)
+    _bind(phone_http, phone, token)
+    with app.app_context():
+        db.session.execute(update(MobileCertificate).values(not_after=utcnow() - timedelta(days=1)))
+        db.session.commit()
+    view = _view(person)
+    assert view["notice"]["kind"] == "expired" and view["notice"]["at"] == view["expires_at"]
+
+
+def test_renewing_a_phone_bound_today_is_not_offered_and_refused_if_asked(person, phone_http, phone, app):
+    _, token = _start(person)
+    device_id = _bind(phone_http, phone, token).get_json()["device"]["id"]
+    assert _view(person)["renews_until"] is None
+    refused = person.post(f"/api/v1/devices/{device_id}/renew", json={})
+    assert refused.status_code == 409 and refused.get_json()["error"] == "renewal_changes_nothing"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(MobileCertificate)) == 1
+    assert "device:renewed" not in _tags(app)
+
+    # Bound a while ago, it is offered, with the end date the confirmation shows, and that is what it gets.
+    with app.app_context():
+        certificate = db.session.scalars(select(MobileCertificate)).one()
+        certificate.not_after -= timedelta(days=30)
+        db.session.commit()
+    offered = _view(person)["renews_until"]
+    assert offered is not None and offered > _view(person)["expires_at"]
+    renewed = person.post(f"/api/v1/devices/{device_id}/renew", json={}).get_json()["device"]
+    assert renewed["expires_at"][:10] == offered[:10] and renewed["renews_until"] is None

@@ -6,6 +6,7 @@ once, makes it a new one and disables it."""
 from __future__ import annotations
 
 import base64
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -14,6 +15,9 @@ from tests.app.admin.support import agency_key
 from tests.app.oidc.support import Browser
 from tests.factories import ADMIN_ID
 from tests.support import browser_card_login
+from app import wiring
+from app.extensions import db
+from app.models import Device
 from webauthn.phone import PhoneBrowser, PhoneClient, SoftwareAuthenticator
 
 from .support import verified_account as _verified_account
@@ -38,6 +42,40 @@ def _bind_phone(live_server: str, pki) -> None:
                                  headers={"X-CSRF-Token": computer.csrf()}, timeout=10)
     assert binding.status_code == 201, binding.text
     PhoneClient(PhoneBrowser(SoftwareAuthenticator(None))).bind(binding.json()["url"], "王小明的 iPhone")
+
+
+@pytest.mark.parametrize("screen", sorted(SCREENS))
+def test_a_person_sees_that_the_service_revoked_their_phone_when_and_what_to_do(  # noqa: F811
+    browser, live_server, pki, app, staff, screen
+):
+    _verified_account(app, pki)
+    _bind_phone(live_server, pki)
+    with app.test_request_context():
+        device = db.session.query(Device).one()
+        wiring.parts().devices.revoke(device, actor=f"account:{staff['admin']}", reason="民眾來電：手機遺失")
+        revoked_at = device.revoked_at
+    context = browser.new_context(locale="zh-TW", timezone_id="Europe/London", **SCREENS[screen])
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "logged_in"
+        page.goto(f"{live_server}/account")
+        item = page.locator("#devices-list .device")
+        expect(item).to_have_attribute("data-notice", "revoked_by_service")
+        expect(item.locator(".device-status")).to_have_text("已由服務撤銷")
+        notice = item.locator(".device-notice")
+        expect(notice).to_be_visible()
+        # Taiwan time, whatever zone the browser is in, and said to be so.
+        taipei = revoked_at.astimezone(ZoneInfo("Asia/Taipei")).strftime("%Y/%m/%d %H:%M")
+        expect(notice).to_contain_text(f"本服務已於 {taipei}（臺灣時間）")
+        expect(notice).to_contain_text("撤銷這支手機及其行動自然人憑證")
+        expect(notice).to_contain_text("並非您自行解除綁定")
+        expect(notice).to_contain_text("請與本服務聯絡")
+        expect(notice).to_contain_text("重新綁定")
+        expect(item.locator(".device-actions")).to_be_hidden()
+        assert _fits_the_screen(page)
+    finally:
+        context.close()
 
 
 def _fits_the_screen(page) -> bool:

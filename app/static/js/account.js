@@ -39,6 +39,12 @@
     document.getElementById("bind-email-hint").hidden = verified;
   }
 
+  // "We sent" only when the mail server took the newest code; else it says so (the resend is beside it).
+  function renderCodeSent(sent) {
+    document.getElementById("email-code-sent").hidden = !sent;
+    document.getElementById("email-code-not-sent").hidden = sent;
+  }
+
   function renderCards(cards) {
     const body = document.getElementById("cards-body");
     // Column names double as labels when the table is stacked on narrow screens.
@@ -71,13 +77,51 @@
     revoked: { key: "deviceRevoked", kind: "muted" },
   };
 
+  // A moment as the service's display zone (Taiwan time by default) has it, named: "2026/03/02 14:05 (臺灣時間)".
+  function formatTime(iso) {
+    const date = new Date(iso);
+    if (!iso || Number.isNaN(date.getTime())) return "";
+    const parts = {};
+    new Intl.DateTimeFormat("en-GB", {
+      timeZone: root.dataset.timeZone || "Asia/Taipei", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+    }).formatToParts(date).forEach((part) => { parts[part.type] = part.value; });
+    const text = parts.year + "/" + parts.month + "/" + parts.day + " " + parts.hour + ":" + parts.minute;
+    return t("timeIn", { time: text, zone: t("zone") });
+  }
+
+  // Why a phone cannot log in, who did it and when, and what to do: the API's notice in words.
+  const NOTICES = {
+    unbound: "noticeUnbound",
+    revoked_by_service: "noticeRevokedByService",
+    suspended: "noticeSuspended",
+    expired: "noticeExpired",
+    possibly_cloned: "noticePossiblyCloned",
+  };
+
+  function noticeText(notice) {
+    const key = NOTICES[notice.kind];
+    if (!key) return "";
+    if (!notice.at && (notice.kind === "suspended" || notice.kind === "possibly_cloned")) return t(key + "Undated");
+    return t(key, { time: formatTime(notice.at) });
+  }
+
   function deviceItem(device) {
     const item = deviceTemplate.content.firstElementChild.cloneNode(true);
     const id = String(device.id);
-    const state = STATUS[device.status] || { key: device.status, kind: "muted" };
+    const notice = device.notice || null;
+    let state = STATUS[device.status] || { key: device.status, kind: "muted" };
+    if (notice && notice.kind === "revoked_by_service") state = { key: "deviceRevokedByService", kind: "danger" };
+    if (notice && notice.kind === "possibly_cloned" && device.status === "active") {
+      state = { key: "devicePossiblyCloned", kind: "danger" };
+    }
     item.dataset.deviceId = id;
     item.dataset.status = device.status;
+    if (notice) item.dataset.notice = notice.kind;
     item.querySelector(".device-name").textContent = device.name;
+    const noticeLine = item.querySelector(".device-notice");
+    noticeLine.textContent = notice ? noticeText(notice) : "";
+    noticeLine.hidden = !noticeLine.textContent;
     const statusBadge = item.querySelector(".device-status");
     statusBadge.textContent = t(state.key);
     statusBadge.dataset.status = device.status;
@@ -101,7 +145,8 @@
 
     const revoked = device.status === "revoked";
     item.querySelector(".device-actions").hidden = revoked;
-    item.querySelector(".device-renew").hidden = !(device.status === "active" || device.status === "expired");
+    // Offered only when it would move the end date (not on a phone bound or renewed today).
+    item.querySelector(".device-renew").hidden = !device.renews_until;
     const certificate = item.querySelector(".device-certificate");
     if (device.certificate_serial) {
       certificate.href = "/api/v1/devices/" + encodeURIComponent(id) + "/certificate";
@@ -150,6 +195,7 @@
 
   function wireDevice(item, device) {
     const renameForm = item.querySelector(".device-rename-form");
+    const renewForm = item.querySelector(".device-renew-form");
     const unbindForm = item.querySelector(".device-unbind-form");
     const nameInput = renameForm.querySelector('input[name="name"]');
     const reasonSelect = unbindForm.querySelector('select[name="reason"]');
@@ -179,11 +225,13 @@
     });
 
     renameForm.querySelector(".device-cancel").addEventListener("click", () => close(".device-rename"));
+    renewForm.querySelector(".device-cancel").addEventListener("click", () => close(".device-renew"));
     unbindForm.querySelector(".device-cancel").addEventListener("click", () => close(".device-unbind"));
     item.addEventListener("keydown", (event) => {
       if (event.key !== "Escape") return;
       if (!renameForm.hidden) close(".device-rename");
       else if (!unbindForm.hidden) close(".device-unbind");
+      else if (!renewForm.hidden) close(".device-renew");
     });
 
     reasonSelect.addEventListener("change", () => {
@@ -232,7 +280,16 @@
       await reloadDevices(device.id);
     });
 
-    item.querySelector(".device-renew").addEventListener("click", async () => {
+    // Renewing asks first, saying the end date it would give.
+    item.querySelector(".device-renew").addEventListener("click", () => {
+      renewForm.querySelector(".renew-question").textContent =
+        t("renewQuestion", { name: device.name, date: formatDate(device.renews_until) });
+      showForm(item, renewForm);
+      renewForm.querySelector(".device-renew-confirm").focus();
+    });
+
+    renewForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
       setItemBusy(item, true);
       showStatus(devicesStatus, t("renewing"), "info");
       const result = await api("POST", path + "/renew", {});
@@ -253,6 +310,7 @@
     setField("email", account.email);
     setField("phone", formatPhone(account.phone));
     renderEmail(account.email_verified);
+    renderCodeSent(!account.email_code || account.email_code.sent);
     renderCards(account.cards || []);
     renderDevices(account.devices || []);
   }
@@ -319,9 +377,13 @@
     showStatus(verifyStatus, t("sending"), "info");
     const result = await api("POST", "/api/v1/account/email-code");
     setBusy(false);
-    if (result.ok) {
+    if (result.ok && result.data.email_sent) {
+      renderCodeSent(true);
       showStatus(verifyStatus, t("codeSent"), "success");
       codeInput.focus();
+    } else if (result.ok) {
+      renderCodeSent(false);
+      showStatus(verifyStatus, t("codeNotSent"), "error");
     } else {
       showStatus(verifyStatus, explain(result.data), "error");
     }

@@ -460,7 +460,7 @@ def test_the_audit_trail_filters_and_exports_csv(app, issuer, pki, discovery, rp
     exported = admin_browser.api("GET", "/audit.csv", params={"device": device_id})
     assert exported.status_code == 200 and exported.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
-    assert rows[0][:3] == ["id", "occurred_at", "event"]
+    assert rows[0][:3] == ["id", "occurred_at (UTC)", "event"]
     assert {row[2] for row in rows[1:]} == {e["event"] for e in by_device}
     suspended = next(row for row in rows[1:] if row[2] == "device:suspended")
     assert suspended[9].startswith("{") and "HYPERLINK" in suspended[9]

@@ -8,9 +8,10 @@ import csv
 import html
 import io
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -473,7 +474,7 @@ def test_the_audit_page_filters_pages_and_links_its_csv_export(app, issuer, phon
     assert "陳美玲" in mine.text  # the actor by name
     assert re.findall(r'data-event="([^"]+)"', admin_console.get(
         "/admin/audit", params={"account": person, "event": "device:s"}).text) == ["device:suspended"]
-    later = (utcnow() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    later = (utcnow() + timedelta(hours=1)).astimezone(ZoneInfo("Asia/Taipei")).strftime("%Y-%m-%dT%H:%M")
     assert "data-event=" not in admin_console.get("/admin/audit", params={"since": later}).text
     assert "data-event=" in admin_console.get("/admin/audit", params={"until": later}).text
 
@@ -496,7 +497,7 @@ def test_the_audit_page_filters_pages_and_links_its_csv_export(app, issuer, phon
     exported = admin_console.get(link)
     assert exported.status_code == 200 and exported.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
-    assert rows[0][:3] == ["id", "occurred_at", "event"]
+    assert rows[0][:3] == ["id", "occurred_at (UTC)", "event"]
     assert [row[2] for row in rows[1:]] == tags
     suspended = next(row for row in rows[1:] if row[2] == "device:suspended")
     assert "HYPERLINK" in suspended[9] and suspended[3] == admin_actor
@@ -575,3 +576,29 @@ def test_people_without_a_role_get_403_and_visitors_are_sent_to_log_in(app, issu
     assert forged.status_code == 403
     with app.app_context():
         assert db.session.get(Account, person).locked_at is None
+
+
+def test_the_console_shows_and_reads_times_in_taiwan_time_and_exports_utc(app, issuer, admin_console):
+    with app.app_context():
+        record(ExtraTags.PAGING, actor="cli", number=1)
+        db.session.commit()
+        occurred = db.session.scalars(select(AuditEvent.occurred_at).where(AuditEvent.tag == "test:paging")).one()
+    local = occurred.astimezone(ZoneInfo("Asia/Taipei"))
+    page = admin_console.get("/admin/audit", params={"event": "test:paging"})
+    assert f"{local:%Y/%m/%d %H:%M:%S} UTC+08:00" in page.text
+    assert "臺灣時間 (Asia/Taipei, UTC+08:00)" in page.text
+
+    # What the form's datetime-local inputs send has no zone: it is Taiwan time (read as UTC, "a minute
+    # before" would be eight hours off and find nothing, or everything).
+    before, after = ((local + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M") for m in (-1, 1))
+
+    def found(**span) -> bool:
+        return 'data-event="test:paging"' in admin_console.get(
+            "/admin/audit", params={"event": "test:paging", **span}).text
+    assert found(since=before) and found(until=after) and found(since=before, until=after)
+    assert not found(until=before) and not found(since=after)
+
+    exported = admin_console.get("/admin/audit.csv", params={"event": "test:paging"})
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert rows[0][1] == "occurred_at (UTC)" and datetime.fromisoformat(rows[1][1]) == occurred
+    assert rows[1][1].endswith("+00:00")
