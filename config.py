@@ -228,6 +228,15 @@ class Config:
         self.VAPID_SUBJECT = _env("VAPID_SUBJECT")
         self.PUSH_SERVICES = tuple((_env("PUSH_SERVICES") or DEFAULT_PUSH_SERVICES).replace(",", " ").split())
         self.PUSH_TIMEOUT = _env_float("PUSH_TIMEOUT", 5)
+        # Back-Channel Logout (app/services/backchannel_logout.py): seconds between two looks of each process's
+        # courier at the logout tokens owed (0: no courier thread; a commit that queues one wakes it at once),
+        # attempts per token, the wait after the first failed one (doubling after each), each post's timeout,
+        # and how long a logout token is good for.
+        self.BACKCHANNEL_LOGOUT_INTERVAL = _env_float("BACKCHANNEL_LOGOUT_INTERVAL", 2)
+        self.BACKCHANNEL_LOGOUT_ATTEMPTS = _env_int("BACKCHANNEL_LOGOUT_ATTEMPTS", 5)
+        self.BACKCHANNEL_LOGOUT_RETRY_AFTER = timedelta(seconds=_env_int("BACKCHANNEL_LOGOUT_RETRY_AFTER", 10))
+        self.BACKCHANNEL_LOGOUT_TIMEOUT = _env_float("BACKCHANNEL_LOGOUT_TIMEOUT", 5)
+        self.BACKCHANNEL_LOGOUT_TOKEN_TTL = timedelta(seconds=_env_int("BACKCHANNEL_LOGOUT_TOKEN_TTL", 120))
 
 
 class DevelopmentConfig(Config):
@@ -265,6 +274,8 @@ class TestingConfig(Config):
         self.RATELIMIT_ENABLED = False  # the tests of the limits turn it on
         # Tests seal explicitly (audit_chain.seal) rather than race a thread; the sealer's own tests turn it on.
         self.AUDIT_SEAL_INTERVAL = _env_float("AUDIT_SEAL_INTERVAL", 0)
+        # Likewise the logout tokens: tests deliver them explicitly (deliver_due); the browser's starts a courier.
+        self.BACKCHANNEL_LOGOUT_INTERVAL = _env_float("BACKCHANNEL_LOGOUT_INTERVAL", 0)
         # Fresh per process, so tests never touch an installation's instance/ secrets.
         self.SECRET_KEY = self.SECRET_KEY or secrets.token_hex(32)
         self.NATIONAL_ID_HMAC_KEY = self.NATIONAL_ID_HMAC_KEY or secrets.token_hex(32)

@@ -129,6 +129,9 @@ def create_app(config: Config | None = None) -> Flask:
     from . import audit_sealer
 
     audit_sealer.init_app(app)  # each process seals the audit trail's new events into its chain
+    from . import logout_courier
+
+    logout_courier.init_app(app)  # each process delivers the back-channel logout tokens owed to the sites
 
     @app.context_processor
     def template_globals():

@@ -65,6 +65,9 @@ class Tags(StrEnum):
     OIDC_NATIONAL_ID_MISMATCH = "oidc:national_id:mismatch"
     OIDC_NATIONAL_ID_LOCKED = "oidc:national_id:locked"
     OIDC_LOGOUT = "oidc:logout"
+    # Back-Channel Logout: a logout token accepted by the site, or given up on after the last attempt.
+    OIDC_BACKCHANNEL_LOGOUT_SENT = "oidc:backchannel_logout:sent"
+    OIDC_BACKCHANNEL_LOGOUT_FAILED = "oidc:backchannel_logout:failed"
     OIDC_CLIENT_ADDED = "oidc:client:added"
     OIDC_CLIENT_DISABLED = "oidc:client:disabled"
     OIDC_CLIENT_ENABLED = "oidc:client:enabled"

@@ -117,8 +117,13 @@ def register_oidc_cli(app: Flask) -> None:
     @click.option("--sector", default=None, help="Sector for pairwise subjects (default: the redirect URIs' host).")
     @click.option("--id-token-alg", type=click.Choice(list(oidc_keys.ALGORITHMS)), default="RS256")
     @click.option("--client-id", default=None)
+    @click.option("--backchannel-logout-uri", default=None, help="Where MoCert posts a logout token (OpenID Connect "
+                  "Back-Channel Logout) when a session the site logged in through ends.")
+    @click.option("--backchannel-logout-session-required", is_flag=True,
+                  help="The site needs sid in the logout token (MoCert always sends it).")
     def add(name, redirect_uris, logout_uris, public, scopes, allow_national_id, no_card_login,
-            token_endpoint_auth_method, jwks_file, subject_type, sector, id_token_alg, client_id) -> None:
+            token_endpoint_auth_method, jwks_file, subject_type, sector, id_token_alg, client_id,
+            backchannel_logout_uri, backchannel_logout_session_required) -> None:
         """Register a client; prints one JSON object {"client_id", "client_secret"} (the secret only now)."""
         from .services import clients as client_service
         from .services.refusals import Refusal
@@ -142,6 +147,8 @@ def register_oidc_cli(app: Flask) -> None:
                 sector=sector,
                 id_token_alg=id_token_alg,
                 client_id=client_id,
+                backchannel_logout_uri=backchannel_logout_uri,
+                backchannel_logout_session_required=backchannel_logout_session_required,
             )
         except Refusal as refusal:
             raise _refused(refusal) from None

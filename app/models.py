@@ -478,6 +478,11 @@ class OidcClient(db.Model, ClientMixin):
     allow_card_login: Mapped[bool] = mapped_column(default=True)  # the login page offers the IC card
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # OpenID Connect Back-Channel Logout 1.0: where MoCert posts a logout token when a session the site
+    # logged in through ends (None: the site is not told); whether the site needs ``sid`` in it (MoCert
+    # always sends it, and ``sub``: the flag is the site's registered wish, kept and shown).
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(default=False)
 
     @property
     def is_public(self) -> bool:
@@ -609,6 +614,32 @@ class OidcToken(db.Model, TokenMixin):
 
     def is_expired(self) -> bool:
         return self.expires_at <= utcnow()
+
+
+class BackchannelLogout(db.Model):
+    """A logout token owed to a site: one session (``auth_session_id``) that logged in at the client ended.
+
+    Queued in the transaction that ends the session (a logout, a phone revoked or suspended, an account
+    locked), delivered after its commit by each process's courier (``app/logout_courier.py``), which posts
+    the token and retries with a growing wait: ``sent_at`` once the site answered 200/204, ``failed_at`` after
+    the last attempt. The token itself is made at each attempt (``iat``/``exp`` of that moment), never stored.
+    """
+
+    __tablename__ = "backchannel_logouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("oidc_clients.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    auth_session_id: Mapped[int] = mapped_column(ForeignKey("auth_sessions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)  # while pending: when it is due (again)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(60))  # the last attempt's reason, for the trail
+
+    # The courier's read: the pending ones that are due.
+    __table_args__ = (Index("ix_backchannel_logouts_pending", "sent_at", "failed_at", "next_attempt_at"),)
 
 
 class OidcConsent(db.Model):

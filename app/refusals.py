@@ -255,7 +255,7 @@ ANSWERS: dict[Key, Answer] = {
         shown=("field",)),
     (None, "client_fixed"): Answer(400, N_("This setting cannot be changed here."), shown=("field",)),  # any field
     **{(f"invalid_{field}", "client_yes_or_no"): Answer(400, N_("This setting is yes or no."), shown=("field",))
-       for field in ("allow_national_id", "allow_card_login")},
+       for field in ("allow_national_id", "allow_card_login", "backchannel_logout_session_required")},
     **{(f"invalid_{field}", "client_choice"): Answer(400, N_("Choose one of: %(choices)s."), shown=("field",))
        for field in ("token_endpoint_auth_method", "id_token_alg", "subject_type")},
     ("invalid_name", "client_name"): Answer(
@@ -266,7 +266,9 @@ ANSWERS: dict[Key, Answer] = {
         400, N_("Give at least one redirect URI."), shown=("field",)),
     **{(f"invalid_{field}", "client_insecure_uri"): Answer(
         400, N_("%(uri)s is not an HTTPS URL without a fragment."), shown=("field",))
-       for field in ("redirect_uris", "post_logout_redirect_uris")},
+       for field in ("redirect_uris", "post_logout_redirect_uris", "backchannel_logout_uri")},
+    ("invalid_backchannel_logout_uri", "client_one_uri"): Answer(
+        400, N_("Give one back-channel logout URL, or none."), shown=("field",)),
     ("invalid_allowed_scopes", "client_scope_list"): Answer(400, N_("Give a list of scopes."), shown=("field",)),
     ("invalid_allowed_scopes", "client_national_id_scope"): Answer(
         400, N_("The national_id scope needs the client to be allowed the national ID."), shown=("field",)),

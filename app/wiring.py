@@ -31,10 +31,11 @@ from . import webpush
 from .invalidation import Invalidations
 from .mail import Letters
 from .models import OidcClient
-from .oidc import direct_code
+from .oidc import direct_code, oauth2
 from .oidc.keys import CachedKeyRing
 from .services.accounts import Accounts
 from .services.agencies import Agencies
+from .services.backchannel_logout import BackchannelLogouts
 from .services.client_directory import ClientDirectory
 from .services.card_login import CardLogins, CardVerifier, LoginSessions, NoTrustedIssuer
 from .services.devices import Devices, RelyingParty, trust_policy
@@ -84,6 +85,7 @@ class Parts:
     push_notices: PushNotices  # Web Push to the phones a request is pushed to (off without a VAPID key)
     inbox: Inbox  # each phone's pushed requests, by its passkey
     sp_web: WebRedirects  # SP-API-WEB-01: the same requests, by the agency's form and MoCert's page
+    backchannel_logouts: BackchannelLogouts  # the logout tokens owed to the sites, posted by the courier
 
 
 def built_from(setting: str, build: Callable[[], T]) -> T:
@@ -190,6 +192,12 @@ def build(config: Mapping[str, Any]) -> Parts:
             ttl=config["INBOX_TTL"],
         ),
         sp_web=WebRedirects(sp_requests=sp_requests),
+        backchannel_logouts=BackchannelLogouts(
+            make_token=oauth2.logout_token,
+            attempts=config["BACKCHANNEL_LOGOUT_ATTEMPTS"],
+            retry_after=config["BACKCHANNEL_LOGOUT_RETRY_AFTER"],
+            timeout=config["BACKCHANNEL_LOGOUT_TIMEOUT"],
+        ),
     )
 
 

@@ -128,6 +128,8 @@ def create_client():
         subject_type=body.get("subject_type") or "pairwise",
         sector=body.get("sector") if isinstance(body.get("sector"), str) else None,
         id_token_alg=body.get("id_token_signed_response_alg") or "RS256",
+        backchannel_logout_uri=body.get("backchannel_logout_uri"),
+        backchannel_logout_session_required=body.get("backchannel_logout_session_required") is True,
     )
     return jsonify(client=clients.client_view(client), client_secret=secret), 201
 

@@ -332,6 +332,8 @@ def create_client():
             allow_national_id="allow_national_id" in form,
             allow_card_login="allow_card_login" in form,
             token_endpoint_auth_method=form.get("token_endpoint_auth_method") or "client_secret_basic",
+            backchannel_logout_uri=form.get("backchannel_logout_uri", ""),
+            backchannel_logout_session_required="backchannel_logout_session_required" in form,
         )
     except Refusal as refusal:
         return _shown_again(refusal, _clients_page, form=form)
@@ -363,6 +365,8 @@ def update_client(client_id: str):
         "allowed_scopes": _scopes_of(form),
         "allow_national_id": "allow_national_id" in form,
         "allow_card_login": "allow_card_login" in form,
+        "backchannel_logout_uri": form.get("backchannel_logout_uri", ""),
+        "backchannel_logout_session_required": "backchannel_logout_session_required" in form,
     }
     try:
         clients.update(clients.get(client_id), changes, actor=g.operator.actor, reason=_reason())

@@ -58,8 +58,8 @@ def card_login_complete():
 @bp.post("/api/v1/logout")
 def logout():
     if current_user.is_authenticated:
-        sessions.end(current_user.auth_session)
-        record(Tags.LOGOUT, account=current_user)
+        queued = sessions.end(current_user.auth_session)
+        record(Tags.LOGOUT, account=current_user, backchannel_logouts=queued)
         db.session.commit()
     log_out()
     return jsonify(status="logged_out")

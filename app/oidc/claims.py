@@ -74,6 +74,13 @@ def subject(account_id: int, *, subject_type: str, sector: str, pairwise_key: st
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def session_id(auth_session_id: int, *, client_id: str, key: str) -> str:
+    """``sid``, the MoCert session as one client knows it (ID token, logout token). Per client, as pairwise
+    subjects are: one ``sid`` for every site would let two sites join up who their people are."""
+    digest = hmac.new(key.encode(), f"sid|{client_id}|{auth_session_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).rstrip(b"=").decode()
+
+
 def user_claims(account, scopes: list[str], *, allow_national_id: bool, national_id: str | None = None) -> dict:
     """The claims released for the granted scopes (``sub`` is added by the caller).
 

@@ -357,9 +357,40 @@ def id_token(
     }
     if code.nonce:
         payload["nonce"] = code.nonce
+    if client.backchannel_logout_uri:  # the site will be told of this session's end by its sid
+        payload["sid"] = session_id_for(client, code.auth_session_id)
     if token.get("access_token"):
         payload["at_hash"] = create_half_hash(token["access_token"], key.alg).decode()
     header = {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
+    return jwt.encode(header, payload, key.key, [key.alg])
+
+
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+def session_id_for(client: OidcClient, auth_session_id: int) -> str:
+    return oidc_claims.session_id(auth_session_id, client_id=client.client_id,
+                                  key=current_app.config["OIDC_PAIRWISE_KEY"])
+
+
+def logout_token(client: OidcClient, account_id: int, auth_session_id: int) -> str:
+    """A Back-Channel Logout token (§2.4) for the end of one session at one client: signed as its ID tokens
+    are, ``typ`` ``logout+jwt`` (§2.4: so it is never taken for an ID token), ``sid`` and the ``sub`` the
+    client knows, the event, a fresh ``jti``, and never a ``nonce``."""
+    key = key_ring().signing_key(client.id_token_signed_response_alg)
+    now = int(time.time())
+    payload = {
+        "iss": issuer(),
+        "aud": client.client_id,
+        "iat": now,
+        "exp": now + int(current_app.config["BACKCHANNEL_LOGOUT_TOKEN_TTL"].total_seconds()),
+        "jti": new_token(),
+        "sub": oidc_claims.subject(account_id, subject_type=client.subject_type, sector=client.sector,
+                                   pairwise_key=current_app.config["OIDC_PAIRWISE_KEY"]),
+        "sid": session_id_for(client, auth_session_id),
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+    }
+    header = {"alg": key.alg, "kid": key.kid, "typ": "logout+jwt"}
     return jwt.encode(header, payload, key.key, [key.alg])
 
 
@@ -597,4 +628,4 @@ def create_server(app: Flask) -> tuple[AuthorizationServer, ResourceProtector]:
     return server, protector
 
 
-__all__ = ["create_server", "id_token", "key_ring", "query_client", "user_info"]
+__all__ = ["create_server", "id_token", "key_ring", "logout_token", "query_client", "user_info"]

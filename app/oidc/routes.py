@@ -60,6 +60,9 @@ def discovery():
         jwks_uri=_endpoint("/.well-known/jwks.json"),
         revocation_endpoint=_endpoint("/oauth/revoke"),
         end_session_endpoint=_endpoint("/oidc/logout"),
+        # Back-Channel Logout 1.0: a site that registers a URI is posted a logout token, with sid and sub.
+        backchannel_logout_supported=True,
+        backchannel_logout_session_supported=True,
         scopes_supported=list(oidc_claims.SCOPES_SUPPORTED),
         response_types_supported=["code"],
         response_modes_supported=["query"],
@@ -72,7 +75,7 @@ def discovery():
         code_challenge_methods_supported=["S256"],
         prompt_values_supported=["none", "login", "consent"],
         claims_supported=sorted({c for cs in oidc_claims.SCOPE_CLAIMS.values() for c in cs}
-                                | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr"}),
+                                | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid"}),
         acr_values_supported=[acr for acr, _ in oidc_claims.AUTHENTICATION_METHODS.values()],
         claims_parameter_supported=False,
         request_parameter_supported=False,
@@ -285,7 +288,8 @@ def _post_logout_target(client, uri, state) -> str | None:
 
 
 def _end_session(client) -> None:
-    sessions.end(current_user.auth_session)
-    record(Tags.OIDC_LOGOUT, account=current_user, client=client.client_id if client else None)
+    queued = sessions.end(current_user.auth_session)  # the sites it logged in to are told after the commit
+    record(Tags.OIDC_LOGOUT, account=current_user, client=client.client_id if client else None,
+           backchannel_logouts=queued)
     db.session.commit()
     log_out()

@@ -210,6 +210,7 @@ def lock_account(
     held = [serial for device in _active_devices(account) for serial in certificates.hold_certificates(device)]
     record(Tags.ACCOUNT_LOCKED, account=account, actor=operator.actor, reason=reason,
            sessions_ended=ended["sessions_ended"], tokens_revoked=ended["tokens_revoked"],
+           backchannel_logouts=ended["backchannel_logouts"],
            service_tokens_revoked=service_tokens.revoke_made_by(account, now), certificates_held=held)
     db.session.commit()
     return account

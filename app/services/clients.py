@@ -42,6 +42,8 @@ def create(
     sector: str | None = None,
     id_token_alg: str = "RS256",
     client_id: str | None = None,
+    backchannel_logout_uri: object = None,
+    backchannel_logout_session_required: bool = False,
     reason: str | None = None,
 ) -> tuple[OidcClient, str | None]:
     """Register a client (committed). Returns it and its secret, which exists nowhere else afterwards."""
@@ -80,6 +82,8 @@ def create(
         sector=sector,
         allow_national_id=bool(allow_national_id),
         allow_card_login=bool(allow_card_login),
+        backchannel_logout_uri=_backchannel_uri(backchannel_logout_uri),
+        backchannel_logout_session_required=bool(backchannel_logout_session_required),
     )
     db.session.add(client)
     record(Tags.OIDC_CLIENT_ADDED, actor=actor, client=client_id, name=client.name, auth_method=method, reason=reason)
@@ -88,7 +92,7 @@ def create(
 
 
 EDITABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "allowed_scopes", "allow_national_id",
-            "allow_card_login")
+            "allow_card_login", "backchannel_logout_uri", "backchannel_logout_session_required")
 
 
 def update(client: OidcClient, changes: dict, *, actor: str, reason: str) -> OidcClient:
@@ -103,7 +107,9 @@ def update(client: OidcClient, changes: dict, *, actor: str, reason: str) -> Oid
         new["redirect_uris"] = _uris(changes["redirect_uris"], "redirect_uris", required=True)
     if "post_logout_redirect_uris" in changes:
         new["post_logout_redirect_uris"] = _uris(changes["post_logout_redirect_uris"], "post_logout_redirect_uris")
-    for flag in ("allow_national_id", "allow_card_login"):
+    if "backchannel_logout_uri" in changes:
+        new["backchannel_logout_uri"] = _backchannel_uri(changes["backchannel_logout_uri"])
+    for flag in ("allow_national_id", "allow_card_login", "backchannel_logout_session_required"):
         if flag in changes:
             if not isinstance(changes[flag], bool):
                 raise _invalid(flag, "yes_or_no")
@@ -174,6 +180,8 @@ def client_view(client: OidcClient) -> dict:
         "allow_national_id": client.allow_national_id,
         "allow_card_login": client.allow_card_login,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
         "created_at": client.created_at.isoformat(),
         "disabled_at": client.disabled_at.isoformat() if client.disabled_at else None,
     }
@@ -218,6 +226,16 @@ def _uris(value: object, field: str, *, required: bool = False) -> list[str]:
         if not secure or parts.fragment or len(uri) > 2000:
             raise _invalid(field, "insecure_uri", uri=uri[:200])
     return uris
+
+
+def _backchannel_uri(value: object) -> str | None:
+    """One URI checked as the redirect URIs are (Back-Channel Logout §2.2: absolute, no fragment; HTTPS but on
+    loopback), or None for none (empty or absent)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or len(value.split()) != 1:
+        raise _invalid("backchannel_logout_uri", "one_uri")
+    return _uris([value], "backchannel_logout_uri")[0]
 
 
 def _scopes(value: object, allow_national_id: bool) -> list[str]:

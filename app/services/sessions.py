@@ -2,7 +2,9 @@
 
 A MoCert session is a server-side :class:`~app.models.AuthSession`; the cookie holds only its token.
 Ending one sets ``ended_at`` (the session loader then refuses it); ending those of an account or a phone
-also revokes the OIDC tokens they issued, in the caller's transaction.
+also revokes the OIDC tokens they issued, in the caller's transaction. Either way, each site the session
+logged in to that registered a back-channel logout URI is owed a logout token, noted in the same transaction
+and sent after its commit (``services/backchannel_logout.py``).
 
 The login marker is what the login page adds to an ``/authorize`` request once the person has logged in
 here, so ``/authorize`` can tell a fresh login (``prompt=login``, ``max_age``) from an old session. It is
@@ -20,6 +22,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import Account, AuthSession, OidcToken, utcnow
+from . import backchannel_logout
 from .tokens import digest, new_token
 
 
@@ -65,16 +68,22 @@ def open(  # noqa: A001 - sessions.open(), beside sessions.end()
     return token, auth_session
 
 
-def end(auth_session: AuthSession | None, *, now: datetime | None = None) -> None:
-    """End one session (not committed); one already ended keeps its time."""
-    if auth_session is not None and auth_session.ended_at is None:
-        auth_session.ended_at = now or utcnow()
+def end(auth_session: AuthSession | None, *, now: datetime | None = None) -> int:
+    """End one session (not committed); one already ended keeps its time. Returns how many back-channel
+    logouts were queued for the sites it logged in to."""
+    if auth_session is None or auth_session.ended_at is not None:
+        return 0
+    now = now or utcnow()
+    auth_session.ended_at = now
+    if auth_session.id is None or auth_session.expires_at <= now:  # never flushed, or over already
+        return 0
+    return backchannel_logout.queue([auth_session.id], now=now)
 
 
 def end_all(*, account_id: int | None = None, device_id: int | None = None, now: datetime | None = None) -> dict:
     """End every live session of an account or of a phone and revoke the OIDC tokens they hold (not committed).
 
-    Returns ``{"sessions_ended": n, "tokens_revoked": m}`` for the audit event.
+    Returns ``{"sessions_ended": n, "tokens_revoked": m, "backchannel_logouts": k}`` for the audit event.
     """
     if (account_id is None) == (device_id is None):
         raise TypeError("end_all() takes an account_id or a device_id")
@@ -94,9 +103,12 @@ def end_all(*, account_id: int | None = None, device_id: int | None = None, now:
         update(AuthSession)
         .where(sessions_of, AuthSession.ended_at.is_(None))
         .values(ended_at=now)
+        .returning(AuthSession.id, AuthSession.expires_at)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    return {"sessions_ended": ended, "tokens_revoked": tokens}
+    ).all()
+    # Only sessions still live tell their sites: one that expired on its own ended there long ago.
+    queued = backchannel_logout.queue([id_ for id_, expires_at in ended if expires_at > now], now=now)
+    return {"sessions_ended": len(ended), "tokens_revoked": tokens, "backchannel_logouts": queued}
 
 
 class LoginMarker:

@@ -27,6 +27,7 @@ import io
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,7 +39,7 @@ from authlib.integrations.flask_client import OAuth
 from flask import Flask, abort, current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from joserfc.errors import JoseError
 
-from . import mobile_login, subsidy
+from . import backchannel, mobile_login, subsidy
 from .store import Store, TaxIdTaken
 from .twfido_client import Refused, TwFidoClient, Unavailable, Untrusted
 
@@ -143,6 +144,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.jinja_env.globals.update(csrf_token=csrf_token, products=subsidy.PRODUCTS, find_product=subsidy.product,
                                  mobile_login_offered=app.extensions["marketplace"]["twfido"] is not None)
     app.before_request(_check_csrf)
+    app.before_request(_end_if_logged_out_at_mocert)
     _routes(app)
     _mobile_login_routes(app)
     return app
@@ -179,10 +181,22 @@ def csrf_token() -> str:
 
 
 def _check_csrf():
-    if request.method == "POST":
+    if request.method == "POST" and request.endpoint != "backchannel_logout":  # MoCert's post has no session
         sent = request.form.get("csrf_token", "")
         if "csrf" not in session or not hmac.compare_digest(sent, session["csrf"]):
             abort(400, "CSRF token missing or wrong")
+
+
+def _end_if_logged_out_at_mocert():
+    """A login at MoCert that a back-channel logout token ended (by its sid, or its person) ends here: the
+    session cookie is the person's, but the store says MoCert ended it."""
+    person = session.get("person")
+    if not person or person.get("method") != "oidc" or request.endpoint == "backchannel_logout":
+        return
+    if _store().oidc_session_ended(issuer=person.get("issuer", ""), sid=person.get("sid"), sub=person.get("sub", ""),
+                                   logged_in_at=person.get("logged_in_at", 0)):
+        session.clear()
+        flash("您在 MoCert 的登入已結束，請重新登入。Your login at MoCert has ended; please log in again.")
 
 
 def _person() -> dict | None:
@@ -238,6 +252,11 @@ def _routes(app: Flask) -> None:
             "name": info.get("name") or claims.get("name") or "",
             "email": info.get("email") or "",
             "method": "oidc",
+            # What MoCert's back-channel logout token will name: this MoCert session (sid), or the person.
+            "issuer": claims["iss"],
+            "sub": claims["sub"],
+            "sid": claims.get("sid"),
+            "logged_in_at": time.time(),
         }
         session["id_token"] = token["id_token"]
         return redirect(_after_login())
@@ -306,6 +325,32 @@ def _routes(app: Flask) -> None:
         return render_template("purchase.html", company=_store().company_of(owner),
                                product=subsidy.product(found[0].product), payment=found[0].payment)
 
+    @app.post("/backchannel-logout")
+    def backchannel_logout():
+        """OpenID Connect Back-Channel Logout §2.5: MoCert posts ``logout_token``; a valid one ends the session
+        it names (the next page load of that browser finds it ended). 200 when done, 400 otherwise (§2.8)."""
+        mocert = _mocert()
+        try:
+            metadata = mocert.load_server_metadata()
+
+            def verified(jwks):
+                return backchannel.verify(request.form.get("logout_token"), jwks=jwks, issuer=metadata["issuer"],
+                                          client_id=mocert.client_id)
+            try:
+                claims = verified(mocert.fetch_jwk_set())
+            except backchannel.UnknownKey:  # MoCert rotated its key since the keys were fetched: once more
+                claims = verified(mocert.fetch_jwk_set(force=True))
+        except backchannel.InvalidLogoutToken as refused:
+            current_app.logger.warning("logout token refused: %s", refused)
+            return _no_store(jsonify(error="invalid_request", error_description=str(refused)), 400)
+        except (requests.RequestException, KeyError, ValueError, RuntimeError) as exc:
+            current_app.logger.warning("MoCert's keys unreachable for a logout token: %r", exc)
+            return _no_store(jsonify(error="temporarily_unavailable"), 503)
+        if not _store().end_oidc_session(issuer=claims["iss"], sid=claims.get("sid"), sub=claims.get("sub"),
+                                         jti=claims["jti"], expires_at=float(claims["exp"]), now=time.time()):
+            return _no_store(jsonify(error="invalid_request", error_description="jti already used"), 400)
+        return _no_store(current_app.response_class(status=200))
+
     @app.post("/logout")
     def logout():
         """End our session, then MoCert's (RP-initiated logout); MoCert sends the person back to ``/``. A
@@ -320,6 +365,13 @@ def _routes(app: Flask) -> None:
             post_logout_redirect_uri=f"{current_app.config['PUBLIC_URL']}/",
             id_token_hint=id_token,
         )
+
+
+def _no_store(response, status: int | None = None):
+    if status is not None:
+        response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _after_login() -> str:

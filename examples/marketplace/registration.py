@@ -19,7 +19,8 @@ from typing import Callable
 CLIENT_ID = "marketplace-demo"
 CLIENT_NAME = "臺灣雲市集（示範）"
 AGENCY_NAME = CLIENT_NAME  # shown to the person on the phone
-AGENCY_CALLBACK_PATH = "/login/mobile"  # the agency's registered origin: where a phone may send the person back
+AGENCY_CALLBACK_PATH = "/login/mobile"
+BACKCHANNEL_LOGOUT_PATH = "/backchannel-logout"  # where MoCert posts its logout tokens  # the agency's registered origin: where a phone may send the person back
 
 # Runs one MoCert CLI command (the words after ``flask --app wsgi``); returns (exit code, output).
 FlaskCli = Callable[[list[str]], tuple[int, str]]
@@ -72,6 +73,9 @@ def register(run: FlaskCli, *, public_url: str, client_file: Path, client_id: st
         "clients", "add", "--name", CLIENT_NAME,
         "--redirect-uri", f"{public_url}/callback",
         "--post-logout-redirect-uri", f"{public_url}/",
+        # OpenID Connect Back-Channel Logout: MoCert posts a logout token here when the person's session there
+        # ends (a logout, the phone revoked...), and the marketplace ends its own.
+        "--backchannel-logout-uri", f"{public_url}{BACKCHANNEL_LOGOUT_PATH}",
         "--client-id", client_id,
     ])
     if code != 0:

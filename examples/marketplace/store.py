@@ -52,6 +52,18 @@ CREATE TABLE IF NOT EXISTS login_attempts (
     expires_at REAL NOT NULL             -- Unix time: from then on the attempt no longer counts
 );
 CREATE INDEX IF NOT EXISTS login_attempts_key ON login_attempts (key);
+CREATE TABLE IF NOT EXISTS ended_sessions (   -- what MoCert's back-channel logout tokens ended
+    issuer TEXT NOT NULL,
+    sid TEXT,                            -- the MoCert session, as this client knows it
+    sub TEXT,                            -- or the person (every session of theirs begun before ended_at)
+    ended_at REAL NOT NULL               -- Unix time
+);
+CREATE INDEX IF NOT EXISTS ended_sessions_sid ON ended_sessions (issuer, sid);
+CREATE INDEX IF NOT EXISTS ended_sessions_sub ON ended_sessions (issuer, sub);
+CREATE TABLE IF NOT EXISTS logout_token_ids (
+    jti TEXT PRIMARY KEY,                -- a logout token is taken once
+    expires_at REAL NOT NULL
+);
 """
 
 
@@ -203,6 +215,30 @@ class Store:
         with self._transaction() as db:
             cursor = db.execute("DELETE FROM mobile_logins WHERE id = ?", (login_id,))
         return cursor.rowcount == 1
+
+    def end_oidc_session(self, *, issuer: str, sid: str | None, sub: str | None, jti: str, expires_at: float,
+                         now: float) -> bool:
+        """What a back-channel logout token asks: the session ``sid`` ends (or, with ``sub`` alone, every session
+        of that person begun until now). False, and nothing ended, when the token's ``jti`` was taken before."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM logout_token_ids WHERE expires_at < ?", (now,))
+            try:
+                db.execute("INSERT INTO logout_token_ids (jti, expires_at) VALUES (?, ?)", (jti, expires_at))
+            except sqlite3.IntegrityError:
+                return False
+            db.execute("INSERT INTO ended_sessions (issuer, sid, sub, ended_at) VALUES (?, ?, ?, ?)",
+                       (issuer, sid, None if sid else sub, now))
+        return True
+
+    def oidc_session_ended(self, *, issuer: str, sid: str | None, sub: str, logged_in_at: float) -> bool:
+        """Whether a back-channel logout ended this login: its ``sid``, or its person after it began."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT 1 FROM ended_sessions WHERE issuer = ? AND ((sid IS NOT NULL AND sid = ?)"
+                " OR (sid IS NULL AND sub = ? AND ended_at >= ?)) LIMIT 1",
+                (issuer, sid, sub, logged_in_at),
+            ).fetchone()
+        return row is not None
 
     def count_attempt(self, limits: list[tuple[str, int, float]], *, now: float) -> str | None:
         """Count one attempt under each ``(key, limit, window)``, all or none. None when every key had fewer
