@@ -550,7 +550,11 @@ class OidcAuthorizationCode(db.Model, AuthorizationCodeMixin):
     account: Mapped[Account] = relationship()
 
     # Every authorize request's replay check (OpenIDCode.exists_nonce) reads by these two.
-    __table_args__ = (Index("ix_oidc_authorization_codes_client_nonce", "client_id", "nonce"),)
+    __table_args__ = (
+        Index("ix_oidc_authorization_codes_client_nonce", "client_id", "nonce"),
+        # A session's end finds the sites it logged in to (back-channel logout).
+        Index("ix_oidc_authorization_codes_auth_session_id", "auth_session_id"),
+    )
 
     # Authlib's AuthorizationCodeMixin (and the OpenID Connect additions)
     def get_redirect_uri(self) -> str:

@@ -267,14 +267,17 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         pass  # consumed in query_authorization_code; the row stays to recognise a replay
 
     def authenticate_user(self, authorization_code: OidcAuthorizationCode) -> Account | None:
-        """The code's person, unless they were locked, or the phone they logged in with was stopped,
-        in the seconds between the code and its exchange (then: invalid_grant, no ID token)."""
+        """The code's person, unless they were locked, the phone they logged in with was stopped, or the
+        session the code came from ended (a logout: the sites it logged in to are told so, and an ID token
+        of it must not come after), in the seconds between the code and its exchange (then: invalid_grant,
+        no ID token)."""
         return db.session.scalar(
             select(Account)
             .join(AuthSession, AuthSession.account_id == Account.id)
             .outerjoin(Device, AuthSession.device_id == Device.id)
             .where(
                 AuthSession.id == authorization_code.auth_session_id,
+                AuthSession.ended_at.is_(None),
                 Account.id == authorization_code.account_id,
                 Account.locked_at.is_(None),
                 device_still_trusted(),

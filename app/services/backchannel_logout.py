@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from .. import backchannel
 from ..audit import Tags, record
@@ -49,7 +49,9 @@ def queue(auth_session_ids: Iterable[int], *, now: datetime | None = None) -> in
         .join(OidcClient, OidcAuthorizationCode.client_id == OidcClient.id)
         .where(
             OidcAuthorizationCode.auth_session_id.in_(ids),
-            OidcAuthorizationCode.used_at.is_not(None),  # exchanged: the site got an ID token of this session
+            # Exchanged (the site got an ID token of this session), or still exchangeable: an exchange whose
+            # transaction runs beside this one is not seen here, and its ID token must not go untold.
+            or_(OidcAuthorizationCode.used_at.is_not(None), OidcAuthorizationCode.expires_at > now),
             OidcClient.backchannel_logout_uri.is_not(None),
         )
         .distinct()
@@ -111,43 +113,66 @@ class BackchannelLogouts:
         if not due:
             db.session.rollback()
             return counts
-        posts, unregistered = [], []
+        posts, unregistered, unsigned = [], [], []
+        # Claimed for longer than the round can take (its posts go PARALLEL at a time, each up to a connect
+        # and a read timeout): a courier elsewhere, or this one after a crash, takes a row only once that
+        # passed. The outcome then sets when it is tried again.
+        waves = -(-len(due) // PARALLEL)
+        claimed_until = now + timedelta(seconds=waves * 2 * self.timeout + 30)
         for row in due:
             row.attempts += 1
-            # Claimed until then: a courier elsewhere, or this one after a crash, takes it only once that passed.
-            row.next_attempt_at = now + self.wait_after(row.attempts)
+            row.next_attempt_at = claimed_until
             client = db.session.get(OidcClient, row.client_id)
             if client is None or not client.backchannel_logout_uri:
                 unregistered.append(row.id)  # the site removed its URI meanwhile: nothing to post to
                 continue
-            posts.append(_Post(row.id, client.backchannel_logout_uri,
-                               self.make_token(client, row.account_id, row.auth_session_id)))
+            try:
+                token = self.make_token(client, row.account_id, row.auth_session_id)
+            except Exception:  # noqa: BLE001 - one row that cannot be signed (its key gone) must not stop the rest
+                log.exception("the logout token of back-channel logout %s could not be made", row.id)
+                unsigned.append(row.id)
+                continue
+            posts.append(_Post(row.id, client.backchannel_logout_uri, token))
+        claims = {row.id: row.attempts for row in due}
         db.session.commit()  # the claims; no transaction is open while the sites are called
 
         with ThreadPoolExecutor(max_workers=min(PARALLEL, len(posts) or 1), thread_name_prefix="logout") as pool:
             reasons = list(pool.map(self._attempt, posts))
         outcomes = {post.delivery_id: reason for post, reason in zip(posts, reasons)}
         outcomes.update({delivery_id: "unregistered" for delivery_id in unregistered})
+        outcomes.update({delivery_id: "token" for delivery_id in unsigned})
 
         finished = utcnow()
         for delivery_id, reason in outcomes.items():
-            row = db.session.get(BackchannelLogout, delivery_id)
-            client = db.session.get(OidcClient, row.client_id)
-            about = dict(account=db.session.get(Account, row.account_id), client=client.client_id if client else None,
-                         auth_session=row.auth_session_id, attempts=row.attempts)
+            attempts = claims[delivery_id]
+            given_up = reason is not None and (attempts >= self.attempts or reason == "unregistered")
+            values = (dict(sent_at=finished, last_error=None) if reason is None
+                      else dict(failed_at=finished, last_error=reason) if given_up
+                      else dict(next_attempt_at=now + self.wait_after(attempts), last_error=reason))
+            # Only the claim this round made: a row whose claim ran out and that another courier took since
+            # (attempts moved on) is that courier's to record, so one delivery never has two outcomes.
+            recorded = db.session.execute(
+                update(BackchannelLogout)
+                .where(BackchannelLogout.id == delivery_id, BackchannelLogout.attempts == attempts,
+                       BackchannelLogout.sent_at.is_(None), BackchannelLogout.failed_at.is_(None))
+                .values(**values)
+                .returning(BackchannelLogout.client_id, BackchannelLogout.account_id, BackchannelLogout.auth_session_id)
+            ).first()
+            if recorded is None:
+                continue
+            client = db.session.get(OidcClient, recorded.client_id)
+            about = dict(account=db.session.get(Account, recorded.account_id),
+                         client=client.client_id if client else None, auth_session=recorded.auth_session_id,
+                         attempts=attempts)
             if reason is None:
-                row.sent_at, row.last_error = finished, None
                 record(Tags.OIDC_BACKCHANNEL_LOGOUT_SENT, **about)
                 counts["sent"] += 1
-                continue
-            row.last_error = reason
-            if row.attempts >= self.attempts or reason == "unregistered":
-                row.failed_at = finished
+            elif given_up:
                 record(Tags.OIDC_BACKCHANNEL_LOGOUT_FAILED, reason=reason, **about)
                 counts["failed"] += 1
             else:
                 log.warning("back-channel logout %s to client %s failed (%s); attempt %s of %s, again at %s",
-                            delivery_id, about["client"], reason, row.attempts, self.attempts, row.next_attempt_at)
+                            delivery_id, about["client"], reason, attempts, self.attempts, values["next_attempt_at"])
                 counts["retrying"] += 1
         db.session.commit()
         return counts

@@ -13,6 +13,7 @@ from sqlalchemy import and_, delete, exists, or_, select, update
 
 from ..extensions import db
 from ..models import (
+    BackchannelLogout,
     Binding,
     CardLogin,
     Device,
@@ -59,6 +60,10 @@ def purge() -> dict[str, int]:
         delete(EmailVerification).where(
             or_(EmailVerification.verified_at < cutoff, EmailVerification.expires_at < cutoff)
         )
+    ).rowcount
+    # A back-channel logout sent or given up: its story is in the audit trail.
+    removed["backchannel_logouts"] = db.session.execute(
+        delete(BackchannelLogout).where(or_(BackchannelLogout.sent_at < cutoff, BackchannelLogout.failed_at < cutoff))
     ).rowcount
     # A national ID sealed in a row that stays (kept to spot a replay) goes once the row can no longer be
     # used: a code used or expired, a token revoked or expired with its refresh token.

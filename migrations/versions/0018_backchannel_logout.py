@@ -46,9 +46,12 @@ def upgrade():
         batch_op.create_index(batch_op.f("ix_backchannel_logouts_client_id"), ["client_id"], unique=False)
         batch_op.create_index("ix_backchannel_logouts_pending", ["sent_at", "failed_at", "next_attempt_at"],
                               unique=False)
+    # A session's end looks up the sites it logged in to by its codes.
+    op.create_index("ix_oidc_authorization_codes_auth_session_id", "oidc_authorization_codes", ["auth_session_id"])
 
 
 def downgrade():
+    op.drop_index("ix_oidc_authorization_codes_auth_session_id", table_name="oidc_authorization_codes")
     op.drop_table("backchannel_logouts")
     with op.batch_alter_table("oidc_clients", schema=None) as batch_op:
         batch_op.drop_column("backchannel_logout_session_required")

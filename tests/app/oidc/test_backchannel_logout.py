@@ -26,7 +26,7 @@ from app.services import clients as client_service
 from tests.factories import make_staff
 
 from ..admin.support import ADMIN_ID, AdminBrowser
-from .support import RP, Browser, login, rp_authorization
+from .support import RP, Browser, exchange, login, query, rp_authorization
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -155,9 +155,11 @@ def test_two_sites_each_get_their_own_sub_and_sid_and_a_site_without_a_uri_gets_
     for post in site.posts:
         claims = jwt.decode(post["form"]["logout_token"], keys).claims
         tokens[claims["aud"]] = claims
-    # B got no ID token (its code was never exchanged): only A, which did, is told.
-    assert set(tokens) == {first["client_id"]}
+    # A, which exchanged its code, and B, whose code could still have been (an exchange beside the logout
+    # would not have been seen), are told; C registered no URI.
+    assert set(tokens) == {first["client_id"], second["client_id"]}
     assert tokens[first["client_id"]]["sid"] == first_id_token["sid"]
+    assert len(site.posts) == 2
 
 
 def test_the_rp_initiated_logout_tells_the_site_too(app, browser, discovery, bcl_client, site):
@@ -289,3 +291,72 @@ def test_the_uri_is_registered_by_the_cli_and_the_api_view_and_checked(app, add_
         assert result.exit_code != 0, bad
     with app.app_context():
         assert db.session.scalar(select(OidcClient).where(OidcClient.name == "Y")) is None
+
+
+def test_a_code_of_a_session_that_ended_before_its_exchange_gets_no_id_token_and_the_site_is_told(
+    app, browser, discovery, bcl_client, site
+):
+    rp, url, state, verifier, _ = rp_authorization(discovery, bcl_client, scope="openid")
+    code = query(browser.authorize(url))["code"]
+    _logout(browser)  # between the code and its exchange
+    [owed] = _deliveries(app)  # the code could still be exchanged (an exchange beside the logout is not seen)
+    assert owed.client_id is not None and owed.attempts == 0
+    refused = exchange(discovery, bcl_client, code, verifier)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert _deliver(app)["sent"] == 1 and len(site.posts) == 1
+
+
+def test_a_claim_that_ran_out_is_recorded_only_by_the_courier_that_took_it_again(
+    app, browser, discovery, bcl_client, site
+):
+    login(browser, discovery, bcl_client)
+    _logout(browser)
+    with app.app_context():
+        logouts = wiring.parts().backchannel_logouts
+        first_post = logouts.post
+        later, taken = [], []
+
+        def slow_post(uri, token, *, timeout):
+            # While the first courier's post is out, its claim runs out and a second courier takes the row.
+            if not taken:
+                taken.append(True)
+                later.append(_deliver(app, utcnow() + timedelta(hours=1)))
+            first_post(uri, token, timeout=timeout)
+
+        logouts.post = slow_post
+        try:
+            first = logouts.deliver_due()
+        finally:
+            logouts.post = first_post
+    assert later == [{"sent": 1, "retrying": 0, "failed": 0}] and first == {"sent": 0, "retrying": 0, "failed": 0}
+    assert len(site.posts) == 2  # posted twice (the site spends each jti once), recorded once
+    assert len(_events(app, "oidc:backchannel_logout:sent")) == 1
+    [delivered] = _deliveries(app)
+    assert delivered.attempts == 2 and delivered.sent_at is not None and delivered.failed_at is None
+
+
+def test_a_delivery_whose_token_cannot_be_made_does_not_hold_up_the_others(
+    app, browser, discovery, add_client, site
+):
+    clients = [add_client("--name", name, "--redirect-uri", f"{RP}/cb", "--backchannel-logout-uri", site.uri)
+               for name in ("First", "Second")]
+    for client in clients:
+        login(browser, discovery, client)
+    _logout(browser)
+    with app.app_context():
+        logouts = wiring.parts().backchannel_logouts
+        make_token = logouts.make_token
+
+        def broken_for_first(client, account_id, auth_session_id):
+            if client.client_id == clients[0]["client_id"]:
+                raise RuntimeError("no signing key for its algorithm")
+            return make_token(client, account_id, auth_session_id)
+
+        logouts.make_token = broken_for_first
+        try:
+            outcome = logouts.deliver_due()
+        finally:
+            logouts.make_token = make_token
+    assert outcome == {"sent": 1, "retrying": 1, "failed": 0}
+    [post] = site.posts
+    assert _verified(discovery, post["form"]["logout_token"], clients[1]["client_id"])[1]["aud"] == clients[1]["client_id"]
