@@ -35,6 +35,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 import webauthn
 
+from .. import timezones
 from ..audit import Tags, record
 from ..extensions import db
 from ..models import Account, AuthSession, Binding, Device, DeviceStatus, utcnow
@@ -449,13 +450,14 @@ def certificate_pem(account: Account, device_id: int) -> tuple[str, bytes]:
 
 
 def renewal_end(device: Device, now: datetime) -> datetime | None:
-    """The end date a renewal now would give, or None when it would not move the current one (whole days:
-    a phone bound today gains nothing but seconds) or the device cannot be renewed."""
+    """The end date a renewal now would give, or None when it would not move the current one (whole days
+    as the person reads them, in the display zone: a phone bound today gains nothing but hours) or the
+    device cannot be renewed (a phone that may have been copied is bound anew, never renewed)."""
     certificate = device.certificate
-    if device.status != DeviceStatus.ACTIVE or certificate is None:
+    if device.status != DeviceStatus.ACTIVE or certificate is None or device.possibly_cloned:
         return None
-    end = one_year_later(now)
-    return end if end.date() > certificate.not_after.date() else None
+    end, zone = one_year_later(now), timezones.display_zone()
+    return end if end.astimezone(zone).date() > certificate.not_after.astimezone(zone).date() else None
 
 
 def notice(device: Device, now: datetime) -> dict | None:

@@ -666,3 +666,26 @@ def test_renewing_a_phone_bound_today_is_not_offered_and_refused_if_asked(person
     assert offered is not None and offered > _view(person)["expires_at"]
     renewed = person.post(f"/api/v1/devices/{device_id}/renew", json={}).get_json()["device"]
     assert renewed["expires_at"][:10] == offered[:10] and renewed["renews_until"] is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("bound", "renewing", "offered"), [
+    ("2026-03-09T23:00", "2026-03-10T01:00", False),  # 07:00 and 09:00 on 3/10 in Taipei: the same day there
+    ("2026-03-10T15:00", "2026-03-10T23:00", True),  # 23:00 on 3/10, then 07:00 on 3/11 in Taipei: a day more
+])
+def test_a_renewal_is_offered_when_it_moves_the_end_date_as_taiwan_reads_it(app, bound, renewing, offered):
+    from datetime import datetime, timezone
+
+    from app.services.devices import renewal_end
+    from app.services.mobile_certificates import one_year_later
+
+    def utc(text):
+        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+    device = Device(status="active", possibly_cloned=False)
+    device.certificates = [MobileCertificate(not_after=one_year_later(utc(bound)))]
+    with app.app_context():
+        assert app.config["DISPLAY_TIMEZONE"] == "Asia/Taipei"
+        assert (renewal_end(device, utc(renewing)) is not None) is offered
+        device.possibly_cloned = True  # bound anew, never renewed
+        assert renewal_end(device, utc(renewing) + timedelta(days=60)) is None
