@@ -135,7 +135,7 @@ def real_component():
 @pytest.mark.parametrize(
     ("answer", "shown"),
     [
-        ({"ret_code": 0x76100006, "last_error": -2147483646}, "PIN 碼錯誤。 還可嘗試 2 次"),
+        ({"ret_code": 0x76100006, "last_error": -2147483646}, "PIN 碼錯誤。還可嘗試 2 次"),
         ({"ret_code": 0x76100006, "last_error": -2147483647}, "還可嘗試 1 次"),
         ({"ret_code": 0x76100006, "last_error": 160}, "PIN 碼錯誤"),
         ({"ret_code": 0x76100006, "last_error": 164}, "戶政事務所"),
