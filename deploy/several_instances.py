@@ -164,9 +164,11 @@ class Process:
             except ProcessLookupError:
                 pass
 
-    def log(self, chars: int = 4000) -> str:
+    def log(self, chars: int | None = 4000) -> str:
+        """The end of the instance's output (``chars`` None: all of it)."""
         try:
-            return self.log_path.read_text(errors="replace")[-chars:]
+            text = self.log_path.read_text(errors="replace")
+            return text if chars is None else text[-chars:]
         except FileNotFoundError:
             return ""
 

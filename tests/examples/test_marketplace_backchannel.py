@@ -35,21 +35,23 @@ def test_a_logout_token_from_mocert_for_this_client_is_taken():
     assert _verify(_token(aud=[CLIENT, "other"], sid=None))["sub"] == "s"
 
 
+# Each token is made when its test runs (a lambda): made at collection, its iat and exp would be minutes
+# old by the time a long suite gets to it.
 @pytest.mark.parametrize(("token", "why"), [
-    (_token(header={"typ": "JWT"}), "typ"),  # an ID token must never pass for a logout token
-    (_token(iss="https://elsewhere.example"), "iss"),
-    (_token(aud="another-site"), "aud"),
-    (_token(exp=int(time.time()) - 600), "expired"),
-    (_token(iat=int(time.time()) + 600), "iat"),
-    (_token(events={"urn:other": {}}), "event"),
-    (_token(nonce="n"), "nonce"),
-    (_token(jti=None), "jti"),
-    (_token(sid=None, sub=None), "neither"),
-    ("", "no logout_token"),
-])
+    (lambda: _token(header={"typ": "JWT"}), "typ"),  # an ID token must never pass for a logout token
+    (lambda: _token(iss="https://elsewhere.example"), "iss"),
+    (lambda: _token(aud="another-site"), "aud"),
+    (lambda: _token(exp=int(time.time()) - 600), "expired"),
+    (lambda: _token(iat=int(time.time()) + 600), "iat"),
+    (lambda: _token(events={"urn:other": {}}), "event"),
+    (lambda: _token(nonce="n"), "nonce"),
+    (lambda: _token(jti=None), "jti"),
+    (lambda: _token(sid=None, sub=None), "neither"),
+    (lambda: "", "no logout_token"),
+], ids=["typ", "iss", "aud", "expired", "iat", "event", "nonce", "jti", "neither", "empty"])
 def test_what_is_not_a_valid_logout_token_is_refused(token, why):
     with pytest.raises(InvalidLogoutToken, match=why):
-        _verify(token)
+        _verify(token())
 
 
 def test_a_token_signed_by_another_key_is_an_unknown_key_to_fetch_again_for():
