@@ -196,13 +196,13 @@ def test_a_failed_sealing_leaves_nothing_half_written_and_the_next_round_seals(a
     event.listen(engine, "before_cursor_execute", fail_at_the_head)
     try:
         with caplog.at_level(logging.ERROR, logger="app.audit_sealer"):
-            assert sealer.seal_once() is False
+            assert sealer.run_once() is False
     finally:
         event.remove(engine, "before_cursor_execute", fail_at_the_head)
     assert "sealing the audit trail failed" in caplog.text and "the database went away" in caplog.text
     assert _links(app) == [] and len(_queued(app)) == 2 and _head(app) == (GENESIS, 0)
 
-    assert sealer.seal_once() is True
+    assert sealer.run_once() is True
     assert _queued(app) == [] and _head(app)[1] == 2
     assert _verify(app).exit_code == 0
 

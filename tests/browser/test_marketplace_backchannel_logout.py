@@ -35,8 +35,8 @@ def marketplace(app, live_server, tmp_path):
 
 @pytest.fixture
 def courier(app, live_server):
-    """The logout courier a server runs (the tests' configuration runs none): woken by the revocation's commit."""
-    courier = Courier(app, interval=0.5)
+    """The logout courier a server runs (the tests' configuration runs none)."""
+    courier = Courier(app, interval=60)  # a round only when woken: the revocation's commit must wake it
     app.extensions["logout_courier"] = courier
     yield courier
     courier.stop()
