@@ -360,8 +360,9 @@ def id_token(
     }
     if code.nonce:
         payload["nonce"] = code.nonce
-    if client.backchannel_logout_uri:  # the site will be told of this session's end by its sid
-        payload["sid"] = session_id_for(client, code.auth_session_id)
+    # Every client's: one that registers a back-channel logout URI later is told of the end of sessions that
+    # began before, by a sid it has seen (a sid is the client's own: sites cannot match theirs up).
+    payload["sid"] = session_id_for(client, code.auth_session_id)
     if token.get("access_token"):
         payload["at_hash"] = create_half_hash(token["access_token"], key.alg).decode()
     header = {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
