@@ -29,19 +29,23 @@ def post_logout_token(uri: str, logout_token: str, *, timeout: float) -> None:
     raises :class:`DeliveryFailed` otherwise."""
     session = requests.Session()
     session.max_redirects = 0
+    session.trust_env = False  # no proxy, no ~/.netrc credentials from the environment sent to a site
     try:
-        response = session.post(
+        # stream: the status is all that is read (a site's body, however long or slow, is never waited for).
+        with session.post(
             uri,
             data={"logout_token": logout_token},
             headers={"Cache-Control": "no-store"},
             timeout=timeout,
             allow_redirects=False,
-        )
+            stream=True,
+        ) as response:
+            status = response.status_code
     except requests.Timeout:
         raise DeliveryFailed("timeout") from None
     except requests.RequestException:
         raise DeliveryFailed("unreachable") from None
     finally:
         session.close()
-    if response.status_code not in ACCEPTED:
-        raise DeliveryFailed(f"http_{response.status_code}")
+    if status not in ACCEPTED:
+        raise DeliveryFailed(f"http_{status}")

@@ -360,3 +360,32 @@ def test_a_delivery_whose_token_cannot_be_made_does_not_hold_up_the_others(
     assert outcome == {"sent": 1, "retrying": 1, "failed": 0}
     [post] = site.posts
     assert _verified(discovery, post["form"]["logout_token"], clients[1]["client_id"])[1]["aud"] == clients[1]["client_id"]
+
+
+def test_a_post_reads_the_sites_status_and_never_waits_for_its_body():
+    from app.backchannel import post_logout_token
+
+    released = threading.Event()
+    finished = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.flush()
+            # The body comes only once the post returned: a post that waited for it would wait here 10 s.
+            finished.append(released.wait(10))
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        post_logout_token(f"http://127.0.0.1:{server.server_port}/bcl", "t", timeout=30)
+        released.set()
+    finally:
+        server.shutdown()
+    assert finished == [True]
