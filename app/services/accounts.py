@@ -141,7 +141,7 @@ class Accounts:
         decided. Rows are written in one order, code, then account, then the audit chain's head (``record``
         last), and never through pending ORM changes that would only be flushed after the head at commit.
         """
-        verification = _latest_verification(account)
+        verification = _code_in_play(account)
         if verification is None:
             raise _no_pending_code()
         now = utcnow()
@@ -185,18 +185,17 @@ class Accounts:
         if account.email_verified:
             raise _already_verified()
         now = utcnow()
-        latest = _latest_verification(account)
-        if latest is not None:
-            if latest.locked_until is not None and latest.locked_until > now:
-                raise _locked(latest.locked_until, now)
-            if latest.created_at + RESEND_INTERVAL > now:
-                raise _too_soon(latest.created_at + RESEND_INTERVAL - now)
+        latest, in_play = _latest_verification(account), _code_in_play(account)
+        if in_play is not None and in_play.locked_until is not None and in_play.locked_until > now:
+            raise _locked(in_play.locked_until, now)
+        if latest is not None and latest.created_at + RESEND_INTERVAL > now:
+            raise _too_soon(latest.created_at + RESEND_INTERVAL - now)
         if not _claim_resend(account.id, now):
             db.session.rollback()
             raise _resend_refused(account.id, now)
         # The misses at the code it replaces carry over: a resend is no way to a fresh set of guesses.
         verification, code = self._new_email_code(
-            account, failed_attempts=latest.failed_attempts if latest is not None else 0
+            account, failed_attempts=in_play.failed_attempts if in_play is not None else 0
         )
         db.session.commit()
         return self._send_code(account, verification.id, code)
@@ -520,6 +519,17 @@ def _latest_verification(account: Account) -> EmailVerification | None:
         select(EmailVerification)
         .where(EmailVerification.account_id == account.id)
         .order_by(EmailVerification.id.desc())
+        .limit(1)
+    )
+
+
+def _code_in_play(account: Account) -> EmailVerification | None:
+    """The code the person can type: the newest one the mail server took, else the newest (a resend it
+    refused leaves the code already in their inbox working, with the misses counted on it)."""
+    return db.session.scalar(
+        select(EmailVerification)
+        .where(EmailVerification.account_id == account.id)
+        .order_by(EmailVerification.sent_at.is_(None), EmailVerification.id.desc())
         .limit(1)
     )
 

@@ -263,6 +263,28 @@ def test_a_code_the_mail_server_refused_is_not_reported_as_sent(client, pki, app
     assert client.post("/api/v1/account/email-code").status_code == 429
 
 
+def test_a_resend_the_mail_server_refused_leaves_the_code_already_mailed_working(client, pki, app, mailbox):
+    from aiosmtpd.controller import Controller
+
+    register(client, pki)
+    first = _code(mailbox)
+    with app.app_context():
+        db.session.execute(update(EmailVerification).values(created_at=utcnow() - timedelta(minutes=2)))
+        db.session.execute(update(Account).values(email_code_resent_at=None))
+        db.session.commit()
+    refusing = Controller(RefusingMailServer(), hostname="127.0.0.1", port=free_port())
+    refusing.start()
+    app.config["SMTP_PORT"] = refusing.port
+    try:
+        assert client.post("/api/v1/account/email-code").get_json()["email_sent"] is False
+    finally:
+        refusing.stop()
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(EmailVerification)) == 2
+    verified = client.post("/api/v1/account/verify-email", json={"code": first})
+    assert verified.status_code == 200 and verified.get_json() == {"status": "verified"}
+
+
 def test_the_account_page_says_a_code_was_sent_only_when_it_was(client, pki, app, mailbox):
     register(client, pki)
     assert client.get("/api/v1/account").get_json()["email_code"]["sent"] is True
