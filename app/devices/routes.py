@@ -6,9 +6,12 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify, render_template, request
 from flask_login import current_user, login_required
 
+from .. import refusals
 from ..api import json_body
+from ..errors import error_page
 from ..extensions import limiter
 from ..services import devices
+from ..services.refusals import Refusal
 from ..wiring import parts
 from . import bp, phone_bp
 
@@ -76,7 +79,20 @@ def device_certificate(device_id: int):
 
 @phone_bp.get("/m/bind/<token>")
 def phone_bind_page(token: str):
-    return render_template("phone_bind.html", token=token)
+    try:
+        devices.check_binding_link(token)
+    except Refusal as refusal:
+        return error_page(refusals.lookup(refusal).status, refusals.message(refusal))
+    return render_template("phone_bind.html", token=token, on_a_computer=not _looks_like_a_phone())
+
+
+def _looks_like_a_phone() -> bool:
+    """Whether the browser says it is a phone's or a tablet's (the client hint, else the user agent). Only for
+    a hint on the page: a computer with fingerprint unlock may bind itself."""
+    if request.headers.get("Sec-CH-UA-Mobile") == "?1":
+        return True
+    agent = request.user_agent.string
+    return any(word in agent for word in ("Mobi", "Android", "iPhone", "iPad"))
 
 
 def _phone_limit() -> str:

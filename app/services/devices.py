@@ -548,6 +548,12 @@ def _end_live_bindings(auth_session: AuthSession, keeping: Binding) -> None:
         record(Tags.BINDING_REPLACED, account=keeping.account, binding=public_id, replaced_by=keeping.public_id)
 
 
+def check_binding_link(token: object) -> None:
+    """Refuse a binding link that can no longer bind (unknown, used, replaced, expired), as its first step
+    would, before the phone's page is shown: its page then says why, not a form that fails. Reads only."""
+    _open_binding(token)
+
+
 def _open_binding(token: object) -> Binding:
     binding = tickets.by_token(Binding, token)
     if binding is None:

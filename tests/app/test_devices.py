@@ -689,3 +689,30 @@ def test_a_renewal_is_offered_when_it_moves_the_end_date_as_taiwan_reads_it(app,
         assert (renewal_end(device, utc(renewing)) is not None) is offered
         device.possibly_cloned = True  # bound anew, never renewed
         assert renewal_end(device, utc(renewing) + timedelta(days=60)) is None
+
+
+ZH = {"Accept-Language": "zh-TW"}
+PHONE_AGENT = {"User-Agent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/156 Mobile"}
+COMPUTER_AGENT = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156"}
+
+
+def test_a_bind_link_opened_on_a_computer_says_it_is_for_the_phone(person, phone_http):
+    _, token = _start(person)
+    on_the_phone = phone_http.get(f"/m/bind/{token}", headers={**PHONE_AGENT, **ZH})
+    assert on_the_phone.status_code == 200 and 'id="phone-on-computer"' not in on_the_phone.get_data(as_text=True)
+    on_a_computer = phone_http.get(f"/m/bind/{token}", headers={**COMPUTER_AGENT, **ZH}).get_data(as_text=True)
+    assert 'id="phone-on-computer"' in on_a_computer and "這個連結是給手機用的" in on_a_computer
+    hinted = phone_http.get(f"/m/bind/{token}", headers={**COMPUTER_AGENT, "Sec-CH-UA-Mobile": "?1"})
+    assert 'id="phone-on-computer"' not in hinted.get_data(as_text=True)
+
+
+def test_a_bind_link_that_cannot_bind_says_why_instead_of_showing_the_form(person, phone_http, phone, app):
+    bogus = phone_http.get("/m/bind/" + "x" * 43, headers=ZH)
+    assert bogus.status_code == 404
+    assert "此 QR Code 無效" in bogus.get_data(as_text=True) and 'id="phone-bind-form"' not in bogus.get_data(as_text=True)
+    _, token = _start(person)
+    assert phone_http.get(f"/m/bind/{token}", headers=ZH).status_code == 200
+    assert "device:binding:scanned" not in _tags(app)  # showing the page reads only; the phone's first step scans
+    assert _bind(phone_http, phone, token).status_code == 201
+    used = phone_http.get(f"/m/bind/{token}", headers=ZH)
+    assert used.status_code == 409 and 'id="phone-bind-form"' not in used.get_data(as_text=True)

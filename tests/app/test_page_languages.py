@@ -22,13 +22,16 @@ import ast
 import json
 import re
 from html.parser import HTMLParser
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from flask import abort
 
 from app.extensions import db
-from app.models import Account
+from app.models import Account, utcnow
+from app.services import sessions
+from app.wiring import parts
 from app.wiring import DEMO_SUPPORT_CONTACTS
 from tests.factories import ADMIN_ID, make_agency, make_device, make_oidc_client, make_staff
 from tests.support import ApiClient, card_login, card_of
@@ -154,10 +157,15 @@ def state(app, pki):
     not registered: his card login is the one the registration page needs."""
     ids = make_staff(app, pki)
     with app.app_context():
-        make_device(db.session.get(Account, ids["admin"]))
+        admin = db.session.get(Account, ids["admin"])
+        admin.email_verified_at = utcnow()
+        make_device(admin)
+        _, card_session = sessions.open(admin, method="card", lifetime=timedelta(minutes=10))
+        db.session.commit()
+        _, bind_token = parts().devices.create_binding(admin, card_session)  # the phone's bind page needs a live one
     rp, agency = make_oidc_client(app), make_agency(app)
     return {"account_id": ids["admin"], "client_id": rp["client_id"], "sp_service_id": agency["sp_service_id"],
-            "token": "not-a-real-token"}
+            "token": "not-a-real-token", "bind_token": bind_token}
 
 
 def logged_in(app, pki, national_id: str):
@@ -180,6 +188,7 @@ def page_paths(app, state) -> dict[str, list[str]]:
         "oidc_login.login_page": [f"/authorize/login?{query}"],
         "oidc.logout": ["/oidc/logout", f"/oidc/logout?client_id={state['client_id']}"],
         "sp_phone.phone_request_page": ["/m/sp?sp_ticket=not-a-ticket"],
+        "phone.phone_bind_page": [f"/m/bind/{state['bind_token']}"],
     }
     paths = {}
     for rule in app.url_map.iter_rules():

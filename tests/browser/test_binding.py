@@ -69,9 +69,10 @@ def test_reloading_the_bind_page_ends_the_old_qr_code(page, phone, live_server, 
     assert new_url != old_url
 
     # The old QR code is dead: the phone is told to scan the one the computer shows now.
-    phone.goto(old_url)
-    expect(phone.locator("#phone-status")).to_contain_text("這個 QR Code 已失效")
-    expect(phone.locator("#phone-form-area")).to_be_hidden()
+    phone.goto(old_url)  # said by the page itself, before any form
+    expect(phone.locator(".error-page")).to_contain_text("此連結已失效")
+    expect(phone.locator(".error-page")).to_contain_text("這個 QR Code 已失效")
+    expect(phone.locator("#phone-form-area")).to_have_count(0)
 
     phone.goto(new_url)
     phone.fill("#device-name", "我的 Pixel")
