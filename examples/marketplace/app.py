@@ -300,6 +300,20 @@ def _routes(app: Flask) -> None:
         return render_template("company.html", person=_person(), company=company_,
                                purchases=_store().purchases_of(owner))
 
+    @app.get("/buy/<product_id>")
+    def confirm_purchase(product_id: str):
+        """What buying would cost, asked before it is done: a purchase spends points that do not come back."""
+        product = subsidy.product(product_id)
+        if product is None:
+            abort(404)
+        if (to_login := _login_required()) is not None:
+            return to_login
+        company_ = _store().company_of(_person()["owner"])
+        if company_ is None:
+            return redirect(url_for("join"))
+        return render_template("confirm_purchase.html", company=company_, product=product,
+                               quote=company_.quote(product.price))
+
     @app.post("/buy/<product_id>")
     def buy(product_id: str):
         product = subsidy.product(product_id)
@@ -307,6 +321,8 @@ def _routes(app: Flask) -> None:
             abort(404)
         if (to_login := _login_required()) is not None:
             return to_login
+        if request.form.get("confirm") != "yes":  # not from the confirmation page: show it first
+            return redirect(url_for("confirm_purchase", product_id=product.id), code=303)
         try:
             purchase = _store().buy(_person()["owner"], product)
         except LookupError:

@@ -16,6 +16,17 @@ from tests.factories import make_account
 from tests.support import card_of
 
 
+VALID_TAX_ID = "04595257"
+# Whether an element's text sits on one line: its boxes' tops within half a box of each other.
+_ON_ONE_LINE = """el => {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  const rects = [...range.getClientRects()].filter(r => r.width > 0);
+  const tops = rects.map(r => r.top), height = Math.max(...rects.map(r => r.height));
+  return Math.max(...tops) - Math.min(...tops) <= height / 2;
+}"""
+
+
 def _decode_qr(page, selector: str) -> str:
     import zxingcpp
     from PIL import Image
@@ -57,3 +68,18 @@ def test_the_marketplace_shows_the_qr_code_and_logs_the_person_in_once_the_phone
     expect(page.locator("#login-method")).to_have_attribute("data-method", "mobile")
     expect(page.locator("#login-method")).to_contain_text("A12****789")
     expect(page.locator("#person")).to_have_text("王小明")
+
+    # Joined, on a phone's width: each Buy stays on one line, and buying asks first, with what it costs.
+    page.fill("input[name=name]", "小明雲端商行")
+    page.fill("input[name=tax_id]", VALID_TAX_ID)
+    page.get_by_role("button", name="加入").click()
+    page.wait_for_url(f"{marketplace.url}/company")
+    page.set_viewport_size({"width": 360, "height": 780})
+    page.goto(marketplace.url)
+    buys = page.locator("a.button", has_text="購買")
+    assert buys.count() >= 2
+    for buy in buys.all():
+        assert buy.evaluate(_ON_ONE_LINE), buy.text_content()
+    page.locator("a.button", has_text="購買").first.click()
+    expect(page.locator("#confirm-purchase")).to_be_visible()
+    expect(page.locator("h2")).to_contain_text("確認購買")

@@ -326,7 +326,15 @@ def test_a_responsible_person_logs_in_with_the_card_joins_buys_and_logs_out(moce
     assert re.search(r'id="points">30,000<', http.get(f"{market}/company", timeout=10).text)
 
     token = csrf_of(joined)
-    bought = http.post(f"{market}/buy/pos", data={"csrf_token": token}, timeout=10)
+    # Buying asks first, with what it would cost; a post that did not come from that page buys nothing.
+    unasked = http.post(f"{market}/buy/pos", data={"csrf_token": token}, allow_redirects=False, timeout=10)
+    assert unasked.status_code == 303 and unasked.headers["Location"] == "/buy/pos"
+    asked = http.get(f"{market}/buy/pos", timeout=10)
+    assert dict(re.findall(r'id="([a-z-]+)">([\d,]+)<', asked.text)) == {
+        "price": "36,000", "paid-points": "18,000", "own-funds": "18,000", "points": "12,000"}
+    assert 'id="confirm-purchase"' in asked.text and "點數一經折抵即不退還" in asked.text
+    assert re.search(r'id="points">30,000<', http.get(f"{market}/company", timeout=10).text)
+    bought = http.post(f"{market}/buy/pos", data={"csrf_token": token, "confirm": "yes"}, timeout=10)
     assert bought.status_code == 200 and re.fullmatch(rf"{market}/purchases/\d+", bought.url)  # redirected
     split = dict(re.findall(r'id="([a-z-]+)">([\d,]+)<', bought.text))
     assert split == {"price": "36,000", "paid-points": "18,000", "own-funds": "18,000", "points": "12,000"}
@@ -334,7 +342,8 @@ def test_a_responsible_person_logs_in_with_the_card_joins_buys_and_logs_out(moce
     assert dict(re.findall(r'id="([a-z-]+)">([\d,]+)<', reloaded.text)) == split
     assert requests.get(bought.url, allow_redirects=False, timeout=10).status_code == 302  # not without a login
     again = dict(re.findall(r'id="([a-z-]+)">([\d,]+)<',
-                            http.post(f"{market}/buy/pos", data={"csrf_token": token}, timeout=10).text))
+                            http.post(f"{market}/buy/pos", data={"csrf_token": token, "confirm": "yes"},
+                                      timeout=10).text))
     assert again == {"price": "36,000", "paid-points": "12,000", "own-funds": "24,000", "points": "0"}
 
     # RP-initiated logout: MoCert ends its session (the ID token hints who) and sends the person back.
