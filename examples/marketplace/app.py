@@ -204,8 +204,11 @@ def _person() -> dict | None:
 
 
 def _login_required():
+    """Nobody logged in: to the front page and its ways to log in, not straight to MoCert's login page (Back
+    after logging out would land there)."""
     if _person() is None:
-        return redirect(url_for("login"))
+        flash("請先登入。Please log in first.")
+        return redirect(url_for("index"))
     return None
 
 
@@ -213,6 +216,13 @@ def _login_required():
 
 
 def _routes(app: Flask) -> None:
+    @app.after_request
+    def _not_kept(response):
+        # A logged-in page is never kept: Back after logging out asks again, and shows nobody's data.
+        if _person() is not None:
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.get("/")
     def index():
         if request.args.get("state"):  # back from MoCert's logout

@@ -88,7 +88,9 @@ def test_revoking_the_phone_logs_the_person_out_of_the_marketplace(
         expect(page.locator("body")).to_contain_text("您在 MoCert 的登入已結束")
         expect(page.locator("#person")).to_have_count(0)
         expect(page.locator("#login-card")).to_be_visible()
-        page.goto(f"{marketplace.url}/company")
-        page.wait_for_url("**/authorize/login?**")  # the company page asks for a login again: MoCert's
+        page.goto(f"{marketplace.url}/company")  # the company page asks for a login again
+        page.wait_for_url(f"{marketplace.url}/")
+        expect(page.locator("body")).to_contain_text("請先登入")
+        expect(page.locator("#login-card")).to_be_visible()
     finally:
         context.close()

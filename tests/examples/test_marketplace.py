@@ -319,6 +319,7 @@ def test_a_responsible_person_logs_in_with_the_card_joins_buys_and_logs_out(moce
                                                "tax_id": VALID_TAX_ID}, timeout=10)
     assert joined.url == f"{market}/company"
     assert re.search(r'id="points">30,000<', joined.text) and "小明雲端商行" in joined.text
+    assert joined.headers["Cache-Control"] == "no-store"  # a logged-in page is never kept for Back
 
     # A purchase without the session's CSRF token does nothing.
     forged = http.post(f"{market}/buy/pos", data={"csrf_token": "forged"}, timeout=10)
@@ -358,13 +359,17 @@ def test_a_responsible_person_logs_in_with_the_card_joins_buys_and_logs_out(moce
     home = http.get(back.headers["Location"], timeout=10)
     assert "您已登出" in home.text and "王小明" not in home.text
     assert http.get(f"{mocert}/api/v1/account", timeout=10).status_code == 401
-    assert http.get(f"{market}/company", allow_redirects=False, timeout=10).headers["Location"] == "/login"
+    assert http.get(f"{market}/company", allow_redirects=False, timeout=10).headers["Location"] == "/"
+    # Back to a logged-in page after logging out: it was not kept, and asking for it again leads to the front
+    # page and its ways to log in, not to MoCert's login page.
+    assert "請先登入" in http.get(f"{market}/company", timeout=10).text
+    assert "Cache-Control" not in home.headers or "no-store" not in home.headers["Cache-Control"]
 
     # Logging in again finds the company as it was: the 30,000 points were granted once.
     later = requests.Session()
     back_in = log_in(later, mocert, market, pki)
     assert back_in.status_code == 302 and back_in.headers["Location"] == "/company"
-    assert http.get(f"{market}/join", allow_redirects=False, timeout=10).headers["Location"] == "/login"
+    assert http.get(f"{market}/join", allow_redirects=False, timeout=10).headers["Location"] == "/"
     company = later.get(f"{market}/join", timeout=10)  # joining again leads to the company page
     assert company.url == f"{market}/company" and re.search(r'id="points">0<', company.text)
 
@@ -376,4 +381,4 @@ def test_a_callback_with_a_forged_state_or_an_error_logs_nobody_in(marketplace):
     assert forged.status_code == 400 and "登入失敗" in forged.text
     denied = http.get(f"{marketplace.url}/callback", params={"error": "access_denied", "state": "s"}, timeout=10)
     assert denied.status_code == 400
-    assert http.get(f"{marketplace.url}/company", allow_redirects=False, timeout=10).headers["Location"] == "/login"
+    assert http.get(f"{marketplace.url}/company", allow_redirects=False, timeout=10).headers["Location"] == "/"

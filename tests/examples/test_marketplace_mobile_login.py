@@ -102,7 +102,7 @@ def test_a_person_logs_in_by_scanning_the_qr_ticket_and_approving_on_the_phone(m
     out = http.post(f"{market}/logout", data={"csrf_token": csrf_of(joined)}, allow_redirects=False, timeout=10)
     assert (out.status_code, out.headers["Location"]) == (303, "/")
     assert "您已登出" in http.get(f"{market}/", timeout=10).text
-    assert http.get(f"{market}/company", allow_redirects=False, timeout=10).headers["Location"] == "/login"
+    assert http.get(f"{market}/company", allow_redirects=False, timeout=10).headers["Location"] == "/"
 
     # Next time the same ID finds the same company.
     again = requests.Session()
@@ -151,7 +151,7 @@ def test_declining_on_the_phone_logs_nobody_in_and_says_so(mocert, marketplace, 
     assert (answer["status"], answer["code"]) == ("refused", "APP_USER_CANCEL")
     assert answer["message"]["zh"].startswith("您已在手機上拒絕") and "declined" in answer["message"]["en"]
     assert answer["message"]["bind_url"] is None
-    assert http.get(f"{market}/company", allow_redirects=False, timeout=10).headers["Location"] == "/login"
+    assert http.get(f"{market}/company", allow_redirects=False, timeout=10).headers["Location"] == "/"
     assert status(http, market, page)["status"] == "ended"
 
 
@@ -386,7 +386,7 @@ def test_an_approval_mocert_answers_altered_logs_nobody_in(mocert, marketplace, 
     http, answer = _approved_login(mocert, marketplace.url, phone)
     assert (answer["status"], answer["message"]["zh"]) == ("failed", "登入失敗，請再試一次。")
     assert len(tampering.approved) == 2  # MoCert did answer an approval: the marketplace did not believe it
-    assert http.get(f"{marketplace.url}/join", allow_redirects=False, timeout=10).headers["Location"] == "/login"
+    assert http.get(f"{marketplace.url}/join", allow_redirects=False, timeout=10).headers["Location"] == "/"
     assert "mobile_login" not in _session(marketplace, http)  # the login ended: not asked again
     assert status(http, marketplace.url, http.get(f"{marketplace.url}/login/mobile", timeout=10))["status"] == "ended"
 
@@ -407,7 +407,7 @@ def test_an_approval_from_a_phone_revoked_since_logs_nobody_in_and_says_why(moce
     answer = status(http, market, page)
     assert answer["status"] == "revoked"
     assert answer["message"]["zh"].startswith("此手機的行動自然人憑證已被廢止") and "revoked" in answer["message"]["en"]
-    assert http.get(f"{market}/join", allow_redirects=False, timeout=10).headers["Location"] == "/login"
+    assert http.get(f"{market}/join", allow_redirects=False, timeout=10).headers["Location"] == "/"
     assert status(http, market, page)["status"] == "ended"
 
 
