@@ -321,7 +321,10 @@ def message(refusal: Refusal) -> str:
 def body(refusal: Refusal) -> dict:
     entry = lookup(refusal)
     shown = {name: refusal.params[name] for name in entry.shown if name in refusal.params}
-    return {"error": refusal.code, "message": gettext(entry.message, **refusal.params), **shown}
+    answer = {"error": refusal.code, "message": gettext(entry.message, **refusal.params), **shown}
+    if refusal.params.get("also"):  # further refusals of the same request (a form's other wrong fields)
+        answer["also"] = [{"error": other.code, "message": message(other)} for other in refusal.params["also"]]
+    return answer
 
 
 def json_response(refusal: Refusal):

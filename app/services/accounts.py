@@ -89,14 +89,25 @@ class Accounts:
         login = self._pending_card_login(pending_login)
         card = login.card_certificate
         raw_id = payload.get("national_id")
+        # Every field is checked before any is refused, so that the form shows all that is wrong at once.
+        # Given contact details are checked now; whether they are needed at all (a new account) is told only
+        # once the ID is proven, since that says whether the ID has an account.
+        wrong: list[Refusal] = []
+        national_id = email = phone = None
         try:
             national_id = nid.normalize(raw_id if isinstance(raw_id, str) else "")
         except nid.InvalidNationalId as exc:
-            raise Refusal("invalid_national_id", case=REGISTRATION, reason=exc.reason) from None
-        # Given contact details are checked now; whether they are needed at all (a new account) is told only
-        # once the ID is proven, since that says whether the ID has an account.
-        email = _contact(normalize_email, payload.get("email"))
-        phone = _contact(normalize_mobile, payload.get("phone"))
+            wrong.append(Refusal("invalid_national_id", case=REGISTRATION, reason=exc.reason))
+        try:
+            email = _contact(normalize_email, payload.get("email"))
+        except InvalidContact as exc:
+            wrong.append(exc)
+        try:
+            phone = _contact(normalize_mobile, payload.get("phone"))
+        except InvalidContact as exc:
+            wrong.append(exc)
+        if wrong:
+            raise _all_of(wrong)
 
         id_hash = self.national_id_hash(national_id)
         self._prove_identity(login, card, national_id, id_hash)
@@ -106,7 +117,8 @@ class Accounts:
             return "card_linked", self._link_card(login, card, existing, browser), False
 
         if email is None or phone is None:  # a new account needs both
-            raise InvalidContact("email" if email is None else "phone", "required for a new account")
+            raise _all_of([InvalidContact(field, "required for a new account")
+                           for field, value in (("email", email), ("phone", phone)) if value is None])
         _claim(login)
         account = Account(
             national_id_hash=id_hash,
@@ -481,6 +493,14 @@ def _claim(login: CardLogin) -> None:
     if claimed.rowcount != 1:
         db.session.rollback()
         raise card_login_required()
+
+
+def _all_of(refusals: list[Refusal]) -> Refusal:
+    """The first refusal, carrying the others (``also``: the answer lists them, each with its message)."""
+    first, *others = refusals
+    if others:
+        first.params["also"] = others
+    return first
 
 
 def _contact(normalize, value: object) -> str | None:

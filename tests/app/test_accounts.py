@@ -301,3 +301,22 @@ def test_the_account_page_says_a_code_was_sent_only_when_it_was(client, pki, app
 def test_the_account_api_needs_a_login(client):
     response = client.get("/api/v1/account")
     assert response.status_code == 401 and response.get_json()["error"] == "login_required"
+
+
+def test_registration_names_every_wrong_field_at_once(client, pki, app):
+    wrong = register(client, pki, national_id="A123456789", email="not-an-address", phone="12")
+    assert wrong.status_code == 400
+    body = wrong.get_json()
+    assert body["error"] == "invalid_email" and [other["error"] for other in body["also"]] == ["invalid_phone"]
+    assert all(other["message"] for other in body["also"])
+    bad_id = client.post("/api/v1/account/register", json={"national_id": "A12", "email": "x", "phone": "1"})
+    assert [bad_id.get_json()["error"], *[o["error"] for o in bad_id.get_json()["also"]]] == [
+        "invalid_national_id", "invalid_email", "invalid_phone"]
+    missing = client.post("/api/v1/account/register", json={"national_id": "A123456789", "email": "", "phone": ""})
+    assert missing.status_code == 400 and missing.get_json()["error"] == "invalid_email"
+    assert [other["error"] for other in missing.get_json()["also"]] == ["invalid_phone"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Account)) == 0  # nothing registered, nothing spent
+    one = client.post("/api/v1/account/register", json={"national_id": "A123456789", "email": "wang@example.com",
+                                                        "phone": "12"})
+    assert one.get_json()["error"] == "invalid_phone" and "also" not in one.get_json()

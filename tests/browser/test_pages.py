@@ -12,11 +12,16 @@ def test_a_new_person_registers_confirms_the_email_and_sees_the_account(page, li
     assert browser_card_login(page, live_server, pki, "A123456789")["status"] == "registration_required"
     page.goto(f"{live_server}/register")
     expect(page.locator("html")).to_have_attribute("lang", re.compile("zh"))
-    page.fill("#national_id", "A123456788")  # a typo in the check digit
+    page.fill("#national_id", "A123456788")  # a typo in the check digit, and two more mistakes
+    page.fill("#email", "wang@example")
+    page.fill("#phone", "12")
+    page.click("#register-form button[type=submit]")
+    # Every wrong field at once, each beside its input.
+    expect(page.locator("#national_id-error")).to_contain_text("身分證")
+    expect(page.locator("#email-error")).to_be_visible()
+    expect(page.locator("#phone-error")).to_be_visible()
     page.fill("#email", "wang@example.com")
     page.fill("#phone", "0912345678")
-    page.click("#register-form button[type=submit]")
-    expect(page.locator("#national_id-error")).to_contain_text("身分證")
     page.fill("#national_id", "A123456789")
     page.click("#register-form button[type=submit]")
 

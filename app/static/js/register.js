@@ -60,6 +60,10 @@
     const field = FIELD_OF_ERROR[result.data.error];
     if (field) {
       setFieldError(field, result.data.message);
+      // Every wrong field at once: the answer lists the others.
+      (result.data.also || []).forEach((other) => {
+        if (FIELD_OF_ERROR[other.error]) setFieldError(FIELD_OF_ERROR[other.error], other.message);
+      });
       showStatus(status, t("fixField"), "error");
       form.elements[field].focus();
       return;
