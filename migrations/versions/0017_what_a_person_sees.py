@@ -2,8 +2,8 @@
 it is suspended, when it was found possibly cloned; whether the mail server took a code
 
 Rows from before are filled in from the audit trail where it tells (an unbinding by its owner is
-``device:unbound``; any other revocation was the service's); a code from before counts as sent, as it was
-reported then.
+``device:unbound``; any other revocation was the service's); a code from before counts as sent unless the
+account's newest ``account:email:code_sent`` event recorded that the mail server did not take it.
 
 Revision ID: 0017
 Revises: 0016
@@ -32,31 +32,55 @@ def upgrade():
         batch.add_column(sa.Column("send_error", sa.String(length=200), nullable=True))
 
     connection = op.get_bind()
+    # A code from before went out unless the account's newest code_sent event says it did not (MoCert
+    # recorded delivered False and answered email_sent False then, without keeping it on the code's row).
     connection.execute(sa.text("UPDATE email_verifications SET sent_at = created_at"))
-    # The newest event of each kind per device says who and when.
-    latest: dict[tuple[str, int], object] = {}
-    rows = connection.execute(sa.text(
-        "SELECT tag, occurred_at, details FROM audit_events WHERE tag IN "
-        "('device:unbound', 'device:suspended', 'device:possibly_cloned') ORDER BY id"
-    ))
-    for tag, occurred_at, details in rows:
-        details = json.loads(details) if isinstance(details, str) else details or {}
-        if isinstance(details.get("device"), int):
-            latest[(tag, details["device"])] = occurred_at
-    unbound = {device for tag, device in latest if tag == "device:unbound"}
-    revoked = connection.execute(sa.text("SELECT id FROM devices WHERE status = 'revoked'")).scalars().all()
-    for device in revoked:
-        connection.execute(sa.text("UPDATE devices SET revoked_by = :by WHERE id = :id"),
-                           {"by": "owner" if device in unbound else "service", "id": device})
-    for (tag, device), occurred_at in latest.items():
-        if tag == "device:suspended":
-            connection.execute(sa.text("UPDATE devices SET suspended_at = :at WHERE id = :id AND status = 'suspended'"),
-                               {"at": occurred_at, "id": device})
-        elif tag == "device:possibly_cloned":
-            connection.execute(
-                sa.text("UPDATE devices SET possibly_cloned_at = :at WHERE id = :id AND possibly_cloned"),
-                {"at": occurred_at, "id": device},
-            )
+    newest_sent: dict[int, bool] = {}
+    for account_id, details in _events(connection, ("account:email:code_sent",), "account_id, details"):
+        newest_sent[account_id] = _details(details).get("delivered") is not False
+    refused = [{"account": account} for account, delivered in newest_sent.items() if account is not None and not delivered]
+    if refused:
+        connection.execute(sa.text(
+            "UPDATE email_verifications SET sent_at = NULL, send_error = 'not taken by the mail server' "
+            "WHERE id = (SELECT MAX(id) FROM email_verifications WHERE account_id = :account)"
+        ), refused)
+
+    # Who revoked a device: its owner when it was unbound (device:unbound), else the service. Since when it is
+    # suspended: the newest suspension; since when possibly cloned: the first finding, as the code keeps it.
+    unbound, suspended, cloned = set(), {}, {}
+    for tag, occurred_at, details in _events(
+        connection, ("device:unbound", "device:suspended", "device:possibly_cloned"), "tag, occurred_at, details"
+    ):
+        device = _details(details).get("device")
+        if not isinstance(device, int):
+            continue
+        if tag == "device:unbound":
+            unbound.add(device)
+        elif tag == "device:suspended":
+            suspended[device] = occurred_at
+        else:
+            cloned.setdefault(device, occurred_at)
+    connection.execute(sa.text("UPDATE devices SET revoked_by = 'service' WHERE status = 'revoked'"))
+    if unbound:
+        connection.execute(sa.text("UPDATE devices SET revoked_by = 'owner' WHERE id = :id AND status = 'revoked'"),
+                           [{"id": device} for device in sorted(unbound)])
+    if suspended:
+        connection.execute(sa.text("UPDATE devices SET suspended_at = :at WHERE id = :id AND status = 'suspended'"),
+                           [{"at": at, "id": device} for device, at in suspended.items()])
+    if cloned:
+        connection.execute(sa.text("UPDATE devices SET possibly_cloned_at = :at WHERE id = :id AND possibly_cloned"),
+                           [{"at": at, "id": device} for device, at in cloned.items()])
+
+
+def _events(connection, tags: tuple[str, ...], columns: str):
+    """The audit events of these tags in the order they happened, streamed (the trail may be long)."""
+    names = ", ".join(f"'{tag}'" for tag in tags)  # our own constants
+    return connection.execute(sa.text(f"SELECT {columns} FROM audit_events WHERE tag IN ({names}) ORDER BY id")
+                              .execution_options(stream_results=True, yield_per=1000))
+
+
+def _details(details) -> dict:
+    return (json.loads(details) if isinstance(details, str) else details) or {}
 
 
 def downgrade():
