@@ -36,7 +36,8 @@ def select_locale() -> str:
 
 # What marks a certificate's issuer DN as MOICA's (the demo's "MoCert Demo MOICA" too): shown by the name people
 # know, not as the DN (which stays in the audit trail and the API's "issuer").
-MOICA_MARKERS = ("MOICA", "內政部憑證管理中心")
+# MOICA's own unit in its name (iccard/moica.py), not the word "MOICA": the demo's "MoCert Demo MOICA" is no MOICA.
+MOICA_MARKERS = ("OU=內政部憑證管理中心",)
 MOICA_NAME = N_("Ministry of the Interior Certification Authority")
 
 

@@ -113,3 +113,13 @@ def test_the_icon_is_named_by_every_page_and_found_at_the_old_address_too(client
     assert old.status_code == 301 and old.headers["Location"].endswith("/static/favicon.svg")
     icon = client.get("/static/favicon.svg")
     assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+
+
+def test_a_card_issuer_is_shown_by_its_name_and_only_moicas_name_is_moicas(app):
+    from app.i18n import issuer_name
+    from iccard.moica import MOICA_NAME
+
+    with app.test_request_context(headers={"Accept-Language": "zh-TW"}):
+        assert issuer_name(MOICA_NAME.rfc4514_string()) == "內政部憑證管理中心"
+        assert issuer_name("CN=MoCert Demo MOICA,O=MoCert Demo,C=TW") == "MoCert Demo MOICA"  # the demo's is no MOICA
+        assert issuer_name("O=Some CA,C=TW") == "Some CA" and issuer_name(None) == "—"
