@@ -162,6 +162,9 @@ ANSWERS: dict[Key, Answer] = {
     "renewal_changes_nothing": Answer(
         409, N_("Renewing now would not move this device's end date: its certificate already runs a full year.")
     ),
+    ("renewal_changes_nothing", "possibly_cloned"): Answer(
+        409, N_("A phone that may have been copied is not renewed: unbind it and bind your phone anew.")
+    ),
     ("account_locked", "resume"): Answer(409, N_("Unlock the account before resuming its devices.")),
     # A phone that may not log its person in (any login with it: the QR code or a passkey).
     ("device_expired", "use"): Answer(

@@ -251,7 +251,7 @@ class Devices:
         now = utcnow().replace(microsecond=0)
         if renewal_end(device, now) is None:
             db.session.rollback()
-            raise Refusal("renewal_changes_nothing")
+            raise Refusal("renewal_changes_nothing", case="possibly_cloned" if device.possibly_cloned else None)
         certificate = self.certificates.issue(device, now)
         self.certificates.supersede_certificates(device, certificate)  # one live certificate per key
         record(Tags.DEVICE_RENEWED, account=account, device=device.id, certificate=certificate.serial_hex)

@@ -667,6 +667,16 @@ def test_renewing_a_phone_bound_today_is_not_offered_and_refused_if_asked(person
     renewed = person.post(f"/api/v1/devices/{device_id}/renew", json={}).get_json()["device"]
     assert renewed["expires_at"][:10] == offered[:10] and renewed["renews_until"] is None
 
+    # A phone that may have been copied is bound anew, never renewed, and is told so.
+    with app.app_context():
+        for certificate in db.session.scalars(select(MobileCertificate)):
+            certificate.not_after -= timedelta(days=60)
+        db.session.get(Device, device_id).possibly_cloned = True
+        db.session.commit()
+    assert _view(person)["renews_until"] is None
+    copied = person.post(f"/api/v1/devices/{device_id}/renew", json={}, headers={"Accept-Language": "zh-TW"})
+    assert copied.status_code == 409 and "可能遭複製的手機不予展期" in copied.get_json()["message"]
+
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("bound", "renewing", "offered"), [
