@@ -18,8 +18,13 @@
 
   // Sentences one after another: a space after an English one, none after a full-width stop (。！？，；：),
   // which Chinese typesetting never follows with a half-width space.
+  // Chinese (and its full-width punctuation, 」 and ） included) takes no space between sentences; English does.
+  const WIDE = /[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]/;
   function sentences(...parts) {
-    return parts.filter(Boolean).reduce((text, part) => (!text || /[。！？，；：]$/.test(text) ? text + part : text + " " + part), "");
+    return parts.filter(Boolean).reduce((text, part) => {
+      if (!text) return part;
+      return WIDE.test(text.slice(-1)) || WIDE.test(part[0]) ? text + part : text + " " + part;
+    }, "");
   }
 
   function csrfToken() {
