@@ -373,7 +373,8 @@ def _routes(app: Flask) -> None:
             current_app.logger.warning("MoCert's keys unreachable for a logout token: %r", exc)
             return _no_store(jsonify(error="temporarily_unavailable"), 503)
         if not _store().end_oidc_session(issuer=claims["iss"], sid=claims.get("sid"), sub=claims.get("sub"),
-                                         jti=claims["jti"], expires_at=float(claims["exp"]), now=time.time()):
+                                         jti=claims["jti"], expires_at=float(claims["exp"] + backchannel.LEEWAY),
+                                         now=time.time()):  # kept as long as the token would be taken
             return _no_store(jsonify(error="invalid_request", error_description="jti already used"), 400)
         return _no_store(current_app.response_class(status=200))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
@@ -26,7 +26,9 @@ class InvalidLogoutToken(Exception):
 
 
 class UnknownKey(InvalidLogoutToken):
-    """Its signature does not verify with these keys: MoCert may have a new one (fetch them again, once)."""
+    """Signed with a key these keys do not name (its ``kid``): MoCert may have a new one (fetch them again, once).
+    A token that names a known key and does not verify with it is only invalid: fetching again would not help,
+    and anybody could make the marketplace fetch MoCert's keys by posting garbage."""
 
 
 def verify(logout_token: object, *, jwks: dict, issuer: str, client_id: str, now: float | None = None) -> dict:
@@ -35,9 +37,15 @@ def verify(logout_token: object, *, jwks: dict, issuer: str, client_id: str, now
     if not isinstance(logout_token, str) or not logout_token:
         raise InvalidLogoutToken("no logout_token")
     try:
+        kid = jws.extract_compact(logout_token.encode()).headers().get("kid")
+    except (JoseError, ValueError) as exc:
+        raise InvalidLogoutToken(f"not a signed JWT: {exc}") from None
+    if kid not in {key.get("kid") for key in jwks.get("keys", [])}:
+        raise UnknownKey(f"signed with a key MoCert's keys do not name ({kid!r})")
+    try:
         token = jwt.decode(logout_token, KeySet.import_key_set(jwks), algorithms=ALGORITHMS)
     except (JoseError, ValueError) as exc:
-        raise UnknownKey(f"not signed by MoCert's keys: {exc}") from None
+        raise InvalidLogoutToken(f"its signature does not verify: {exc}") from None
     header, claims = token.header, token.claims
     now = time.time() if now is None else now
     if header.get("typ") != "logout+jwt":

@@ -54,10 +54,16 @@ def test_what_is_not_a_valid_logout_token_is_refused(token, why):
         _verify(token())
 
 
-def test_a_token_signed_by_another_key_is_an_unknown_key_to_fetch_again_for():
-    other = RSAKey.generate_key(2048, parameters={"kid": "k1", "alg": "RS256"})
+def test_a_token_signed_by_a_key_not_named_is_an_unknown_key_to_fetch_again_for_and_a_forged_one_is_not():
+    rotated = RSAKey.generate_key(2048, parameters={"kid": "k2", "alg": "RS256"})
     with pytest.raises(UnknownKey):
-        _verify(_token(key=other))
+        _verify(_token(key=rotated, header={"kid": "k2"}))
+    forged = RSAKey.generate_key(2048, parameters={"kid": "k1", "alg": "RS256"})  # MoCert's kid, another key
+    with pytest.raises(InvalidLogoutToken, match="signature") as refused:
+        _verify(_token(key=forged))
+    assert not isinstance(refused.value, UnknownKey)
+    with pytest.raises(InvalidLogoutToken, match="not a signed JWT"):
+        _verify("garbage")
 
 
 def test_the_store_ends_a_session_by_sid_or_every_earlier_one_of_a_person_and_takes_each_jti_once(tmp_path):
