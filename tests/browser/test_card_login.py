@@ -46,7 +46,8 @@ def test_when_the_component_is_not_running_the_page_says_how_to_start_it(login_p
     page = login_page("http://localhost:9")  # nothing listens there
     page.fill("#pin", "123456")
     page.click("#login-button")
-    expect(page.locator("#login-status")).to_contain_text("python -m iccard.agent", timeout=20_000)
+    expect(page.locator("#login-status")).to_contain_text("請在這台電腦上啟動跨平台網頁元件", timeout=20_000)
+    assert "python -m" not in page.locator("#login-status").text_content()  # an operator's command, not a citizen's
 
 
 def test_an_untrusted_site_is_trusted_only_after_the_person_agrees(login_page, start_agent, pki, live_server):
