@@ -39,6 +39,7 @@ from tests.support import ApiClient, card_login, card_of
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the pages do not depend on it
 
 ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "app" / "templates"
 ZH = {"Accept-Language": "zh-TW"}
 EN = {"Accept-Language": "en"}
 
@@ -52,9 +53,10 @@ ALLOWED_TERMS = re.compile(
     r"client_secret_\w+|private_key_jwt|none|openid|profile|email|phone|offline_access|national_id|"
     r"pairwise|public|admin|auditor|ATH|SIGN|BATSIGN|MOICA|GRCA|OCSP|CRL|CA|Web|Push|GMT|UTC)\b"
 )
-# Text the pages show as given, not written by us: the factories' names, the demo cards' holders, the demo's
-# support contacts (a deployment's own, in the language it writes them), the reason `flask admin grant` records.
-DATA = ("王小明", "陳美玲", "林志豪", "我的手機", "臺灣雲市集", "granted with flask admin grant",
+# Text the pages show as given, not written by us: the factories' names, the demo cards' holders, an agency's
+# name and the hint its request carries, the demo's support contacts (a deployment's own, in the language it
+# writes them), the reason `flask admin grant` records.
+DATA = ("王小明", "陳美玲", "林志豪", "我的手機", "登入臺灣雲市集", "臺灣雲市集", "granted with flask admin grant",
         *(line for contact in DEMO_SUPPORT_CONTACTS for line in (contact["name"], *contact["hours"])))
 # Chinese an English page shows on purpose, beside its English: the names a person reads on the card, the
 # component's installer and MOICA's own pages, so that they can match them (decided: no other Chinese).
@@ -277,3 +279,60 @@ def test_the_heuristic_sees_english_and_chinese():
                                        "Close this dialog now"]
     assert chinese_text('<html lang="en"><p>Log in <span lang="zh-Hant-TW">行動自然人憑證</span></p>'
                         '<p>王小明</p><p>帳號</p></html>') == ["帳號"]
+
+
+# Templates no page renders on its own: the layouts and partials the pages extend or include, and the service
+# worker (JavaScript, in NOT_PAGES).
+NOT_RENDERED_HERE = {"base.html", "admin/layout.html", "admin/_macros.html", "admin/_client_form.html", "inbox_sw.js"}
+
+
+def _csrf(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+@SQLITE
+@pytest.mark.parametrize("headers", [ZH, EN], ids=["zh-TW", "en"])
+def test_the_pages_a_post_answers_speak_one_language_and_every_template_is_rendered(app, pki, state, headers):
+    from flask import template_rendered
+
+    from tests.app.agency_client import AgencyClient
+
+    rendered: set[str] = set()
+
+    def note(sender, template, context, **extra):
+        rendered.add(template.name)
+
+    admin, newcomer = logged_in(app, pki, ADMIN_ID), logged_in(app, pki, "A123456789")
+    with app.app_context():
+        agency, api_key = parts().agencies.add(actor="test", name="臺灣雲市集", callback_url="https://sp.example/cb")
+        agency_client = AgencyClient("http://localhost", agency.sp_service_id, api_key)
+        form, malformed = agency_client.web_form(), agency_client.web_form(time_limit="29")
+    template_rendered.connect(note, app)
+    try:
+        for endpoint, paths in sorted(page_paths(app, state).items()):  # the GET pages, as the test above
+            for path in paths:
+                (newcomer if endpoint == "account.register_page" else admin).get(path, headers=headers)
+        token = _csrf(admin.get("/admin", headers=headers).get_data(as_text=True))
+        answers = {
+            "POST /admin (a search)": admin.post("/admin", data={"csrf_token": token, "by": "any", "q": "陳"},
+                                                 headers=headers),
+            "POST /admin/tokens (its secret, once)": admin.post(
+                "/admin/tokens", data={"csrf_token": token, "name": "SIEM", "scope": "read", "expires_in_days": "30"},
+                headers=headers),
+            "POST /admin/tokens (the form again, refused)": admin.post(
+                "/admin/tokens", data={"csrf_token": token, "name": "SIEM", "expires_in_days": "30"}, headers=headers),
+            "POST /moise/sp/fidoRedirect/web (the agency's request)": app.test_client().post(
+                "/moise/sp/fidoRedirect/web", data=form, headers=headers),
+            "POST /moise/sp/fidoRedirect/web (the agency's, malformed: posted back with its code)":
+                app.test_client().post("/moise/sp/fidoRedirect/web", data=malformed, headers=headers),
+        }
+        for status in (404, 500):
+            app.test_client().get("/nope" if status == 404 else "/help", headers=headers)
+        app.test_client().post("/moise/sp/fidoRedirect/web", data={}, headers=headers)  # refused: its own page
+    finally:
+        template_rendered.disconnect(note, app)
+    assert [answer.status_code for answer in answers.values()] == [200, 201, 400, 200, 200]
+    findings = {name: wrong_language(answer.get_data(as_text=True), headers) for name, answer in answers.items()}
+    assert {name: found for name, found in findings.items() if found} == {}
+    templates = {str(path.relative_to(TEMPLATES)) for path in TEMPLATES.rglob("*") if path.is_file()}
+    assert templates - rendered - NOT_RENDERED_HERE == set(), "a page no language test renders"
