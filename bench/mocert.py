@@ -128,12 +128,13 @@ def _environment(variables: dict[str, str]):
 
 
 def make_app(environment: dict[str, str]):
-    """The app as gunicorn makes it from ``environment``, in this process, without a sealer of its own: the
-    server's seals what it records, and none is left polling a database the bench has dropped."""
+    """The app as gunicorn makes it from ``environment``, in this process, without a background worker of its
+    own (sealer, logout courier): the server's do that work, and none is left polling a database the bench
+    has dropped."""
     from app import create_app
     from config import config_from_env
 
-    with _environment({**environment, "MOCERT_AUDIT_SEAL_INTERVAL": "0"}):
+    with _environment({**environment, "MOCERT_AUDIT_SEAL_INTERVAL": "0", "MOCERT_BACKCHANNEL_LOGOUT_INTERVAL": "0"}):
         return create_app(config_from_env())
 
 
